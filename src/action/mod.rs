@@ -1,0 +1,253 @@
+//! Actions, conflicts and outcomes.
+//!
+//! In the act phase every due agent may emit one [`Action`] message: who acts, at
+//! what priority, at which exact virtual time, on what target, and what it wants.
+//! In the resolve phase the [`ConflictResolver`] groups the step's actions by
+//! target, region by region in parallel. In a group of several contenders one
+//! wins, chosen by the configured [`ConflictStrategy`]; the others are rejected.
+//! Winners are applied to the world. Every action gets exactly one [`Outcome`]
+//! message, and the learn phase delivers it to the agent's
+//! [`Feedback`](crate::agent::Feedback).
+//!
+//! Before resolution the actions are put in a total order (target, agent id,
+//! timestamp, kind), so nothing depends on which thread emitted what first.
+
+mod plugin;
+
+pub use plugin::{ActionPlugin, LearnSystems};
+
+use std::sync::Arc;
+
+use bevy_ecs::prelude::*;
+use bevy_math::Vec2;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentId, Priority};
+use crate::clock::SimTime;
+use crate::world::SiteId;
+
+/// What an action is aimed at. Actions on the same target in the same step
+/// conflict: at most one of them is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Site(SiteId),
+}
+
+/// What an agent wants to do to its target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActionKind {
+    /// Publish a site the agent discovered (explorers).
+    Report,
+    /// Measure the site's value and publish the estimate (analyzers). `noise` is
+    /// the agent's relative measurement error, drawn from its own generator.
+    Assess { noise: f32 },
+    /// Take up to `amount` value from the site (controllers).
+    Harvest { amount: f32 },
+    /// A game's own action; the resolver settles its conflicts and reports
+    /// `Applied { value }` to the winner without touching the world.
+    Custom { code: u32, value: f32 },
+}
+
+impl ActionKind {
+    /// A small number that orders kinds in the total order of actions.
+    pub fn code(&self) -> u32 {
+        match self {
+            ActionKind::Report => 0,
+            ActionKind::Assess { .. } => 1,
+            ActionKind::Harvest { .. } => 2,
+            ActionKind::Custom { code, .. } => 3 + code,
+        }
+    }
+}
+
+/// An agent's request to change the world, emitted in the act phase.
+#[derive(Message, Clone, Copy, Debug, PartialEq)]
+pub struct Action {
+    pub agent: AgentId,
+    pub entity: Entity,
+    pub priority: Priority,
+    /// The agent's exact due time (virtual nanoseconds).
+    pub timestamp: SimTime,
+    pub target: Target,
+    pub kind: ActionKind,
+    /// Where the agent stood when it acted.
+    pub origin: Vec2,
+}
+
+/// Why an action that won (or had no contender) could not be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FailReason {
+    /// The agent was farther from the target than the world's reach.
+    OutOfReach,
+    /// Nothing was left to harvest.
+    Depleted,
+    /// The target does not exist.
+    UnknownTarget,
+}
+
+/// What happened to an action.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActionResult {
+    /// Applied to the world. `value` depends on the kind: 1 for a new discovery
+    /// (0 if it was already known), the published estimate for an assessment, the
+    /// value taken for a harvest.
+    Applied { value: f32 },
+    /// Lost a conflict to `winner`.
+    Rejected { winner: AgentId },
+    /// Won (or had no contender) but could not be applied.
+    Failed { reason: FailReason },
+}
+
+/// The outcome of one action, written by the resolver.
+#[derive(Message, Clone, Copy, Debug, PartialEq)]
+pub struct Outcome {
+    pub agent: AgentId,
+    pub entity: Entity,
+    pub timestamp: SimTime,
+    pub target: Target,
+    pub kind: ActionKind,
+    pub result: ActionResult,
+}
+
+/// The compact form of a result kept in an agent's `Feedback`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FeedbackResult {
+    Applied(f32),
+    Rejected,
+    Failed(FailReason),
+}
+
+impl From<ActionResult> for FeedbackResult {
+    fn from(r: ActionResult) -> Self {
+        match r {
+            ActionResult::Applied { value } => FeedbackResult::Applied(value),
+            ActionResult::Rejected { .. } => FeedbackResult::Rejected,
+            ActionResult::Failed { reason } => FeedbackResult::Failed(reason),
+        }
+    }
+}
+
+/// What a conflict rule may look at besides the contenders.
+#[derive(Clone, Copy, Debug)]
+pub struct ConflictContext {
+    pub seed: u64,
+    pub step: u64,
+}
+
+/// A game's own way of picking a winner.
+pub trait ConflictRule: Send + Sync + 'static {
+    /// `contenders` are two or more actions on the same target in one step, in
+    /// the total order (agent id, then timestamp, then kind). Returns the index
+    /// of the winner. Must depend only on its inputs.
+    fn winner(&self, contenders: &[Action], ctx: &ConflictContext) -> usize;
+}
+
+/// The names of the built-in strategies, as written in scenario files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictStrategyKind {
+    /// Highest priority, then earliest timestamp, then lowest agent id.
+    #[default]
+    PriorityThenTimestamp,
+    /// Earliest timestamp, then lowest agent id; priority is ignored.
+    Timestamp,
+    /// A uniformly random contender, drawn from the seed, the step and the target.
+    Random,
+}
+
+/// How a winner is chosen among actions on the same target.
+#[derive(Clone, Default)]
+pub enum ConflictStrategy {
+    #[default]
+    PriorityThenTimestamp,
+    Timestamp,
+    Random,
+    /// A game's own rule.
+    Custom(Arc<dyn ConflictRule>),
+}
+
+impl std::fmt::Debug for ConflictStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<ConflictStrategyKind> for ConflictStrategy {
+    fn from(kind: ConflictStrategyKind) -> Self {
+        match kind {
+            ConflictStrategyKind::PriorityThenTimestamp => ConflictStrategy::PriorityThenTimestamp,
+            ConflictStrategyKind::Timestamp => ConflictStrategy::Timestamp,
+            ConflictStrategyKind::Random => ConflictStrategy::Random,
+        }
+    }
+}
+
+impl ConflictStrategy {
+    /// The strategy's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConflictStrategy::PriorityThenTimestamp => "PriorityThenTimestamp",
+            ConflictStrategy::Timestamp => "Timestamp",
+            ConflictStrategy::Random => "Random",
+            ConflictStrategy::Custom(_) => "Custom",
+        }
+    }
+
+    /// The index of the winner among `contenders` (in the total order).
+    pub fn winner(&self, contenders: &[Action], ctx: &ConflictContext) -> usize {
+        let index_of_min = |key: &dyn Fn(&Action) -> (u8, SimTime, AgentId)| {
+            (0..contenders.len())
+                .min_by_key(|&i| key(&contenders[i]))
+                .unwrap_or(0)
+        };
+        match self {
+            ConflictStrategy::PriorityThenTimestamp => {
+                index_of_min(&|a| (u8::MAX - a.priority as u8, a.timestamp, a.agent))
+            }
+            ConflictStrategy::Timestamp => index_of_min(&|a| (0, a.timestamp, a.agent)),
+            ConflictStrategy::Random => {
+                let Target::Site(site) = contenders[0].target;
+                let h =
+                    crate::digest::mix(crate::digest::mix(ctx.seed, ctx.step), u64::from(site.0));
+                (h % contenders.len() as u64) as usize
+            }
+            ConflictStrategy::Custom(rule) => {
+                rule.winner(contenders, ctx).min(contenders.len() - 1)
+            }
+        }
+    }
+}
+
+/// The conflict resolver's configuration.
+#[derive(Resource, Clone, Debug)]
+pub struct ConflictResolver {
+    pub strategy: ConflictStrategy,
+    /// Below this many actions in a step, regions are resolved on one thread
+    /// (spreading tiny work over threads costs more than it saves).
+    pub parallel_threshold: usize,
+}
+
+impl Default for ConflictResolver {
+    fn default() -> Self {
+        Self {
+            strategy: ConflictStrategy::default(),
+            parallel_threshold: 512,
+        }
+    }
+}
+
+/// Counters of the resolver, cumulative since the start of the run.
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolverDiagnostics {
+    /// Actions emitted.
+    pub submitted: u64,
+    /// Actions applied to the world.
+    pub applied: u64,
+    /// Actions that lost a conflict.
+    pub rejected: u64,
+    /// Actions that won but could not be applied.
+    pub failed: u64,
+    /// Targets that had more than one contender in a step.
+    pub conflicts: u64,
+    /// Wall-clock time of the latest resolve phase, in nanoseconds.
+    pub last_resolve_ns: u64,
+}

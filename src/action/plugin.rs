@@ -1,0 +1,311 @@
+use std::cmp::Ordering;
+use std::time::Instant;
+
+use bevy_app::prelude::*;
+use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+use bevy_tasks::ComputeTaskPool;
+
+use super::*;
+use crate::agent::{Feedback, Tally};
+use crate::clock::{SimClock, SimSeed};
+use crate::sets::ContinuumSystems;
+use crate::world::{Region, Sites, WorldMap};
+
+/// Actions as messages, the conflict resolver, and delivery of outcomes.
+///
+/// To swap the resolver, set [`ConflictResolver::strategy`] to
+/// [`ConflictStrategy::Custom`]; to replace resolution altogether, disable this
+/// plugin in the group and add systems of your own to
+/// [`ContinuumSystems::Resolve`].
+pub struct ActionPlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl ActionPlugin {
+    /// Runs resolution and delivery in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Plugin for ActionPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<Action>()
+            .add_message::<Outcome>()
+            .init_resource::<ConflictResolver>()
+            .init_resource::<ResolverDiagnostics>()
+            .add_systems(
+                self.schedule,
+                (
+                    resolve_actions.in_set(ContinuumSystems::Resolve),
+                    deliver_outcomes
+                        .in_set(ContinuumSystems::Learn)
+                        .before(LearnSystems::Behaviours),
+                ),
+            )
+            .configure_sets(
+                self.schedule,
+                LearnSystems::Behaviours.in_set(ContinuumSystems::Learn),
+            );
+    }
+}
+
+/// Inside [`ContinuumSystems::Learn`]: outcomes are delivered to `Feedback`
+/// before the systems in this set run. Put learn systems that read `Feedback`
+/// here.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LearnSystems {
+    Behaviours,
+}
+
+/// Per-region work buffers, kept between steps so that resolution allocates
+/// nothing once warm.
+#[derive(Default)]
+struct ResolveScratch {
+    buckets: Vec<Vec<Action>>,
+    outcomes: Vec<Vec<Outcome>>,
+    unresolvable: Vec<Outcome>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct RegionTally {
+    applied: u64,
+    rejected: u64,
+    failed: u64,
+    conflicts: u64,
+}
+
+fn total_order(a: &Action, b: &Action) -> Ordering {
+    a.target
+        .cmp(&b.target)
+        .then(a.agent.cmp(&b.agent))
+        .then(a.timestamp.cmp(&b.timestamp))
+        .then(a.kind.code().cmp(&b.kind.code()))
+}
+
+fn resolve_actions(
+    mut actions: ResMut<Messages<Action>>,
+    mut outcomes: MessageWriter<Outcome>,
+    mut sites: ResMut<Sites>,
+    resolver: Res<ConflictResolver>,
+    map: Res<WorldMap>,
+    clock: Res<SimClock>,
+    seed: Res<SimSeed>,
+    mut diagnostics: ResMut<ResolverDiagnostics>,
+    mut scratch: Local<ResolveScratch>,
+) {
+    let started = Instant::now();
+    let scratch = &mut *scratch;
+    let regions = sites.regions().len();
+    scratch.buckets.resize_with(regions, Vec::new);
+    scratch.outcomes.resize_with(regions, Vec::new);
+
+    let mut submitted = 0u64;
+    for action in actions.drain() {
+        submitted += 1;
+        let Target::Site(site) = action.target;
+        match sites.region_of(site) {
+            Some(region) => scratch.buckets[region.0 as usize].push(action),
+            None => scratch.unresolvable.push(outcome(
+                &action,
+                ActionResult::Failed {
+                    reason: FailReason::UnknownTarget,
+                },
+            )),
+        }
+    }
+    if submitted == 0 {
+        return;
+    }
+
+    let ctx = ConflictContext {
+        seed: seed.0,
+        step: clock.step(),
+    };
+    let resolver = &*resolver;
+    let reach = map.reach();
+    let work = sites
+        .regions_mut()
+        .iter_mut()
+        .zip(scratch.buckets.iter_mut())
+        .zip(scratch.outcomes.iter_mut())
+        .filter(|((_, bucket), _)| !bucket.is_empty());
+    let tallies: Vec<RegionTally> = if submitted as usize >= resolver.parallel_threshold {
+        ComputeTaskPool::get_or_init(Default::default).scope(|scope| {
+            for ((region, bucket), out) in work {
+                scope.spawn(
+                    async move { resolve_region(region, bucket, out, resolver, reach, &ctx) },
+                );
+            }
+        })
+    } else {
+        work.map(|((region, bucket), out)| {
+            resolve_region(region, bucket, out, resolver, reach, &ctx)
+        })
+        .collect()
+    };
+
+    let mut total = RegionTally::default();
+    for t in &tallies {
+        total.applied += t.applied;
+        total.rejected += t.rejected;
+        total.failed += t.failed;
+        total.conflicts += t.conflicts;
+    }
+    total.failed += scratch.unresolvable.len() as u64;
+    outcomes.write_batch(scratch.unresolvable.drain(..));
+    for out in scratch.outcomes.iter_mut() {
+        outcomes.write_batch(out.drain(..));
+    }
+    diagnostics.submitted += submitted;
+    diagnostics.applied += total.applied;
+    diagnostics.rejected += total.rejected;
+    diagnostics.failed += total.failed;
+    diagnostics.conflicts += total.conflicts;
+    diagnostics.last_resolve_ns = started.elapsed().as_nanos() as u64;
+}
+
+fn outcome(action: &Action, result: ActionResult) -> Outcome {
+    Outcome {
+        agent: action.agent,
+        entity: action.entity,
+        timestamp: action.timestamp,
+        target: action.target,
+        kind: action.kind,
+        result,
+    }
+}
+
+/// Resolves one region's actions: sorts them into the total order, picks one
+/// winner per target and applies it. The region is this call's alone.
+fn resolve_region(
+    region: &mut Region,
+    bucket: &mut Vec<Action>,
+    out: &mut Vec<Outcome>,
+    resolver: &ConflictResolver,
+    reach: f32,
+    ctx: &ConflictContext,
+) -> RegionTally {
+    let mut tally = RegionTally::default();
+    bucket.sort_unstable_by(total_order);
+    for group in bucket.chunk_by(|a, b| a.target == b.target) {
+        let winner = if group.len() == 1 {
+            0
+        } else {
+            tally.conflicts += 1;
+            resolver.strategy.winner(group, ctx)
+        };
+        for (i, action) in group.iter().enumerate() {
+            let result = if i == winner {
+                apply(region, action, reach)
+            } else {
+                ActionResult::Rejected {
+                    winner: group[winner].agent,
+                }
+            };
+            match result {
+                ActionResult::Applied { .. } => tally.applied += 1,
+                ActionResult::Rejected { .. } => tally.rejected += 1,
+                ActionResult::Failed { .. } => tally.failed += 1,
+            }
+            out.push(outcome(action, result));
+        }
+    }
+    bucket.clear();
+    tally
+}
+
+/// Below this a site counts as empty.
+const DEPLETED: f32 = 1e-3;
+
+fn apply(region: &mut Region, action: &Action, reach: f32) -> ActionResult {
+    let Target::Site(id) = action.target;
+    let Some(site) = region.site_mut(id) else {
+        return ActionResult::Failed {
+            reason: FailReason::UnknownTarget,
+        };
+    };
+    let t = action.timestamp;
+    let in_reach = action.origin.distance_squared(site.pos) <= reach * reach;
+    match action.kind {
+        ActionKind::Report => {
+            let new = site.discovered_by.is_none();
+            if new {
+                site.discovered_by = Some(action.agent);
+                region.board.publish_discovery(id);
+            }
+            ActionResult::Applied {
+                value: if new { 1.0 } else { 0.0 },
+            }
+        }
+        ActionKind::Assess { .. } | ActionKind::Harvest { .. } if !in_reach => {
+            ActionResult::Failed {
+                reason: FailReason::OutOfReach,
+            }
+        }
+        ActionKind::Assess { noise } => {
+            let value = (site.value_at(t) * (1.0 + noise)).max(0.0);
+            site.estimate = Some(crate::world::Estimate {
+                value,
+                at: t,
+                by: action.agent,
+            });
+            region.board.publish_estimate(id, value);
+            ActionResult::Applied { value }
+        }
+        ActionKind::Harvest { amount } => {
+            let available = site.value_at(t);
+            let taken = amount.max(0.0).min(available);
+            let remaining = available - taken;
+            site.set_value(remaining, t);
+            site.harvested += taken;
+            // The harvester saw what is left: that is the freshest estimate.
+            site.estimate = Some(crate::world::Estimate {
+                value: remaining,
+                at: t,
+                by: action.agent,
+            });
+            region.board.publish_estimate(id, remaining);
+            if available < DEPLETED {
+                ActionResult::Failed {
+                    reason: FailReason::Depleted,
+                }
+            } else {
+                ActionResult::Applied { value: taken }
+            }
+        }
+        ActionKind::Custom { value, .. } => ActionResult::Applied { value },
+    }
+}
+
+/// Delivers this step's outcomes to the acting agents' `Feedback` and `Tally`.
+fn deliver_outcomes(
+    clock: Res<SimClock>,
+    mut outcomes: MessageReader<Outcome>,
+    mut agents: Query<(&mut Feedback, &mut Tally)>,
+) {
+    let step = clock.step();
+    for o in outcomes.read() {
+        let Ok((mut feedback, mut tally)) = agents.get_mut(o.entity) else {
+            continue;
+        };
+        *feedback = Feedback {
+            step,
+            outcome: Some((o.target, o.kind, o.result.into())),
+        };
+        match o.result {
+            ActionResult::Applied { value } => {
+                tally.applied += 1;
+                if matches!(o.kind, ActionKind::Harvest { .. }) {
+                    tally.harvested += value;
+                }
+            }
+            ActionResult::Rejected { .. } => tally.rejected += 1,
+            ActionResult::Failed { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,175 @@
+use bevy_app::prelude::*;
+use bevy_ecs::entity::Entities;
+use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+use bevy_math::Vec2;
+
+use super::pool::Waiting;
+use super::*;
+use crate::clock::{SimClock, SimSeed, SimTime};
+use crate::digest::{mix, unit_f64};
+use crate::sets::ContinuumSystems;
+use crate::world::{IndexCell, WorldMap};
+
+/// Agents, their schedule and the pool that admits them.
+pub struct AgentPlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl AgentPlugin {
+    /// Runs the agent systems in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Plugin for AgentPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<AgentPool>()
+            .init_resource::<AgentSchedule>()
+            .init_resource::<DueAgents>()
+            .add_systems(Startup, size_schedule)
+            .add_systems(
+                self.schedule,
+                (
+                    (admit_agents::<false>, pick_due)
+                        .chain()
+                        .in_set(ContinuumSystems::Clock),
+                    (reschedule, admit_agents::<true>)
+                        .chain()
+                        .in_set(ContinuumSystems::Pool),
+                ),
+            );
+    }
+}
+
+/// Salt for start positions, so they do not correlate with other per-id draws.
+const POSITION_SALT: u64 = 0x706f_7369_7469_6f6e;
+const PHASE_SALT: u64 = 0x7068_6173_6500_0000;
+const HEADING_SALT: u64 = 0x6865_6164_696e_6700;
+
+fn size_schedule(clock: Res<SimClock>, mut schedule: ResMut<AgentSchedule>) {
+    if schedule.is_empty() {
+        *schedule = AgentSchedule::new(clock.step_ns());
+    }
+}
+
+/// Admits waiting agents into free slots. At the start of a step (`NEXT_STEP =
+/// false`) they may already be due in this step; at its end, from the next one.
+fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
+    let waiting = world.resource_mut::<AgentPool>().take_admissible();
+    if waiting.is_empty() {
+        return;
+    }
+    let clock = world.resource::<SimClock>().clone();
+    let seed = world.resource::<SimSeed>().0;
+    let size = world
+        .get_resource::<WorldMap>()
+        .map_or(Vec2::splat(1000.0), |w| w.size());
+    let start = clock.now() + if NEXT_STEP { clock.step_ns() } else { 0 };
+    let step_ns = clock.step_ns();
+    // Bundles are built as they are spawned: admitting a million agents never
+    // holds a million bundles at once.
+    let entities: Vec<Entity> = world
+        .spawn_batch(
+            waiting
+                .iter()
+                .map(|w| agent_bundle(w, seed, size, start, step_ns)),
+        )
+        .collect();
+    let mut schedule = world.resource_mut::<AgentSchedule>();
+    for (entity, w) in entities.into_iter().zip(&waiting) {
+        schedule.insert(entity, first_due(w, seed, start, step_ns), w.blueprint.kind);
+    }
+}
+
+/// When an admitted agent first ticks: `phase` of one period after `start`.
+fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
+    let period = TickRate(w.blueprint.tick_hz).period_ns(step_ns);
+    let phase = w
+        .blueprint
+        .phase
+        .unwrap_or_else(|| unit_f64(mix(seed ^ PHASE_SALT, w.id.0)));
+    start + ((phase.clamp(0.0, 1.0) * period as f64) as u64).min(period - 1)
+}
+
+type AgentBundle = (
+    Agent,
+    Priority,
+    TickRate,
+    Cadence,
+    Position,
+    Velocity,
+    Body,
+    Perception,
+    Memory,
+    Intent,
+    AgentRng,
+    Feedback,
+    Tally,
+    IndexCell,
+);
+
+fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: u64, step_ns: u64) -> AgentBundle {
+    let bp = &w.blueprint;
+    let id = w.id;
+    let rate = TickRate(bp.tick_hz);
+    let position = bp.position.unwrap_or_else(|| {
+        let h = mix(seed ^ POSITION_SALT, id.0);
+        Vec2::new(
+            unit_f64(h) as f32 * size.x,
+            unit_f64(mix(h, 1)) as f32 * size.y,
+        )
+    });
+    let angle = unit_f64(mix(seed ^ HEADING_SALT, id.0)) as f32 * std::f32::consts::TAU;
+    (
+        Agent { id, kind: bp.kind },
+        bp.priority,
+        rate,
+        Cadence {
+            due: first_due(w, seed, start, step_ns),
+            ticks: 0,
+        },
+        Position(position.clamp(Vec2::ZERO, size)),
+        Velocity(Vec2::from_angle(angle) * bp.body.speed),
+        bp.body,
+        Perception::default(),
+        Memory::with_capacity(bp.memory_sites),
+        Intent::default(),
+        AgentRng::new(seed, id),
+        Feedback::default(),
+        Tally::default(),
+        IndexCell::default(),
+    )
+}
+
+fn pick_due(
+    clock: Res<SimClock>,
+    entities: &Entities,
+    mut schedule: ResMut<AgentSchedule>,
+    mut due: ResMut<DueAgents>,
+) {
+    schedule.pop_due(clock.step(), entities, &mut due);
+}
+
+/// Puts every agent that ticked in this step back into the schedule at its next
+/// due time, one period (at its current rate) after this one.
+fn reschedule(
+    clock: Res<SimClock>,
+    due: Res<DueAgents>,
+    mut schedule: ResMut<AgentSchedule>,
+    mut agents: Query<(&Agent, &TickRate, &mut Cadence)>,
+) {
+    let step_ns = clock.step_ns();
+    for &entity in due.all().iter() {
+        let Ok((agent, rate, mut cadence)) = agents.get_mut(entity) else {
+            continue; // no longer an agent: it leaves the schedule
+        };
+        cadence.due += rate.period_ns(step_ns);
+        cadence.ticks += 1;
+        schedule.insert(entity, cadence.due, agent.kind);
+    }
+}

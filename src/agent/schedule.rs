@@ -1,0 +1,178 @@
+use bevy_ecs::entity::{Entities, UniqueEntitySlice, UniqueEntityVec};
+use bevy_ecs::prelude::*;
+
+use super::AgentKind;
+use crate::clock::SimTime;
+
+/// Slots in the timing wheel. Periods longer than this many steps simply lap the
+/// wheel; they stay correct and cost one extra look per lap.
+const WHEEL_SLOTS: usize = 1024;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    entity: Entity,
+    due: SimTime,
+    kind: AgentKind,
+}
+
+/// The agents' schedule: a timing wheel keyed by step index.
+///
+/// Every live agent has exactly one entry, keyed by the step that contains its
+/// next due time. Popping step `k` takes slot `k mod WHEEL_SLOTS`, so finding
+/// the due agents costs in proportion to the agents in that slot, not to the
+/// number of agents. Entries come out in the order they went in, which is the
+/// same on every run.
+#[derive(Resource)]
+pub struct AgentSchedule {
+    slots: Vec<Vec<Entry>>,
+    step_ns: u64,
+    len: usize,
+}
+
+impl AgentSchedule {
+    /// An empty schedule for steps of `step_ns` nanoseconds.
+    pub fn new(step_ns: u64) -> Self {
+        Self {
+            slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            step_ns,
+            len: 0,
+        }
+    }
+
+    /// Number of scheduled entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn insert(&mut self, entity: Entity, due: SimTime, kind: AgentKind) {
+        let step = due / self.step_ns;
+        self.slots[step as usize % WHEEL_SLOTS].push(Entry { entity, due, kind });
+        self.len += 1;
+    }
+
+    /// Moves the agents due in `step` into `due`, dropping entries of agents that
+    /// no longer exist.
+    pub(crate) fn pop_due(&mut self, step: u64, entities: &Entities, due: &mut DueAgents) {
+        due.clear(step);
+        let step_ns = self.step_ns;
+        let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
+        let mut removed = 0;
+        slot.retain(|e| {
+            if e.due / step_ns != step {
+                return true; // a later lap
+            }
+            removed += 1;
+            if entities.contains_spawned(e.entity) {
+                due.push(e.entity, e.kind);
+            }
+            false
+        });
+        self.len -= removed;
+        due.debug_check_unique();
+    }
+}
+
+impl Default for AgentSchedule {
+    fn default() -> Self {
+        Self::new(crate::clock::ClockSettings::default().step_ns())
+    }
+}
+
+/// The agents due in the current step: all of them, and split by kind.
+///
+/// Behaviour systems iterate these with `Query::par_iter_many_unique_mut`, so
+/// per-step work is proportional to the due agents. The order is the schedule's
+/// (deterministic); results must not depend on it anyway.
+#[derive(Resource, Default)]
+pub struct DueAgents {
+    step: u64,
+    all: Vec<Entity>,
+    by_kind: Vec<Vec<Entity>>,
+}
+
+impl DueAgents {
+    /// The step these agents are due in.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Number of due agents.
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Whether no agent is due.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// Every due agent.
+    pub fn all(&self) -> &UniqueEntitySlice {
+        // SAFETY: see `unique`.
+        unsafe { unique(&self.all) }
+    }
+
+    /// The due agents of one kind.
+    pub fn of_kind(&self, kind: AgentKind) -> &UniqueEntitySlice {
+        let list = self
+            .by_kind
+            .get(kind.index())
+            .map_or(&[][..], Vec::as_slice);
+        // SAFETY: see `unique`.
+        unsafe { unique(list) }
+    }
+
+    /// Number of due agents of each kind, indexed by kind.
+    pub fn counts_by_kind(&self) -> impl Iterator<Item = (AgentKind, usize)> + '_ {
+        self.by_kind
+            .iter()
+            .enumerate()
+            .map(|(k, v)| (AgentKind(k as u16), v.len()))
+    }
+
+    fn clear(&mut self, step: u64) {
+        self.step = step;
+        self.all.clear();
+        self.by_kind.iter_mut().for_each(Vec::clear);
+    }
+
+    fn push(&mut self, entity: Entity, kind: AgentKind) {
+        self.all.push(entity);
+        if self.by_kind.len() <= kind.index() {
+            self.by_kind.resize_with(kind.index() + 1, Vec::new);
+        }
+        self.by_kind[kind.index()].push(entity);
+    }
+
+    fn debug_check_unique(&self) {
+        if cfg!(debug_assertions) {
+            let mut sorted = self.all.clone();
+            sorted.sort_unstable();
+            let before = sorted.len();
+            sorted.dedup();
+            assert_eq!(before, sorted.len(), "an agent was scheduled twice");
+        }
+    }
+
+    /// Copies the due list into a unique vector, e.g. to keep it past the step.
+    pub fn to_unique_vec(&self) -> UniqueEntityVec {
+        self.all().to_vec()
+    }
+}
+
+/// # Safety
+/// Callers pass lists built by [`AgentSchedule::pop_due`]. Every agent has exactly
+/// one schedule entry: one is inserted when the pool admits it, and the next only
+/// after that one has been popped, when the agent is rescheduled. Entries of
+/// despawned agents are dropped (entity generations make a reused index a
+/// different entity). So a popped list never holds an entity twice; debug builds
+/// check it on every pop.
+unsafe fn unique(list: &[Entity]) -> &UniqueEntitySlice {
+    // SAFETY: guaranteed unique by the caller, as documented above.
+    unsafe { UniqueEntitySlice::from_slice_unchecked(list) }
+}

@@ -1,0 +1,266 @@
+//! Agent kinds and their parameters.
+//!
+//! Each kind is an [`Archetype`]: default tick rate and priority, speed,
+//! perception radius, memory size and the [`Behaviour`] that drives it, with that
+//! behaviour's parameters. The built-in kinds are read from
+//! `assets/archetypes/*.ron` (embedded in the library at build time, so a game or
+//! a test needs no files at run time); a scenario can add kinds or redefine them.
+
+use std::path::Path;
+
+use bevy_ecs::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentBlueprint, AgentKind, Body, MEMORY_SITES_MAX, Priority};
+use crate::config::{ConfigError, Validator, parse_ron};
+
+/// Explorer parameters: a random walk with momentum.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplorerParams {
+    /// Share of the previous heading kept each tick, in `[0, 1]`.
+    pub momentum: f32,
+    /// Strength of the random turn each tick (relative to the heading).
+    pub jitter: f32,
+    /// Strength of the push away from the nearest agent in view.
+    pub separation: f32,
+}
+
+/// Analyzer parameters: visit published sites and assess them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzerParams {
+    /// Relative measurement error: estimates are off by up to ± this fraction.
+    pub noise: f32,
+    /// An estimate older than this (virtual seconds) is worth assessing again.
+    pub stale_after: f32,
+}
+
+/// Controller parameters: go to the best assessed site known and harvest it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerParams {
+    /// Value taken per harvest action.
+    pub harvest: f32,
+    /// Sites estimated below this are not worth the trip.
+    pub min_estimate: f32,
+    /// Value a world unit of travel is worth giving up when choosing a site.
+    pub travel_cost: f32,
+}
+
+/// What drives agents of a kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Behaviour {
+    Explorer(ExplorerParams),
+    Analyzer(AnalyzerParams),
+    Controller(ControllerParams),
+    /// No built-in behaviour: a control group that does nothing, or a kind driven
+    /// by a game's own systems.
+    Idle,
+}
+
+/// One kind of agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Archetype {
+    /// The kind's name, as scenario groups refer to it.
+    pub kind: String,
+    /// Default ticks per virtual second.
+    pub tick_hz: f32,
+    /// Default priority.
+    #[serde(default)]
+    pub priority: Priority,
+    /// World units per virtual second.
+    pub speed: f32,
+    /// World units.
+    pub perception_radius: f32,
+    /// Site facts an agent of this kind remembers (at most 16).
+    pub memory_sites: usize,
+    pub behaviour: Behaviour,
+}
+
+impl Archetype {
+    /// Checks the values; errors carry the path of the field at fault.
+    pub fn validate(&self, v: &mut Validator) {
+        v.check(!self.kind.trim().is_empty(), "kind", || {
+            "expected a non-empty name".into()
+        });
+        v.check(
+            self.tick_hz.is_finite() && self.tick_hz > 0.0,
+            "tick_hz",
+            || format!("expected a positive rate in Hz, got {}", self.tick_hz),
+        );
+        v.check(self.speed.is_finite() && self.speed >= 0.0, "speed", || {
+            format!("expected a speed of zero or more, got {}", self.speed)
+        });
+        v.check(
+            self.perception_radius.is_finite() && self.perception_radius > 0.0,
+            "perception_radius",
+            || format!("expected a positive radius, got {}", self.perception_radius),
+        );
+        v.check(
+            self.memory_sites <= MEMORY_SITES_MAX,
+            "memory_sites",
+            || {
+                format!(
+                    "expected at most {MEMORY_SITES_MAX}, got {}",
+                    self.memory_sites
+                )
+            },
+        );
+        v.field("behaviour", |v| match &self.behaviour {
+            Behaviour::Explorer(p) => {
+                v.check((0.0..=1.0).contains(&p.momentum), "momentum", || {
+                    format!("expected a value in [0, 1], got {}", p.momentum)
+                });
+                v.check(p.jitter >= 0.0, "jitter", || {
+                    format!("expected zero or more, got {}", p.jitter)
+                });
+                v.check(p.separation >= 0.0, "separation", || {
+                    format!("expected zero or more, got {}", p.separation)
+                });
+            }
+            Behaviour::Analyzer(p) => {
+                v.check((0.0..1.0).contains(&p.noise), "noise", || {
+                    format!("expected a fraction in [0, 1), got {}", p.noise)
+                });
+                v.check(p.stale_after > 0.0, "stale_after", || {
+                    format!(
+                        "expected a positive number of seconds, got {}",
+                        p.stale_after
+                    )
+                });
+            }
+            Behaviour::Controller(p) => {
+                v.check(p.harvest > 0.0, "harvest", || {
+                    format!("expected a positive amount, got {}", p.harvest)
+                });
+                v.check(p.min_estimate >= 0.0, "min_estimate", || {
+                    format!("expected zero or more, got {}", p.min_estimate)
+                });
+                v.check(p.travel_cost >= 0.0, "travel_cost", || {
+                    format!("expected zero or more, got {}", p.travel_cost)
+                });
+            }
+            Behaviour::Idle => {}
+        });
+    }
+
+    /// Parses and validates one archetype from RON text.
+    pub fn from_ron(source: &str, file: &Path) -> Result<Self, ConfigError> {
+        let archetype: Archetype = parse_ron(source, file)?;
+        let mut v = Validator::default();
+        archetype.validate(&mut v);
+        v.finish(source, file)?;
+        Ok(archetype)
+    }
+}
+
+/// The built-in archetype files, embedded at build time.
+const BUILTIN: [(&str, &str); 3] = [
+    (
+        "assets/archetypes/explorer.ron",
+        include_str!("../../assets/archetypes/explorer.ron"),
+    ),
+    (
+        "assets/archetypes/analyzer.ron",
+        include_str!("../../assets/archetypes/analyzer.ron"),
+    ),
+    (
+        "assets/archetypes/controller.ron",
+        include_str!("../../assets/archetypes/controller.ron"),
+    ),
+];
+
+/// All known kinds; an [`AgentKind`] is an index into it.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct Archetypes {
+    kinds: Vec<Archetype>,
+}
+
+impl Default for Archetypes {
+    /// The built-in kinds: explorer, analyzer and controller.
+    fn default() -> Self {
+        let mut archetypes = Self { kinds: Vec::new() };
+        for (file, source) in BUILTIN {
+            let archetype = Archetype::from_ron(source, Path::new(file))
+                .unwrap_or_else(|e| panic!("built-in archetype is invalid: {e}"));
+            archetypes.define(archetype);
+        }
+        archetypes
+    }
+}
+
+impl Archetypes {
+    /// Adds a kind, or redefines the kind of the same name. Returns its index.
+    pub fn define(&mut self, archetype: Archetype) -> AgentKind {
+        if let Some(kind) = self.kind(&archetype.kind) {
+            self.kinds[kind.index()] = archetype;
+            kind
+        } else {
+            self.kinds.push(archetype);
+            AgentKind((self.kinds.len() - 1) as u16)
+        }
+    }
+
+    /// The kind called `name`.
+    pub fn kind(&self, name: &str) -> Option<AgentKind> {
+        self.kinds
+            .iter()
+            .position(|a| a.kind == name)
+            .map(|i| AgentKind(i as u16))
+    }
+
+    /// The archetype of `kind`.
+    pub fn get(&self, kind: AgentKind) -> &Archetype {
+        &self.kinds[kind.index()]
+    }
+
+    /// The name of `kind`.
+    pub fn name(&self, kind: AgentKind) -> &str {
+        &self.kinds[kind.index()].kind
+    }
+
+    /// All kinds in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &Archetype> {
+        self.kinds.iter()
+    }
+
+    /// Number of kinds.
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Whether no kind is defined.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// The kinds whose behaviour `select` picks, with that behaviour's parameters.
+    pub fn with_behaviour<'a, P: 'a>(
+        &'a self,
+        select: impl Fn(&'a Behaviour) -> Option<&'a P> + 'a,
+    ) -> impl Iterator<Item = (AgentKind, &'a P)> + 'a {
+        self.kinds
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, a)| select(&a.behaviour).map(|p| (AgentKind(i as u16), p)))
+    }
+
+    /// A blueprint for an agent of `kind` with the archetype's defaults.
+    pub fn blueprint(&self, kind: AgentKind) -> AgentBlueprint {
+        let a = self.get(kind);
+        AgentBlueprint {
+            kind,
+            priority: a.priority,
+            tick_hz: a.tick_hz,
+            body: Body {
+                speed: a.speed,
+                perception_radius: a.perception_radius,
+            },
+            memory_sites: a.memory_sites,
+            position: None,
+            phase: None,
+        }
+    }
+}

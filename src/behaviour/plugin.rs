@@ -1,0 +1,217 @@
+use bevy_app::prelude::*;
+use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+use bevy_math::Vec2;
+use bevy_utils::Parallel;
+
+use super::{analyzer, controller, explorer};
+use crate::action::{Action, LearnSystems};
+use crate::agent::*;
+use crate::clock::SimClock;
+use crate::sets::ContinuumSystems;
+use crate::world::{AgentIndex, Sites, WorldMap};
+
+/// Perception, movement and action emission for every agent, and the think and
+/// learn systems of the built-in kinds. Disable it to drive agents entirely with
+/// systems of your own.
+pub struct BehaviourPlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl BehaviourPlugin {
+    /// Runs the behaviours in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Plugin for BehaviourPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(
+            self.schedule,
+            (
+                perceive.in_set(ContinuumSystems::Perceive),
+                (explorer::think, analyzer::think, controller::think)
+                    .chain()
+                    .in_set(ContinuumSystems::Think),
+                act.in_set(ContinuumSystems::Act),
+                (explorer::learn, analyzer::learn, controller::learn)
+                    .chain()
+                    .in_set(LearnSystems::Behaviours),
+            ),
+        );
+    }
+}
+
+/// Fills each due agent's [`Perception`] from the sites' and agents' spatial
+/// indices: the nearest sites within its radius (ties broken by id), how many
+/// other agents are in range and the nearest of them.
+pub fn perceive(
+    due: Res<DueAgents>,
+    sites: Res<Sites>,
+    index: Res<AgentIndex>,
+    mut agents: Query<(&Agent, &Position, &Body, &mut Perception)>,
+) {
+    agents.par_iter_many_unique_mut(due.all()).for_each(|item| {
+        let Ok((agent, pos, body, mut perception)) = item else {
+            return;
+        };
+        let mut view = Perception::default();
+        let radius = body.perception_radius;
+        view.examined = sites
+            .index()
+            .for_each_within(pos.0, radius, |_, &site, dist2| {
+                insert_nearest(&mut view.sites, SeenSite { site, dist2 });
+            });
+        let mut nearest: Option<(f32, SeenAgent)> = None;
+        view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
+            if other.id == agent.id {
+                return;
+            }
+            view.neighbours += 1;
+            let closer = nearest
+                .as_ref()
+                .is_none_or(|(d, n)| dist2 < *d || (dist2 == *d && other.id < n.id));
+            if closer {
+                let offset = p - pos.0;
+                nearest = Some((
+                    dist2,
+                    SeenAgent {
+                        id: other.id,
+                        offset,
+                    },
+                ));
+            }
+        });
+        view.nearest = nearest.map(|(_, n)| n);
+        *perception = view;
+    });
+}
+
+fn insert_nearest(list: &mut arrayvec::ArrayVec<SeenSite, PERCEIVED_SITES_MAX>, seen: SeenSite) {
+    let key = |s: &SeenSite| (s.dist2, s.site);
+    let at = list
+        .iter()
+        .position(|s| key(&seen).partial_cmp(&key(s)).is_some_and(|o| o.is_lt()))
+        .unwrap_or(list.len());
+    if at >= PERCEIVED_SITES_MAX {
+        return;
+    }
+    if list.is_full() {
+        list.pop();
+    }
+    list.insert(at, seen);
+}
+
+/// A new velocity for a random walk with momentum: keep `momentum` of the current
+/// heading, turn by up to `jitter` at random, and push away from `avoid` (an
+/// offset to another agent, with its strength).
+pub fn wander(
+    velocity: Vec2,
+    speed: f32,
+    momentum: f32,
+    jitter: f32,
+    avoid: Option<(Vec2, f32)>,
+    rng: &mut AgentRng,
+) -> Vec2 {
+    let heading = velocity.normalize_or_zero();
+    let turn = Vec2::new(rng.signed(), rng.signed()) * jitter;
+    let mut direction = heading * momentum + turn;
+    if let Some((offset, strength)) = avoid {
+        direction -= offset.normalize_or_zero() * strength;
+    }
+    direction.try_normalize().unwrap_or(heading) * speed
+}
+
+/// Moves each due agent according to its [`Intent`] for the length of its tick
+/// interval, and emits its planned action, stamped with its exact due time.
+pub fn act(
+    due: Res<DueAgents>,
+    clock: Res<SimClock>,
+    map: Res<WorldMap>,
+    mut actions: MessageWriter<Action>,
+    mut emitted: Local<Parallel<Vec<Action>>>,
+    mut agents: Query<(
+        Entity,
+        &Agent,
+        &Priority,
+        &TickRate,
+        &Cadence,
+        &Body,
+        &Intent,
+        &mut Position,
+        &mut Velocity,
+    )>,
+) {
+    let step_ns = clock.step_ns();
+    let size = map.size();
+    let emitted_ref = &*emitted;
+    agents.par_iter_many_unique_mut(due.all()).for_each(|item| {
+        let Ok((entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel)) = item
+        else {
+            return;
+        };
+        let dt = rate.period_ns(step_ns) as f32 * 1e-9;
+        match intent.movement {
+            Movement::Stay => {}
+            Movement::Drift => {
+                let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
+                pos.0 = p;
+                if v != vel.0 {
+                    vel.0 = v;
+                }
+            }
+            Movement::Toward(target) => {
+                let to = target - pos.0;
+                let distance = to.length();
+                let stride = body.speed * dt;
+                pos.0 = if distance <= stride {
+                    target
+                } else {
+                    pos.0 + to / distance * stride
+                };
+                pos.0 = pos.0.clamp(Vec2::ZERO, size);
+                vel.0 = to.normalize_or_zero() * body.speed;
+            }
+        }
+        if let Some(planned) = intent.action {
+            emitted_ref.scope(|buffer| {
+                buffer.push(Action {
+                    agent: agent.id,
+                    entity,
+                    priority: *priority,
+                    timestamp: cadence.due,
+                    target: planned.target,
+                    kind: planned.kind,
+                    origin: pos.0,
+                });
+            });
+        }
+    });
+    // Thread order is lost here on purpose: the resolver sorts actions into a
+    // total order before it looks at them.
+    actions.write_batch(emitted.drain());
+}
+
+/// Reflects a position that left the world back in, turning the velocity.
+fn bounce(mut p: Vec2, mut v: Vec2, size: Vec2) -> (Vec2, Vec2) {
+    for axis in 0..2 {
+        if p[axis] < 0.0 {
+            p[axis] = -p[axis];
+            v[axis] = v[axis].abs();
+        } else if p[axis] > size[axis] {
+            p[axis] = 2.0 * size[axis] - p[axis];
+            v[axis] = -v[axis].abs();
+        }
+    }
+    (p.clamp(Vec2::ZERO, size), v)
+}
+
+/// The world's reach rule, shared by the behaviours: whether `pos` is close
+/// enough to `target` to act on it.
+pub(crate) fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
+    pos.distance_squared(target) <= reach * reach
+}

@@ -1,0 +1,125 @@
+//! The throughput benchmark: agent-ticks per second and bytes per agent at a
+//! given population, in fast mode.
+//!
+//! One measurement per process (`continuum bench` starts itself once per size),
+//! so resident memory and Bevy's process-wide task pools start clean each time.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::ClockMode;
+use crate::headless::{build_app, prime, set_mode};
+use crate::metrics::RunStats;
+use crate::report::current_rss_bytes;
+use crate::scenario::{ClockSpec, GroupSpec, Scenario, WorldSpec};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub agents: u64,
+    /// Virtual seconds measured after the warm-up.
+    pub seconds: f64,
+    /// Virtual seconds run before measuring (admission, first ticks).
+    pub warmup: f64,
+    pub threads: usize,
+    pub fixed_hz: f64,
+    pub tick_hz: f32,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub agents: u64,
+    pub threads: usize,
+    pub fixed_hz: f64,
+    pub tick_hz: f32,
+    /// Agent ticks in the measured window.
+    pub agent_ticks: u64,
+    /// Wall seconds of the measured window.
+    pub wall_seconds: f64,
+    pub agent_ticks_per_sec: f64,
+    /// Virtual seconds simulated per wall second in the measured window.
+    pub realtime_factor: f64,
+    /// Resident memory added by the simulation, divided by the agents.
+    pub bytes_per_agent: f64,
+    pub step_ms_p50: f64,
+    pub step_ms_p99: f64,
+}
+
+/// The benchmark's world: the three built-in kinds in equal shares (drawn per
+/// agent), at constant density (1000 agents per 1000 × 1000 units, one site per
+/// five agents) so that per-agent work does not change with the population.
+pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
+    let side = (agents as f64 * 1000.0).sqrt().max(100.0) as f32;
+    let regions = ((side / 500.0).ceil() as u32).clamp(1, 64);
+    Scenario {
+        name: format!("bench-{agents}"),
+        seed: 1,
+        world: WorldSpec {
+            size: (side, side),
+            regions: (regions, regions),
+            sites: (agents / 5).max(1) as u32,
+            ..WorldSpec::default()
+        },
+        clock: ClockSpec {
+            fixed_hz,
+            mode: ClockMode::Fast,
+            speed: 1.0,
+            duration: None,
+        },
+        max_agents: None,
+        groups: vec![GroupSpec {
+            kind: None,
+            kinds: vec!["explorer".into(), "analyzer".into(), "controller".into()],
+            count: agents as u32,
+            tick_hz: Some(tick_hz),
+            priority: None,
+            speed: None,
+            perception_radius: None,
+            memory_sites: None,
+        }],
+        conflicts: Default::default(),
+        archetypes: Vec::new(),
+    }
+}
+
+/// Runs one measurement in this process.
+pub fn run_once(config: &BenchConfig) -> BenchResult {
+    let rss_before = current_rss_bytes().unwrap_or(0);
+    let mut scenario = bench_scenario(config.agents, config.fixed_hz, config.tick_hz);
+    scenario.clock.duration = Some(config.warmup + config.seconds);
+    let mut app = build_app(scenario, config.threads);
+    set_mode(&mut app, ClockMode::Fast);
+    prime(&mut app);
+    let warmup_steps = (config.warmup * config.fixed_hz).round() as u64;
+    for _ in 0..warmup_steps {
+        app.update();
+    }
+    let rss_after = current_rss_bytes().unwrap_or(0);
+    let ticks_before = app.world().resource::<RunStats>().agent_ticks;
+    app.world_mut()
+        .resource_mut::<RunStats>()
+        .step_times
+        .reset();
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    crate::headless::run(&mut app, &stop, |_| {});
+    let wall = started.elapsed().as_secs_f64();
+    let stats = app.world().resource::<RunStats>();
+    let ticks = stats.agent_ticks - ticks_before;
+    BenchResult {
+        agents: config.agents,
+        threads: config.threads,
+        fixed_hz: config.fixed_hz,
+        tick_hz: config.tick_hz,
+        agent_ticks: ticks,
+        wall_seconds: wall,
+        agent_ticks_per_sec: ticks as f64 / wall,
+        realtime_factor: config.seconds / wall,
+        bytes_per_agent: rss_after.saturating_sub(rss_before) as f64 / config.agents as f64,
+        step_ms_p50: stats.step_ms_quantile(0.5),
+        step_ms_p99: stats.step_ms_quantile(0.99),
+    }
+}

@@ -1,0 +1,168 @@
+//! Hashing helpers: seeded draws from ids, and the state digest of a world.
+//!
+//! The digest covers everything that makes up the simulation's state (agents in id
+//! order, sites, the step index) and nothing that depends on how the run was
+//! executed (entity ids, thread count, wall time, diagnostics). Two runs of the
+//! same scenario and seed must give the same digest.
+
+use bevy_ecs::prelude::*;
+
+use crate::action::{ActionKind, FeedbackResult, Target};
+use crate::agent::*;
+use crate::clock::SimClock;
+use crate::world::Sites;
+
+/// Mixes two words into one well-distributed word (SplitMix64's finaliser).
+/// Used to derive per-agent seeds and draws from `(seed, id)` pairs.
+#[inline]
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x6A09_E667_F3BC_C909);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform value in `[0, 1)` from a hashed word.
+#[inline]
+pub fn unit_f64(h: u64) -> f64 {
+    (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A streaming 64-bit hasher with a fixed, documented algorithm (stable across
+/// Rust versions and platforms, unlike `std`'s `DefaultHasher`).
+#[derive(Clone, Debug)]
+pub struct DigestHasher(u64);
+
+impl Default for DigestHasher {
+    fn default() -> Self {
+        Self(0x636f_6e74_696e_7575) // "continuu"
+    }
+}
+
+impl DigestHasher {
+    /// Feeds one word.
+    #[inline]
+    pub fn word(&mut self, w: u64) -> &mut Self {
+        self.0 = mix(self.0, w);
+        self
+    }
+
+    /// Feeds a float by its exact bits.
+    #[inline]
+    pub fn f32(&mut self, x: f32) -> &mut Self {
+        self.word(u64::from(x.to_bits()))
+    }
+
+    /// The digest so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A state digest, shown as 16 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StateDigest(pub u64);
+
+impl std::fmt::Display for StateDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+type DigestQuery<'a> = (
+    &'a Agent,
+    &'a Priority,
+    &'a TickRate,
+    &'a Cadence,
+    &'a Position,
+    &'a Velocity,
+    &'a Memory,
+    &'a Intent,
+    &'a AgentRng,
+    &'a Feedback,
+    &'a Tally,
+);
+
+/// The digest of the whole simulation state in `world`.
+pub fn state_digest(world: &mut World) -> StateDigest {
+    let mut h = DigestHasher::default();
+    if let Some(clock) = world.get_resource::<SimClock>() {
+        h.word(clock.step()).word(clock.step_ns());
+    }
+    let mut query = world.query::<DigestQuery>();
+    let mut agents: Vec<_> = query.iter(world).collect();
+    agents.sort_unstable_by_key(|a| a.0.id);
+    h.word(agents.len() as u64);
+    for (agent, priority, rate, cadence, pos, vel, memory, intent, rng, feedback, tally) in agents {
+        h.word(agent.id.0)
+            .word(u64::from(agent.kind.0))
+            .word(*priority as u64);
+        h.f32(rate.0)
+            .word(cadence.due)
+            .word(u64::from(cadence.ticks));
+        h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
+        h.word(memory.capacity() as u64);
+        for fact in memory.facts() {
+            h.word(u64::from(fact.site.0))
+                .f32(fact.estimate)
+                .word(fact.at);
+            h.word(u64::from(fact.reported));
+        }
+        hash_intent(&mut h, intent);
+        h.word(rng.fingerprint());
+        h.word(feedback.step);
+        if let Some((target, kind, result)) = feedback.outcome {
+            hash_action(&mut h, target, kind);
+            match result {
+                FeedbackResult::Applied(v) => h.word(1).f32(v),
+                FeedbackResult::Rejected => h.word(2),
+                FeedbackResult::Failed(reason) => h.word(3).word(reason as u64),
+            };
+        }
+        h.f32(tally.harvested)
+            .word(u64::from(tally.applied))
+            .word(u64::from(tally.rejected));
+    }
+    if let Some(sites) = world.get_resource::<Sites>() {
+        h.word(sites.len() as u64);
+        for site in sites.iter() {
+            h.word(u64::from(site.id.0)).f32(site.pos.x).f32(site.pos.y);
+            h.f32(site.stored_value())
+                .word(site.updated_at())
+                .f32(site.capacity);
+            h.f32(site.harvested);
+            h.word(site.discovered_by.map_or(u64::MAX, |a| a.0));
+            match site.estimate {
+                Some(e) => h.f32(e.value).word(e.at).word(e.by.0),
+                None => h.word(u64::MAX),
+            };
+        }
+    }
+    StateDigest(h.finish())
+}
+
+fn hash_intent(h: &mut DigestHasher, intent: &Intent) {
+    h.word(intent.goal.map_or(u64::MAX, |s| u64::from(s.0)));
+    match intent.movement {
+        Movement::Stay => h.word(0),
+        Movement::Drift => h.word(1),
+        Movement::Toward(p) => h.word(2).f32(p.x).f32(p.y),
+    };
+    if let Some(planned) = intent.action {
+        hash_action(h, planned.target, planned.kind);
+    }
+}
+
+fn hash_action(h: &mut DigestHasher, target: Target, kind: ActionKind) {
+    match target {
+        Target::Site(s) => h.word(u64::from(s.0)),
+    };
+    match kind {
+        ActionKind::Report => h.word(10),
+        ActionKind::Assess { noise } => h.word(11).f32(noise),
+        ActionKind::Harvest { amount } => h.word(12).f32(amount),
+        ActionKind::Custom { code, value } => h.word(13).word(u64::from(code)).f32(value),
+    };
+}

@@ -1,0 +1,244 @@
+//! Running an `App` without a window: building it from a scenario with the
+//! right task pools and clocks, and driving it in realtime or fast mode.
+//!
+//! The CLI is a thin shell over this module; a tool of your own can use it the
+//! same way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bevy_app::prelude::*;
+use bevy_app::{RunFixedMainLoop, TaskPoolOptions, TaskPoolPlugin, TaskPoolThreadAssignmentPolicy};
+use bevy_ecs::intern::Interned;
+use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
+use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy, Virtual};
+
+use crate::ContinuumPlugins;
+use crate::action::ResolverDiagnostics;
+use crate::agent::AgentPool;
+use crate::clock::{ClockMode, ClockSettings, SimClock};
+use crate::metrics::RunStats;
+use crate::scenario::{Scenario, ScenarioPlugin};
+
+/// Compute threads by default: all cores but one (the main thread works too),
+/// at least one.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1)
+}
+
+/// Task pools with exactly `threads` compute threads (and one thread each for
+/// the I/O and async pools, which the simulation does not use). Bevy's pools are
+/// process-wide: the first configuration in a process wins.
+pub fn task_pool_options(threads: usize) -> TaskPoolOptions {
+    let fixed = |n: usize| TaskPoolThreadAssignmentPolicy {
+        min_threads: n,
+        max_threads: n,
+        percent: 1.0,
+        on_thread_spawn: None,
+        on_thread_destroy: None,
+    };
+    TaskPoolOptions {
+        min_total_threads: threads + 2,
+        max_total_threads: threads + 2,
+        io: fixed(1),
+        async_compute: fixed(1),
+        compute: fixed(threads),
+    }
+}
+
+/// The headless base `App`: task pools (`threads` compute threads, or Bevy's
+/// defaults), Bevy's clocks and all of Continuum's plugins.
+///
+/// Every schedule of the main and fixed loops gets the single-threaded executor:
+/// the phases are chained and Bevy's own systems are tiny, so running each system
+/// as a task on the pool would only add thread wake-ups (about 15 per frame);
+/// Continuum's systems parallelise inside themselves (`par_iter`, regions).
+pub fn base_app(threads: Option<usize>) -> App {
+    let mut app = App::new();
+    app.add_plugins(TaskPoolPlugin {
+        task_pool_options: threads.map(task_pool_options).unwrap_or_default(),
+    })
+    .add_plugins(TimePlugin)
+    .add_plugins(ContinuumPlugins::default());
+    let loops: [Interned<dyn ScheduleLabel>; 11] = [
+        First.intern(),
+        PreUpdate.intern(),
+        RunFixedMainLoop.intern(),
+        Update.intern(),
+        PostUpdate.intern(),
+        Last.intern(),
+        FixedFirst.intern(),
+        FixedPreUpdate.intern(),
+        FixedUpdate.intern(),
+        FixedPostUpdate.intern(),
+        FixedLast.intern(),
+    ];
+    for label in loops {
+        app.edit_schedule(label, |schedule| {
+            schedule.set_executor(SingleThreadedExecutor::new());
+        });
+    }
+    app
+}
+
+/// Builds the headless `App` for `scenario` with `threads` compute threads.
+pub fn build_app(scenario: Scenario, threads: usize) -> App {
+    let mut app = base_app(Some(threads));
+    app.add_plugins(ScenarioPlugin::new(scenario));
+    app
+}
+
+/// Puts Bevy's clocks in `mode`: realtime reads the wall clock; fast advances
+/// exactly one step per update (virtual speed is then 1, whatever the scenario
+/// says).
+pub fn set_mode(app: &mut App, mode: ClockMode) {
+    let strategy = match mode {
+        ClockMode::Realtime => TimeUpdateStrategy::Automatic,
+        ClockMode::Fast => TimeUpdateStrategy::FixedTimesteps(1),
+    };
+    app.insert_resource(strategy);
+    if let Some(mut settings) = app.world_mut().get_resource_mut::<ClockSettings>() {
+        settings.mode = mode;
+        if mode == ClockMode::Fast {
+            settings.speed = 1.0;
+        }
+    }
+}
+
+/// Runs Bevy's plugin `finish`/`cleanup` and one priming update: startup systems
+/// run, Bevy's real clock takes its first reading, and no step runs yet.
+pub fn prime(app: &mut App) {
+    app.finish();
+    app.cleanup();
+    app.update();
+}
+
+/// A once-a-second view of the run, for status lines and dashboards.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Wall seconds since the run started.
+    pub wall_seconds: f64,
+    /// Virtual seconds simulated.
+    pub virtual_seconds: f64,
+    pub agents_active: usize,
+    pub agents_queued: usize,
+    /// Over the last interval.
+    pub agent_ticks_per_sec: f64,
+    pub actions_per_sec: f64,
+    pub conflicts_per_sec: f64,
+    /// Conflicts since the start.
+    pub conflicts: u64,
+    /// Virtual seconds per (wall second × speed) since the start.
+    pub realtime_ratio: f64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    /// Wall seconds from the first step to the end.
+    pub wall_seconds: f64,
+    /// Stopped by the `stop` flag before its duration.
+    pub interrupted: bool,
+}
+
+/// Counters sampled at one instant, to turn totals into rates.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    at: f64,
+    ticks: u64,
+    actions: u64,
+    conflicts: u64,
+}
+
+fn sample(app: &App, at: f64) -> Sample {
+    let world = app.world();
+    let stats = world.resource::<RunStats>();
+    let diag = world.resource::<ResolverDiagnostics>();
+    Sample {
+        at,
+        ticks: stats.agent_ticks,
+        actions: diag.submitted,
+        conflicts: diag.conflicts,
+    }
+}
+
+fn progress(app: &App, prev: &Sample, now: &Sample, speed: f64) -> Progress {
+    let world = app.world();
+    let pool = world.resource::<AgentPool>();
+    let virtual_seconds = world.resource::<SimClock>().elapsed_secs();
+    let dt = (now.at - prev.at).max(1e-9);
+    Progress {
+        wall_seconds: now.at,
+        virtual_seconds,
+        agents_active: pool.active(),
+        agents_queued: pool.queued(),
+        agent_ticks_per_sec: (now.ticks - prev.ticks) as f64 / dt,
+        actions_per_sec: (now.actions - prev.actions) as f64 / dt,
+        conflicts_per_sec: (now.conflicts - prev.conflicts) as f64 / dt,
+        conflicts: now.conflicts,
+        realtime_ratio: realtime_ratio(virtual_seconds, now.at, speed),
+    }
+}
+
+/// Virtual seconds per (wall second × speed): 1.0 is exactly real time.
+pub fn realtime_ratio(virtual_seconds: f64, wall_seconds: f64, speed: f64) -> f64 {
+    if wall_seconds <= 0.0 {
+        0.0
+    } else {
+        virtual_seconds / (wall_seconds * speed)
+    }
+}
+
+/// Drives a primed `app` until its clock reaches the scenario's duration or
+/// `stop` is set, calling `each_second` with a [`Progress`] about once per real
+/// second. In realtime mode it sleeps until the next step is due; in fast mode
+/// it never sleeps.
+pub fn run(app: &mut App, stop: &AtomicBool, mut each_second: impl FnMut(&Progress)) -> RunEnd {
+    let settings = app
+        .world()
+        .get_resource::<ClockSettings>()
+        .cloned()
+        .unwrap_or_default();
+    let realtime = settings.mode == ClockMode::Realtime;
+    let start = Instant::now();
+    let mut last = sample(app, 0.0);
+    let mut interrupted = false;
+    loop {
+        if app.world().resource::<SimClock>().is_finished() {
+            break;
+        }
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        app.update();
+        let elapsed = start.elapsed().as_secs_f64();
+        if elapsed - last.at >= 1.0 {
+            let now = sample(app, elapsed);
+            each_second(&progress(app, &last, &now, settings.speed));
+            last = now;
+        }
+        if realtime {
+            std::thread::sleep(until_next_step(app));
+        }
+    }
+    RunEnd {
+        wall_seconds: start.elapsed().as_secs_f64(),
+        interrupted,
+    }
+}
+
+/// Real time until the next fixed step is due (a few milliseconds while paused).
+fn until_next_step(app: &App) -> Duration {
+    let world = app.world();
+    let virt = world.resource::<Time<Virtual>>();
+    if virt.is_paused() || virt.relative_speed_f64() <= 0.0 {
+        return Duration::from_millis(5);
+    }
+    let fixed = world.resource::<Time<Fixed>>();
+    let virtual_wait = fixed.timestep().saturating_sub(fixed.overstep());
+    virtual_wait.div_f64(virt.relative_speed_f64())
+}

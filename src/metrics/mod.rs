@@ -1,0 +1,61 @@
+//! What a run has done so far: agent ticks (in total and by kind) and the wall
+//! time each step took. The resolver keeps its own counters in
+//! [`ResolverDiagnostics`](crate::action::ResolverDiagnostics).
+
+mod plugin;
+
+pub use plugin::MetricsPlugin;
+
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+use hdrhistogram::Histogram;
+
+/// Longest step the histogram records exactly (longer ones are clamped), in ns.
+const MAX_STEP_NS: u64 = 60 * 1_000_000_000;
+
+/// Counters and step times of the run, cumulative from its start.
+#[derive(Resource, Clone, Debug)]
+pub struct RunStats {
+    /// Steps completed.
+    pub steps: u64,
+    /// Agent ticks (one agent running one perceive-think-act-learn cycle).
+    pub agent_ticks: u64,
+    /// Agent ticks by kind, indexed by kind.
+    pub ticks_by_kind: Vec<u64>,
+    /// Wall time of each step, in nanoseconds.
+    pub step_times: Histogram<u64>,
+    /// Wall time of the latest step, in nanoseconds.
+    pub last_step_ns: u64,
+    pub(crate) step_started: Option<Instant>,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            agent_ticks: 0,
+            ticks_by_kind: Vec::new(),
+            step_times: Histogram::new_with_bounds(1, MAX_STEP_NS, 3)
+                .expect("static histogram bounds are valid"),
+            last_step_ns: 0,
+            step_started: None,
+        }
+    }
+}
+
+impl RunStats {
+    /// A step-time quantile in milliseconds (0 before the first step).
+    pub fn step_ms_quantile(&self, q: f64) -> f64 {
+        if self.step_times.is_empty() {
+            0.0
+        } else {
+            self.step_times.value_at_quantile(q) as f64 / 1e6
+        }
+    }
+
+    /// The longest step in milliseconds.
+    pub fn step_ms_max(&self) -> f64 {
+        self.step_times.max() as f64 / 1e6
+    }
+}

@@ -1,0 +1,200 @@
+//! The final report of a run: one JSON object.
+
+use std::collections::BTreeMap;
+
+use bevy_ecs::prelude::*;
+use serde::Serialize;
+
+use crate::action::ResolverDiagnostics;
+use crate::agent::AgentPool;
+use crate::archetype::Archetypes;
+use crate::clock::{ClockMode, SimClock, SimSeed};
+use crate::digest::state_digest;
+use crate::headless::realtime_ratio;
+use crate::metrics::RunStats;
+use crate::world::Sites;
+
+/// Step-time percentiles in milliseconds of wall time.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepMs {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// What the world looks like at the end.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorldSummary {
+    pub sites: usize,
+    pub sites_discovered: usize,
+    pub sites_assessed: usize,
+    /// Value harvested from all sites.
+    pub harvested: f64,
+}
+
+/// The final report of a run. Field names are a contract other tools rely on.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub seed: u64,
+    /// Compute threads.
+    pub threads: usize,
+    pub mode: &'static str,
+    /// Virtual seconds per real second asked for (realtime mode).
+    pub speed: f64,
+    pub steps: u64,
+    pub virtual_seconds: f64,
+    pub wall_seconds: f64,
+    /// `virtual_seconds / (wall_seconds × speed)`.
+    pub realtime_ratio: f64,
+    pub agents_active: usize,
+    pub agents_queued: usize,
+    pub agent_ticks: u64,
+    /// Agent ticks per wall second.
+    pub agent_ticks_per_sec: f64,
+    pub ticks_by_kind: BTreeMap<String, u64>,
+    pub actions_submitted: u64,
+    pub actions_applied: u64,
+    pub actions_rejected: u64,
+    pub actions_failed: u64,
+    /// Targets that had more than one contender in a step.
+    pub conflicts: u64,
+    pub step_ms: StepMs,
+    pub peak_rss_bytes: u64,
+    pub world: WorldSummary,
+    /// Hex digest of the final simulation state.
+    pub state_digest: String,
+    /// The run was stopped (Ctrl-C, SIGTERM) before its duration.
+    pub interrupted: bool,
+}
+
+/// How the run was executed (what the world does not know).
+#[derive(Clone, Debug)]
+pub struct RunContext {
+    pub scenario: String,
+    pub threads: usize,
+    pub mode: ClockMode,
+    pub speed: f64,
+    pub wall_seconds: f64,
+    pub interrupted: bool,
+}
+
+impl RunReport {
+    /// Gathers the report from a world after (or during) a run.
+    pub fn gather(world: &mut World, ctx: &RunContext) -> Self {
+        let digest = state_digest(world);
+        let stats = world.resource::<RunStats>();
+        let diag = world.resource::<ResolverDiagnostics>();
+        let pool = world.resource::<AgentPool>();
+        let clock = world.resource::<SimClock>();
+        let archetypes = world.resource::<Archetypes>();
+        let virtual_seconds = clock.elapsed_secs();
+        let ticks_by_kind = stats
+            .ticks_by_kind
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k < archetypes.len())
+            .map(|(k, n)| {
+                (
+                    archetypes
+                        .name(crate::agent::AgentKind(k as u16))
+                        .to_owned(),
+                    *n,
+                )
+            })
+            .collect();
+        let world_summary = world.get_resource::<Sites>().map_or(
+            WorldSummary {
+                sites: 0,
+                sites_discovered: 0,
+                sites_assessed: 0,
+                harvested: 0.0,
+            },
+            |sites| WorldSummary {
+                sites: sites.len(),
+                sites_discovered: sites.iter().filter(|s| s.discovered_by.is_some()).count(),
+                sites_assessed: sites.iter().filter(|s| s.estimate.is_some()).count(),
+                harvested: sites.iter().map(|s| f64::from(s.harvested)).sum(),
+            },
+        );
+        Self {
+            scenario: ctx.scenario.clone(),
+            seed: world.resource::<SimSeed>().0,
+            threads: ctx.threads,
+            mode: ctx.mode.as_str(),
+            speed: ctx.speed,
+            steps: clock.step(),
+            virtual_seconds,
+            wall_seconds: ctx.wall_seconds,
+            realtime_ratio: realtime_ratio(virtual_seconds, ctx.wall_seconds, ctx.speed),
+            agents_active: pool.active(),
+            agents_queued: pool.queued(),
+            agent_ticks: stats.agent_ticks,
+            agent_ticks_per_sec: if ctx.wall_seconds > 0.0 {
+                stats.agent_ticks as f64 / ctx.wall_seconds
+            } else {
+                0.0
+            },
+            ticks_by_kind,
+            actions_submitted: diag.submitted,
+            actions_applied: diag.applied,
+            actions_rejected: diag.rejected,
+            actions_failed: diag.failed,
+            conflicts: diag.conflicts,
+            step_ms: StepMs {
+                p50: stats.step_ms_quantile(0.5),
+                p99: stats.step_ms_quantile(0.99),
+                max: stats.step_ms_max(),
+                mean: if stats.step_times.is_empty() {
+                    0.0
+                } else {
+                    stats.step_times.mean() / 1e6
+                },
+            },
+            peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+            world: world_summary,
+            state_digest: digest.to_string(),
+            interrupted: ctx.interrupted,
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+}
+
+/// The process's peak resident memory in bytes: `VmHWM` on Linux, otherwise the
+/// current resident size as `sysinfo` reads it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kib) = proc_status_kib(&status, "VmHWM:")
+    {
+        return Some(kib * 1024);
+    }
+    current_rss_bytes()
+}
+
+/// The process's current resident memory in bytes.
+pub fn current_rss_bytes() -> Option<u64> {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kib) = proc_status_kib(&status, "VmRSS:")
+    {
+        return Some(kib * 1024);
+    }
+    let pid = sysinfo::get_current_pid().ok()?;
+    let mut system = sysinfo::System::new().ok()?;
+    system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+    system.process(pid).map(|p| p.memory())
+}
+
+fn proc_status_kib(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,410 @@
+//! Scenario files: everything a run needs, in one RON file.
+//!
+//! ```ron
+//! Scenario(
+//!     name: "quickstart",
+//!     seed: 7,
+//!     world: (size: (800.0, 800.0), regions: (4, 4), sites: 300),
+//!     clock: (fixed_hz: 100.0, mode: Fast, duration: 30.0),
+//!     groups: [
+//!         (kind: "explorer", count: 150),
+//!         (kinds: ["analyzer", "controller"], count: 150, tick_hz: 5.0, priority: High),
+//!     ],
+//!     conflicts: PriorityThenTimestamp,
+//! )
+//! ```
+//!
+//! Unknown fields are errors; everything but `name` and `groups` has a default.
+//! [`Scenario::load`] parses and validates, and every error names the file, line,
+//! column and field. [`ScenarioPlugin`] seeds an `App`'s resources from it.
+
+mod plugin;
+
+pub use plugin::ScenarioPlugin;
+
+use std::path::Path;
+
+use bevy_math::Vec2;
+use serde::{Deserialize, Serialize};
+
+use crate::action::ConflictStrategyKind;
+use crate::agent::{MEMORY_SITES_MAX, Priority};
+use crate::archetype::{Archetype, Archetypes};
+use crate::clock::{ClockMode, ClockSettings};
+use crate::config::{ConfigError, PathSeg, Validator, parse_ron, read_ron};
+use crate::world::WorldSettings;
+
+/// The world of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorldSpec {
+    /// Width and height in world units.
+    pub size: (f32, f32),
+    /// Regions along x and y.
+    pub regions: (u32, u32),
+    /// Number of sites.
+    pub sites: u32,
+    /// Range of site capacities (value units).
+    pub site_capacity: (f32, f32),
+    /// Regrowth as a fraction of capacity per virtual second.
+    pub regrow_per_sec: f32,
+    /// How close (world units) an agent must stand to a site to act on it.
+    pub reach: f32,
+}
+
+impl Default for WorldSpec {
+    fn default() -> Self {
+        let w = WorldSettings::default();
+        Self {
+            size: (w.size.x, w.size.y),
+            regions: w.regions,
+            sites: 200,
+            site_capacity: w.site_capacity,
+            regrow_per_sec: w.regrow_per_sec,
+            reach: w.reach,
+        }
+    }
+}
+
+/// The clock of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockSpec {
+    /// Steps per virtual second.
+    pub fixed_hz: f64,
+    /// `Realtime` (paced to the wall clock) or `Fast` (as fast as possible).
+    pub mode: ClockMode,
+    /// Virtual seconds per real second in realtime mode.
+    pub speed: f64,
+    /// Virtual seconds to run; absent runs until interrupted.
+    pub duration: Option<f64>,
+}
+
+impl Default for ClockSpec {
+    fn default() -> Self {
+        let c = ClockSettings::default();
+        Self {
+            fixed_hz: c.fixed_hz,
+            mode: c.mode,
+            speed: c.speed,
+            duration: c.duration,
+        }
+    }
+}
+
+/// A group of agents started at the beginning of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// The kind of every agent in the group...
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// ...or a list of kinds, one drawn at random (seeded) for each agent.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Number of agents.
+    pub count: u32,
+    /// Ticks per virtual second (default: the archetype's).
+    #[serde(default)]
+    pub tick_hz: Option<f32>,
+    /// Priority (default: the archetype's).
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Speed override, world units per virtual second.
+    #[serde(default)]
+    pub speed: Option<f32>,
+    /// Perception radius override, world units.
+    #[serde(default)]
+    pub perception_radius: Option<f32>,
+    /// Memory size override, in site facts.
+    #[serde(default)]
+    pub memory_sites: Option<usize>,
+}
+
+/// A complete run description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// Every generator in the run derives from this.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub world: WorldSpec,
+    #[serde(default)]
+    pub clock: ClockSpec,
+    /// Most agents active at once (default: all of the groups).
+    #[serde(default)]
+    pub max_agents: Option<usize>,
+    pub groups: Vec<GroupSpec>,
+    /// How conflicts are decided.
+    #[serde(default)]
+    pub conflicts: ConflictStrategyKind,
+    /// Extra kinds, or new definitions of built-in ones.
+    #[serde(default)]
+    pub archetypes: Vec<Archetype>,
+}
+
+/// Most regions along one axis.
+const MAX_REGIONS_PER_AXIS: u32 = 1024;
+/// Fastest step rate accepted.
+const MAX_FIXED_HZ: f64 = 10_000.0;
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (scenario, source): (Scenario, String) = read_ron(path)?;
+        scenario.validate(&source, path)?;
+        Ok(scenario)
+    }
+
+    /// Parses and validates scenario text; `file` names it in errors.
+    pub fn from_ron(source: &str, file: &Path) -> Result<Self, ConfigError> {
+        let scenario: Scenario = parse_ron(source, file)?;
+        scenario.validate(source, file)?;
+        Ok(scenario)
+    }
+
+    /// The kinds this scenario can use: the built-in ones plus its own.
+    pub fn archetypes(&self) -> Archetypes {
+        let mut archetypes = Archetypes::default();
+        for a in &self.archetypes {
+            archetypes.define(a.clone());
+        }
+        archetypes
+    }
+
+    /// Agents in all groups.
+    pub fn total_agents(&self) -> u64 {
+        self.groups.iter().map(|g| u64::from(g.count)).sum()
+    }
+
+    /// The pool's maximum: `max_agents`, or all of the groups.
+    pub fn max_agents(&self) -> usize {
+        self.max_agents.unwrap_or(self.total_agents() as usize)
+    }
+
+    /// Scales the groups so that they hold `total` agents, keeping their
+    /// proportions (largest remainders get the leftover agents); groups left
+    /// empty are dropped. `max_agents`, if set, is scaled the same way.
+    pub fn scale_agents(&mut self, total: u64) {
+        let old = self.total_agents().max(1);
+        let mut shares: Vec<(usize, u64, u64)> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let exact = u128::from(g.count) * u128::from(total);
+                (
+                    i,
+                    (exact / u128::from(old)) as u64,
+                    (exact % u128::from(old)) as u64,
+                )
+            })
+            .collect();
+        let assigned: u64 = shares.iter().map(|s| s.1).sum();
+        let mut by_remainder: Vec<usize> = (0..shares.len()).collect();
+        by_remainder.sort_by_key(|&i| (std::cmp::Reverse(shares[i].2), i));
+        for &i in by_remainder.iter().take((total - assigned) as usize) {
+            shares[i].1 += 1;
+        }
+        if let Some(max) = self.max_agents {
+            let scaled = (u128::from(max as u64) * u128::from(total)).div_ceil(u128::from(old));
+            self.max_agents = Some(scaled.max(1) as usize);
+        }
+        for (i, _, _) in &shares {
+            self.groups[*i].count = shares[*i].1 as u32;
+        }
+        self.groups.retain(|g| g.count > 0);
+    }
+
+    /// The world settings this scenario describes.
+    pub fn world_settings(&self) -> WorldSettings {
+        let w = &self.world;
+        WorldSettings {
+            size: Vec2::new(w.size.0, w.size.1),
+            regions: w.regions,
+            sites: w.sites,
+            site_capacity: w.site_capacity,
+            regrow_per_sec: w.regrow_per_sec,
+            reach: w.reach,
+        }
+    }
+
+    /// The clock settings this scenario describes.
+    pub fn clock_settings(&self) -> ClockSettings {
+        ClockSettings {
+            fixed_hz: self.clock.fixed_hz,
+            mode: self.clock.mode,
+            speed: self.clock.speed,
+            duration: self.clock.duration,
+        }
+    }
+
+    /// Checks every value; the first problem is reported with its position in
+    /// `source`.
+    pub fn validate(&self, source: &str, file: &Path) -> Result<(), ConfigError> {
+        let mut v = Validator::default();
+        self.check(&mut v);
+        v.finish(source, file)
+    }
+
+    fn check(&self, v: &mut Validator) {
+        v.check(!self.name.trim().is_empty(), "name", || {
+            "expected a non-empty name".into()
+        });
+        v.field("world", |v| {
+            let w = &self.world;
+            let positive = |x: f32| x.is_finite() && x > 0.0;
+            v.check(positive(w.size.0) && positive(w.size.1), "size", || {
+                format!("expected a positive width and height, got {:?}", w.size)
+            });
+            let regions_ok = |n: u32| (1..=MAX_REGIONS_PER_AXIS).contains(&n);
+            v.check(
+                regions_ok(w.regions.0) && regions_ok(w.regions.1),
+                "regions",
+                || {
+                    format!(
+                        "expected 1 to {MAX_REGIONS_PER_AXIS} regions per axis, got {:?}",
+                        w.regions
+                    )
+                },
+            );
+            let (lo, hi) = w.site_capacity;
+            v.check(
+                lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi >= lo,
+                "site_capacity",
+                || {
+                    format!(
+                        "expected (min, max) with 0 <= min <= max, got {:?}",
+                        w.site_capacity
+                    )
+                },
+            );
+            v.check(
+                w.regrow_per_sec.is_finite() && w.regrow_per_sec >= 0.0,
+                "regrow_per_sec",
+                || format!("expected zero or more, got {}", w.regrow_per_sec),
+            );
+            v.check(w.reach.is_finite() && w.reach >= 0.0, "reach", || {
+                format!("expected zero or more world units, got {}", w.reach)
+            });
+        });
+        let fixed_hz = self.clock.fixed_hz;
+        v.field("clock", |v| {
+            let c = &self.clock;
+            v.check(
+                c.fixed_hz.is_finite() && c.fixed_hz > 0.0 && c.fixed_hz <= MAX_FIXED_HZ,
+                "fixed_hz",
+                || {
+                    format!(
+                        "expected a step rate in (0, {MAX_FIXED_HZ}] Hz, got {}",
+                        c.fixed_hz
+                    )
+                },
+            );
+            v.check(c.speed.is_finite() && c.speed > 0.0, "speed", || {
+                format!("expected a positive speed factor, got {}", c.speed)
+            });
+            if let Some(d) = c.duration {
+                v.check(d.is_finite() && d > 0.0, "duration", || {
+                    format!("expected a positive number of virtual seconds, got {d}")
+                });
+            }
+        });
+        if let Some(max) = self.max_agents {
+            v.check(max >= 1, "max_agents", || {
+                "expected at least 1 agent".into()
+            });
+        }
+        v.field("archetypes", |v| {
+            for (i, a) in self.archetypes.iter().enumerate() {
+                v.at(PathSeg::Index(i), |v| a.validate(v));
+            }
+        });
+        let archetypes = self.archetypes();
+        v.check(!self.groups.is_empty(), "groups", || {
+            "expected at least one group of agents".into()
+        });
+        v.field("groups", |v| {
+            for (i, g) in self.groups.iter().enumerate() {
+                v.at(PathSeg::Index(i), |v| {
+                    check_group(g, &archetypes, fixed_hz, v)
+                });
+            }
+        });
+    }
+}
+
+fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Validator) {
+    let known = |name: &str| archetypes.kind(name).is_some();
+    let names = || {
+        archetypes
+            .iter()
+            .map(|a| format!("\"{}\"", a.kind))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (&g.kind, g.kinds.is_empty()) {
+        (Some(_), false) => v.check(false, "kinds", || {
+            "set either `kind` or `kinds`, not both".into()
+        }),
+        (None, true) => v.check(false, "kind", || {
+            format!("expected a kind (one of {}) or a list `kinds`", names())
+        }),
+        (Some(kind), true) => v.check(known(kind), "kind", || {
+            format!("unknown kind \"{kind}\", expected one of {}", names())
+        }),
+        (None, false) => v.field("kinds", |v| {
+            for (i, kind) in g.kinds.iter().enumerate() {
+                v.at(PathSeg::Index(i), |v| {
+                    v.check(known(kind), "", || {
+                        format!("unknown kind \"{kind}\", expected one of {}", names())
+                    })
+                });
+            }
+        }),
+    }
+    v.check(g.count >= 1, "count", || {
+        "expected at least 1 agent in a group".into()
+    });
+    if g.tick_hz.is_none() {
+        let kinds = g.kind.iter().chain(&g.kinds);
+        for kind in kinds.filter_map(|k| archetypes.kind(k)) {
+            let hz = archetypes.get(kind).tick_hz;
+            v.check(f64::from(hz) <= fixed_hz, "tick_hz", || {
+                format!(
+                    "the default rate of \"{}\" ({hz} Hz) is faster than the step rate \
+                     ({fixed_hz} Hz); set tick_hz or raise clock.fixed_hz",
+                    archetypes.name(kind)
+                )
+            });
+        }
+    }
+    if let Some(hz) = g.tick_hz {
+        v.check(hz.is_finite() && hz > 0.0, "tick_hz", || {
+            format!("expected a positive rate in Hz, got {hz}")
+        });
+        v.check(f64::from(hz) <= fixed_hz, "tick_hz", || {
+            format!(
+                "{hz} Hz is faster than the step rate ({fixed_hz} Hz): an agent ticks at most once \
+                 per step; lower tick_hz or raise clock.fixed_hz"
+            )
+        });
+    }
+    if let Some(speed) = g.speed {
+        v.check(speed.is_finite() && speed >= 0.0, "speed", || {
+            format!("expected zero or more world units per second, got {speed}")
+        });
+    }
+    if let Some(r) = g.perception_radius {
+        v.check(r.is_finite() && r > 0.0, "perception_radius", || {
+            format!("expected a positive radius, got {r}")
+        });
+    }
+    if let Some(m) = g.memory_sites {
+        v.check(m <= MEMORY_SITES_MAX, "memory_sites", || {
+            format!("expected at most {MEMORY_SITES_MAX}, got {m}")
+        });
+    }
+}

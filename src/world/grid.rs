@@ -1,0 +1,244 @@
+use bevy_math::Vec2;
+
+/// The cell layout shared by the spatial indices: square cells over
+/// `[0, size.x] × [0, size.y]`, row-major.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GridGeometry {
+    size: Vec2,
+    cell: f32,
+    inv_cell: f32,
+    cols: u32,
+    rows: u32,
+}
+
+impl GridGeometry {
+    /// Cells of side `cell` (world units) over a world of `size`, widened if
+    /// needed so that there are at most 4096 × 4096 cells.
+    pub fn new(size: Vec2, cell: f32) -> Self {
+        let longest = size.x.max(size.y).max(1.0);
+        let cell = cell.max(longest / 4096.0).max(1e-3);
+        Self {
+            size,
+            cell,
+            inv_cell: 1.0 / cell,
+            cols: ((size.x / cell).ceil() as u32).max(1),
+            rows: ((size.y / cell).ceil() as u32).max(1),
+        }
+    }
+
+    /// Side of a cell in world units.
+    pub fn cell_size(&self) -> f32 {
+        self.cell
+    }
+
+    /// Number of cells.
+    pub fn cells(&self) -> usize {
+        (self.cols * self.rows) as usize
+    }
+
+    /// The world size covered.
+    pub fn size(&self) -> Vec2 {
+        self.size
+    }
+
+    #[inline]
+    fn coords(&self, p: Vec2) -> (u32, u32) {
+        let cx = ((p.x * self.inv_cell) as i64).clamp(0, i64::from(self.cols) - 1) as u32;
+        let cy = ((p.y * self.inv_cell) as i64).clamp(0, i64::from(self.rows) - 1) as u32;
+        (cx, cy)
+    }
+
+    /// The cell containing `p` (positions outside are clamped in).
+    #[inline]
+    pub fn cell_of(&self, p: Vec2) -> u32 {
+        let (cx, cy) = self.coords(p);
+        cy * self.cols + cx
+    }
+
+    /// For each row of cells overlapping the square around `center`, the first
+    /// and last cell of that row.
+    #[inline]
+    fn rows_around(&self, center: Vec2, radius: f32) -> impl Iterator<Item = (u32, u32)> {
+        let (x0, y0) = self.coords(center - Vec2::splat(radius));
+        let (x1, y1) = self.coords(center + Vec2::splat(radius));
+        let cols = self.cols;
+        (y0..=y1).map(move |cy| (cy * cols + x0, cy * cols + x1))
+    }
+}
+
+/// A static uniform grid filled once by counting sort: the items of a cell are
+/// contiguous, and so are the cells of a row, so a radius query reads one
+/// contiguous range per row.
+#[derive(Clone, Debug)]
+pub struct UniformGrid<T> {
+    geometry: GridGeometry,
+    /// `starts[c]..starts[c + 1]` are the items of cell `c`.
+    starts: Vec<u32>,
+    items: Vec<(Vec2, T)>,
+}
+
+impl<T: Copy> UniformGrid<T> {
+    /// A grid of `items` with cells of side `cell`.
+    pub fn build(size: Vec2, cell: f32, items: impl IntoIterator<Item = (Vec2, T)>) -> Self {
+        let geometry = GridGeometry::new(size, cell);
+        let staged: Vec<(u32, Vec2, T)> = items
+            .into_iter()
+            .map(|(p, t)| (geometry.cell_of(p), p, t))
+            .collect();
+        let mut starts = vec![0u32; geometry.cells() + 1];
+        for &(c, _, _) in &staged {
+            starts[c as usize + 1] += 1;
+        }
+        for c in 1..starts.len() {
+            starts[c] += starts[c - 1];
+        }
+        let mut cursor = starts.clone();
+        let mut slots: Vec<Option<(Vec2, T)>> = vec![None; staged.len()];
+        for (c, p, t) in staged {
+            slots[cursor[c as usize] as usize] = Some((p, t));
+            cursor[c as usize] += 1;
+        }
+        Self {
+            geometry,
+            starts,
+            items: slots.into_iter().flatten().collect(),
+        }
+    }
+
+    /// The cell layout.
+    pub fn geometry(&self) -> &GridGeometry {
+        &self.geometry
+    }
+
+    /// Number of items indexed.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the grid holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Calls `f(position, item, squared distance)` for every item within `radius`
+    /// of `center`. Returns how many items were examined (the query's cost).
+    pub fn for_each_within(
+        &self,
+        center: Vec2,
+        radius: f32,
+        mut f: impl FnMut(Vec2, &T, f32),
+    ) -> u32 {
+        let r2 = radius * radius;
+        let mut examined = 0;
+        for (first, last) in self.geometry.rows_around(center, radius) {
+            let from = self.starts[first as usize] as usize;
+            let to = self.starts[last as usize + 1] as usize;
+            examined += (to - from) as u32;
+            for (p, t) in &self.items[from..to] {
+                let d2 = p.distance_squared(center);
+                if d2 <= r2 {
+                    f(*p, t, d2);
+                }
+            }
+        }
+        examined
+    }
+}
+
+/// A dynamic grid where each cell keeps its own list: moving an item costs O(1)
+/// (plus a scan of its cell), so keeping the grid current costs in proportion to
+/// the items that moved, not to all items.
+#[derive(Clone, Debug)]
+pub struct CellGrid<T> {
+    geometry: GridGeometry,
+    cells: Vec<Vec<(Vec2, T)>>,
+    len: usize,
+}
+
+impl<T: Copy> CellGrid<T> {
+    /// An empty grid with cells of side `cell` over a world of `size`.
+    pub fn new(size: Vec2, cell: f32) -> Self {
+        let geometry = GridGeometry::new(size, cell);
+        Self {
+            cells: vec![Vec::new(); geometry.cells()],
+            geometry,
+            len: 0,
+        }
+    }
+
+    /// The cell layout.
+    pub fn geometry(&self) -> &GridGeometry {
+        &self.geometry
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the grid holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `item` at `pos`; returns its cell.
+    pub fn insert(&mut self, pos: Vec2, item: T) -> u32 {
+        let cell = self.geometry.cell_of(pos);
+        self.cells[cell as usize].push((pos, item));
+        self.len += 1;
+        cell
+    }
+
+    /// Removes the item of `cell` that `is_it` picks. Returns whether one was found.
+    pub fn remove(&mut self, cell: u32, is_it: impl Fn(&T) -> bool) -> bool {
+        let Some(list) = self.cells.get_mut(cell as usize) else {
+            return false;
+        };
+        match list.iter().position(|(_, t)| is_it(t)) {
+            Some(i) => {
+                list.swap_remove(i);
+                self.len -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves the item of `cell` that `is_it` picks to `pos` (inserting it if it
+    /// was not found); returns its new cell.
+    pub fn relocate(&mut self, cell: u32, pos: Vec2, item: T, is_it: impl Fn(&T) -> bool) -> u32 {
+        let new = self.geometry.cell_of(pos);
+        if new == cell
+            && let Some(entry) = self.cells[cell as usize].iter_mut().find(|(_, t)| is_it(t))
+        {
+            *entry = (pos, item);
+            return cell;
+        }
+        self.remove(cell, is_it);
+        self.insert(pos, item)
+    }
+
+    /// Calls `f(position, item, squared distance)` for every item within `radius`
+    /// of `center`. Returns how many items were examined (the query's cost).
+    pub fn for_each_within(
+        &self,
+        center: Vec2,
+        radius: f32,
+        mut f: impl FnMut(Vec2, &T, f32),
+    ) -> u32 {
+        let r2 = radius * radius;
+        let mut examined = 0;
+        for (first, last) in self.geometry.rows_around(center, radius) {
+            for list in &self.cells[first as usize..=last as usize] {
+                examined += list.len() as u32;
+                for (p, t) in list {
+                    let d2 = p.distance_squared(center);
+                    if d2 <= r2 {
+                        f(*p, t, d2);
+                    }
+                }
+            }
+        }
+        examined
+    }
+}

@@ -1,0 +1,108 @@
+use bevy_app::prelude::*;
+use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+
+use super::*;
+use crate::agent::{Agent, DueAgents, Position};
+use crate::archetype::Archetypes;
+use crate::clock::SimSeed;
+use crate::sets::ContinuumSystems;
+
+/// The world: generates the map and sites at startup from [`WorldSettings`], and
+/// keeps the agents' spatial index current.
+pub struct WorldPlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl WorldPlugin {
+    /// Runs the world's per-step systems in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Plugin for WorldPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<WorldSettings>()
+            .add_systems(Startup, generate_world)
+            .add_systems(
+                self.schedule,
+                index_moved_agents.in_set(ContinuumSystems::Pool),
+            )
+            .add_observer(index_new_agent)
+            .add_observer(unindex_agent);
+    }
+}
+
+/// Side of the spatial index cells: the largest perception radius, so a query
+/// looks at no more than 3 × 3 cells.
+fn index_cell(archetypes: Option<&Archetypes>) -> f32 {
+    archetypes
+        .and_then(|a| a.iter().map(|a| a.perception_radius).max_by(f32::total_cmp))
+        .unwrap_or(50.0)
+        .max(1.0)
+}
+
+fn generate_world(
+    mut commands: Commands,
+    settings: Res<WorldSettings>,
+    seed: Res<SimSeed>,
+    archetypes: Option<Res<Archetypes>>,
+) {
+    let map = WorldMap::new(settings.size, settings.regions, settings.reach);
+    let cell = index_cell(archetypes.as_deref());
+    commands.insert_resource(Sites::generate(&map, &settings, seed.0, cell));
+    commands.insert_resource(AgentIndex(CellGrid::new(map.size(), cell)));
+    commands.insert_resource(map);
+}
+
+fn indexed(agent: &Agent) -> IndexedAgent {
+    IndexedAgent {
+        id: agent.id,
+        kind: agent.kind,
+    }
+}
+
+fn index_new_agent(
+    added: On<Add<Agent>>,
+    index: Option<ResMut<AgentIndex>>,
+    mut agents: Query<(&Agent, &Position, &mut IndexCell)>,
+) {
+    let (Some(mut index), Ok((agent, pos, mut cell))) = (index, agents.get_mut(added.entity))
+    else {
+        return;
+    };
+    cell.0 = index.0.insert(pos.0, indexed(agent));
+}
+
+fn unindex_agent(
+    removed: On<Remove<Agent>>,
+    index: Option<ResMut<AgentIndex>>,
+    agents: Query<(&Agent, &IndexCell)>,
+) {
+    let (Some(mut index), Ok((agent, cell))) = (index, agents.get(removed.entity)) else {
+        return;
+    };
+    let id = agent.id;
+    index.0.remove(cell.0, |a| a.id == id);
+}
+
+/// Moves the agents that ticked in this step to their new places in the index.
+fn index_moved_agents(
+    due: Res<DueAgents>,
+    mut index: ResMut<AgentIndex>,
+    mut agents: Query<(&Agent, &Position, &mut IndexCell)>,
+) {
+    for (agent, pos, mut cell) in agents.iter_many_unique_mut(due.all()).flatten() {
+        let id = agent.id;
+        let new = index
+            .0
+            .relocate(cell.0, pos.0, indexed(agent), |a| a.id == id);
+        if new != cell.0 {
+            cell.0 = new;
+        }
+    }
+}
