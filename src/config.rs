@@ -61,7 +61,9 @@ pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, Co
             message: e.code.to_string(),
         })?;
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
+        // serde_path_to_error writes `?` for a segment it could not name (e.g. in
+        // the middle of a syntax error); the path up to there is still useful.
+        let field = e.path().to_string().replace(".?", "").replace('?', "");
         let spanned = de.span_error(e.into_inner());
         ConfigError {
             file: file.to_path_buf(),

@@ -88,7 +88,7 @@ fn thread_counts_agree() {
     assert_eq!(digests[0].1, harness_digest(None), "the binary and the harness disagree");
 }
 
-/// Enough actions per step that regions are resolved on several threads.
+/// Hundreds of agents contending for a dozen sites: thousands of conflicts.
 #[test]
 fn thread_counts_agree_in_a_conflict_storm() {
     digests_by_threads("conflict-storm.ron", 10);

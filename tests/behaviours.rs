@@ -1,0 +1,117 @@
+//! Every built-in kind does its job: explorers find and publish sites, analyzers
+//! assess them, controllers harvest.
+
+mod common;
+
+use continuum::prelude::*;
+
+fn world_of(groups: &str) -> SimHarness {
+    let scenario = common::scenario(&format!(
+        r#"Scenario(
+            name: "jobs",
+            seed: 3,
+            world: (size: (400.0, 400.0), regions: (2, 2), sites: 60, regrow_per_sec: 0.05),
+            clock: (fixed_hz: 100.0, mode: Fast),
+            archetypes: [{}],
+            groups: [{groups}],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    ));
+    SimHarness::new(scenario)
+}
+
+fn kind_of(sim: &mut SimHarness) -> std::collections::BTreeMap<AgentId, String> {
+    let archetypes = sim.world().resource::<Archetypes>().clone();
+    sim.agents::<Agent>()
+        .into_iter()
+        .map(|(id, a)| (id, archetypes.name(a.kind).to_owned()))
+        .collect()
+}
+
+fn total_harvest_of(sim: &mut SimHarness, kind: &str) -> f32 {
+    let kinds = kind_of(sim);
+    sim.agents::<Tally>()
+        .iter()
+        .filter(|(id, _)| kinds[id] == kind)
+        .map(|(_, t)| t.harvested)
+        .sum()
+}
+
+#[test]
+fn explorers_find_remember_and_publish_sites() {
+    let mut sim = world_of(r#"(kind: "explorer", count: 40)"#);
+    sim.run_for(60.0);
+    let kinds = kind_of(&mut sim);
+    let sites = sim.world().resource::<Sites>();
+    let found: Vec<_> = sites.iter().filter_map(|s| s.discovered_by).collect();
+    assert!(found.len() >= 45, "explorers published only {} of 60 sites", found.len());
+    assert!(found.iter().all(|id| kinds[id] == "explorer"));
+    // Published sites reach the boards analyzers read.
+    let on_boards: usize = sites.regions().iter().map(|r| r.board.discovered().len()).sum();
+    assert!(on_boards > 0);
+    // Explorers remember what they saw, up to their memory's capacity.
+    let memories = sim.agents::<Memory>();
+    assert!(memories.iter().all(|(_, m)| m.facts().len() <= m.capacity()));
+    assert!(memories.iter().filter(|(_, m)| !m.facts().is_empty()).count() >= 30);
+}
+
+#[test]
+fn analyzers_assess_published_sites_within_their_noise() {
+    // No harvesting: a site's true value stays at its capacity.
+    let mut sim = world_of(r#"(kind: "explorer", count: 20), (kind: "analyzer", count: 20)"#);
+    sim.run_for(60.0);
+    let kinds = kind_of(&mut sim);
+    let sites = sim.world().resource::<Sites>();
+    let assessed: Vec<_> = sites.iter().filter(|s| s.estimate.is_some()).collect();
+    assert!(assessed.len() >= 30, "only {} sites assessed", assessed.len());
+    for site in assessed {
+        let e = site.estimate.unwrap();
+        assert_eq!(kinds[&e.by], "analyzer");
+        let error = (e.value - site.capacity).abs() / site.capacity;
+        assert!(error <= 0.1 + 1e-6, "estimate {} of a site worth {}", e.value, site.capacity);
+    }
+}
+
+#[test]
+fn controllers_harvest_and_a_control_group_does_not() {
+    let with = |third: &str| {
+        let mut sim = world_of(&format!(
+            r#"(kind: "explorer", count: 20), (kind: "analyzer", count: 20), (kind: "{third}", count: 30)"#
+        ));
+        sim.run_for(60.0);
+        let by_third = total_harvest_of(&mut sim, third);
+        let in_world: f32 = sim.world().resource::<Sites>().iter().map(|s| s.harvested).sum();
+        (by_third, in_world)
+    };
+    let (controllers, world_total) = with("controller");
+    let (control, control_world) = with("idle");
+    assert_eq!(control, 0.0);
+    assert_eq!(control_world, 0.0);
+    assert!(controllers >= 200.0, "controllers harvested only {controllers}");
+    assert!((controllers - world_total).abs() < 1e-2, "agents' tallies add up to the world's");
+}
+
+#[test]
+fn agents_stay_inside_the_world() {
+    let mut sim = world_of(r#"(kinds: ["explorer", "analyzer", "controller"], count: 60)"#);
+    sim.run_for(30.0);
+    let size = sim.world().resource::<WorldMap>().size();
+    for (id, p) in sim.agents::<Position>() {
+        assert!(
+            p.0.x >= 0.0 && p.0.y >= 0.0 && p.0.x <= size.x && p.0.y <= size.y,
+            "{id} left the world: {:?}",
+            p.0
+        );
+    }
+}
+
+#[test]
+fn random_kinds_are_drawn_per_agent() {
+    let mut sim = world_of(r#"(kinds: ["explorer", "analyzer", "controller"], count: 300)"#);
+    sim.step(1); // agents are admitted at the start of the first step
+    let mut counts = [0usize; 3];
+    for (_, a) in sim.agents::<Agent>() {
+        counts[a.kind.index()] += 1;
+    }
+    assert!(counts.iter().all(|&c| (70..=130).contains(&c)), "{counts:?}");
+}
