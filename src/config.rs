@@ -415,12 +415,12 @@ Scenario(
         );
         assert_eq!(
             locate(SRC, &[Field("groups"), Index(1), Field("tick_hz")]),
-            Some((7, 47))
+            Some((7, 48))
         );
         assert_eq!(locate(SRC, &[Field("groups"), Index(1)]), Some((7, 9)));
         assert_eq!(
             locate(SRC, &[Field("behaviour"), Field("momentum")]),
-            Some((9, 35))
+            Some((9, 36))
         );
     }
 

@@ -33,7 +33,10 @@ const GOOD: &str = r#"Scenario(
 /// Runs `validate` and `run` on `text` with `line` replaced by `with`; both must
 /// fail with exit code 2 and an error that contains every one of `expected`.
 fn rejects(name: &str, line: &str, with: &str, expected: &[&str]) {
-    assert!(GOOD.contains(line), "test setup: {line:?} is not in the good scenario");
+    assert!(
+        GOOD.contains(line),
+        "test setup: {line:?} is not in the good scenario"
+    );
     let path = write(name, &GOOD.replace(line, with));
     let path = path.to_str().unwrap();
     for args in [["validate", path].as_slice(), &["run", path, "--quiet"]] {
@@ -41,9 +44,15 @@ fn rejects(name: &str, line: &str, with: &str, expected: &[&str]) {
         let out = continuum(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command} {name}: {stderr}");
-        assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
         for e in expected {
-            assert!(stderr.contains(e), "{command} {name}: expected {e:?} in:\n{stderr}");
+            assert!(
+                stderr.contains(e),
+                "{command} {name}: expected {e:?} in:\n{stderr}"
+            );
         }
         assert!(out.stdout.is_empty(), "{command} {name} printed to stdout");
     }
@@ -53,12 +62,24 @@ fn rejects(name: &str, line: &str, with: &str, expected: &[&str]) {
 fn the_good_scenario_and_every_shipped_one_validate() {
     let path = write("good.ron", GOOD);
     let out = continuum(&["validate", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
-    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap() {
+    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")).unwrap()
+    {
         let path = entry.unwrap().path();
         let out = continuum(&["validate", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -88,7 +109,12 @@ fn a_negative_rate_is_an_error_at_the_value() {
         "negative-rate.ron",
         "tick_hz: 5.0",
         "tick_hz: -5.0",
-        &["negative-rate.ron:6:49:", "`groups[1].tick_hz`", "positive rate", "-5"],
+        &[
+            "negative-rate.ron:6:49:",
+            "`groups[1].tick_hz`",
+            "positive rate",
+            "-5",
+        ],
     );
 }
 
@@ -108,7 +134,10 @@ fn a_scenario_without_agents_is_an_error() {
     let out = continuum(&["validate", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("empty.ron:1:33:") && stderr.contains("`groups`"), "{stderr}");
+    assert!(
+        stderr.contains("empty.ron:1:33:") && stderr.contains("`groups`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -117,13 +146,23 @@ fn an_unknown_kind_lists_the_known_ones() {
         "kind.ron",
         r#"kind: "controller""#,
         r#"kind: "controler""#,
-        &["kind.ron:6:16:", "`groups[1].kind`", "\"controler\"", "\"controller\""],
+        &[
+            "kind.ron:6:16:",
+            "`groups[1].kind`",
+            "\"controler\"",
+            "\"controller\"",
+        ],
     );
 }
 
 #[test]
 fn a_rate_faster_than_the_clock_is_an_error() {
-    rejects("fast.ron", "tick_hz: 5.0", "tick_hz: 500.0", &["fast.ron:6:49:", "`groups[1].tick_hz`", "fixed_hz"]);
+    rejects(
+        "fast.ron",
+        "tick_hz: 5.0",
+        "tick_hz: 500.0",
+        &["fast.ron:6:49:", "`groups[1].tick_hz`", "fixed_hz"],
+    );
 }
 
 #[test]
@@ -138,7 +177,12 @@ fn a_value_of_the_wrong_type_is_an_error() {
 
 #[test]
 fn a_bad_clock_is_an_error() {
-    rejects("clock.ron", "fixed_hz: 100.0", "fixed_hz: 0.0", &["clock.ron:3:23:", "`clock.fixed_hz`"]);
+    rejects(
+        "clock.ron",
+        "fixed_hz: 100.0",
+        "fixed_hz: 0.0",
+        &["clock.ron:3:23:", "`clock.fixed_hz`"],
+    );
 }
 
 #[test]

@@ -44,15 +44,33 @@ fn explorers_find_remember_and_publish_sites() {
     let kinds = kind_of(&mut sim);
     let sites = sim.world().resource::<Sites>();
     let found: Vec<_> = sites.iter().filter_map(|s| s.discovered_by).collect();
-    assert!(found.len() >= 45, "explorers published only {} of 60 sites", found.len());
+    assert!(
+        found.len() >= 45,
+        "explorers published only {} of 60 sites",
+        found.len()
+    );
     assert!(found.iter().all(|id| kinds[id] == "explorer"));
     // Published sites reach the boards analyzers read.
-    let on_boards: usize = sites.regions().iter().map(|r| r.board.discovered().len()).sum();
+    let on_boards: usize = sites
+        .regions()
+        .iter()
+        .map(|r| r.board.discovered().len())
+        .sum();
     assert!(on_boards > 0);
     // Explorers remember what they saw, up to their memory's capacity.
     let memories = sim.agents::<Memory>();
-    assert!(memories.iter().all(|(_, m)| m.facts().len() <= m.capacity()));
-    assert!(memories.iter().filter(|(_, m)| !m.facts().is_empty()).count() >= 30);
+    assert!(
+        memories
+            .iter()
+            .all(|(_, m)| m.facts().len() <= m.capacity())
+    );
+    assert!(
+        memories
+            .iter()
+            .filter(|(_, m)| !m.facts().is_empty())
+            .count()
+            >= 30
+    );
 }
 
 #[test]
@@ -63,12 +81,21 @@ fn analyzers_assess_published_sites_within_their_noise() {
     let kinds = kind_of(&mut sim);
     let sites = sim.world().resource::<Sites>();
     let assessed: Vec<_> = sites.iter().filter(|s| s.estimate.is_some()).collect();
-    assert!(assessed.len() >= 30, "only {} sites assessed", assessed.len());
+    assert!(
+        assessed.len() >= 30,
+        "only {} sites assessed",
+        assessed.len()
+    );
     for site in assessed {
         let e = site.estimate.unwrap();
         assert_eq!(kinds[&e.by], "analyzer");
         let error = (e.value - site.capacity).abs() / site.capacity;
-        assert!(error <= 0.1 + 1e-6, "estimate {} of a site worth {}", e.value, site.capacity);
+        assert!(
+            error <= 0.1 + 1e-6,
+            "estimate {} of a site worth {}",
+            e.value,
+            site.capacity
+        );
     }
 }
 
@@ -80,15 +107,26 @@ fn controllers_harvest_and_a_control_group_does_not() {
         ));
         sim.run_for(60.0);
         let by_third = total_harvest_of(&mut sim, third);
-        let in_world: f32 = sim.world().resource::<Sites>().iter().map(|s| s.harvested).sum();
+        let in_world: f32 = sim
+            .world()
+            .resource::<Sites>()
+            .iter()
+            .map(|s| s.harvested)
+            .sum();
         (by_third, in_world)
     };
     let (controllers, world_total) = with("controller");
     let (control, control_world) = with("idle");
     assert_eq!(control, 0.0);
     assert_eq!(control_world, 0.0);
-    assert!(controllers >= 200.0, "controllers harvested only {controllers}");
-    assert!((controllers - world_total).abs() < 1e-2, "agents' tallies add up to the world's");
+    assert!(
+        controllers >= 200.0,
+        "controllers harvested only {controllers}"
+    );
+    assert!(
+        (controllers - world_total).abs() < 1e-2,
+        "agents' tallies add up to the world's"
+    );
 }
 
 #[test]
@@ -113,5 +151,8 @@ fn random_kinds_are_drawn_per_agent() {
     for (_, a) in sim.agents::<Agent>() {
         counts[a.kind.index()] += 1;
     }
-    assert!(counts.iter().all(|&c| (70..=130).contains(&c)), "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| (70..=130).contains(&c)),
+        "{counts:?}"
+    );
 }

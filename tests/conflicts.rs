@@ -45,7 +45,10 @@ fn contend(due: Res<DueAgents>, archetypes: Res<Archetypes>, mut intents: Query<
     for mut intent in intents.iter_many_unique_mut(due.of_kind(kind)).flatten() {
         intent.action = Some(PlannedAction {
             target: Target::Site(SiteId(0)),
-            kind: ActionKind::Custom { code: 1, value: 1.0 },
+            kind: ActionKind::Custom {
+                code: 1,
+                value: 1.0,
+            },
         });
     }
 }
@@ -115,12 +118,23 @@ fn priority_then_timestamp_prefers_high_priority() {
         assert_eq!(o.result, ActionResult::Rejected { winner });
     }
     let diag = sim.world().resource::<ResolverDiagnostics>().clone();
-    assert_eq!((diag.submitted, diag.applied, diag.rejected, diag.conflicts), (5, 1, 4, 1));
+    assert_eq!(
+        (diag.submitted, diag.applied, diag.rejected, diag.conflicts),
+        (5, 1, 4, 1)
+    );
 
     // Losers see the rejection in their feedback, in the step it happened.
-    for (agent, feedback) in sim.agents::<Feedback>().into_iter().filter(|(a, _)| a.0 > 0) {
+    for (agent, feedback) in sim
+        .agents::<Feedback>()
+        .into_iter()
+        .filter(|(a, _)| a.0 > 0)
+    {
         let (_, _, result) = feedback.fresh(0).expect("every contender acted in step 0");
-        let expected = if agent == winner { FeedbackResult::Applied(1.0) } else { FeedbackResult::Rejected };
+        let expected = if agent == winner {
+            FeedbackResult::Applied(1.0)
+        } else {
+            FeedbackResult::Rejected
+        };
         assert_eq!(result, expected, "{agent}");
     }
     let tallies = sim.agents::<Tally>();
@@ -138,7 +152,11 @@ fn among_equal_priorities_the_earliest_wins() {
 fn timestamp_ignores_priority() {
     let all = [0, 1, 2, 3, 4];
     let sim = run_arena(ConflictStrategy::Timestamp, &all, 1);
-    assert_eq!(winners(&sim), vec![id(3, &all)], "the background agent acted first");
+    assert_eq!(
+        winners(&sim),
+        vec![id(3, &all)],
+        "the background agent acted first"
+    );
 }
 
 #[test]
@@ -190,7 +208,10 @@ fn serial_and_parallel_resolution_agree() {
         });
         sim.run_for(5.0);
         let conflicts = sim.world().resource::<ResolverDiagnostics>().conflicts;
-        assert!(conflicts > 100, "the storm should collide, saw {conflicts} conflicts");
+        assert!(
+            conflicts > 100,
+            "the storm should collide, saw {conflicts} conflicts"
+        );
         sim.state_digest()
     };
     assert_eq!(digest(0), digest(usize::MAX));

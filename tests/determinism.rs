@@ -41,7 +41,11 @@ fn binary_digest(scenario: &str, seconds: u32, threads: u32, out: &Path) -> Stri
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the continuum binary runs");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(json["threads"], threads);
@@ -52,7 +56,10 @@ fn binary_digest(scenario: &str, seconds: u32, threads: u32, out: &Path) -> Stri
 fn runs_agree_and_match_the_recorded_digest() {
     let first = harness_digest(None);
     let second = harness_digest(None);
-    assert_eq!(first, second, "two runs of the same scenario and seed differ");
+    assert_eq!(
+        first, second,
+        "two runs of the same scenario and seed differ"
+    );
     println!("quickstart digest after 20 s: {first}");
     assert_eq!(
         first, QUICKSTART_20S,
@@ -85,7 +92,11 @@ fn digests_by_threads(scenario: &str, seconds: u32) -> Vec<(u32, String)> {
 #[test]
 fn thread_counts_agree() {
     let digests = digests_by_threads("quickstart.ron", 20);
-    assert_eq!(digests[0].1, harness_digest(None), "the binary and the harness disagree");
+    assert_eq!(
+        digests[0].1,
+        harness_digest(None),
+        "the binary and the harness disagree"
+    );
 }
 
 /// Hundreds of agents contending for a dozen sites: thousands of conflicts.

@@ -346,3 +346,63 @@ pub struct Tally {
     /// Actions that lost a conflict.
     pub rejected: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fact(site: u32, estimate: f32, at: SimTime) -> SiteFact {
+        SiteFact {
+            site: SiteId(site),
+            estimate,
+            at,
+            reported: false,
+        }
+    }
+
+    #[test]
+    fn memory_never_exceeds_its_capacity_and_evicts_the_least_useful() {
+        let mut m = Memory::with_capacity(3);
+        assert!(m.remember(fact(1, 5.0, 10)));
+        assert!(m.remember(fact(2, f32::NAN, 20)));
+        assert!(m.remember(fact(3, 9.0, 30)));
+        assert!(m.remember(fact(4, 7.0, 40))); // evicts site 2: unknown counts as 0
+        let mut held: Vec<u32> = m.facts().iter().map(|f| f.site.0).collect();
+        held.sort_unstable();
+        assert_eq!(held, [1, 3, 4]);
+        assert!(m.remember(fact(5, 5.0, 50))); // ties with site 1 at 5.0: the older goes
+        assert!(m.get(SiteId(1)).is_none() && m.get(SiteId(5)).is_some());
+        assert_eq!(m.facts().len(), 3);
+        for i in 0..100 {
+            m.remember(fact(100 + i, i as f32, u64::from(i)));
+            assert!(m.facts().len() <= 3);
+        }
+    }
+
+    #[test]
+    fn remembering_a_known_site_updates_it_and_keeps_it_reported() {
+        let mut m = Memory::with_capacity(2);
+        m.remember(SiteFact {
+            reported: true,
+            ..fact(1, 5.0, 10)
+        });
+        m.remember(fact(1, 2.0, 20));
+        assert_eq!(m.facts().len(), 1);
+        let f = m.get(SiteId(1)).unwrap();
+        assert_eq!((f.estimate, f.at, f.reported), (2.0, 20, true));
+    }
+
+    #[test]
+    fn a_zero_capacity_memory_holds_nothing() {
+        let mut m = Memory::with_capacity(0);
+        assert!(!m.remember(fact(1, 5.0, 10)));
+        assert!(m.facts().is_empty());
+    }
+
+    #[test]
+    fn tick_periods_are_exact_and_never_shorter_than_a_step() {
+        assert_eq!(TickRate(10.0).period_ns(10_000_000), 100_000_000);
+        assert_eq!(TickRate(3.0).period_ns(10_000_000), 333_333_333);
+        assert_eq!(TickRate(1000.0).period_ns(10_000_000), 10_000_000);
+    }
+}

@@ -7,6 +7,7 @@ use bevy_math::Vec2;
 
 use super::pool::Waiting;
 use super::*;
+use crate::archetype::Archetypes;
 use crate::clock::{SimClock, SimSeed, SimTime};
 use crate::digest::{mix, unit_f64};
 use crate::sets::ContinuumSystems;
@@ -28,7 +29,8 @@ impl AgentPlugin {
 
 impl Plugin for AgentPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<AgentPool>()
+        app.init_resource::<Archetypes>()
+            .init_resource::<AgentPool>()
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
             .add_systems(Startup, size_schedule)

@@ -176,3 +176,48 @@ unsafe fn unique(list: &[Entity]) -> &UniqueEntitySlice {
     // SAFETY: guaranteed unique by the caller, as documented above.
     unsafe { UniqueEntitySlice::from_slice_unchecked(list) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_come_out_in_their_step_and_long_periods_lap_the_wheel() {
+        let mut world = World::new();
+        let a = world.spawn_empty().id();
+        let b = world.spawn_empty().id();
+        let c = world.spawn_empty().id();
+        let mut schedule = AgentSchedule::new(10);
+        schedule.insert(a, 35, AgentKind(0)); // step 3
+        schedule.insert(b, 30, AgentKind(1)); // step 3
+        schedule.insert(c, 10 * (3 + WHEEL_SLOTS as u64) + 1, AgentKind(0)); // step 3, next lap
+        let mut due = DueAgents::default();
+        for step in 0..3 {
+            schedule.pop_due(step, world.entities(), &mut due);
+            assert!(due.is_empty());
+        }
+        schedule.pop_due(3, world.entities(), &mut due);
+        assert_eq!(due.all().as_inner(), &[a, b]);
+        assert_eq!(due.of_kind(AgentKind(0)).as_inner(), &[a]);
+        assert_eq!(due.of_kind(AgentKind(1)).as_inner(), &[b]);
+        assert_eq!(schedule.len(), 1);
+        schedule.pop_due(3 + WHEEL_SLOTS as u64, world.entities(), &mut due);
+        assert_eq!(due.all().as_inner(), &[c]);
+        assert!(schedule.is_empty());
+    }
+
+    #[test]
+    fn despawned_agents_leave_the_schedule() {
+        let mut world = World::new();
+        let a = world.spawn_empty().id();
+        let b = world.spawn_empty().id();
+        let mut schedule = AgentSchedule::new(10);
+        schedule.insert(a, 0, AgentKind(0));
+        schedule.insert(b, 5, AgentKind(0));
+        world.despawn(a);
+        let mut due = DueAgents::default();
+        schedule.pop_due(0, world.entities(), &mut due);
+        assert_eq!(due.all().as_inner(), &[b]);
+        assert!(schedule.is_empty());
+    }
+}

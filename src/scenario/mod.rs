@@ -408,3 +408,52 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_groups(counts: &[u32]) -> Scenario {
+        Scenario {
+            name: "t".into(),
+            seed: 0,
+            world: WorldSpec::default(),
+            clock: ClockSpec::default(),
+            max_agents: Some(50),
+            groups: counts
+                .iter()
+                .map(|&count| GroupSpec {
+                    kind: Some("explorer".into()),
+                    kinds: Vec::new(),
+                    count,
+                    tick_hz: None,
+                    priority: None,
+                    speed: None,
+                    perception_radius: None,
+                    memory_sites: None,
+                })
+                .collect(),
+            conflicts: Default::default(),
+            archetypes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn scaling_keeps_proportions_and_the_exact_total() {
+        let mut s = with_groups(&[50, 30, 20]);
+        s.scale_agents(1000);
+        let counts: Vec<u32> = s.groups.iter().map(|g| g.count).collect();
+        assert_eq!(counts, [500, 300, 200]);
+        assert_eq!(s.max_agents, Some(500));
+        let mut s = with_groups(&[1, 1, 1]);
+        s.scale_agents(10);
+        assert_eq!(s.total_agents(), 10);
+        let mut s = with_groups(&[90, 5, 5]);
+        s.scale_agents(3);
+        assert_eq!(s.total_agents(), 3);
+        assert!(
+            s.groups.iter().all(|g| g.count > 0),
+            "empty groups are dropped"
+        );
+    }
+}

@@ -242,3 +242,92 @@ impl<T: Copy> CellGrid<T> {
         examined
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{mix, unit_f64};
+
+    fn points(n: u64, size: Vec2, seed: u64) -> Vec<(Vec2, u32)> {
+        (0..n)
+            .map(|i| {
+                let h = mix(seed, i);
+                let p = Vec2::new(
+                    unit_f64(h) as f32 * size.x,
+                    unit_f64(mix(h, 1)) as f32 * size.y,
+                );
+                (p, i as u32)
+            })
+            .collect()
+    }
+
+    fn brute(points: &[(Vec2, u32)], c: Vec2, r: f32) -> Vec<u32> {
+        let mut v: Vec<u32> = points
+            .iter()
+            .filter(|(p, _)| p.distance_squared(c) <= r * r)
+            .map(|(_, i)| *i)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Both grids find exactly what a brute-force scan finds, for random
+    /// queries of random radii, including ones reaching outside the world.
+    #[test]
+    fn radius_queries_match_a_brute_force_scan() {
+        let size = Vec2::new(300.0, 170.0);
+        let pts = points(2000, size, 9);
+        let static_grid = UniformGrid::build(size, 25.0, pts.iter().copied());
+        let mut cells = CellGrid::new(size, 25.0);
+        for &(p, i) in &pts {
+            cells.insert(p, i);
+        }
+        for q in 0..300u64 {
+            let h = mix(77, q);
+            let c = Vec2::new(
+                unit_f64(h) as f32 * 340.0 - 20.0,
+                unit_f64(mix(h, 1)) as f32 * 210.0 - 20.0,
+            );
+            let r = unit_f64(mix(h, 2)) as f32 * 60.0;
+            let want = brute(&pts, c, r);
+            for found in [
+                {
+                    let mut v = Vec::new();
+                    static_grid.for_each_within(c, r, |_, &i, _| v.push(i));
+                    v
+                },
+                {
+                    let mut v = Vec::new();
+                    cells.for_each_within(c, r, |_, &i, _| v.push(i));
+                    v
+                },
+            ] {
+                let mut found = found;
+                found.sort_unstable();
+                assert_eq!(found, want, "query at {c:?} radius {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn relocating_keeps_the_cell_grid_consistent() {
+        let size = Vec2::splat(100.0);
+        let mut grid = CellGrid::new(size, 10.0);
+        let mut pts = points(200, size, 5);
+        let mut cells: Vec<u32> = pts.iter().map(|&(p, i)| grid.insert(p, i)).collect();
+        let moved = points(200, size, 6);
+        for (k, &(p, _)) in moved.iter().enumerate().filter(|(k, _)| k % 3 == 0) {
+            let id = pts[k].1;
+            cells[k] = grid.relocate(cells[k], p, id, |&i| i == id);
+            pts[k].0 = p;
+        }
+        assert_eq!(grid.len(), 200);
+        let mut all = Vec::new();
+        grid.for_each_within(Vec2::splat(50.0), 200.0, |p, &i, _| all.push((i, p)));
+        all.sort_by_key(|(i, _)| *i);
+        assert_eq!(all, pts.iter().map(|&(p, i)| (i, p)).collect::<Vec<_>>());
+        assert!(grid.remove(cells[7], |&i| i == 7));
+        assert!(!grid.remove(cells[7], |&i| i == 7));
+        assert_eq!(grid.len(), 199);
+    }
+}

@@ -395,3 +395,70 @@ impl Default for AgentIndex {
 /// The agent's cell in the [`AgentIndex`].
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct IndexCell(pub u32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::NANOS_PER_SEC;
+
+    #[test]
+    fn sites_regrow_continuously_up_to_their_capacity() {
+        let settings = WorldSettings {
+            sites: 1,
+            site_capacity: (10.0, 10.0),
+            regrow_per_sec: 0.1,
+            ..Default::default()
+        };
+        let map = WorldMap::new(settings.size, settings.regions, settings.reach);
+        let mut sites = Sites::generate(&map, &settings, 1, 50.0);
+        let region = sites.region_of(SiteId(0)).unwrap();
+        let site = sites.regions_mut()[region.0 as usize]
+            .site_mut(SiteId(0))
+            .unwrap();
+        site.set_value(2.0, 3 * NANOS_PER_SEC);
+        assert_eq!(site.value_at(3 * NANOS_PER_SEC), 2.0);
+        assert_eq!(site.value_at(3 * NANOS_PER_SEC + NANOS_PER_SEC / 2), 2.5);
+        assert_eq!(site.value_at(100 * NANOS_PER_SEC), 10.0);
+    }
+
+    #[test]
+    fn sites_of_a_region_have_consecutive_ids_and_stand_in_it() {
+        let settings = WorldSettings {
+            sites: 500,
+            ..Default::default()
+        };
+        let map = WorldMap::new(settings.size, (4, 3), settings.reach);
+        let sites = Sites::generate(&map, &settings, 2, 50.0);
+        assert_eq!(sites.len(), 500);
+        let mut next = 0;
+        for region in sites.regions() {
+            for site in region.sites() {
+                assert_eq!(site.id.0, next);
+                assert_eq!(map.region_of(site.pos), region.id);
+                assert_eq!(sites.get(site.id).unwrap().id, site.id);
+                next += 1;
+            }
+        }
+    }
+
+    #[test]
+    fn the_board_keeps_the_best_estimates_in_order() {
+        let mut board = Board::default();
+        for (site, value) in [(1, 5.0), (2, 9.0), (3, 1.0), (4, 9.0), (5, 7.0)] {
+            board.publish_estimate(SiteId(site), value);
+        }
+        board.publish_estimate(SiteId(2), 0.5); // harvested: falls back
+        let ids: Vec<u32> = board.best().iter().map(|(s, _)| s.0).collect();
+        assert_eq!(ids, [4, 5, 1, 3, 2]);
+        for site in 10..30 {
+            board.publish_estimate(SiteId(site), 100.0 + site as f32);
+        }
+        assert_eq!(board.best().len(), BOARD_BEST);
+        assert_eq!(board.best()[0], (SiteId(29), 129.0));
+        for site in 0..40 {
+            board.publish_discovery(SiteId(site));
+        }
+        assert_eq!(board.discovered().len(), BOARD_DISCOVERED);
+        assert_eq!(*board.discovered().last().unwrap(), SiteId(39));
+    }
+}
