@@ -122,6 +122,8 @@ pub struct Body {
     pub speed: f32,
     /// Perception radius in world units.
     pub perception_radius: f32,
+    /// Whether the agent perceives other agents (sites are always perceived).
+    pub senses_agents: bool,
 }
 
 /// Most sites an agent perceives in one tick (the nearest ones win).

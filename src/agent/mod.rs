@@ -19,4 +19,4 @@ mod schedule;
 pub use components::*;
 pub use plugin::AgentPlugin;
 pub use pool::{AgentBlueprint, AgentPool};
-pub use schedule::{AgentSchedule, DueAgents};
+pub use schedule::{AgentSchedule, DUE_MIN_BATCH, DueAgents, due_batches};

@@ -1,3 +1,4 @@
+use bevy_ecs::batching::BatchingStrategy;
 use bevy_ecs::entity::{Entities, UniqueEntitySlice, UniqueEntityVec};
 use bevy_ecs::prelude::*;
 
@@ -81,6 +82,16 @@ impl Default for AgentSchedule {
     fn default() -> Self {
         Self::new(crate::clock::ClockSettings::default().step_ns())
     }
+}
+
+/// Below this many due agents a system works on one thread, and parallel work
+/// comes in batches of at least this many: handing a batch to another thread
+/// costs a wake-up, worth it only for enough agents.
+pub const DUE_MIN_BATCH: usize = 512;
+
+/// The batching to use with `Query::par_iter_many_unique_mut` over due agents.
+pub fn due_batches() -> BatchingStrategy {
+    BatchingStrategy::new().min_batch_size(DUE_MIN_BATCH)
 }
 
 /// The agents due in the current step: all of them, and split by kind.

@@ -74,6 +74,11 @@ pub struct Archetype {
     pub speed: f32,
     /// World units.
     pub perception_radius: f32,
+    /// Whether agents of this kind perceive other agents (sites are always
+    /// perceived). Looking for neighbours costs time; kinds that ignore them
+    /// should not pay for it.
+    #[serde(default = "yes")]
+    pub perceives_agents: bool,
     /// Site facts an agent of this kind remembers (at most 16).
     pub memory_sites: usize,
     pub behaviour: Behaviour,
@@ -154,6 +159,10 @@ impl Archetype {
         v.finish(source, file)?;
         Ok(archetype)
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The built-in archetype files, embedded at build time.
@@ -257,6 +266,7 @@ impl Archetypes {
             body: Body {
                 speed: a.speed,
                 perception_radius: a.perception_radius,
+                senses_agents: a.perceives_agents,
             },
             memory_sites: a.memory_sites,
             position: None,

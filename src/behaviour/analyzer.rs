@@ -4,6 +4,7 @@ use bevy_ecs::prelude::*;
 
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FeedbackResult, Target};
+use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};
@@ -33,6 +34,7 @@ pub(super) fn think(
         let stale = secs_to_sim(f64::from(params.stale_after));
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((
                     perception,
@@ -127,6 +129,7 @@ pub(super) fn learn(
         }
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((feedback, cadence, mut memory, mut intent)) = item else {
                     return;

@@ -4,6 +4,7 @@ use bevy_ecs::prelude::*;
 
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
+use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
@@ -38,6 +39,7 @@ pub(super) fn think(
         };
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((
                     perception,
@@ -142,6 +144,7 @@ pub(super) fn learn(
         }
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((feedback, cadence, mut memory, mut intent)) = item else {
                     return;

@@ -5,6 +5,7 @@ use bevy_ecs::prelude::*;
 
 use super::wander;
 use crate::action::{ActionKind, Target};
+use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::world::Sites;
@@ -30,6 +31,7 @@ pub(super) fn think(
         let kind = AgentKind(kind as u16);
         agents
             .par_iter_many_unique_mut(due.of_kind(kind))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((perception, body, cadence, mut velocity, mut memory, mut intent, mut rng)) =
                     item
@@ -89,6 +91,7 @@ pub(super) fn learn(
         }
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
+            .batching_strategy(due_batches())
             .for_each(|item| {
                 let Ok((feedback, mut memory)) = item else {
                     return;

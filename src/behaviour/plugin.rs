@@ -7,6 +7,7 @@ use bevy_utils::Parallel;
 
 use super::{analyzer, controller, explorer};
 use crate::action::{Action, LearnSystems};
+use crate::agent::due_batches;
 use crate::agent::*;
 use crate::clock::SimClock;
 use crate::sets::ContinuumSystems;
@@ -47,48 +48,55 @@ impl Plugin for BehaviourPlugin {
 }
 
 /// Fills each due agent's [`Perception`] from the sites' and agents' spatial
-/// indices: the nearest sites within its radius (ties broken by id), how many
-/// other agents are in range and the nearest of them.
+/// indices: the nearest sites within its radius (ties broken by id) and, for
+/// kinds that sense agents, how many other agents are in range and the nearest.
 pub fn perceive(
     due: Res<DueAgents>,
     sites: Res<Sites>,
     index: Res<AgentIndex>,
     mut agents: Query<(&Agent, &Position, &Body, &mut Perception)>,
 ) {
-    agents.par_iter_many_unique_mut(due.all()).for_each(|item| {
-        let Ok((agent, pos, body, mut perception)) = item else {
-            return;
-        };
-        let mut view = Perception::default();
-        let radius = body.perception_radius;
-        view.examined = sites
-            .index()
-            .for_each_within(pos.0, radius, |_, &site, dist2| {
-                insert_nearest(&mut view.sites, SeenSite { site, dist2 });
-            });
-        let mut nearest: Option<(f32, SeenAgent)> = None;
-        view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
-            if other.id == agent.id {
+    agents
+        .par_iter_many_unique_mut(due.all())
+        .batching_strategy(due_batches())
+        .for_each(|item| {
+            let Ok((agent, pos, body, mut perception)) = item else {
+                return;
+            };
+            let mut view = Perception::default();
+            let radius = body.perception_radius;
+            view.examined = sites
+                .index()
+                .for_each_within(pos.0, radius, |_, &site, dist2| {
+                    insert_nearest(&mut view.sites, SeenSite { site, dist2 });
+                });
+            if !body.senses_agents {
+                *perception = view;
                 return;
             }
-            view.neighbours += 1;
-            let closer = nearest
-                .as_ref()
-                .is_none_or(|(d, n)| dist2 < *d || (dist2 == *d && other.id < n.id));
-            if closer {
-                let offset = p - pos.0;
-                nearest = Some((
-                    dist2,
-                    SeenAgent {
-                        id: other.id,
-                        offset,
-                    },
-                ));
-            }
+            let mut nearest: Option<(f32, SeenAgent)> = None;
+            view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
+                if other.id == agent.id {
+                    return;
+                }
+                view.neighbours += 1;
+                let closer = nearest
+                    .as_ref()
+                    .is_none_or(|(d, n)| dist2 < *d || (dist2 == *d && other.id < n.id));
+                if closer {
+                    let offset = p - pos.0;
+                    nearest = Some((
+                        dist2,
+                        SeenAgent {
+                            id: other.id,
+                            offset,
+                        },
+                    ));
+                }
+            });
+            view.nearest = nearest.map(|(_, n)| n);
+            *perception = view;
         });
-        view.nearest = nearest.map(|(_, n)| n);
-        *perception = view;
-    });
 }
 
 fn insert_nearest(list: &mut arrayvec::ArrayVec<SeenSite, PERCEIVED_SITES_MAX>, seen: SeenSite) {
@@ -149,48 +157,51 @@ pub fn act(
     let step_ns = clock.step_ns();
     let size = map.size();
     let emitted_ref = &*emitted;
-    agents.par_iter_many_unique_mut(due.all()).for_each(|item| {
-        let Ok((entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel)) = item
-        else {
-            return;
-        };
-        let dt = rate.period_ns(step_ns) as f32 * 1e-9;
-        match intent.movement {
-            Movement::Stay => {}
-            Movement::Drift => {
-                let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
-                pos.0 = p;
-                if v != vel.0 {
-                    vel.0 = v;
+    agents
+        .par_iter_many_unique_mut(due.all())
+        .batching_strategy(due_batches())
+        .for_each(|item| {
+            let Ok((entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel)) = item
+            else {
+                return;
+            };
+            let dt = rate.period_ns(step_ns) as f32 * 1e-9;
+            match intent.movement {
+                Movement::Stay => {}
+                Movement::Drift => {
+                    let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
+                    pos.0 = p;
+                    if v != vel.0 {
+                        vel.0 = v;
+                    }
+                }
+                Movement::Toward(target) => {
+                    let to = target - pos.0;
+                    let distance = to.length();
+                    let stride = body.speed * dt;
+                    pos.0 = if distance <= stride {
+                        target
+                    } else {
+                        pos.0 + to / distance * stride
+                    };
+                    pos.0 = pos.0.clamp(Vec2::ZERO, size);
+                    vel.0 = to.normalize_or_zero() * body.speed;
                 }
             }
-            Movement::Toward(target) => {
-                let to = target - pos.0;
-                let distance = to.length();
-                let stride = body.speed * dt;
-                pos.0 = if distance <= stride {
-                    target
-                } else {
-                    pos.0 + to / distance * stride
-                };
-                pos.0 = pos.0.clamp(Vec2::ZERO, size);
-                vel.0 = to.normalize_or_zero() * body.speed;
-            }
-        }
-        if let Some(planned) = intent.action {
-            emitted_ref.scope(|buffer| {
-                buffer.push(Action {
-                    agent: agent.id,
-                    entity,
-                    priority: *priority,
-                    timestamp: cadence.due,
-                    target: planned.target,
-                    kind: planned.kind,
-                    origin: pos.0,
+            if let Some(planned) = intent.action {
+                emitted_ref.scope(|buffer| {
+                    buffer.push(Action {
+                        agent: agent.id,
+                        entity,
+                        priority: *priority,
+                        timestamp: cadence.due,
+                        target: planned.target,
+                        kind: planned.kind,
+                        origin: pos.0,
+                    });
                 });
-            });
-        }
-    });
+            }
+        });
     // Thread order is lost here on purpose: the resolver sorts actions into a
     // total order before it looks at them.
     actions.write_batch(emitted.drain());

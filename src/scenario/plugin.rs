@@ -74,6 +74,7 @@ fn request_groups(
             bp.body = Body {
                 speed: group.speed.unwrap_or(bp.body.speed),
                 perception_radius: group.perception_radius.unwrap_or(bp.body.perception_radius),
+                ..bp.body
             };
             bp.memory_sites = group.memory_sites.unwrap_or(bp.memory_sites);
             bp.phase = Some(f64::from(i) / f64::from(group.count));
