@@ -79,7 +79,10 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
             speed: None,
             perception_radius: None,
             memory_sites: None,
+            lifetime: None,
         }],
+        arrivals: Vec::new(),
+        departures: Vec::new(),
         conflicts: Default::default(),
         archetypes: Vec::new(),
     }

@@ -83,6 +83,7 @@ type DigestQuery<'a> = (
     &'a AgentRng,
     &'a Feedback,
     &'a Tally,
+    &'a Admission,
 );
 
 /// The digest of the whole simulation state in `world`.
@@ -95,7 +96,22 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     let mut agents: Vec<_> = query.iter(world).collect();
     agents.sort_unstable_by_key(|a| a.0.id);
     h.word(agents.len() as u64);
-    for (agent, priority, rate, cadence, pos, vel, memory, intent, rng, feedback, tally) in agents {
+    for (
+        agent,
+        priority,
+        rate,
+        cadence,
+        pos,
+        vel,
+        memory,
+        intent,
+        rng,
+        feedback,
+        tally,
+        admission,
+    ) in agents
+    {
+        h.word(admission.requested_at).word(admission.admitted_at);
         h.word(agent.id.0)
             .word(u64::from(agent.kind.0))
             .word(*priority as u64);

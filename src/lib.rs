@@ -28,6 +28,10 @@
 //! Swap one out like any Bevy plugin group:
 //! `ContinuumPlugins::default().build().disable::<BehaviourPlugin>()`.
 
+// Bevy systems take their data as parameters and queries as tuple types: these
+// two lints fire on ordinary systems.
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
 pub mod action;
 pub mod agent;
 pub mod archetype;

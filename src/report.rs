@@ -6,7 +6,7 @@ use bevy_ecs::prelude::*;
 use serde::Serialize;
 
 use crate::action::ResolverDiagnostics;
-use crate::agent::AgentPool;
+use crate::agent::{AgentPool, Priority};
 use crate::archetype::Archetypes;
 use crate::clock::{ClockMode, SimClock, SimSeed};
 use crate::digest::state_digest;
@@ -21,6 +21,45 @@ pub struct StepMs {
     pub p99: f64,
     pub max: f64,
     pub mean: f64,
+}
+
+/// Waiting times of the agents admitted at one priority, in virtual seconds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WaitStats {
+    pub admitted: u64,
+    pub mean: f64,
+    pub p99: f64,
+}
+
+/// One value per priority.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ByPriority<T> {
+    pub high: T,
+    pub normal: T,
+    pub background: T,
+}
+
+impl<T> ByPriority<T> {
+    fn from_fn(f: impl Fn(Priority) -> T) -> Self {
+        Self {
+            high: f(Priority::High),
+            normal: f(Priority::Normal),
+            background: f(Priority::Background),
+        }
+    }
+}
+
+/// The agent pool at the end.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolSummary {
+    pub max_agents: usize,
+    /// The effective limit at the end.
+    pub limit: usize,
+    pub requested: u64,
+    pub active: usize,
+    pub queued: ByPriority<usize>,
+    pub retired: u64,
+    pub wait_seconds: ByPriority<WaitStats>,
 }
 
 /// What the world looks like at the end.
@@ -60,6 +99,7 @@ pub struct RunReport {
     pub actions_failed: u64,
     /// Targets that had more than one contender in a step.
     pub conflicts: u64,
+    pub pool: PoolSummary,
     pub step_ms: StepMs,
     pub peak_rss_bytes: u64,
     pub world: WorldSummary,
@@ -142,6 +182,22 @@ impl RunReport {
             actions_rejected: diag.rejected,
             actions_failed: diag.failed,
             conflicts: diag.conflicts,
+            pool: PoolSummary {
+                max_agents: pool.max_agents(),
+                limit: pool.limit(),
+                requested: pool.requested(),
+                active: pool.active(),
+                queued: ByPriority::from_fn(|p| pool.queued_at(p)),
+                retired: pool.retired(),
+                wait_seconds: ByPriority::from_fn(|p| {
+                    let (admitted, mean, p99) = pool.wait_stats(p);
+                    WaitStats {
+                        admitted,
+                        mean,
+                        p99,
+                    }
+                }),
+            },
             step_ms: StepMs {
                 p50: stats.step_ms_quantile(0.5),
                 p99: stats.step_ms_quantile(0.99),

@@ -85,7 +85,7 @@ fn run_arena(strategy: ConflictStrategy, which: &[usize], steps: u64) -> SimHarn
         let (priority, phase) = CONTENDERS[i];
         bp.priority = priority;
         bp.phase = Some(phase);
-        world.resource_mut::<AgentPool>().request(bp.clone(), 0);
+        world.resource_mut::<AgentPool>().request(bp.clone());
     }
     sim.step(steps);
     sim

@@ -12,14 +12,14 @@ use continuum::prelude::*;
 #[derive(Resource, Default)]
 struct Trail(Vec<Vec<(AgentId, Vec2)>>);
 
-fn spawn_agents(archetypes: Res<Archetypes>, clock: Res<SimClock>, mut pool: ResMut<AgentPool>) {
+fn spawn_agents(archetypes: Res<Archetypes>, mut pool: ResMut<AgentPool>) {
     for name in ["explorer", "analyzer", "controller"] {
         let kind = archetypes.kind(name).expect("built-in kind");
         for i in 0..10 {
             let mut bp = archetypes.blueprint(kind);
             bp.tick_hz = 25.0;
             bp.position = Some(Vec2::new(100.0 + 20.0 * i as f32, 300.0));
-            pool.request(bp, clock.now());
+            pool.request(bp);
         }
     }
 }

@@ -17,6 +17,6 @@ mod pool;
 mod schedule;
 
 pub use components::*;
-pub use plugin::AgentPlugin;
-pub use pool::{AgentBlueprint, AgentPool};
+pub use plugin::{AgentPlugin, AgentSystems};
+pub use pool::{Admission, AgentBlueprint, AgentPool};
 pub use schedule::{AgentSchedule, DUE_MIN_BATCH, DueAgents, due_batches};

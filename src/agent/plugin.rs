@@ -27,6 +27,18 @@ impl AgentPlugin {
     }
 }
 
+/// The agent plugin's systems, for ordering against.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentSystems {
+    /// Admits waiting agents: at the start of a step (in
+    /// [`ContinuumSystems::Clock`]) and after retirements (in
+    /// [`ContinuumSystems::Pool`]).
+    Admit,
+    /// Retires agents whose time is up or who were asked to leave (in
+    /// [`ContinuumSystems::Pool`]).
+    Retire,
+}
+
 impl Plugin for AgentPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Archetypes>()
@@ -34,13 +46,18 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
             .add_systems(Startup, size_schedule)
+            .add_observer(release_slot)
             .add_systems(
                 self.schedule,
                 (
-                    (admit_agents::<false>, pick_due)
+                    (admit_agents::<false>.in_set(AgentSystems::Admit), pick_due)
                         .chain()
                         .in_set(ContinuumSystems::Clock),
-                    (reschedule, admit_agents::<true>)
+                    (
+                        reschedule,
+                        retire_agents.in_set(AgentSystems::Retire),
+                        admit_agents::<true>.in_set(AgentSystems::Admit),
+                    )
                         .chain()
                         .in_set(ContinuumSystems::Pool),
                 ),
@@ -62,16 +79,16 @@ fn size_schedule(clock: Res<SimClock>, mut schedule: ResMut<AgentSchedule>) {
 /// Admits waiting agents into free slots. At the start of a step (`NEXT_STEP =
 /// false`) they may already be due in this step; at its end, from the next one.
 fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
-    let waiting = world.resource_mut::<AgentPool>().take_admissible();
+    let clock = world.resource::<SimClock>().clone();
+    let start = clock.now() + if NEXT_STEP { clock.step_ns() } else { 0 };
+    let waiting = world.resource_mut::<AgentPool>().admit(start);
     if waiting.is_empty() {
         return;
     }
-    let clock = world.resource::<SimClock>().clone();
     let seed = world.resource::<SimSeed>().0;
     let size = world
         .get_resource::<WorldMap>()
         .map_or(Vec2::splat(1000.0), |w| w.size());
-    let start = clock.now() + if NEXT_STEP { clock.step_ns() } else { 0 };
     let step_ns = clock.step_ns();
     // Bundles are built as they are spawned: admitting a million agents never
     // holds a million bundles at once.
@@ -83,8 +100,34 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
         )
         .collect();
     let mut schedule = world.resource_mut::<AgentSchedule>();
-    for (entity, w) in entities.into_iter().zip(&waiting) {
+    for (&entity, w) in entities.iter().zip(&waiting) {
         schedule.insert(entity, first_due(w, seed, start, step_ns), w.blueprint.kind);
+    }
+    let mut pool = world.resource_mut::<AgentPool>();
+    for (&entity, w) in entities.iter().zip(&waiting) {
+        if let Some(lifetime) = w.blueprint.lifetime {
+            pool.expire_at(start + crate::clock::secs_to_sim(lifetime), w.id, entity);
+        }
+    }
+}
+
+/// Despawns the agents that leave in this step (whose time is up by its end);
+/// their slots are free for the admission that follows.
+fn retire_agents(world: &mut World) {
+    let clock = world.resource::<SimClock>();
+    let end_of_step = clock.now() + clock.step_ns();
+    let leaving = world.resource_mut::<AgentPool>().take_leaving(end_of_step);
+    for entity in leaving {
+        if world.get::<Agent>(entity).is_some() {
+            world.despawn(entity);
+        }
+    }
+}
+
+/// Whoever despawns an agent (the pool, or a game), its slot is released.
+fn release_slot(_: On<Remove<Agent>>, pool: Option<ResMut<AgentPool>>) {
+    if let Some(mut pool) = pool {
+        pool.release();
     }
 }
 
@@ -99,23 +142,12 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
 }
 
 type AgentBundle = (
-    Agent,
-    Priority,
-    TickRate,
-    Cadence,
-    Position,
-    Velocity,
-    Body,
-    Perception,
-    Memory,
-    Intent,
-    AgentRng,
-    Feedback,
-    Tally,
-    IndexCell,
+    (Agent, Priority, TickRate, Cadence, Admission),
+    (Position, Velocity, Body, IndexCell),
+    (Perception, Memory, Intent, AgentRng, Feedback, Tally),
 );
 
-fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: u64, step_ns: u64) -> AgentBundle {
+fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
     let bp = &w.blueprint;
     let id = w.id;
     let rate = TickRate(bp.tick_hz);
@@ -128,23 +160,33 @@ fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: u64, step_ns: u64) ->
     });
     let angle = unit_f64(mix(seed ^ HEADING_SALT, id.0)) as f32 * std::f32::consts::TAU;
     (
-        Agent { id, kind: bp.kind },
-        bp.priority,
-        rate,
-        Cadence {
-            due: first_due(w, seed, start, step_ns),
-            ticks: 0,
-        },
-        Position(position.clamp(Vec2::ZERO, size)),
-        Velocity(Vec2::from_angle(angle) * bp.body.speed),
-        bp.body,
-        Perception::default(),
-        Memory::with_capacity(bp.memory_sites),
-        Intent::default(),
-        AgentRng::new(seed, id),
-        Feedback::default(),
-        Tally::default(),
-        IndexCell::default(),
+        (
+            Agent { id, kind: bp.kind },
+            bp.priority,
+            rate,
+            Cadence {
+                due: first_due(w, seed, start, step_ns),
+                ticks: 0,
+            },
+            Admission {
+                requested_at: w.requested_at,
+                admitted_at: start,
+            },
+        ),
+        (
+            Position(position.clamp(Vec2::ZERO, size)),
+            Velocity(Vec2::from_angle(angle) * bp.body.speed),
+            bp.body,
+            IndexCell::default(),
+        ),
+        (
+            Perception::default(),
+            Memory::with_capacity(bp.memory_sites),
+            Intent::default(),
+            AgentRng::new(seed, id),
+            Feedback::default(),
+            Tally::default(),
+        ),
     )
 }
 

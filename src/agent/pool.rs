@@ -1,7 +1,9 @@
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
+use hdrhistogram::Histogram;
 
 use super::*;
 use crate::clock::SimTime;
@@ -24,6 +26,24 @@ pub struct AgentBlueprint {
     /// Where in its first interval the agent first ticks, as a fraction in
     /// `[0, 1)` of its period; `None` derives one from the seed and the id.
     pub phase: Option<f64>,
+    /// Virtual seconds the agent runs before it retires; `None` runs forever.
+    pub lifetime: Option<f64>,
+}
+
+/// When an agent was requested and admitted.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Virtual time the request reached the pool.
+    pub requested_at: SimTime,
+    /// Virtual time the agent started.
+    pub admitted_at: SimTime,
+}
+
+impl Admission {
+    /// Virtual seconds the agent waited in its queue.
+    pub fn waited_secs(&self) -> f64 {
+        crate::clock::sim_to_secs(self.admitted_at - self.requested_at)
+    }
 }
 
 /// A request waiting for a slot.
@@ -34,22 +54,33 @@ pub(crate) struct Waiting {
     pub(crate) requested_at: SimTime,
 }
 
-/// The agent pool: every agent starts as a request here.
+/// Longest wait the statistics record exactly, in virtual microseconds (a day).
+const MAX_WAIT_US: u64 = 86_400_000_000;
+
+/// The agent pool: every agent starts as a request here and ends retired.
 ///
-/// While fewer than [`limit`](Self::limit) agents are active, requests are
-/// admitted at the next admission point (the start of the next step, or the end
-/// of the current one); otherwise they wait in the queue of their priority.
-/// Waiting agents are admitted high first, then normal, then background, first in
-/// first out within a queue.
+/// At each admission point (the start of a step, and its end after retirements)
+/// new requests join the queue of their priority, and while fewer than
+/// [`limit`](Self::limit) agents are active, waiting agents start: all `High`
+/// first, then `Normal`, then `Background`, first in first out within a queue.
+/// Every request is at every moment exactly one of active, queued or retired:
+/// `requested == active + queued + retired`.
 #[derive(Resource, Debug)]
 pub struct AgentPool {
     max_agents: usize,
     limit: usize,
     next_id: u64,
+    /// Requests not yet seen by an admission point, in request order.
+    incoming: Vec<(AgentId, AgentBlueprint)>,
     queues: [VecDeque<Waiting>; 3],
     active: usize,
-    requested: u64,
-    admitted: u64,
+    retired: u64,
+    /// Agents retiring by lifetime, soonest first (ties by id).
+    expiries: BinaryHeap<Reverse<(SimTime, AgentId, Entity)>>,
+    /// Agents asked to retire through [`retire`](Self::retire).
+    leaving: Vec<Entity>,
+    /// Virtual microseconds waited, by priority (index of `Priority::HIGHEST_FIRST`).
+    waits: [Histogram<u64>; 3],
 }
 
 impl Default for AgentPool {
@@ -61,29 +92,35 @@ impl Default for AgentPool {
 impl AgentPool {
     /// A pool that runs at most `max_agents` agents at once.
     pub fn new(max_agents: usize) -> Self {
+        let histogram = || Histogram::new_with_bounds(1, MAX_WAIT_US, 3).expect("static bounds");
         Self {
             max_agents,
             limit: max_agents,
             next_id: 0,
+            incoming: Vec::new(),
             queues: Default::default(),
             active: 0,
-            requested: 0,
-            admitted: 0,
+            retired: 0,
+            expiries: BinaryHeap::new(),
+            leaving: Vec::new(),
+            waits: [histogram(), histogram(), histogram()],
         }
     }
 
     /// Requests a new agent and returns the id it will carry. Ids are given in
-    /// request order.
-    pub fn request(&mut self, blueprint: AgentBlueprint, now: SimTime) -> AgentId {
+    /// request order. The agent starts at the next admission point if there is
+    /// room, or waits in the queue of its priority.
+    pub fn request(&mut self, blueprint: AgentBlueprint) -> AgentId {
         let id = AgentId(self.next_id);
         self.next_id += 1;
-        self.requested += 1;
-        self.queues[queue_index(blueprint.priority)].push_back(Waiting {
-            id,
-            blueprint,
-            requested_at: now,
-        });
+        self.incoming.push((id, blueprint));
         id
+    }
+
+    /// Asks the agent `entity` to retire at the end of the current step (or of
+    /// the next one, if called between steps). Its slot is reused in that step.
+    pub fn retire(&mut self, entity: Entity) {
+        self.leaving.push(entity);
     }
 
     /// The configured maximum of active agents.
@@ -108,41 +145,96 @@ impl AgentPool {
         self.active
     }
 
-    /// Requests waiting for a slot.
+    /// Requests waiting for a slot (including requests made since the last
+    /// admission point).
     pub fn queued(&self) -> usize {
-        self.queues.iter().map(VecDeque::len).sum()
+        self.incoming.len() + self.queues.iter().map(VecDeque::len).sum::<usize>()
     }
 
     /// Requests waiting at one priority.
     pub fn queued_at(&self, priority: Priority) -> usize {
         self.queues[queue_index(priority)].len()
+            + self
+                .incoming
+                .iter()
+                .filter(|(_, b)| b.priority == priority)
+                .count()
     }
 
     /// All requests ever made.
     pub fn requested(&self) -> u64 {
-        self.requested
+        self.next_id
     }
 
-    /// All requests ever admitted.
-    pub fn admitted(&self) -> u64 {
-        self.admitted
+    /// Agents that have left the pool.
+    pub fn retired(&self) -> u64 {
+        self.retired
     }
 
-    /// Takes the requests that fit under the limit now, in admission order.
-    pub(crate) fn take_admissible(&mut self) -> Vec<Waiting> {
+    /// Wait statistics of the agents admitted at `priority`: (count, mean, p99),
+    /// in virtual seconds.
+    pub fn wait_stats(&self, priority: Priority) -> (u64, f64, f64) {
+        let h = &self.waits[queue_index(priority)];
+        if h.is_empty() {
+            return (0, 0.0, 0.0);
+        }
+        (
+            h.len(),
+            h.mean() / 1e6,
+            h.value_at_quantile(0.99) as f64 / 1e6,
+        )
+    }
+
+    /// Moves new requests into their queues (stamped `now`) and takes the
+    /// waiting agents that fit under the limit, in admission order.
+    pub(crate) fn admit(&mut self, now: SimTime) -> Vec<Waiting> {
+        for (id, blueprint) in self.incoming.drain(..) {
+            self.queues[queue_index(blueprint.priority)].push_back(Waiting {
+                id,
+                blueprint,
+                requested_at: now,
+            });
+        }
         let free = self.limit.saturating_sub(self.active);
         let mut out = Vec::new();
         for priority in Priority::HIGHEST_FIRST {
-            let queue = &mut self.queues[queue_index(priority)];
-            let n = queue.len().min(free - out.len());
-            out.extend(queue.drain(..n));
+            let q = queue_index(priority);
+            let n = self.queues[q].len().min(free - out.len());
+            for w in self.queues[q].drain(..n) {
+                self.waits[q].saturating_record((now - w.requested_at) / 1_000);
+                out.push(w);
+            }
+            let queue = &mut self.queues[q];
             if queue.capacity() > 4 * queue.len() + 64 {
-                queue.shrink_to_fit(); // a drained startup wave should not keep its memory
+                queue.shrink_to_fit(); // a drained wave should not keep its memory
             }
         }
         self.active += out.len();
-        self.admitted += out.len() as u64;
         out
+    }
+
+    pub(crate) fn expire_at(&mut self, at: SimTime, id: AgentId, entity: Entity) {
+        self.expiries.push(Reverse((at, id, entity)));
+    }
+
+    /// The agents that must leave by `until`: those asked to, then those whose
+    /// lifetime ends, soonest first.
+    pub(crate) fn take_leaving(&mut self, until: SimTime) -> Vec<Entity> {
+        let mut out = std::mem::take(&mut self.leaving);
+        while let Some(Reverse((at, _, entity))) = self.expiries.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.expiries.pop();
+            out.push(entity);
+        }
+        out
+    }
+
+    /// Accounts for an agent that left (whoever despawned it).
+    pub(crate) fn release(&mut self) {
+        self.active = self.active.saturating_sub(1);
+        self.retired += 1;
     }
 }
 

@@ -271,6 +271,7 @@ impl Archetypes {
             memory_sites: a.memory_sites,
             position: None,
             phase: None,
+            lifetime: None,
         }
     }
 }

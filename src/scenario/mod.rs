@@ -119,6 +119,35 @@ pub struct GroupSpec {
     /// Memory size override, in site facts.
     #[serde(default)]
     pub memory_sites: Option<usize>,
+    /// Virtual seconds each agent runs before it retires (default: forever).
+    #[serde(default)]
+    pub lifetime: Option<f64>,
+}
+
+/// A group of agents requested later in the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrivalSpec {
+    /// Virtual seconds from the start of the run.
+    pub at: f64,
+    pub group: GroupSpec,
+}
+
+/// Agents that leave at a given time: the active agents that match, lowest ids
+/// first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartureSpec {
+    /// Virtual seconds from the start of the run.
+    pub at: f64,
+    /// How many agents leave (fewer if fewer match).
+    pub count: u32,
+    /// Only agents of this kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only agents of this priority.
+    #[serde(default)]
+    pub priority: Option<Priority>,
 }
 
 /// A complete run description.
@@ -133,10 +162,17 @@ pub struct Scenario {
     pub world: WorldSpec,
     #[serde(default)]
     pub clock: ClockSpec,
-    /// Most agents active at once (default: all of the groups).
+    /// Most agents active at once (default: all of the groups and arrivals).
     #[serde(default)]
     pub max_agents: Option<usize>,
+    /// Agents requested at the start.
     pub groups: Vec<GroupSpec>,
+    /// Agents requested later, in waves.
+    #[serde(default)]
+    pub arrivals: Vec<ArrivalSpec>,
+    /// Agents leaving at given times.
+    #[serde(default)]
+    pub departures: Vec<DepartureSpec>,
     /// How conflicts are decided.
     #[serde(default)]
     pub conflicts: ConflictStrategyKind,
@@ -174,14 +210,16 @@ impl Scenario {
         archetypes
     }
 
-    /// Agents in all groups.
+    /// Agents in the starting groups.
     pub fn total_agents(&self) -> u64 {
         self.groups.iter().map(|g| u64::from(g.count)).sum()
     }
 
-    /// The pool's maximum: `max_agents`, or all of the groups.
+    /// The pool's maximum: `max_agents`, or every agent of the groups and arrivals.
     pub fn max_agents(&self) -> usize {
-        self.max_agents.unwrap_or(self.total_agents() as usize)
+        let arriving: u64 = self.arrivals.iter().map(|a| u64::from(a.group.count)).sum();
+        self.max_agents
+            .unwrap_or((self.total_agents() + arriving) as usize)
     }
 
     /// Scales the groups so that they hold `total` agents, keeping their
@@ -407,6 +445,11 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
             format!("expected at most {MEMORY_SITES_MAX}, got {m}")
         });
     }
+    if let Some(l) = g.lifetime {
+        v.check(l.is_finite() && l > 0.0, "lifetime", || {
+            format!("expected a positive number of virtual seconds, got {l}")
+        });
+    }
 }
 
 #[cfg(test)]
@@ -431,8 +474,11 @@ mod tests {
                     speed: None,
                     perception_radius: None,
                     memory_sites: None,
+                    lifetime: None,
                 })
                 .collect(),
+            arrivals: Vec::new(),
+            departures: Vec::new(),
             conflicts: Default::default(),
             archetypes: Vec::new(),
         }

@@ -1,35 +1,61 @@
 use bevy_app::prelude::*;
+use bevy_ecs::entity::EntityHashSet;
+use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
 
-use super::Scenario;
+use super::{GroupSpec, Scenario};
 use crate::action::ConflictResolver;
-use crate::agent::{AgentPool, Body};
+use crate::agent::{Agent, AgentPool, AgentSystems, Body, Priority};
 use crate::archetype::Archetypes;
-use crate::clock::{SimClock, SimSeed};
+use crate::clock::{SimClock, secs_to_sim};
 use crate::digest::mix;
+use crate::sets::ContinuumSystems;
 
 /// Seeds an `App` from a [`Scenario`]: the seed, clock, world, pool, conflict
-/// strategy and kinds as resources, and the scenario's groups as spawn requests
-/// at startup.
+/// strategy and kinds as resources; the scenario's groups as spawn requests at
+/// startup; its arrivals and departures at their times.
 pub struct ScenarioPlugin {
     scenario: Scenario,
+    schedule: Interned<dyn ScheduleLabel>,
 }
 
 impl ScenarioPlugin {
-    /// Seeds the app from `scenario` (which should have been validated).
+    /// Seeds the app from `scenario` (which should have been validated); its
+    /// timeline runs in `FixedUpdate`.
     pub fn new(scenario: Scenario) -> Self {
-        Self { scenario }
+        Self {
+            scenario,
+            schedule: FixedUpdate.intern(),
+        }
+    }
+
+    /// Runs the scenario's timeline in `schedule`, the one given to
+    /// [`ContinuumPlugins::new`](crate::ContinuumPlugins::new).
+    pub fn in_schedule(mut self, schedule: impl ScheduleLabel) -> Self {
+        self.schedule = schedule.intern();
+        self
     }
 }
 
-/// The scenario an app was built from.
+/// The scenario an app was built from, and how far its timeline has run.
 #[derive(Resource, Clone, Debug)]
-pub struct ActiveScenario(pub Scenario);
+pub struct ActiveScenario {
+    pub scenario: Scenario,
+    /// Agents requested so far (numbers the random kind draws).
+    requested: u64,
+    /// Arrivals and departures already handled, in time order.
+    arrivals_done: usize,
+    departures_done: usize,
+}
 
 impl Plugin for ScenarioPlugin {
     fn build(&self, app: &mut App) {
         let s = &self.scenario;
-        app.insert_resource(SimSeed(s.seed))
+        let mut timeline = s.clone();
+        timeline.arrivals.sort_by(|a, b| a.at.total_cmp(&b.at));
+        timeline.departures.sort_by(|a, b| a.at.total_cmp(&b.at));
+        app.insert_resource(crate::clock::SimSeed(s.seed))
             .insert_resource(s.clock_settings())
             .insert_resource(s.world_settings())
             .insert_resource(AgentPool::new(s.max_agents()))
@@ -38,47 +64,142 @@ impl Plugin for ScenarioPlugin {
                 ..Default::default()
             })
             .insert_resource(s.archetypes())
-            .insert_resource(ActiveScenario(s.clone()))
-            .add_systems(Startup, request_groups);
+            .insert_resource(ActiveScenario {
+                scenario: timeline,
+                requested: 0,
+                arrivals_done: 0,
+                departures_done: 0,
+            })
+            .add_systems(Startup, request_groups)
+            .add_systems(
+                self.schedule,
+                (
+                    request_arrivals
+                        .in_set(ContinuumSystems::Clock)
+                        .before(AgentSystems::Admit),
+                    schedule_departures
+                        .in_set(ContinuumSystems::Pool)
+                        .before(AgentSystems::Retire),
+                ),
+            );
     }
 }
 
 const KIND_SALT: u64 = 0x6b69_6e64_0000_0000;
 
-/// Requests every agent of the scenario's groups. Within a group, agents' first
-/// ticks are spread evenly over one period, so every step carries the same load.
+/// Requests every agent of `group`. Agents' first ticks are spread evenly over
+/// one period, so every step carries the same load.
+fn request_group(
+    group: &GroupSpec,
+    seed: u64,
+    counter: &mut u64,
+    archetypes: &Archetypes,
+    pool: &mut AgentPool,
+) {
+    let kinds: Vec<_> = group
+        .kind
+        .iter()
+        .chain(&group.kinds)
+        .filter_map(|k| archetypes.kind(k))
+        .collect();
+    if kinds.is_empty() {
+        return;
+    }
+    for i in 0..group.count {
+        let kind = kinds[(mix(seed ^ KIND_SALT, *counter) % kinds.len() as u64) as usize];
+        *counter += 1;
+        let mut bp = archetypes.blueprint(kind);
+        bp.tick_hz = group.tick_hz.unwrap_or(bp.tick_hz);
+        bp.priority = group.priority.unwrap_or(bp.priority);
+        bp.body = Body {
+            speed: group.speed.unwrap_or(bp.body.speed),
+            perception_radius: group.perception_radius.unwrap_or(bp.body.perception_radius),
+            ..bp.body
+        };
+        bp.memory_sites = group.memory_sites.unwrap_or(bp.memory_sites);
+        bp.lifetime = group.lifetime;
+        bp.phase = Some(f64::from(i) / f64::from(group.count));
+        pool.request(bp);
+    }
+}
+
 fn request_groups(
-    scenario: Res<ActiveScenario>,
+    mut active: ResMut<ActiveScenario>,
     archetypes: Res<Archetypes>,
-    clock: Res<SimClock>,
     mut pool: ResMut<AgentPool>,
 ) {
-    let s = &scenario.0;
-    let mut n = 0u64;
-    for group in &s.groups {
-        let kinds: Vec<_> = group
-            .kind
+    let active = &mut *active;
+    for group in &active.scenario.groups {
+        request_group(
+            group,
+            active.scenario.seed,
+            &mut active.requested,
+            &archetypes,
+            &mut pool,
+        );
+    }
+}
+
+/// Requests the arrivals whose time has come (at the first step boundary at or
+/// after their time).
+fn request_arrivals(
+    clock: Res<SimClock>,
+    mut active: ResMut<ActiveScenario>,
+    archetypes: Res<Archetypes>,
+    mut pool: ResMut<AgentPool>,
+) {
+    let active = &mut *active;
+    let now = clock.now();
+    while let Some(arrival) = active.scenario.arrivals.get(active.arrivals_done) {
+        if secs_to_sim(arrival.at) > now {
+            break;
+        }
+        let seed = active.scenario.seed;
+        request_group(
+            &arrival.group,
+            seed,
+            &mut active.requested,
+            &archetypes,
+            &mut pool,
+        );
+        active.arrivals_done += 1;
+    }
+}
+
+/// Asks the pool to retire the agents of departures whose time falls in this
+/// step: the matching active agents with the lowest ids.
+fn schedule_departures(
+    clock: Res<SimClock>,
+    mut active: ResMut<ActiveScenario>,
+    archetypes: Res<Archetypes>,
+    mut pool: ResMut<AgentPool>,
+    agents: Query<(Entity, &Agent, &Priority)>,
+) {
+    let end_of_step = clock.now() + clock.step_ns();
+    let mut leaving = EntityHashSet::default();
+    let mut order = Vec::new();
+    while let Some(departure) = active.scenario.departures.get(active.departures_done) {
+        if secs_to_sim(departure.at) > end_of_step {
+            break;
+        }
+        let kind = departure.kind.as_deref().and_then(|k| archetypes.kind(k));
+        let mut matching: Vec<_> = agents
             .iter()
-            .chain(&group.kinds)
-            .filter_map(|k| archetypes.kind(k))
+            .filter(|(e, a, p)| {
+                kind.is_none_or(|k| a.kind == k)
+                    && departure.priority.is_none_or(|want| **p == want)
+                    && !leaving.contains(e)
+            })
+            .map(|(e, a, _)| (a.id, e))
             .collect();
-        if kinds.is_empty() {
-            continue;
+        matching.sort_unstable();
+        for (_, entity) in matching.into_iter().take(departure.count as usize) {
+            leaving.insert(entity);
+            order.push(entity);
         }
-        for i in 0..group.count {
-            let kind = kinds[(mix(s.seed ^ KIND_SALT, n) % kinds.len() as u64) as usize];
-            n += 1;
-            let mut bp = archetypes.blueprint(kind);
-            bp.tick_hz = group.tick_hz.unwrap_or(bp.tick_hz);
-            bp.priority = group.priority.unwrap_or(bp.priority);
-            bp.body = Body {
-                speed: group.speed.unwrap_or(bp.body.speed),
-                perception_radius: group.perception_radius.unwrap_or(bp.body.perception_radius),
-                ..bp.body
-            };
-            bp.memory_sites = group.memory_sites.unwrap_or(bp.memory_sites);
-            bp.phase = Some(f64::from(i) / f64::from(group.count));
-            pool.request(bp, clock.now());
-        }
+        active.departures_done += 1;
+    }
+    for entity in order {
+        pool.retire(entity);
     }
 }

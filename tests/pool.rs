@@ -1,0 +1,268 @@
+//! The agent pool: admission order across the three queues, FIFO within a
+//! queue, slots reused in the step they free up, arrivals and departures, and
+//! the accounting identity `requested == active + queued + retired`.
+
+mod common;
+
+use bevy_ecs::prelude::*;
+use continuum::agent::Admission;
+use continuum::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_pcg::Pcg32;
+
+const STEP_NS: u64 = 10_000_000;
+
+fn pool_scenario(groups: &str, max_agents: usize, extra: &str) -> Scenario {
+    common::scenario(&format!(
+        r#"Scenario(
+            name: "pool",
+            world: (sites: 1),
+            clock: (fixed_hz: 100.0, mode: Fast),
+            max_agents: {max_agents},
+            archetypes: [{}],
+            groups: [{groups}],
+            {extra}
+        )"#,
+        common::idle_kind("idle", 10.0)
+    ))
+}
+
+fn blueprint(sim: &SimHarness, priority: Priority) -> AgentBlueprint {
+    let archetypes = sim.world().resource::<Archetypes>();
+    let mut bp = archetypes.blueprint(archetypes.kind("idle").unwrap());
+    bp.priority = priority;
+    bp
+}
+
+/// Active agents by id, with their entities.
+fn active(sim: &mut SimHarness) -> Vec<(AgentId, Entity)> {
+    let world = sim.world_mut();
+    let mut q = world.query::<(Entity, &Agent)>();
+    let mut v: Vec<_> = q.iter(world).map(|(e, a)| (a.id, e)).collect();
+    v.sort();
+    v
+}
+
+fn check_accounting(sim: &mut SimHarness) {
+    let live = active(sim).len();
+    let pool = sim.world().resource::<AgentPool>();
+    assert_eq!(pool.active(), live, "the pool's count of active agents");
+    assert_eq!(
+        pool.requested(),
+        pool.active() as u64 + pool.queued() as u64 + pool.retired(),
+        "requested == active + queued + retired"
+    );
+}
+
+#[test]
+fn waiting_agents_start_high_first_then_normal_then_background_fifo_within_each() {
+    let mut sim = SimHarness::new(pool_scenario(r#"(kind: "idle", count: 2)"#, 2, ""));
+    sim.step(1);
+    let blockers = active(&mut sim);
+    assert_eq!(blockers.len(), 2);
+
+    use Priority::*;
+    let order = [Background, Normal, High, Normal, High, Background];
+    let ids: Vec<AgentId> = order
+        .iter()
+        .map(|&p| {
+            let bp = blueprint(&sim, p);
+            sim.world_mut().resource_mut::<AgentPool>().request(bp)
+        })
+        .collect();
+    sim.step(1);
+    {
+        let pool = sim.world().resource::<AgentPool>();
+        assert_eq!((pool.active(), pool.queued()), (2, 6));
+        assert_eq!(
+            [
+                pool.queued_at(High),
+                pool.queued_at(Normal),
+                pool.queued_at(Background)
+            ],
+            [2, 2, 2]
+        );
+    }
+    check_accounting(&mut sim);
+
+    // Free one slot per step by retiring the oldest active agent; record who starts.
+    let mut started = Vec::new();
+    for _ in 0..6 {
+        let before = active(&mut sim);
+        sim.world_mut()
+            .resource_mut::<AgentPool>()
+            .retire(before[0].1);
+        let step = sim.clock().step();
+        sim.step(1);
+        let now: Vec<_> = active(&mut sim);
+        assert_eq!(now.len(), 2, "the freed slot is taken in the same step");
+        let &(newcomer, entity) = now.iter().find(|a| !before.contains(a)).unwrap();
+        let admission = *sim.world().get::<Admission>(entity).unwrap();
+        assert_eq!(
+            admission.admitted_at,
+            (step + 1) * STEP_NS,
+            "admitted at the end of the step its slot freed"
+        );
+        assert_eq!(
+            admission.requested_at, STEP_NS,
+            "stamped at the first admission point after the request"
+        );
+        started.push(newcomer);
+        check_accounting(&mut sim);
+    }
+    let expected: Vec<AgentId> = [2, 4, 1, 3, 0, 5].iter().map(|&i| ids[i]).collect();
+    assert_eq!(started, expected);
+    let (admitted, mean, _) = sim.world().resource::<AgentPool>().wait_stats(Background);
+    assert_eq!(admitted, 2);
+    // Requested at 10 ms, the background agents started at 70 and 80 ms.
+    assert!(
+        (mean - 0.065).abs() < 1e-3,
+        "background agents waited 0.06 s and 0.07 s, mean {mean}"
+    );
+}
+
+#[test]
+fn fifteen_hundred_requests_for_a_thousand_slots() {
+    let mut sim = SimHarness::new(pool_scenario(
+        r#"(kind: "idle", count: 600, lifetime: 1.0), (kind: "idle", count: 900)"#,
+        1000,
+        "",
+    ));
+    sim.step(1);
+    {
+        let pool = sim.world().resource::<AgentPool>();
+        assert_eq!(
+            (
+                pool.requested(),
+                pool.active(),
+                pool.queued(),
+                pool.retired()
+            ),
+            (1500, 1000, 500, 0)
+        );
+    }
+    let ids = active(&mut sim);
+    assert_eq!(
+        (ids[0].0, ids[999].0),
+        (AgentId(0), AgentId(999)),
+        "first come, first served"
+    );
+    check_accounting(&mut sim);
+    sim.step(98);
+    assert_eq!(
+        sim.world().resource::<AgentPool>().queued(),
+        500,
+        "nobody leaves before 1 s"
+    );
+    sim.step(1); // the step ending at 1 s: the 600 retire, 500 waiting start
+    let pool = sim.world().resource::<AgentPool>();
+    assert_eq!(
+        (pool.active(), pool.queued(), pool.retired()),
+        (900, 0, 600)
+    );
+    check_accounting(&mut sim);
+    let ids = active(&mut sim);
+    assert_eq!((ids[0].0, ids[899].0), (AgentId(600), AgentId(1499)));
+    let waited = sim
+        .world()
+        .get::<Admission>(ids[899].1)
+        .unwrap()
+        .waited_secs();
+    assert!(
+        (waited - 1.0).abs() < 1e-9,
+        "the last agent waited {waited} s"
+    );
+}
+
+#[test]
+fn arrivals_and_departures_follow_the_timeline() {
+    let mut sim = SimHarness::new(pool_scenario(
+        r#"(kind: "idle", count: 10)"#,
+        15,
+        r#"arrivals: [(at: 0.5, group: (kind: "idle", count: 10, priority: High))],
+           departures: [(at: 1.0, count: 4, priority: Normal), (at: 1.2, count: 100, priority: High)],"#,
+    ));
+    sim.step(50);
+    assert_eq!(
+        sim.world().resource::<AgentPool>().requested(),
+        10,
+        "nothing arrives before 0.5 s"
+    );
+    sim.step(1);
+    {
+        let pool = sim.world().resource::<AgentPool>();
+        assert_eq!(
+            (pool.requested(), pool.active(), pool.queued()),
+            (20, 15, 5)
+        );
+    }
+    sim.step(49); // through the step ending at 1.0 s: 4 normal agents leave, 4 queued start
+    let ids: Vec<u64> = active(&mut sim).iter().map(|(id, _)| id.0).collect();
+    assert_eq!(ids, [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
+    sim.step(20); // at 1.2 s every high-priority agent leaves, the last one waiting starts
+    let ids: Vec<u64> = active(&mut sim).iter().map(|(id, _)| id.0).collect();
+    assert_eq!(ids, [4, 5, 6, 7, 8, 9, 19]);
+    check_accounting(&mut sim);
+}
+
+#[test]
+fn lowering_the_limit_stops_admission_but_never_stops_agents() {
+    let mut sim = SimHarness::new(pool_scenario(r#"(kind: "idle", count: 50)"#, 100, ""));
+    sim.step(1);
+    sim.world_mut().resource_mut::<AgentPool>().set_limit(20);
+    for _ in 0..10 {
+        let bp = blueprint(&sim, Priority::High);
+        sim.world_mut().resource_mut::<AgentPool>().request(bp);
+    }
+    sim.step(5);
+    let pool = sim.world().resource::<AgentPool>();
+    assert_eq!((pool.limit(), pool.active(), pool.queued()), (20, 50, 10));
+    sim.world_mut().resource_mut::<AgentPool>().set_limit(1000);
+    sim.step(1);
+    let pool = sim.world().resource::<AgentPool>();
+    assert_eq!(
+        (pool.limit(), pool.active(), pool.queued()),
+        (100, 60, 0),
+        "the limit is capped at max_agents"
+    );
+}
+
+/// Random requests, retirements and limit changes: at every step, every request
+/// is exactly one of active, queued or retired, and no more agents run than the
+/// limit allowed when they were admitted.
+#[test]
+fn the_accounting_identity_holds_at_every_step_of_random_runs() {
+    for seed in 0..8u64 {
+        let mut rng = Pcg32::seed_from_u64(seed);
+        let mut sim = SimHarness::new(pool_scenario(r#"(kind: "idle", count: 30)"#, 40, ""));
+        for _ in 0..300 {
+            for _ in 0..rng.next_u32() % 4 {
+                let priority = [Priority::High, Priority::Normal, Priority::Background]
+                    [(rng.next_u32() % 3) as usize];
+                let mut bp = blueprint(&sim, priority);
+                if rng.next_u32() % 2 == 0 {
+                    bp.lifetime = Some(f64::from(rng.next_u32() % 100) / 100.0 + 0.01);
+                }
+                sim.world_mut().resource_mut::<AgentPool>().request(bp);
+            }
+            let live = active(&mut sim);
+            if !live.is_empty() && rng.next_u32() % 3 == 0 {
+                let victim = live[(rng.next_u32() as usize) % live.len()].1;
+                sim.world_mut().resource_mut::<AgentPool>().retire(victim);
+            }
+            if rng.next_u32() % 25 == 0 {
+                let limit = (rng.next_u32() % 45) as usize;
+                sim.world_mut().resource_mut::<AgentPool>().set_limit(limit);
+            }
+            let limit_before = sim.world().resource::<AgentPool>().limit();
+            let active_before = sim.world().resource::<AgentPool>().active();
+            sim.step(1);
+            check_accounting(&mut sim);
+            let pool = sim.world().resource::<AgentPool>();
+            assert!(
+                pool.active() <= limit_before.max(active_before),
+                "seed {seed}: admitted past the limit"
+            );
+        }
+    }
+}
