@@ -78,12 +78,13 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
             priority: None,
             speed: None,
             perception_radius: None,
-            memory_sites: None,
+            memory: None,
             lifetime: None,
         }],
         arrivals: Vec::new(),
         departures: Vec::new(),
         conflicts: Default::default(),
+        memory: Default::default(),
         archetypes: Vec::new(),
     }
 }

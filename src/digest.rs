@@ -10,6 +10,7 @@ use bevy_ecs::prelude::*;
 use crate::action::{ActionKind, FeedbackResult, Target};
 use crate::agent::*;
 use crate::clock::SimClock;
+use crate::memory::{Memory, SharedCache};
 use crate::world::Sites;
 
 /// Mixes two words into one well-distributed word (SplitMix64's finaliser).
@@ -119,13 +120,7 @@ pub fn state_digest(world: &mut World) -> StateDigest {
             .word(cadence.due)
             .word(u64::from(cadence.ticks));
         h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
-        h.word(memory.capacity() as u64);
-        for fact in memory.facts() {
-            h.word(u64::from(fact.site.0))
-                .f32(fact.estimate)
-                .word(fact.at);
-            h.word(u64::from(fact.reported));
-        }
+        hash_memory(&mut h, memory);
         hash_intent(&mut h, intent);
         h.word(rng.fingerprint());
         h.word(feedback.step);
@@ -150,13 +145,51 @@ pub fn state_digest(world: &mut World) -> StateDigest {
                 .f32(site.capacity);
             h.f32(site.harvested);
             h.word(site.discovered_by.map_or(u64::MAX, |a| a.0));
-            match site.estimate {
-                Some(e) => h.f32(e.value).word(e.at).word(e.by.0),
-                None => h.word(u64::MAX),
-            };
+            h.word(u64::from(site.assessments));
+        }
+        for region in sites.regions() {
+            for &site in region.board.discovered() {
+                h.word(u64::from(site.0));
+            }
+            for &(site, value) in region.board.best() {
+                h.word(u64::from(site.0)).f32(value);
+            }
+        }
+    }
+    if let Some(cache) = world.get_resource::<SharedCache>() {
+        h.word(cache.len() as u64).word(cache.capacity() as u64);
+        for (site, fact, last_access) in cache.iter() {
+            h.word(u64::from(site.0)).f32(fact.value).word(fact.at);
+            h.word(fact.by.0).word(last_access);
         }
     }
     StateDigest(h.finish())
+}
+
+fn hash_memory(h: &mut DigestHasher, memory: &Memory) {
+    let caps = memory.caps();
+    h.word(u64::from(memory.limit()));
+    h.word(u64::from_le_bytes([
+        caps.working,
+        caps.short_term,
+        caps.intermediate,
+        caps.long_term,
+        0,
+        0,
+        0,
+        0,
+    ]));
+    for o in memory.short_term() {
+        h.word(u64::from(o.site.0) << 32 | u64::from(o.at));
+    }
+    for (tier, facts) in [(1, memory.intermediate()), (2, memory.long_term())] {
+        h.word(tier);
+        for f in facts {
+            h.word(u64::from(f.site.0) << 32 | u64::from(f.at));
+            h.f32(f.value).f32(f.confidence());
+            h.word(u64::from(f.hits) << 8 | u64::from(f.flags));
+        }
+    }
 }
 
 fn hash_intent(h: &mut DigestHasher, intent: &Intent) {

@@ -22,6 +22,7 @@
 //! | [`AgentPlugin`](agent::AgentPlugin) | agents, their schedule (timing wheel), the pool that admits them |
 //! | [`WorldPlugin`](world::WorldPlugin) | the map, regions, sites, spatial indices |
 //! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
+//! | [`MemoryPlugin`](memory::MemoryPlugin) | four memory tiers, consolidation, budgets, the shared cache |
 //! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / act, and the explorer, analyzer and controller kinds |
 //! | [`MetricsPlugin`](metrics::MetricsPlugin) | agent ticks and step times |
 //!
@@ -42,6 +43,7 @@ pub mod config;
 pub mod digest;
 pub mod harness;
 pub mod headless;
+pub mod memory;
 pub mod metrics;
 pub mod report;
 pub mod scenario;
@@ -64,13 +66,13 @@ pub mod prelude {
     };
     pub use crate::agent::{
         Agent, AgentBlueprint, AgentId, AgentKind, AgentPool, AgentRng, Body, Cadence, DueAgents,
-        Feedback, Intent, Memory, Movement, Perception, Position, Priority, Tally, TickRate,
-        Velocity,
+        Feedback, Intent, Movement, Perception, Position, Priority, Tally, TickRate, Velocity,
     };
     pub use crate::archetype::{Archetype, Archetypes, Behaviour};
     pub use crate::clock::{ClockMode, ClockSettings, SimClock, SimSeed};
     pub use crate::digest::{StateDigest, state_digest};
     pub use crate::harness::SimHarness;
+    pub use crate::memory::{Budget, Memory, MemoryBudget, MemorySettings, SharedCache, TierCaps};
     pub use crate::scenario::{Scenario, ScenarioPlugin};
     pub use crate::world::{SiteId, Sites, WorldMap, WorldSettings};
 }
@@ -104,6 +106,7 @@ impl PluginGroup for ContinuumPlugins {
             .add(agent::AgentPlugin::new(s))
             .add(world::WorldPlugin::new(s))
             .add(action::ActionPlugin::new(s))
+            .add(memory::MemoryPlugin::new(s))
             .add(behaviour::BehaviourPlugin::new(s))
             .add(metrics::MetricsPlugin::new(s))
     }

@@ -6,11 +6,12 @@ use bevy_ecs::prelude::*;
 use serde::Serialize;
 
 use crate::action::ResolverDiagnostics;
-use crate::agent::{AgentPool, Priority};
+use crate::agent::{AgentPool, Perception, Priority};
 use crate::archetype::Archetypes;
 use crate::clock::{ClockMode, SimClock, SimSeed};
 use crate::digest::state_digest;
 use crate::headless::realtime_ratio;
+use crate::memory::{Memory, MemoryPlan, SharedCache};
 use crate::metrics::RunStats;
 use crate::world::Sites;
 
@@ -62,6 +63,40 @@ pub struct PoolSummary {
     pub wait_seconds: ByPriority<WaitStats>,
 }
 
+/// Mean records held per agent in each memory tier.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TierMeans {
+    pub working: f64,
+    pub short_term: f64,
+    pub intermediate: f64,
+    pub long_term: f64,
+}
+
+/// The shared cache's counters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CacheSummary {
+    pub capacity: usize,
+    pub len: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub publications: u64,
+}
+
+/// Memory: the budget, what agents hold, and what they cost.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemorySummary {
+    pub budget_bytes: u64,
+    pub per_agent_limit_bytes: u64,
+    /// Resident memory added since the world was generated, per active agent
+    /// (agents, their indices, and everything the run allocated since).
+    pub bytes_per_agent: f64,
+    /// Mean bytes of memory records an agent holds.
+    pub held_bytes_mean: f64,
+    pub facts_per_tier: TierMeans,
+    pub shared_cache: CacheSummary,
+}
+
 /// What the world looks like at the end.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorldSummary {
@@ -100,6 +135,7 @@ pub struct RunReport {
     /// Targets that had more than one contender in a step.
     pub conflicts: u64,
     pub pool: PoolSummary,
+    pub memory: Option<MemorySummary>,
     pub step_ms: StepMs,
     pub peak_rss_bytes: u64,
     pub world: WorldSummary,
@@ -124,6 +160,7 @@ impl RunReport {
     /// Gathers the report from a world after (or during) a run.
     pub fn gather(world: &mut World, ctx: &RunContext) -> Self {
         let digest = state_digest(world);
+        let memory = memory_summary(world);
         let stats = world.resource::<RunStats>();
         let diag = world.resource::<ResolverDiagnostics>();
         let pool = world.resource::<AgentPool>();
@@ -154,7 +191,7 @@ impl RunReport {
             |sites| WorldSummary {
                 sites: sites.len(),
                 sites_discovered: sites.iter().filter(|s| s.discovered_by.is_some()).count(),
-                sites_assessed: sites.iter().filter(|s| s.estimate.is_some()).count(),
+                sites_assessed: sites.iter().filter(|s| s.assessments > 0).count(),
                 harvested: sites.iter().map(|s| f64::from(s.harvested)).sum(),
             },
         );
@@ -198,6 +235,7 @@ impl RunReport {
                     }
                 }),
             },
+            memory,
             step_ms: StepMs {
                 p50: stats.step_ms_quantile(0.5),
                 p99: stats.step_ms_quantile(0.99),
@@ -219,6 +257,49 @@ impl RunReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
+}
+
+fn memory_summary(world: &mut World) -> Option<MemorySummary> {
+    let plan = world.get_resource::<MemoryPlan>()?.clone();
+    let mut query = world.query::<(&Perception, &Memory)>();
+    let (mut n, mut held, mut tiers) = (0usize, 0usize, [0usize; 4]);
+    for (perception, memory) in query.iter(world) {
+        let (st, im, lt) = memory.lens();
+        n += 1;
+        held += memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+        for (total, len) in tiers.iter_mut().zip([perception.sites.len(), st, im, lt]) {
+            *total += len;
+        }
+    }
+    let mean = |x: usize| if n == 0 { 0.0 } else { x as f64 / n as f64 };
+    let added = plan
+        .baseline_rss
+        .zip(current_rss_bytes())
+        .map_or(0, |(before, now)| now.saturating_sub(before));
+    let stats = world
+        .get_resource::<SharedCache>()
+        .map(SharedCache::stats)
+        .unwrap_or_default();
+    Some(MemorySummary {
+        budget_bytes: plan.total_bytes,
+        per_agent_limit_bytes: plan.per_agent_bytes,
+        bytes_per_agent: mean(added as usize),
+        held_bytes_mean: mean(held),
+        facts_per_tier: TierMeans {
+            working: mean(tiers[0]),
+            short_term: mean(tiers[1]),
+            intermediate: mean(tiers[2]),
+            long_term: mean(tiers[3]),
+        },
+        shared_cache: CacheSummary {
+            capacity: stats.capacity,
+            len: stats.len,
+            hits: stats.hits,
+            misses: stats.misses,
+            evictions: stats.evictions,
+            publications: stats.publications,
+        },
+    })
 }
 
 /// The process's peak resident memory in bytes: `VmHWM` on Linux, otherwise the

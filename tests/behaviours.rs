@@ -12,6 +12,8 @@ fn world_of(groups: &str) -> SimHarness {
             seed: 3,
             world: (size: (400.0, 400.0), regions: (2, 2), sites: 60, regrow_per_sec: 0.05),
             clock: (fixed_hz: 100.0, mode: Fast),
+            // Room in the shared cache for every site.
+            memory: (budget: Bytes(2000000)),
             archetypes: [{}],
             groups: [{groups}],
         )"#,
@@ -57,17 +59,15 @@ fn explorers_find_remember_and_publish_sites() {
         .map(|r| r.board.discovered().len())
         .sum();
     assert!(on_boards > 0);
-    // Explorers remember what they saw, up to their memory's capacity.
+    // What explorers published is in the shared cache.
+    let cache = sim.world().resource::<SharedCache>();
+    assert!(cache.len() >= 45, "cache holds {}", cache.len());
+    // Explorers remember what they saw.
     let memories = sim.agents::<Memory>();
     assert!(
         memories
             .iter()
-            .all(|(_, m)| m.facts().len() <= m.capacity())
-    );
-    assert!(
-        memories
-            .iter()
-            .filter(|(_, m)| !m.facts().is_empty())
+            .filter(|(_, m)| m.facts().count() > 0)
             .count()
             >= 30
     );
@@ -80,14 +80,17 @@ fn analyzers_assess_published_sites_within_their_noise() {
     sim.run_for(60.0);
     let kinds = kind_of(&mut sim);
     let sites = sim.world().resource::<Sites>();
-    let assessed: Vec<_> = sites.iter().filter(|s| s.estimate.is_some()).collect();
+    let cache = sim.world().resource::<SharedCache>();
+    let assessed: Vec<_> = sites.iter().filter(|s| s.assessments > 0).collect();
     assert!(
         assessed.len() >= 30,
         "only {} sites assessed",
         assessed.len()
     );
     for site in assessed {
-        let e = site.estimate.unwrap();
+        let e = cache
+            .peek(site.id)
+            .expect("the shared cache holds every assessment here");
         assert_eq!(kinds[&e.by], "analyzer");
         let error = (e.value - site.capacity).abs() / site.capacity;
         assert!(

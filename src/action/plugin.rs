@@ -10,8 +10,9 @@ use bevy_tasks::ComputeTaskPool;
 use super::*;
 use crate::agent::{Feedback, Tally};
 use crate::clock::{SimClock, SimSeed};
+use crate::memory::{SharedCache, SharedFact};
 use crate::sets::ContinuumSystems;
-use crate::world::{Region, Sites, WorldMap};
+use crate::world::{Region, SiteId, Sites, WorldMap};
 
 /// Actions as messages, the conflict resolver, and delivery of outcomes.
 ///
@@ -67,8 +68,17 @@ pub enum LearnSystems {
 #[derive(Default)]
 struct ResolveScratch {
     buckets: Vec<Vec<Action>>,
-    outcomes: Vec<Vec<Outcome>>,
+    regions: Vec<RegionOut>,
     unresolvable: Vec<Outcome>,
+}
+
+/// What resolving one region produced.
+#[derive(Default)]
+struct RegionOut {
+    outcomes: Vec<Outcome>,
+    /// Facts to publish in the shared cache, in the region's resolution order.
+    published: Vec<(SiteId, SharedFact)>,
+    tally: RegionTally,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -77,6 +87,14 @@ struct RegionTally {
     rejected: u64,
     failed: u64,
     conflicts: u64,
+}
+
+/// Everything resolving a region reads besides the region itself.
+struct Rules<'a> {
+    resolver: &'a ConflictResolver,
+    reach: f32,
+    cache: &'a SharedCache,
+    ctx: ConflictContext,
 }
 
 fn total_order(a: &Action, b: &Action) -> Ordering {
@@ -91,10 +109,13 @@ fn resolve_actions(
     mut actions: ResMut<Messages<Action>>,
     mut outcomes: MessageWriter<Outcome>,
     mut sites: ResMut<Sites>,
-    resolver: Res<ConflictResolver>,
-    map: Res<WorldMap>,
-    clock: Res<SimClock>,
-    seed: Res<SimSeed>,
+    mut cache: ResMut<SharedCache>,
+    (resolver, map, clock, seed): (
+        Res<ConflictResolver>,
+        Res<WorldMap>,
+        Res<SimClock>,
+        Res<SimSeed>,
+    ),
     mut diagnostics: ResMut<ResolverDiagnostics>,
     mut scratch: Local<ResolveScratch>,
 ) {
@@ -102,7 +123,7 @@ fn resolve_actions(
     let scratch = &mut *scratch;
     let regions = sites.regions().len();
     scratch.buckets.resize_with(regions, Vec::new);
-    scratch.outcomes.resize_with(regions, Vec::new);
+    scratch.regions.resize_with(regions, RegionOut::default);
 
     let mut submitted = 0u64;
     for action in actions.drain() {
@@ -122,44 +143,52 @@ fn resolve_actions(
         return;
     }
 
-    let ctx = ConflictContext {
-        seed: seed.0,
-        step: clock.step(),
+    cache.settle();
+    let rules = Rules {
+        resolver: &resolver,
+        reach: map.reach(),
+        cache: &cache,
+        ctx: ConflictContext {
+            seed: seed.0,
+            step: clock.step(),
+        },
     };
-    let resolver = &*resolver;
-    let reach = map.reach();
+    let rules = &rules;
     let work = sites
         .regions_mut()
         .iter_mut()
         .zip(scratch.buckets.iter_mut())
-        .zip(scratch.outcomes.iter_mut())
+        .zip(scratch.regions.iter_mut())
         .filter(|((_, bucket), _)| !bucket.is_empty());
-    let tallies: Vec<RegionTally> = if submitted as usize >= resolver.parallel_threshold {
+    if submitted as usize >= resolver.parallel_threshold {
         ComputeTaskPool::get_or_init(Default::default).scope(|scope| {
             for ((region, bucket), out) in work {
-                scope.spawn(
-                    async move { resolve_region(region, bucket, out, resolver, reach, &ctx) },
-                );
+                scope.spawn(async move { resolve_region(region, bucket, out, rules) });
             }
-        })
+        });
     } else {
-        work.map(|((region, bucket), out)| {
-            resolve_region(region, bucket, out, resolver, reach, &ctx)
-        })
-        .collect()
-    };
+        for ((region, bucket), out) in work {
+            resolve_region(region, bucket, out, rules);
+        }
+    }
 
-    let mut total = RegionTally::default();
-    for t in &tallies {
+    // Merge in region order: the same on every run, whichever thread finished first.
+    let step = clock.step();
+    let mut total = RegionTally {
+        failed: scratch.unresolvable.len() as u64,
+        ..Default::default()
+    };
+    outcomes.write_batch(scratch.unresolvable.drain(..));
+    for out in scratch.regions.iter_mut() {
+        let t = std::mem::take(&mut out.tally);
         total.applied += t.applied;
         total.rejected += t.rejected;
         total.failed += t.failed;
         total.conflicts += t.conflicts;
-    }
-    total.failed += scratch.unresolvable.len() as u64;
-    outcomes.write_batch(scratch.unresolvable.drain(..));
-    for out in scratch.outcomes.iter_mut() {
-        outcomes.write_batch(out.drain(..));
+        outcomes.write_batch(out.outcomes.drain(..));
+        for (site, fact) in out.published.drain(..) {
+            cache.publish(site, fact, step);
+        }
     }
     diagnostics.submitted += submitted;
     diagnostics.applied += total.applied;
@@ -185,44 +214,46 @@ fn outcome(action: &Action, result: ActionResult) -> Outcome {
 fn resolve_region(
     region: &mut Region,
     bucket: &mut Vec<Action>,
-    out: &mut Vec<Outcome>,
-    resolver: &ConflictResolver,
-    reach: f32,
-    ctx: &ConflictContext,
-) -> RegionTally {
-    let mut tally = RegionTally::default();
+    out: &mut RegionOut,
+    rules: &Rules,
+) {
     bucket.sort_unstable_by(total_order);
     for group in bucket.chunk_by(|a, b| a.target == b.target) {
         let winner = if group.len() == 1 {
             0
         } else {
-            tally.conflicts += 1;
-            resolver.strategy.winner(group, ctx)
+            out.tally.conflicts += 1;
+            rules.resolver.strategy.winner(group, &rules.ctx)
         };
         for (i, action) in group.iter().enumerate() {
             let result = if i == winner {
-                apply(region, action, reach)
+                apply(region, action, rules, &mut out.published)
             } else {
                 ActionResult::Rejected {
                     winner: group[winner].agent,
                 }
             };
             match result {
-                ActionResult::Applied { .. } => tally.applied += 1,
-                ActionResult::Rejected { .. } => tally.rejected += 1,
-                ActionResult::Failed { .. } => tally.failed += 1,
+                ActionResult::Applied { .. } => out.tally.applied += 1,
+                ActionResult::Rejected { .. } => out.tally.rejected += 1,
+                ActionResult::Failed { .. } => out.tally.failed += 1,
             }
-            out.push(outcome(action, result));
+            out.outcomes.push(outcome(action, result));
         }
     }
     bucket.clear();
-    tally
 }
 
 /// Below this a site counts as empty.
 const DEPLETED: f32 = 1e-3;
 
-fn apply(region: &mut Region, action: &Action, reach: f32) -> ActionResult {
+/// Applies a winning action to its region, and notes what it publishes.
+fn apply(
+    region: &mut Region,
+    action: &Action,
+    rules: &Rules,
+    published: &mut Vec<(SiteId, SharedFact)>,
+) -> ActionResult {
     let Target::Site(id) = action.target;
     let Some(site) = region.site_mut(id) else {
         return ActionResult::Failed {
@@ -230,13 +261,24 @@ fn apply(region: &mut Region, action: &Action, reach: f32) -> ActionResult {
         };
     };
     let t = action.timestamp;
+    let reach = rules.reach;
     let in_reach = action.origin.distance_squared(site.pos) <= reach * reach;
+    let fact = |value: f32| SharedFact {
+        value,
+        at: t,
+        by: action.agent,
+    };
     match action.kind {
         ActionKind::Report => {
             let new = site.discovered_by.is_none();
             if new {
                 site.discovered_by = Some(action.agent);
                 region.board.publish_discovery(id);
+            }
+            // Publish the discovery unless the cache still holds the site (it may
+            // have been evicted since someone else found it).
+            if rules.cache.peek(id).is_none() {
+                published.push((id, fact(f32::NAN)));
             }
             ActionResult::Applied {
                 value: if new { 1.0 } else { 0.0 },
@@ -249,12 +291,9 @@ fn apply(region: &mut Region, action: &Action, reach: f32) -> ActionResult {
         }
         ActionKind::Assess { noise } => {
             let value = (site.value_at(t) * (1.0 + noise)).max(0.0);
-            site.estimate = Some(crate::world::Estimate {
-                value,
-                at: t,
-                by: action.agent,
-            });
+            site.assessments += 1;
             region.board.publish_estimate(id, value);
+            published.push((id, fact(value)));
             ActionResult::Applied { value }
         }
         ActionKind::Harvest { amount } => {
@@ -264,12 +303,8 @@ fn apply(region: &mut Region, action: &Action, reach: f32) -> ActionResult {
             site.set_value(remaining, t);
             site.harvested += taken;
             // The harvester saw what is left: that is the freshest estimate.
-            site.estimate = Some(crate::world::Estimate {
-                value: remaining,
-                at: t,
-                by: action.agent,
-            });
             region.board.publish_estimate(id, remaining);
+            published.push((id, fact(remaining)));
             if available < DEPLETED {
                 ActionResult::Failed {
                     reason: FailReason::Depleted,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::{ActionKind, FeedbackResult, Target};
 use crate::clock::SimTime;
+use crate::memory::WORKING_MAX;
 use crate::world::SiteId;
 
 /// An agent's stable identity: assigned in request order from the scenario's
@@ -126,138 +127,47 @@ pub struct Body {
     pub senses_agents: bool,
 }
 
-/// Most sites an agent perceives in one tick (the nearest ones win).
-pub const PERCEIVED_SITES_MAX: usize = 8;
-
-/// A site seen this tick.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SeenSite {
-    pub site: SiteId,
-    /// Squared distance in world units².
-    pub dist2: f32,
-}
-
-/// Another agent seen this tick.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SeenAgent {
-    pub id: AgentId,
-    /// Offset from this agent to the other one, in world units.
-    pub offset: Vec2,
-}
-
-/// What the agent perceived in its latest tick: its working view of the world,
-/// overwritten every tick. Fixed capacity, stored inline.
+/// What the agent perceived in its latest tick: the **working** tier of its
+/// memory, overwritten every tick. Fixed capacity, stored inline.
 #[derive(Component, Clone, Debug, Default, PartialEq)]
 pub struct Perception {
-    /// Sites within the perception radius, nearest first (ties by id).
-    pub sites: ArrayVec<SeenSite, PERCEIVED_SITES_MAX>,
-    /// How many other agents are within the perception radius.
+    /// Sites within the perception radius, nearest first (ties by id), at most
+    /// [`capacity`](Self::capacity).
+    pub sites: ArrayVec<SiteId, WORKING_MAX>,
+    capacity: u8,
+    /// How many other agents are within the perception radius (kinds that sense
+    /// agents only).
     pub neighbours: u32,
-    /// The nearest other agent within the radius.
-    pub nearest: Option<SeenAgent>,
+    /// Offset from this agent to the nearest other agent in range.
+    pub nearest: Option<Vec2>,
     /// Candidates examined (sites and agents in the cells overlapping the radius):
     /// the deterministic cost of this perception.
     pub examined: u32,
 }
 
-/// Most site facts an agent can hold, whatever its archetype asks.
-pub const MEMORY_SITES_MAX: usize = 16;
-
-/// What an agent remembers about one site.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SiteFact {
-    pub site: SiteId,
-    /// Best known value of the site (`NAN` while unknown).
-    pub estimate: f32,
-    /// Virtual time the fact was last confirmed.
-    pub at: SimTime,
-    /// The agent has published this site (explorers).
-    pub reported: bool,
-}
-
-/// An agent's memory of the world: a bounded, inline list of site facts.
-#[derive(Component, Clone, Debug, PartialEq)]
-pub struct Memory {
-    facts: ArrayVec<SiteFact, MEMORY_SITES_MAX>,
-    capacity: u8,
-}
-
-impl Default for Memory {
-    fn default() -> Self {
-        Self::with_capacity(MEMORY_SITES_MAX)
-    }
-}
-
-impl Memory {
-    /// An empty memory holding at most `capacity` facts (capped at [`MEMORY_SITES_MAX`]).
+impl Perception {
+    /// An empty perception holding at most `capacity` sites.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            facts: ArrayVec::new(),
-            capacity: capacity.min(MEMORY_SITES_MAX) as u8,
+            capacity: capacity.min(WORKING_MAX) as u8,
+            ..Default::default()
         }
     }
 
-    /// How many facts this agent may hold.
+    /// Most sites perceived per tick (the working tier's capacity).
     pub fn capacity(&self) -> usize {
-        self.capacity as usize
+        usize::from(self.capacity)
     }
 
-    /// The facts currently held.
-    pub fn facts(&self) -> &[SiteFact] {
-        &self.facts
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.min(WORKING_MAX) as u8;
+        self.sites.truncate(self.capacity());
     }
 
-    /// The fact about `site`, if remembered.
-    pub fn get(&self, site: SiteId) -> Option<&SiteFact> {
-        self.facts.iter().find(|f| f.site == site)
+    /// Starts a new tick's perception: same capacity, nothing seen.
+    pub fn cleared(&self) -> Self {
+        Self::with_capacity(self.capacity())
     }
-
-    /// The fact about `site`, if remembered, for updating.
-    pub fn get_mut(&mut self, site: SiteId) -> Option<&mut SiteFact> {
-        self.facts.iter_mut().find(|f| f.site == site)
-    }
-
-    /// Remembers `fact`, replacing what was known about the same site. When full,
-    /// the least useful fact goes: the lowest known estimate (unknown counts as
-    /// zero), then the oldest. Returns whether the fact was stored.
-    pub fn remember(&mut self, fact: SiteFact) -> bool {
-        if let Some(existing) = self.get_mut(fact.site) {
-            *existing = SiteFact {
-                reported: existing.reported || fact.reported,
-                ..fact
-            };
-            return true;
-        }
-        if self.capacity == 0 {
-            return false;
-        }
-        if self.facts.len() >= self.capacity() {
-            let worst = self
-                .facts
-                .iter()
-                .enumerate()
-                .min_by(|(_, a), (_, b)| {
-                    usefulness(a)
-                        .total_cmp(&usefulness(b))
-                        .then(a.at.cmp(&b.at))
-                        .then(a.site.cmp(&b.site))
-                })
-                .map(|(i, _)| i)
-                .expect("capacity is non-zero");
-            self.facts.swap_remove(worst);
-        }
-        self.facts.push(fact);
-        true
-    }
-
-    /// Forgets what is known about `site`.
-    pub fn forget(&mut self, site: SiteId) {
-        self.facts.retain(|f| f.site != site);
-    }
-}
-
-fn usefulness(f: &SiteFact) -> f32 {
-    if f.estimate.is_nan() { 0.0 } else { f.estimate }
 }
 
 /// How an agent means to move during its act phase.
@@ -352,54 +262,6 @@ pub struct Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fact(site: u32, estimate: f32, at: SimTime) -> SiteFact {
-        SiteFact {
-            site: SiteId(site),
-            estimate,
-            at,
-            reported: false,
-        }
-    }
-
-    #[test]
-    fn memory_never_exceeds_its_capacity_and_evicts_the_least_useful() {
-        let mut m = Memory::with_capacity(3);
-        assert!(m.remember(fact(1, 5.0, 10)));
-        assert!(m.remember(fact(2, f32::NAN, 20)));
-        assert!(m.remember(fact(3, 9.0, 30)));
-        assert!(m.remember(fact(4, 7.0, 40))); // evicts site 2: unknown counts as 0
-        let mut held: Vec<u32> = m.facts().iter().map(|f| f.site.0).collect();
-        held.sort_unstable();
-        assert_eq!(held, [1, 3, 4]);
-        assert!(m.remember(fact(5, 5.0, 50))); // ties with site 1 at 5.0: the older goes
-        assert!(m.get(SiteId(1)).is_none() && m.get(SiteId(5)).is_some());
-        assert_eq!(m.facts().len(), 3);
-        for i in 0..100 {
-            m.remember(fact(100 + i, i as f32, u64::from(i)));
-            assert!(m.facts().len() <= 3);
-        }
-    }
-
-    #[test]
-    fn remembering_a_known_site_updates_it_and_keeps_it_reported() {
-        let mut m = Memory::with_capacity(2);
-        m.remember(SiteFact {
-            reported: true,
-            ..fact(1, 5.0, 10)
-        });
-        m.remember(fact(1, 2.0, 20));
-        assert_eq!(m.facts().len(), 1);
-        let f = m.get(SiteId(1)).unwrap();
-        assert_eq!((f.estimate, f.at, f.reported), (2.0, 20, true));
-    }
-
-    #[test]
-    fn a_zero_capacity_memory_holds_nothing() {
-        let mut m = Memory::with_capacity(0);
-        assert!(!m.remember(fact(1, 5.0, 10)));
-        assert!(m.facts().is_empty());
-    }
 
     #[test]
     fn tick_periods_are_exact_and_never_shorter_than_a_step() {

@@ -2,7 +2,8 @@
 //! finds the agents due in a step.
 //!
 //! An agent is an entity with an [`Agent`] (stable id and kind) plus the state of
-//! its cycle: [`Perception`], [`Memory`], [`Intent`], [`Cadence`], its own seeded
+//! its cycle: [`Perception`], [`Memory`](crate::memory::Memory), [`Intent`],
+//! [`Cadence`], its own seeded
 //! [`AgentRng`], and its place in the world ([`Position`], [`Velocity`], [`Body`]).
 //! Agents are created through the [`AgentPool`]; never spawn them by hand, or the
 //! schedule will not know them.

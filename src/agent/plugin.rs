@@ -10,6 +10,7 @@ use super::*;
 use crate::archetype::Archetypes;
 use crate::clock::{SimClock, SimSeed, SimTime};
 use crate::digest::{mix, unit_f64};
+use crate::memory::{Budget, Memory, MemoryPlan};
 use crate::sets::ContinuumSystems;
 use crate::world::{IndexCell, WorldMap};
 
@@ -90,13 +91,16 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
         .get_resource::<WorldMap>()
         .map_or(Vec2::splat(1000.0), |w| w.size());
     let step_ns = clock.step_ns();
+    let memory_limit = world
+        .get_resource::<MemoryPlan>()
+        .map(|p| p.per_agent_bytes);
     // Bundles are built as they are spawned: admitting a million agents never
     // holds a million bundles at once.
     let entities: Vec<Entity> = world
         .spawn_batch(
             waiting
                 .iter()
-                .map(|w| agent_bundle(w, seed, size, start, step_ns)),
+                .map(|w| agent_bundle(w, seed, size, start, step_ns, memory_limit)),
         )
         .collect();
     let mut schedule = world.resource_mut::<AgentSchedule>();
@@ -144,10 +148,25 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
 type AgentBundle = (
     (Agent, Priority, TickRate, Cadence, Admission),
     (Position, Velocity, Body, IndexCell),
-    (Perception, Memory, Intent, AgentRng, Feedback, Tally),
+    (
+        Perception,
+        Memory,
+        Budget,
+        Intent,
+        AgentRng,
+        Feedback,
+        Tally,
+    ),
 );
 
-fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
+fn agent_bundle(
+    w: &Waiting,
+    seed: u64,
+    size: Vec2,
+    start: SimTime,
+    step_ns: u64,
+    memory_limit: Option<u64>,
+) -> AgentBundle {
     let bp = &w.blueprint;
     let id = w.id;
     let rate = TickRate(bp.tick_hz);
@@ -159,6 +178,11 @@ fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64
         )
     });
     let angle = unit_f64(mix(seed ^ HEADING_SALT, id.0)) as f32 * std::f32::consts::TAU;
+    // Without a memory plan (no memory plugin) the blueprint's capacities stand.
+    let limit = memory_limit
+        .unwrap_or(bp.memory.bytes() as u64)
+        .min(u64::from(u32::MAX)) as u32;
+    let caps = bp.memory.scaled_to(limit as usize);
     (
         (
             Agent { id, kind: bp.kind },
@@ -180,8 +204,11 @@ fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64
             IndexCell::default(),
         ),
         (
-            Perception::default(),
-            Memory::with_capacity(bp.memory_sites),
+            Perception::with_capacity(usize::from(caps.working)),
+            Memory::with_caps(caps, limit),
+            Budget {
+                memory_limit: limit,
+            },
             Intent::default(),
             AgentRng::new(seed, id),
             Feedback::default(),

@@ -18,8 +18,8 @@ pub struct AgentBlueprint {
     /// Ticks per virtual second.
     pub tick_hz: f32,
     pub body: Body,
-    /// Site facts the agent may remember.
-    pub memory_sites: usize,
+    /// Tier capacities before the memory budget scales them.
+    pub memory: crate::memory::TierCaps,
     /// Where the agent starts; `None` places it uniformly at random (seeded by
     /// the scenario seed and the agent's id).
     pub position: Option<Vec2>,

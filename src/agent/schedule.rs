@@ -26,6 +26,9 @@ struct Entry {
 #[derive(Resource)]
 pub struct AgentSchedule {
     slots: Vec<Vec<Entry>>,
+    /// Emptied slot buffers, kept for the next slot that fills: only the slots
+    /// in use hold memory, however far the wheel turns.
+    spare: Vec<Vec<Entry>>,
     step_ns: u64,
     len: usize,
 }
@@ -35,6 +38,7 @@ impl AgentSchedule {
     pub fn new(step_ns: u64) -> Self {
         Self {
             slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
             step_ns,
             len: 0,
         }
@@ -52,7 +56,13 @@ impl AgentSchedule {
 
     pub(crate) fn insert(&mut self, entity: Entity, due: SimTime, kind: AgentKind) {
         let step = due / self.step_ns;
-        self.slots[step as usize % WHEEL_SLOTS].push(Entry { entity, due, kind });
+        let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
+        if slot.capacity() == 0
+            && let Some(buffer) = self.spare.pop()
+        {
+            *slot = buffer;
+        }
+        slot.push(Entry { entity, due, kind });
         self.len += 1;
     }
 
@@ -74,6 +84,9 @@ impl AgentSchedule {
             false
         });
         self.len -= removed;
+        if slot.is_empty() && slot.capacity() > 0 {
+            self.spare.push(std::mem::take(slot));
+        }
         due.debug_check_unique();
     }
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentBlueprint, AgentKind, Body, MEMORY_SITES_MAX, Priority};
+use crate::agent::{AgentBlueprint, AgentKind, Body, Priority};
 use crate::config::{ConfigError, Validator, parse_ron};
+use crate::memory::MemoryRules;
 
 /// Explorer parameters: a random walk with momentum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct ExplorerParams {
     pub jitter: f32,
     /// Strength of the push away from the nearest agent in view.
     pub separation: f32,
+    /// Strength of the push away from the sites in view it already remembers.
+    #[serde(default)]
+    pub avoid_known: f32,
 }
 
 /// Analyzer parameters: visit published sites and assess them.
@@ -79,8 +83,9 @@ pub struct Archetype {
     /// should not pay for it.
     #[serde(default = "yes")]
     pub perceives_agents: bool,
-    /// Site facts an agent of this kind remembers (at most 16).
-    pub memory_sites: usize,
+    /// Memory capacities and consolidation rules.
+    #[serde(default)]
+    pub memory: MemoryRules,
     pub behaviour: Behaviour,
 }
 
@@ -103,16 +108,7 @@ impl Archetype {
             "perception_radius",
             || format!("expected a positive radius, got {}", self.perception_radius),
         );
-        v.check(
-            self.memory_sites <= MEMORY_SITES_MAX,
-            "memory_sites",
-            || {
-                format!(
-                    "expected at most {MEMORY_SITES_MAX}, got {}",
-                    self.memory_sites
-                )
-            },
-        );
+        v.field("memory", |v| self.memory.validate(v));
         v.field("behaviour", |v| match &self.behaviour {
             Behaviour::Explorer(p) => {
                 v.check((0.0..=1.0).contains(&p.momentum), "momentum", || {
@@ -123,6 +119,9 @@ impl Archetype {
                 });
                 v.check(p.separation >= 0.0, "separation", || {
                     format!("expected zero or more, got {}", p.separation)
+                });
+                v.check(p.avoid_known >= 0.0, "avoid_known", || {
+                    format!("expected zero or more, got {}", p.avoid_known)
                 });
             }
             Behaviour::Analyzer(p) => {
@@ -268,7 +267,7 @@ impl Archetypes {
                 perception_radius: a.perception_radius,
                 senses_agents: a.perceives_agents,
             },
-            memory_sites: a.memory_sites,
+            memory: a.memory.capacity,
             position: None,
             phase: None,
             lifetime: None,

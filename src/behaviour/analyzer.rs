@@ -1,87 +1,74 @@
-//! Analyzers: go to published sites that have no fresh estimate and assess them.
+//! Analyzers: go to sites that have no fresh estimate, assess them and publish
+//! the estimate.
 
 use bevy_ecs::prelude::*;
 
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FeedbackResult, Target};
-use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};
-use crate::world::{Sites, WorldMap};
+use crate::memory::{ASSESSED_BY_ME, Memory, SharedCache, mem_time};
+use crate::world::{SiteId, Sites, WorldMap};
 
 pub(super) fn think(
     due: Res<DueAgents>,
+    clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
     sites: Res<Sites>,
     map: Res<WorldMap>,
+    cache: Res<SharedCache>,
     mut agents: Query<(
         &Perception,
         &Body,
         &Cadence,
         &Position,
+        &Memory,
         &mut Velocity,
-        &mut Memory,
         &mut Intent,
         &mut AgentRng,
     )>,
 ) {
     let reach = map.reach();
+    let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
         let Behaviour::Analyzer(params) = &archetype.behaviour else {
             continue;
         };
         let stale = secs_to_sim(f64::from(params.stale_after));
+        let stale_ms = mem_time(stale);
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
             .for_each(|item| {
-                let Ok((
-                    perception,
-                    body,
-                    cadence,
-                    pos,
-                    mut velocity,
-                    mut memory,
-                    mut intent,
-                    mut rng,
-                )) = item
+                let Ok((perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng)) =
+                    item
                 else {
                     return;
                 };
                 let now = cadence.due;
-                let needs_assessment = |site: crate::world::SiteId| {
-                    sites.get(site).is_some_and(|s| {
-                        s.discovered_by.is_some()
-                            && s.estimate.is_none_or(|e| now.saturating_sub(e.at) > stale)
-                    })
+                // Not if it assessed the site itself recently; otherwise if the
+                // shared cache has no fresh estimate of it.
+                let needs_assessment = |site: SiteId| {
+                    let mine = memory.fact(site).is_some_and(|(f, _)| {
+                        f.flags & ASSESSED_BY_ME != 0 && mem_time(now).saturating_sub(f.at) <= stale_ms
+                    });
+                    !mine
+                        && cache.read(site, step).is_none_or(|f| {
+                            f.value.is_nan() || now.saturating_sub(f.at) > stale
+                        })
                 };
-                // It remembers the sites it sees that need assessing...
-                for seen in &perception.sites {
-                    if needs_assessment(seen.site) && memory.get(seen.site).is_none() {
-                        memory.remember(SiteFact {
-                            site: seen.site,
-                            estimate: f32::NAN,
-                            at: now,
-                            reported: true,
-                        });
-                    }
-                }
-                // ...and picks the nearest one needing it among those and what its
-                // region's board says was found.
+                // The nearest site needing it, among what it remembers, what it
+                // sees, and what its region's board says was found.
                 let board = sites.board(map.region_of(pos.0));
                 let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
                     memory
                         .facts()
-                        .iter()
                         .map(|f| f.site)
+                        .chain(perception.sites.iter().copied())
                         .chain(board.discovered().iter().copied())
-                        .filter(|&s| needs_assessment(s))
-                        .filter_map(|s| {
-                            sites
-                                .get(s)
-                                .map(|site| (site.pos.distance_squared(pos.0), s))
-                        })
+                        .filter_map(|s| sites.get(s).map(|site| (site.pos.distance_squared(pos.0), s)))
+                        .filter(|&(_, s)| needs_assessment(s))
                         .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                         .map(|(_, site)| site)
                 });
@@ -102,7 +89,7 @@ pub(super) fn think(
                         action: None,
                     },
                     None => {
-                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, None, &mut rng);
+                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, bevy_math::Vec2::ZERO, &mut rng);
                         Intent {
                             goal: None,
                             movement: Movement::Drift,
@@ -114,8 +101,9 @@ pub(super) fn think(
     }
 }
 
-/// An applied assessment is remembered and the goal is done; a rejected one is
-/// retried next tick (unless somebody else's estimate makes it unnecessary).
+/// An applied assessment is remembered as the analyzer's own, and the goal is
+/// done; a rejected one is retried next tick unless somebody else's estimate
+/// makes it unnecessary.
 pub(super) fn learn(
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
@@ -127,6 +115,7 @@ pub(super) fn learn(
         if !matches!(archetype.behaviour, Behaviour::Analyzer(_)) {
             continue;
         }
+        let rules = &archetype.memory;
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
@@ -140,12 +129,7 @@ pub(super) fn learn(
                     return;
                 };
                 if let FeedbackResult::Applied(value) = result {
-                    memory.remember(SiteFact {
-                        site,
-                        estimate: value,
-                        at: cadence.due,
-                        reported: true,
-                    });
+                    memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
                     intent.goal = None;
                 }
             });

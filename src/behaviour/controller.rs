@@ -1,98 +1,82 @@
-//! Controllers: go to the best-assessed site they know of and harvest it.
+//! Controllers: go to the best site they know of, from their own memory, what
+//! they see, and what the shared cache says of their region's best sites, and
+//! harvest it.
 
 use bevy_ecs::prelude::*;
 
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
-use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
+use crate::memory::{Memory, SharedCache, mem_time};
 use crate::world::{SiteId, Sites, WorldMap};
 
 /// A controller keeps its goal unless another site scores this much better.
 const SWITCH_MARGIN: f32 = 1.25;
-/// What a lost conflict does to the controller's estimate of the site: crowded
-/// sites look less attractive.
-const CROWDING_PENALTY: f32 = 0.8;
 
 pub(super) fn think(
     due: Res<DueAgents>,
+    clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
     sites: Res<Sites>,
     map: Res<WorldMap>,
+    cache: Res<SharedCache>,
     mut agents: Query<(
         &Perception,
         &Body,
         &Cadence,
         &Position,
+        &Memory,
         &mut Velocity,
-        &mut Memory,
         &mut Intent,
         &mut AgentRng,
     )>,
 ) {
     let reach = map.reach();
+    let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
         let Behaviour::Controller(params) = &archetype.behaviour else {
             continue;
         };
+        let half_life = archetype.memory.half_life;
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
             .for_each(|item| {
-                let Ok((
-                    perception,
-                    body,
-                    cadence,
-                    pos,
-                    mut velocity,
-                    mut memory,
-                    mut intent,
-                    mut rng,
-                )) = item
+                let Ok((perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng)) =
+                    item
                 else {
                     return;
                 };
-                let now = cadence.due;
-                // Published estimates newer than what it remembers replace it.
-                let board = sites.board(map.region_of(pos.0));
-                let heard = perception
-                    .sites
-                    .iter()
-                    .map(|s| s.site)
-                    .chain(board.best().iter().map(|(s, _)| *s));
-                for site_id in heard {
-                    let Some(estimate) = sites.get(site_id).and_then(|s| s.estimate) else {
-                        continue;
+                let now = mem_time(cadence.due);
+                // What a site is worth to it: the fresher of its own belief
+                // (weighed by its confidence) and the shared cache's value.
+                let worth = |site: SiteId| -> Option<f32> {
+                    let own = memory.fact(site).map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
+                    let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
+                    let (_, value) = match (own, shared) {
+                        (Some(o), Some(s)) if s.0 > o.0 => s,
+                        (Some(o), _) => o,
+                        (None, Some(s)) => s,
+                        (None, None) => return None,
                     };
-                    let newer = memory.get(site_id).is_none_or(|f| estimate.at > f.at);
-                    if newer {
-                        memory.remember(SiteFact {
-                            site: site_id,
-                            estimate: estimate.value,
-                            at: estimate.at,
-                            reported: true,
-                        });
-                    }
-                }
-                let score = |site: SiteId, estimate: f32| {
-                    let s = sites.get(site)?;
-                    (estimate >= params.min_estimate)
-                        .then(|| estimate - params.travel_cost * s.pos.distance(pos.0))
+                    (!value.is_nan()).then_some(value)
                 };
+                let score = |site: SiteId| {
+                    let value = worth(site)?;
+                    let s = sites.get(site)?;
+                    (value >= params.min_estimate).then(|| value - params.travel_cost * s.pos.distance(pos.0))
+                };
+                let board = sites.board(map.region_of(pos.0));
                 let best = memory
                     .facts()
-                    .iter()
-                    .filter(|f| !f.estimate.is_nan())
-                    .filter_map(|f| score(f.site, f.estimate).map(|v| (v, f.site)))
+                    .map(|f| f.site)
+                    .chain(perception.sites.iter().copied())
+                    .chain(board.best_sites())
+                    .filter_map(|s| score(s).map(|v| (v, s)))
                     .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-                let current = intent.goal.and_then(|g| {
-                    memory
-                        .get(g)
-                        .and_then(|f| score(g, f.estimate))
-                        .map(|v| (v, g))
-                });
+                let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
                 let goal = match (current, best) {
                     (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
                     (_, best) => best.map(|(_, g)| g),
@@ -114,7 +98,7 @@ pub(super) fn think(
                         action: None,
                     },
                     None => {
-                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, None, &mut rng);
+                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, bevy_math::Vec2::ZERO, &mut rng);
                         Intent {
                             goal: None,
                             movement: Movement::Drift,
@@ -122,26 +106,26 @@ pub(super) fn think(
                         }
                     }
                 };
-                let _ = now;
             });
     }
 }
 
-/// After a harvest the controller knows what is left (the site's fresh
-/// estimate); an empty site is dropped; a lost conflict makes the site look
-/// crowded.
+/// After a harvest the controller knows what is left (what it published in the
+/// shared cache); a site found empty contradicts what it believed; a lost
+/// conflict makes the site less certain (crowded).
 pub(super) fn learn(
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
-    sites: Res<Sites>,
+    cache: Res<SharedCache>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
 ) {
     let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
-        if !matches!(archetype.behaviour, Behaviour::Controller(_)) {
+        let Behaviour::Controller(params) = &archetype.behaviour else {
             continue;
-        }
+        };
+        let rules = &archetype.memory;
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
@@ -154,29 +138,20 @@ pub(super) fn learn(
                 else {
                     return;
                 };
-                let now = cadence.due;
+                let now = mem_time(cadence.due);
                 match result {
-                    FeedbackResult::Applied(_) | FeedbackResult::Failed(FailReason::Depleted) => {
-                        let left = sites
-                            .get(site)
-                            .and_then(|s| s.estimate)
-                            .map_or(0.0, |e| e.value);
-                        memory.remember(SiteFact {
-                            site,
-                            estimate: left,
-                            at: now,
-                            reported: true,
-                        });
-                        if matches!(result, FeedbackResult::Failed(_)) {
+                    FeedbackResult::Applied(_) => {
+                        let left = cache.peek(site).map_or(0.0, |f| f.value);
+                        memory.learn(site, left, now, 0, rules);
+                        if left < params.min_estimate {
                             intent.goal = None;
                         }
                     }
-                    FeedbackResult::Rejected => {
-                        if let Some(fact) = memory.get_mut(site) {
-                            fact.estimate *= CROWDING_PENALTY;
-                            fact.at = now;
-                        }
+                    FeedbackResult::Failed(FailReason::Depleted) => {
+                        memory.contradict(site, Some(0.0), now, rules);
+                        intent.goal = None;
                     }
+                    FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
                     FeedbackResult::Failed(_) => intent.goal = None,
                 }
             });

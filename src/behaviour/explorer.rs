@@ -1,67 +1,76 @@
-//! Explorers: a random walk with momentum that keeps apart from other agents;
-//! they remember the sites they see and publish those nobody has reported yet.
+//! Explorers: a random walk with momentum that keeps apart from other agents and
+//! steers away from the sites it already remembers; they publish the sites the
+//! shared cache does not hold yet.
 
 use bevy_ecs::prelude::*;
+use bevy_math::Vec2;
 
 use super::wander;
 use crate::action::{ActionKind, Target};
-use crate::agent::due_batches;
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
+use crate::clock::SimClock;
+use crate::memory::{Memory, REPORTED, SharedCache, mem_time};
 use crate::world::Sites;
 
 pub(super) fn think(
     due: Res<DueAgents>,
+    clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
     sites: Res<Sites>,
+    cache: Res<SharedCache>,
     mut agents: Query<(
         &Perception,
         &Body,
-        &Cadence,
+        &Position,
+        &Memory,
         &mut Velocity,
-        &mut Memory,
         &mut Intent,
         &mut AgentRng,
     )>,
 ) {
+    let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
         let Behaviour::Explorer(params) = &archetype.behaviour else {
             continue;
         };
-        let kind = AgentKind(kind as u16);
         agents
-            .par_iter_many_unique_mut(due.of_kind(kind))
+            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
             .for_each(|item| {
-                let Ok((perception, body, cadence, mut velocity, mut memory, mut intent, mut rng)) =
-                    item
+                let Ok((perception, body, pos, memory, mut velocity, mut intent, mut rng)) = item
                 else {
                     return;
                 };
-                let now = cadence.due;
-                for seen in &perception.sites {
-                    let Some(site) = sites.get(seen.site) else {
-                        continue;
-                    };
-                    let estimate = site.estimate.map_or(f32::NAN, |e| e.value);
-                    memory.remember(SiteFact {
-                        site: seen.site,
-                        estimate,
-                        at: now,
-                        reported: site.discovered_by.is_some(),
-                    });
-                }
-                let report = memory.facts().iter().find(|f| !f.reported).map(|f| f.site);
-                let avoid = perception.nearest.map(|n| {
-                    let closeness: f32 = 1.0 - n.offset.length() / body.perception_radius;
-                    (n.offset, params.separation * closeness.max(0.0))
+                // Publish the nearest site in view that nobody has published (as
+                // far as the shared cache knows) and it has not reported itself.
+                let report = perception.sites.iter().copied().find(|&site| {
+                    let reported = memory
+                        .fact(site)
+                        .is_some_and(|(f, _)| f.flags & REPORTED != 0);
+                    !reported && cache.read(site, step).is_none()
                 });
+                // Keep apart from the nearest agent, and away from the sites it
+                // already remembers: new ground is where new sites are.
+                let mut push = Vec2::ZERO;
+                if let Some(offset) = perception.nearest {
+                    let closeness = 1.0 - offset.length() / body.perception_radius;
+                    push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
+                }
+                let known: Vec2 = perception
+                    .sites
+                    .iter()
+                    .filter(|&&s| memory.knows(s))
+                    .filter_map(|&s| sites.get(s))
+                    .map(|s| (pos.0 - s.pos).normalize_or_zero())
+                    .sum();
+                push += known.normalize_or_zero() * params.avoid_known;
                 velocity.0 = wander(
                     velocity.0,
                     body.speed,
                     params.momentum,
                     params.jitter,
-                    avoid,
+                    push,
                     &mut rng,
                 );
                 *intent = Intent {
@@ -76,30 +85,29 @@ pub(super) fn think(
     }
 }
 
-/// A published site, or one somebody else published in the same step, is
-/// reported: the explorer moves on to the next one.
+/// A report, applied or beaten by someone else's in the same step, means the
+/// site is published: the explorer remembers it reported it.
 pub(super) fn learn(
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
-    clock: Res<crate::clock::SimClock>,
-    mut agents: Query<(&Feedback, &mut Memory)>,
+    clock: Res<SimClock>,
+    mut agents: Query<(&Feedback, &Cadence, &mut Memory)>,
 ) {
     let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
         if !matches!(archetype.behaviour, Behaviour::Explorer(_)) {
             continue;
         }
+        let rules = &archetype.memory;
         agents
             .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
             .batching_strategy(due_batches())
             .for_each(|item| {
-                let Ok((feedback, mut memory)) = item else {
+                let Ok((feedback, cadence, mut memory)) = item else {
                     return;
                 };
-                if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step)
-                    && let Some(fact) = memory.get_mut(site)
-                {
-                    fact.reported = true;
+                if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
+                    memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
                 }
             });
     }

@@ -1,3 +1,4 @@
+use arrayvec::ArrayVec;
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
@@ -10,8 +11,9 @@ use crate::action::{Action, LearnSystems};
 use crate::agent::due_batches;
 use crate::agent::*;
 use crate::clock::SimClock;
+use crate::memory::WORKING_MAX;
 use crate::sets::ContinuumSystems;
-use crate::world::{AgentIndex, Sites, WorldMap};
+use crate::world::{AgentIndex, SiteId, Sites, WorldMap};
 
 /// Perception, movement and action emission for every agent, and the think and
 /// learn systems of the built-in kinds. Disable it to drive agents entirely with
@@ -47,9 +49,10 @@ impl Plugin for BehaviourPlugin {
     }
 }
 
-/// Fills each due agent's [`Perception`] from the sites' and agents' spatial
-/// indices: the nearest sites within its radius (ties broken by id) and, for
-/// kinds that sense agents, how many other agents are in range and the nearest.
+/// Fills each due agent's [`Perception`] (its working memory) from the sites' and
+/// agents' spatial indices: the nearest sites within its radius, up to its
+/// working capacity (ties broken by id), and, for kinds that sense agents, how
+/// many other agents are in range and the offset to the nearest.
 pub fn perceive(
     due: Res<DueAgents>,
     sites: Res<Sites>,
@@ -63,74 +66,71 @@ pub fn perceive(
             let Ok((agent, pos, body, mut perception)) = item else {
                 return;
             };
-            let mut view = Perception::default();
+            let mut view = perception.cleared();
             let radius = body.perception_radius;
+            let capacity = view.capacity();
+            // Nearest first, ties by id; distances kept alongside while sorting.
+            let mut nearest_sites = ArrayVec::<(f32, SiteId), WORKING_MAX>::new();
             view.examined = sites
                 .index()
                 .for_each_within(pos.0, radius, |_, &site, dist2| {
-                    insert_nearest(&mut view.sites, SeenSite { site, dist2 });
+                    insert_nearest(&mut nearest_sites, capacity, (dist2, site));
                 });
-            if !body.senses_agents {
-                *perception = view;
-                return;
+            view.sites
+                .extend(nearest_sites.iter().map(|&(_, site)| site));
+            if body.senses_agents {
+                let mut nearest: Option<(f32, AgentId, Vec2)> = None;
+                view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
+                    if other.id == agent.id {
+                        return;
+                    }
+                    view.neighbours += 1;
+                    let closer = nearest
+                        .as_ref()
+                        .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
+                    if closer {
+                        nearest = Some((dist2, other.id, p - pos.0));
+                    }
+                });
+                view.nearest = nearest.map(|(_, _, offset)| offset);
             }
-            let mut nearest: Option<(f32, SeenAgent)> = None;
-            view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
-                if other.id == agent.id {
-                    return;
-                }
-                view.neighbours += 1;
-                let closer = nearest
-                    .as_ref()
-                    .is_none_or(|(d, n)| dist2 < *d || (dist2 == *d && other.id < n.id));
-                if closer {
-                    let offset = p - pos.0;
-                    nearest = Some((
-                        dist2,
-                        SeenAgent {
-                            id: other.id,
-                            offset,
-                        },
-                    ));
-                }
-            });
-            view.nearest = nearest.map(|(_, n)| n);
             *perception = view;
         });
 }
 
-fn insert_nearest(list: &mut arrayvec::ArrayVec<SeenSite, PERCEIVED_SITES_MAX>, seen: SeenSite) {
-    let key = |s: &SeenSite| (s.dist2, s.site);
+/// Inserts `seen` into a list kept sorted by (distance, id), at most `capacity` long.
+fn insert_nearest(
+    list: &mut ArrayVec<(f32, SiteId), WORKING_MAX>,
+    capacity: usize,
+    seen: (f32, SiteId),
+) {
     let at = list
         .iter()
-        .position(|s| key(&seen).partial_cmp(&key(s)).is_some_and(|o| o.is_lt()))
+        .position(|s| seen.0 < s.0 || (seen.0 == s.0 && seen.1 < s.1))
         .unwrap_or(list.len());
-    if at >= PERCEIVED_SITES_MAX {
+    if at >= capacity {
         return;
     }
-    if list.is_full() {
+    if list.len() >= capacity {
         list.pop();
     }
     list.insert(at, seen);
 }
 
 /// A new velocity for a random walk with momentum: keep `momentum` of the current
-/// heading, turn by up to `jitter` at random, and push away from `avoid` (an
-/// offset to another agent, with its strength).
+/// heading, turn by up to `jitter` at random, and add `push` (a direction with
+/// its strength, e.g. away from a neighbour).
 pub fn wander(
     velocity: Vec2,
     speed: f32,
     momentum: f32,
     jitter: f32,
-    avoid: Option<(Vec2, f32)>,
+    push: Vec2,
     rng: &mut AgentRng,
 ) -> Vec2 {
     let heading = velocity.normalize_or_zero();
     let turn = Vec2::new(rng.signed(), rng.signed()) * jitter;
-    let mut direction = heading * momentum + turn;
-    if let Some((offset, strength)) = avoid {
-        direction -= offset.normalize_or_zero() * strength;
-    }
+    let direction = heading * momentum + turn + push;
     direction.try_normalize().unwrap_or(heading) * speed
 }
 

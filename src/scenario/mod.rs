@@ -28,10 +28,14 @@ use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
 use crate::action::ConflictStrategyKind;
-use crate::agent::{MEMORY_SITES_MAX, Priority};
+use crate::agent::Priority;
 use crate::archetype::{Archetype, Archetypes};
 use crate::clock::{ClockMode, ClockSettings};
 use crate::config::{ConfigError, PathSeg, Validator, parse_ron, read_ron};
+use crate::memory::{
+    INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
+    WORKING_MAX,
+};
 use crate::world::WorldSettings;
 
 /// The world of a scenario.
@@ -92,6 +96,27 @@ impl Default for ClockSpec {
     }
 }
 
+/// The memory budget of a scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemorySpec {
+    /// `Auto` (enough for every agent's default capacities), `Bytes(n)`, or
+    /// `MachineFraction(f)` of the machine's memory.
+    pub budget: MemoryBudget,
+    /// Share of the budget for the shared cache, in `[0, 1)`.
+    pub shared_fraction: f64,
+}
+
+impl Default for MemorySpec {
+    fn default() -> Self {
+        let m = MemorySettings::default();
+        Self {
+            budget: m.budget,
+            shared_fraction: m.shared_fraction,
+        }
+    }
+}
+
 /// A group of agents started at the beginning of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -116,9 +141,10 @@ pub struct GroupSpec {
     /// Perception radius override, world units.
     #[serde(default)]
     pub perception_radius: Option<f32>,
-    /// Memory size override, in site facts.
+    /// Memory capacities override (records per tier, before the budget scales
+    /// them): `(working: 6, short_term: 6, intermediate: 4, long_term: 3)`.
     #[serde(default)]
-    pub memory_sites: Option<usize>,
+    pub memory: Option<TierCaps>,
     /// Virtual seconds each agent runs before it retires (default: forever).
     #[serde(default)]
     pub lifetime: Option<f64>,
@@ -176,6 +202,9 @@ pub struct Scenario {
     /// How conflicts are decided.
     #[serde(default)]
     pub conflicts: ConflictStrategyKind,
+    /// The memory budget and the shared cache's share of it.
+    #[serde(default)]
+    pub memory: MemorySpec,
     /// Extra kinds, or new definitions of built-in ones.
     #[serde(default)]
     pub archetypes: Vec<Archetype>,
@@ -269,6 +298,14 @@ impl Scenario {
         }
     }
 
+    /// The memory settings this scenario describes.
+    pub fn memory_settings(&self) -> MemorySettings {
+        MemorySettings {
+            budget: self.memory.budget,
+            shared_fraction: self.memory.shared_fraction,
+        }
+    }
+
     /// The clock settings this scenario describes.
     pub fn clock_settings(&self) -> ClockSettings {
         ClockSettings {
@@ -355,6 +392,21 @@ impl Scenario {
                 "expected at least 1 agent".into()
             });
         }
+        v.field("memory", |v| {
+            let m = &self.memory;
+            v.check(
+                (0.0..1.0).contains(&m.shared_fraction),
+                "shared_fraction",
+                || format!("expected a share in [0, 1), got {}", m.shared_fraction),
+            );
+            match m.budget {
+                MemoryBudget::MachineFraction(f) => v.check(f > 0.0 && f <= 1.0, "budget", || {
+                    format!("expected a fraction of the machine's memory in (0, 1], got {f}")
+                }),
+                MemoryBudget::Bytes(b) => v.check(b > 0, "budget", || "expected some bytes".into()),
+                MemoryBudget::Auto => {}
+            }
+        });
         v.field("archetypes", |v| {
             for (i, a) in self.archetypes.iter().enumerate() {
                 v.at(PathSeg::Index(i), |v| a.validate(v));
@@ -440,9 +492,12 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
             format!("expected a positive radius, got {r}")
         });
     }
-    if let Some(m) = g.memory_sites {
-        v.check(m <= MEMORY_SITES_MAX, "memory_sites", || {
-            format!("expected at most {MEMORY_SITES_MAX}, got {m}")
+    if let Some(m) = g.memory {
+        v.check(m.clamped() == m, "memory", || {
+            format!(
+                "expected at most ({WORKING_MAX}, {SHORT_TERM_MAX}, {INTERMEDIATE_MAX}, {LONG_TERM_MAX}) \
+                 records for (working, short_term, intermediate, long_term), got {m:?}"
+            )
         });
     }
     if let Some(l) = g.lifetime {
@@ -473,13 +528,14 @@ mod tests {
                     priority: None,
                     speed: None,
                     perception_radius: None,
-                    memory_sites: None,
+                    memory: None,
                     lifetime: None,
                 })
                 .collect(),
             arrivals: Vec::new(),
             departures: Vec::new(),
             conflicts: Default::default(),
+            memory: Default::default(),
             archetypes: Vec::new(),
         }
     }

@@ -64,6 +64,7 @@ impl Plugin for ScenarioPlugin {
                 ..Default::default()
             })
             .insert_resource(s.archetypes())
+            .insert_resource(s.memory_settings())
             .insert_resource(ActiveScenario {
                 scenario: timeline,
                 requested: 0,
@@ -116,7 +117,7 @@ fn request_group(
             perception_radius: group.perception_radius.unwrap_or(bp.body.perception_radius),
             ..bp.body
         };
-        bp.memory_sites = group.memory_sites.unwrap_or(bp.memory_sites);
+        bp.memory = group.memory.unwrap_or(bp.memory);
         bp.lifetime = group.lifetime;
         bp.phase = Some(f64::from(i) / f64::from(group.count));
         pool.request(bp);

@@ -115,17 +115,6 @@ impl WorldMap {
     }
 }
 
-/// A published assessment of a site's value.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Estimate {
-    /// Estimated value (value units).
-    pub value: f32,
-    /// Virtual time of the assessment.
-    pub at: SimTime,
-    /// Who made it.
-    pub by: AgentId,
-}
-
 /// Something of value in the world.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Site {
@@ -140,9 +129,8 @@ pub struct Site {
     pub regrow: f32,
     /// The first agent to publish the site, if any.
     pub discovered_by: Option<AgentId>,
-    /// The latest published estimate of its value. Agents decide from this, never
-    /// from the true value.
-    pub estimate: Option<Estimate>,
+    /// Assessments applied to it so far.
+    pub assessments: u32,
     /// Value harvested from it in total.
     pub harvested: f32,
 }
@@ -192,9 +180,15 @@ impl Board {
         &self.discovered
     }
 
-    /// The best-assessed sites with their latest estimates, highest first.
+    /// The best-assessed sites with the estimates that ranked them, highest
+    /// first. Agents look the current values up in the shared cache.
     pub fn best(&self) -> &[(SiteId, f32)] {
         &self.best
+    }
+
+    /// The best-assessed sites, highest estimate first.
+    pub fn best_sites(&self) -> impl Iterator<Item = SiteId> + '_ {
+        self.best.iter().map(|(s, _)| *s)
     }
 
     pub(crate) fn publish_discovery(&mut self, site: SiteId) {
@@ -302,7 +296,7 @@ impl Sites {
                 capacity,
                 regrow: capacity * settings.regrow_per_sec,
                 discovered_by: None,
-                estimate: None,
+                assessments: 0,
                 harvested: 0.0,
             });
             region_of_site.push(region.0);

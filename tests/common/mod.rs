@@ -23,6 +23,6 @@ pub fn shipped(name: &str) -> Scenario {
 pub fn idle_kind(name: &str, tick_hz: f32) -> String {
     format!(
         r#"Archetype(kind: "{name}", tick_hz: {tick_hz:?}, speed: 0.0, perception_radius: 10.0,
-                     memory_sites: 0, behaviour: Idle)"#
+                     behaviour: Idle)"#
     )
 }

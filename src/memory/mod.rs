@@ -1,0 +1,698 @@
+//! Agent memory: four bounded tiers, consolidation, a shared cache, and budgets.
+//!
+//! - **working**: what the agent perceives this tick, in its
+//!   [`Perception`](crate::agent::Perception), cleared every tick;
+//! - **short-term**: a ring of recent [`Observation`]s with their virtual times;
+//! - **intermediate**: consolidated [`Fact`]s (a site, its value, when, whether the
+//!   agent assessed it itself) whose confidence decays over virtual time;
+//! - **long-term**: facts confirmed again and again; when full, the least valuable
+//!   goes.
+//!
+//! The learn phase consolidates: a site observed [`MemoryRules::promote_after`]
+//! times in short-term becomes an intermediate fact; a fact confirmed
+//! [`MemoryRules::long_term_after`] times moves to long-term; a contradicted fact
+//! (a site found empty, a lost conflict) loses confidence, and a long-term fact
+//! that is contradicted falls back to intermediate. Every tier is inline and
+//! fixed-size: nothing is allocated per agent.
+//!
+//! Agents also share what they learn through the [`SharedCache`], an LRU map of
+//! published facts sized from the memory budget ([`MemoryPlan`]).
+
+mod cache;
+mod plugin;
+
+pub use cache::{CacheStats, SharedCache, SharedFact};
+pub use plugin::{MemoryPlugin, MemorySystems, apply_budget};
+
+use arrayvec::ArrayVec;
+use bevy_ecs::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::SimTime;
+use crate::world::SiteId;
+
+/// Virtual time in milliseconds, as memory records store it: four bytes, enough
+/// for 49 days of virtual time.
+pub type MemTime = u32;
+
+/// Converts [`SimTime`] to [`MemTime`] (saturating).
+pub fn mem_time(t: SimTime) -> MemTime {
+    (t / 1_000_000).min(u64::from(u32::MAX)) as MemTime
+}
+
+/// Most sites the working tier (perception) holds.
+pub const WORKING_MAX: usize = 6;
+/// Most observations the short-term ring holds.
+pub const SHORT_TERM_MAX: usize = 8;
+/// Most facts the intermediate tier holds.
+pub const INTERMEDIATE_MAX: usize = 6;
+/// Most facts the long-term tier holds.
+pub const LONG_TERM_MAX: usize = 4;
+
+/// Bytes one record of each tier takes: working, short-term, intermediate, long-term.
+pub const RECORD_BYTES: [usize; 4] = [
+    size_of::<SiteId>(),
+    size_of::<Observation>(),
+    size_of::<Fact>(),
+    size_of::<Fact>(),
+];
+
+/// Capacities of the four tiers, in records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TierCaps {
+    pub working: u8,
+    pub short_term: u8,
+    pub intermediate: u8,
+    pub long_term: u8,
+}
+
+impl TierCaps {
+    /// No memory at all beyond what is perceived.
+    pub const NONE: TierCaps = TierCaps {
+        working: 0,
+        short_term: 0,
+        intermediate: 0,
+        long_term: 0,
+    };
+
+    /// Bytes these capacities take when full.
+    pub fn bytes(&self) -> usize {
+        let caps = [
+            self.working,
+            self.short_term,
+            self.intermediate,
+            self.long_term,
+        ];
+        caps.iter()
+            .zip(RECORD_BYTES)
+            .map(|(&c, b)| usize::from(c) * b)
+            .sum()
+    }
+
+    /// The capacities clamped to the inline maxima.
+    pub fn clamped(self) -> Self {
+        Self {
+            working: self.working.min(WORKING_MAX as u8),
+            short_term: self.short_term.min(SHORT_TERM_MAX as u8),
+            intermediate: self.intermediate.min(INTERMEDIATE_MAX as u8),
+            long_term: self.long_term.min(LONG_TERM_MAX as u8),
+        }
+    }
+
+    /// The largest capacities, in proportion to `self`, that fit in `limit`
+    /// bytes (and in the inline maxima). With `limit` at or above
+    /// [`bytes`](Self::bytes), every tier may grow by the same factor.
+    pub fn scaled_to(self, limit: usize) -> Self {
+        let base = self.clamped();
+        if base.bytes() == 0 {
+            return base;
+        }
+        let factor = limit as f64 / base.bytes() as f64;
+        let scale = |c: u8, max: usize| ((f64::from(c) * factor).floor() as usize).min(max) as u8;
+        let mut caps = Self {
+            working: scale(base.working, WORKING_MAX),
+            short_term: scale(base.short_term, SHORT_TERM_MAX),
+            intermediate: scale(base.intermediate, INTERMEDIATE_MAX),
+            long_term: scale(base.long_term, LONG_TERM_MAX),
+        };
+        // Flooring keeps the total within the limit; take away from the largest
+        // tier in bytes if rounding ever left it above.
+        while caps.bytes() > limit {
+            let tiers = [
+                caps.working,
+                caps.short_term,
+                caps.intermediate,
+                caps.long_term,
+            ];
+            let (i, _) = tiers
+                .iter()
+                .zip(RECORD_BYTES)
+                .enumerate()
+                .max_by_key(|(i, (c, b))| (usize::from(**c) * b, std::cmp::Reverse(*i)))
+                .expect("four tiers");
+            match i {
+                0 => caps.working -= 1,
+                1 => caps.short_term -= 1,
+                2 => caps.intermediate -= 1,
+                _ => caps.long_term -= 1,
+            }
+        }
+        caps
+    }
+}
+
+/// How a kind's memory works: default capacities and consolidation rules. Lives
+/// in the archetype files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryRules {
+    /// Default capacities (records per tier) before the budget scales them.
+    pub capacity: TierCaps,
+    /// Observations of a site in short-term that make it an intermediate fact.
+    pub promote_after: u8,
+    /// Confirmations of an intermediate fact that make it long-term.
+    pub long_term_after: u8,
+    /// Virtual seconds for an intermediate fact's confidence to halve.
+    pub half_life: f32,
+    /// Intermediate facts whose confidence falls below this are forgotten.
+    pub forget_below: f32,
+    /// Share of its confidence a contradicted fact keeps, in `[0, 1)`.
+    pub contradiction: f32,
+}
+
+impl MemoryRules {
+    /// Checks the values; errors carry the path of the field at fault.
+    pub fn validate(&self, v: &mut crate::config::Validator) {
+        let c = self.capacity;
+        v.field("capacity", |v| {
+            for (name, value, max) in [
+                ("working", c.working, WORKING_MAX),
+                ("short_term", c.short_term, SHORT_TERM_MAX),
+                ("intermediate", c.intermediate, INTERMEDIATE_MAX),
+                ("long_term", c.long_term, LONG_TERM_MAX),
+            ] {
+                v.check(usize::from(value) <= max, name, || {
+                    format!("expected at most {max} records, got {value}")
+                });
+            }
+        });
+        v.check(self.promote_after >= 1, "promote_after", || {
+            "expected at least 1 observation".into()
+        });
+        v.check(self.long_term_after >= 1, "long_term_after", || {
+            "expected at least 1 confirmation".into()
+        });
+        v.check(
+            self.half_life.is_finite() && self.half_life > 0.0,
+            "half_life",
+            || {
+                format!(
+                    "expected a positive number of virtual seconds, got {}",
+                    self.half_life
+                )
+            },
+        );
+        v.check(
+            (0.0..=1.0).contains(&self.forget_below),
+            "forget_below",
+            || format!("expected a confidence in [0, 1], got {}", self.forget_below),
+        );
+        v.check(
+            (0.0..1.0).contains(&self.contradiction),
+            "contradiction",
+            || format!("expected a share in [0, 1), got {}", self.contradiction),
+        );
+    }
+}
+
+impl Default for MemoryRules {
+    fn default() -> Self {
+        Self {
+            capacity: TierCaps {
+                working: 6,
+                short_term: 6,
+                intermediate: 4,
+                long_term: 3,
+            },
+            promote_after: 2,
+            long_term_after: 3,
+            half_life: 30.0,
+            forget_below: 0.25,
+            contradiction: 0.5,
+        }
+    }
+}
+
+/// A site seen at a virtual time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub site: SiteId,
+    pub at: MemTime,
+}
+
+/// The fact was published by this agent (explorers' reports).
+pub const REPORTED: u8 = 1;
+/// The value comes from this agent's own assessment.
+pub const ASSESSED_BY_ME: u8 = 2;
+
+/// What an agent holds about one site.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fact {
+    pub site: SiteId,
+    /// Best known value (`NAN` while unknown).
+    pub value: f32,
+    /// Virtual time of the last confirmation.
+    pub at: MemTime,
+    /// Confidence at `at`, in units of 1/65535.
+    confidence: u16,
+    /// Times the fact was confirmed.
+    pub hits: u8,
+    /// [`REPORTED`], [`ASSESSED_BY_ME`].
+    pub flags: u8,
+}
+
+impl Fact {
+    fn new(site: SiteId, value: f32, at: MemTime) -> Self {
+        Self {
+            site,
+            value,
+            at,
+            confidence: u16::MAX,
+            hits: 1,
+            flags: 0,
+        }
+    }
+
+    /// Confidence at `now`, halving every `half_life` virtual seconds.
+    pub fn confidence_at(&self, now: MemTime, half_life: f32) -> f32 {
+        let stored = f32::from(self.confidence) / f32::from(u16::MAX);
+        let dt = now.saturating_sub(self.at) as f32 / 1000.0;
+        if half_life > 0.0 {
+            stored * (-dt / half_life).exp2()
+        } else {
+            stored
+        }
+    }
+
+    /// Confidence as stored at `at`.
+    pub fn confidence(&self) -> f32 {
+        f32::from(self.confidence) / f32::from(u16::MAX)
+    }
+
+    fn set_confidence(&mut self, c: f32) {
+        self.confidence = (c.clamp(0.0, 1.0) * f32::from(u16::MAX)).round() as u16;
+    }
+
+    /// The value, with an unknown one counting as zero.
+    pub fn known_value(&self) -> f32 {
+        if self.value.is_nan() { 0.0 } else { self.value }
+    }
+}
+
+/// Which tier a fact sits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    Intermediate,
+    LongTerm,
+}
+
+/// An agent's memory beyond the working tier. See the [module docs](self).
+#[derive(Component, Clone, Debug, PartialEq, Default)]
+pub struct Memory {
+    short_term: ArrayVec<Observation, SHORT_TERM_MAX>,
+    intermediate: ArrayVec<Fact, INTERMEDIATE_MAX>,
+    long_term: ArrayVec<Fact, LONG_TERM_MAX>,
+    caps: TierCaps,
+    /// The budget (bytes) the capacities were derived from.
+    limit: u32,
+}
+
+impl Memory {
+    /// An empty memory with these capacities (clamped to the inline maxima),
+    /// derived from a budget of `limit` bytes.
+    pub fn with_caps(caps: TierCaps, limit: u32) -> Self {
+        Self {
+            caps: caps.clamped(),
+            limit,
+            ..Default::default()
+        }
+    }
+
+    /// The budget (bytes) the capacities were derived from.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub(crate) fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+    }
+
+    /// The tiers' capacities.
+    pub fn caps(&self) -> TierCaps {
+        self.caps
+    }
+
+    /// Changes the capacities; tiers over their new capacity drop their least
+    /// useful records (oldest observations, least confident or least valuable
+    /// facts).
+    pub fn set_caps(&mut self, caps: TierCaps, now: MemTime, rules: &MemoryRules) {
+        self.caps = caps.clamped();
+        while self.short_term.len() > usize::from(self.caps.short_term) {
+            self.short_term.remove(0);
+        }
+        while self.intermediate.len() > usize::from(self.caps.intermediate) {
+            let i = least_confident(&self.intermediate, now, rules.half_life);
+            self.intermediate.remove(i);
+        }
+        while self.long_term.len() > usize::from(self.caps.long_term) {
+            let i = least_valuable(&self.long_term);
+            self.long_term.remove(i);
+        }
+    }
+
+    /// Recent observations, oldest first.
+    pub fn short_term(&self) -> &[Observation] {
+        &self.short_term
+    }
+
+    /// Intermediate facts.
+    pub fn intermediate(&self) -> &[Fact] {
+        &self.intermediate
+    }
+
+    /// Long-term facts.
+    pub fn long_term(&self) -> &[Fact] {
+        &self.long_term
+    }
+
+    /// Every fact, long-term first.
+    pub fn facts(&self) -> impl Iterator<Item = &Fact> {
+        self.long_term.iter().chain(self.intermediate.iter())
+    }
+
+    /// The fact about `site`, and its tier.
+    pub fn fact(&self, site: SiteId) -> Option<(&Fact, Tier)> {
+        if let Some(f) = self.long_term.iter().find(|f| f.site == site) {
+            return Some((f, Tier::LongTerm));
+        }
+        self.intermediate
+            .iter()
+            .find(|f| f.site == site)
+            .map(|f| (f, Tier::Intermediate))
+    }
+
+    /// The fact about `site`, for updating.
+    pub fn fact_mut(&mut self, site: SiteId) -> Option<&mut Fact> {
+        self.long_term
+            .iter_mut()
+            .chain(self.intermediate.iter_mut())
+            .find(|f| f.site == site)
+    }
+
+    /// Whether the agent holds a fact about `site`.
+    pub fn knows(&self, site: SiteId) -> bool {
+        self.fact(site).is_some()
+    }
+
+    /// Bytes of records held now (the working tier counted by the perception).
+    pub fn held_bytes(&self) -> usize {
+        self.short_term.len() * RECORD_BYTES[1]
+            + self.intermediate.len() * RECORD_BYTES[2]
+            + self.long_term.len() * RECORD_BYTES[3]
+    }
+
+    /// Records held in each tier beyond working: (short-term, intermediate, long-term).
+    pub fn lens(&self) -> (usize, usize, usize) {
+        (
+            self.short_term.len(),
+            self.intermediate.len(),
+            self.long_term.len(),
+        )
+    }
+
+    /// Consolidates one tick's perception: each site seen is observed (short-term);
+    /// a site seen often enough becomes an intermediate fact; a known fact seen
+    /// again is confirmed (full confidence, one more hit) and, confirmed often
+    /// enough, moves to long-term. Then intermediate facts whose confidence has
+    /// decayed below the threshold are forgotten. `value_of` gives the best value
+    /// the agent can see for a site (e.g. from the shared cache), if any.
+    pub fn consolidate(
+        &mut self,
+        seen: &[SiteId],
+        now: MemTime,
+        rules: &MemoryRules,
+        mut value_of: impl FnMut(SiteId) -> Option<f32>,
+    ) {
+        for &site in seen {
+            self.observe(site, now);
+            let value = value_of(site);
+            if let Some(fact) = self.long_term.iter_mut().find(|f| f.site == site) {
+                fact.at = now;
+                fact.hits = fact.hits.saturating_add(1);
+                fact.set_confidence(1.0);
+                if let Some(v) = value {
+                    fact.value = v;
+                }
+                continue;
+            }
+            if let Some(i) = self.intermediate.iter().position(|f| f.site == site) {
+                let fact = &mut self.intermediate[i];
+                fact.at = now;
+                fact.hits = fact.hits.saturating_add(1);
+                fact.set_confidence(1.0);
+                if let Some(v) = value {
+                    fact.value = v;
+                }
+                if fact.hits >= rules.long_term_after {
+                    self.promote(i);
+                }
+                continue;
+            }
+            let seen_times = self.short_term.iter().filter(|o| o.site == site).count();
+            if seen_times >= usize::from(rules.promote_after.max(1)) {
+                self.add_intermediate(Fact::new(site, value.unwrap_or(f32::NAN), now), now, rules);
+            }
+        }
+        let (half_life, forget) = (rules.half_life, rules.forget_below);
+        self.intermediate
+            .retain(|f| f.confidence_at(now, half_life) >= forget);
+    }
+
+    /// Adds an observation to the short-term ring (the oldest goes when full).
+    pub fn observe(&mut self, site: SiteId, at: MemTime) {
+        let cap = usize::from(self.caps.short_term);
+        if cap == 0 {
+            return;
+        }
+        while self.short_term.len() >= cap {
+            self.short_term.remove(0);
+        }
+        self.short_term.push(Observation { site, at });
+    }
+
+    /// Records what the agent learned first-hand about `site` (an assessment, a
+    /// harvest): the value, with full confidence. A site it did not know becomes
+    /// an intermediate fact at once.
+    pub fn learn(
+        &mut self,
+        site: SiteId,
+        value: f32,
+        now: MemTime,
+        flags: u8,
+        rules: &MemoryRules,
+    ) {
+        if let Some(fact) = self.fact_mut(site) {
+            if !value.is_nan() {
+                fact.value = value;
+            }
+            fact.at = now;
+            fact.flags |= flags;
+            fact.set_confidence(1.0);
+            return;
+        }
+        let mut fact = Fact::new(site, value, now);
+        fact.flags = flags;
+        self.add_intermediate(fact, now, rules);
+    }
+
+    /// Marks the fact about `site` with `flags`, if there is one.
+    pub fn flag(&mut self, site: SiteId, flags: u8) {
+        if let Some(fact) = self.fact_mut(site) {
+            fact.flags |= flags;
+        }
+    }
+
+    /// The world contradicted what the agent believed about `site` (it was found
+    /// empty, or someone else got it): confidence drops to `rules.contradiction`
+    /// of what it was; a long-term fact falls back to intermediate. `value`, if
+    /// given, replaces the believed value.
+    pub fn contradict(
+        &mut self,
+        site: SiteId,
+        value: Option<f32>,
+        now: MemTime,
+        rules: &MemoryRules,
+    ) {
+        if let Some(i) = self.long_term.iter().position(|f| f.site == site) {
+            let mut fact = self.long_term.remove(i);
+            fact.set_confidence(rules.contradiction);
+            fact.hits = 1;
+            fact.at = now;
+            if let Some(v) = value {
+                fact.value = v;
+            }
+            self.add_intermediate(fact, now, rules);
+        } else if let Some(fact) = self.intermediate.iter_mut().find(|f| f.site == site) {
+            let c = fact.confidence_at(now, rules.half_life) * rules.contradiction;
+            fact.set_confidence(c);
+            fact.at = now;
+            if let Some(v) = value {
+                fact.value = v;
+            }
+        }
+        let (half_life, forget) = (rules.half_life, rules.forget_below);
+        self.intermediate
+            .retain(|f| f.confidence_at(now, half_life) >= forget);
+    }
+
+    fn add_intermediate(&mut self, fact: Fact, now: MemTime, rules: &MemoryRules) {
+        let cap = usize::from(self.caps.intermediate);
+        if cap == 0 {
+            return;
+        }
+        if self.intermediate.len() >= cap {
+            let i = least_confident(&self.intermediate, now, rules.half_life);
+            self.intermediate.remove(i);
+        }
+        self.intermediate.push(fact);
+    }
+
+    /// Moves intermediate fact `i` to long-term. When long-term is full, the least
+    /// valuable of its facts and the newcomer stays out (a newcomer that loses
+    /// stays intermediate).
+    fn promote(&mut self, i: usize) {
+        let cap = usize::from(self.caps.long_term);
+        if cap == 0 {
+            return;
+        }
+        let fact = self.intermediate[i];
+        if self.long_term.len() >= cap {
+            let worst = least_valuable(&self.long_term);
+            if value_rank(&self.long_term[worst]) >= value_rank(&fact) {
+                return;
+            }
+            self.long_term.remove(worst);
+        }
+        self.intermediate.remove(i);
+        self.long_term.push(fact);
+    }
+}
+
+/// Orders facts by value, then recency, then id (higher is more valuable).
+fn value_rank(f: &Fact) -> (u32, MemTime, std::cmp::Reverse<SiteId>) {
+    (f.known_value().to_bits(), f.at, std::cmp::Reverse(f.site))
+}
+
+fn least_valuable(facts: &[Fact]) -> usize {
+    (0..facts.len())
+        .min_by_key(|&i| value_rank(&facts[i]))
+        .expect("not empty")
+}
+
+fn least_confident(facts: &[Fact], now: MemTime, half_life: f32) -> usize {
+    (0..facts.len())
+        .min_by(|&a, &b| {
+            let (fa, fb) = (&facts[a], &facts[b]);
+            fa.confidence_at(now, half_life)
+                .total_cmp(&fb.confidence_at(now, half_life))
+                .then(value_rank(fa).cmp(&value_rank(fb)))
+        })
+        .expect("not empty")
+}
+
+/// How much memory the whole simulation may use.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub enum MemoryBudget {
+    /// Enough for every agent's default capacities (plus the shared share).
+    #[default]
+    Auto,
+    /// A number of bytes.
+    Bytes(u64),
+    /// A fraction of the machine's total memory (read with `sysinfo`).
+    MachineFraction(f64),
+}
+
+/// Memory settings, seeded by a scenario or a game.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct MemorySettings {
+    pub budget: MemoryBudget,
+    /// Share of the budget given to the shared cache, in `[0, 1)`.
+    pub shared_fraction: f64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            budget: MemoryBudget::Auto,
+            shared_fraction: 0.2,
+        }
+    }
+}
+
+/// The memory budget worked out at startup.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct MemoryPlan {
+    /// The whole budget in bytes.
+    pub total_bytes: u64,
+    /// The shared cache's share in bytes.
+    pub shared_bytes: u64,
+    /// Each agent's limit: `(1 - shared_fraction) × total / max_agents`.
+    pub per_agent_bytes: u64,
+    /// Facts the shared cache holds.
+    pub cache_capacity: usize,
+    /// Resident memory of the process when the plan was made (after the world
+    /// was generated, before any agent started), to measure what agents add.
+    pub baseline_rss: Option<u64>,
+}
+
+impl MemoryPlan {
+    /// Works out the plan. `default_agent_bytes` is what the largest default
+    /// capacities take; `machine_bytes` the machine's total memory (for
+    /// [`MemoryBudget::MachineFraction`]). Without a maximum of agents (`None`,
+    /// an unlimited pool) an automatic budget gives every agent its defaults and
+    /// the cache room for `sites` facts, and an explicit budget gives every agent
+    /// its defaults and the cache its share.
+    pub fn new(
+        settings: &MemorySettings,
+        max_agents: Option<usize>,
+        default_agent_bytes: u64,
+        machine_bytes: u64,
+        sites: usize,
+    ) -> Self {
+        let shared = settings.shared_fraction.clamp(0.0, 0.99);
+        let explicit = match settings.budget {
+            MemoryBudget::Auto => None,
+            MemoryBudget::Bytes(b) => Some(b),
+            MemoryBudget::MachineFraction(f) => Some((machine_bytes as f64 * f) as u64),
+        };
+        let (total, shared_bytes, per_agent) = match (explicit, max_agents) {
+            (Some(total), Some(n)) => {
+                let shared_bytes = (total as f64 * shared) as u64;
+                (
+                    total,
+                    shared_bytes,
+                    (total - shared_bytes) / n.max(1) as u64,
+                )
+            }
+            (None, Some(n)) => {
+                let agents = n.max(1) as u64;
+                let total = (agents.saturating_mul(default_agent_bytes) as f64 / (1.0 - shared))
+                    .ceil() as u64;
+                let shared_bytes = (total as f64 * shared) as u64;
+                (total, shared_bytes, (total - shared_bytes) / agents)
+            }
+            (Some(total), None) => (total, (total as f64 * shared) as u64, default_agent_bytes),
+            (None, None) => {
+                let shared_bytes = (sites * SharedCache::ENTRY_BYTES) as u64;
+                (shared_bytes, shared_bytes, default_agent_bytes)
+            }
+        };
+        Self {
+            total_bytes: total,
+            shared_bytes,
+            per_agent_bytes: per_agent,
+            cache_capacity: (shared_bytes / SharedCache::ENTRY_BYTES as u64) as usize,
+            baseline_rss: None,
+        }
+    }
+}
+
+/// An agent's share of the resources: its memory limit in bytes. The resource
+/// monitor may move budget between agents; the agent's tiers follow its limit.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub memory_limit: u32,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,308 @@
+use super::*;
+use crate::agent::AgentId;
+
+fn rules() -> MemoryRules {
+    MemoryRules {
+        capacity: TierCaps {
+            working: 6,
+            short_term: 6,
+            intermediate: 3,
+            long_term: 2,
+        },
+        promote_after: 2,
+        long_term_after: 3,
+        half_life: 10.0,
+        forget_below: 0.25,
+        contradiction: 0.5,
+    }
+}
+
+fn memory() -> Memory {
+    let r = rules();
+    Memory::with_caps(r.capacity, r.capacity.bytes() as u32)
+}
+
+fn s(i: u32) -> SiteId {
+    SiteId(i)
+}
+
+#[test]
+fn repeated_sightings_promote_short_term_to_intermediate_to_long_term() {
+    let r = rules();
+    let mut m = memory();
+    let value = |_| Some(7.0);
+    m.consolidate(&[s(1)], 0, &r, value);
+    assert_eq!(m.short_term().len(), 1);
+    assert!(!m.knows(s(1)), "one sighting is only an observation");
+    m.consolidate(&[s(1)], 100, &r, value);
+    let (f, tier) = m.fact(s(1)).expect("two sightings make a fact");
+    assert_eq!(
+        (tier, f.hits, f.value, f.at),
+        (Tier::Intermediate, 1, 7.0, 100)
+    );
+    m.consolidate(&[s(1)], 200, &r, value);
+    assert_eq!(m.fact(s(1)).unwrap().0.hits, 2);
+    m.consolidate(&[s(1)], 300, &r, value);
+    let (f, tier) = m.fact(s(1)).unwrap();
+    assert_eq!(
+        (tier, f.hits),
+        (Tier::LongTerm, 3),
+        "the third confirmation makes it long-term"
+    );
+    assert!(m.intermediate().is_empty());
+}
+
+#[test]
+fn confidence_halves_every_half_life_and_faded_facts_are_forgotten() {
+    let r = rules();
+    let mut m = memory();
+    m.consolidate(&[s(1)], 0, &r, |_| None);
+    m.consolidate(&[s(1)], 1_000, &r, |_| None);
+    let f = *m.fact(s(1)).unwrap().0;
+    assert!((f.confidence_at(11_000, r.half_life) - 0.5).abs() < 1e-4);
+    assert!((f.confidence_at(21_000, r.half_life) - 0.25).abs() < 1e-4);
+    // Two half-lives after its last sighting, the fact is at the threshold: kept.
+    m.consolidate(&[], 21_000, &r, |_| None);
+    assert!(m.knows(s(1)));
+    // A moment later it falls below and is forgotten.
+    m.consolidate(&[], 21_100, &r, |_| None);
+    assert!(!m.knows(s(1)));
+}
+
+#[test]
+fn contradictions_cut_confidence_and_demote_long_term_facts() {
+    let r = rules();
+    let mut m = memory();
+    for t in 0..4 {
+        m.consolidate(&[s(1)], t * 100, &r, |_| Some(9.0));
+    }
+    assert_eq!(m.fact(s(1)).unwrap().1, Tier::LongTerm);
+    m.contradict(s(1), Some(0.0), 500, &r);
+    let (f, tier) = m.fact(s(1)).unwrap();
+    assert_eq!(
+        tier,
+        Tier::Intermediate,
+        "a contradicted long-term fact falls back"
+    );
+    assert_eq!((f.value, f.hits), (0.0, 1));
+    assert!((f.confidence() - 0.5).abs() < 1e-4);
+    m.contradict(s(1), None, 500, &r);
+    assert!(
+        (m.fact(s(1)).unwrap().0.confidence() - 0.25).abs() < 1e-4,
+        "at the threshold: kept"
+    );
+    m.contradict(s(1), None, 500, &r);
+    assert!(!m.knows(s(1)), "0.125 is below the threshold: forgotten");
+}
+
+#[test]
+fn tiers_never_exceed_their_capacities() {
+    let r = rules();
+    let mut m = memory();
+    let mut rng = 1u64;
+    for t in 0..5_000u32 {
+        let seen: Vec<SiteId> = (0..6)
+            .map(|_| {
+                rng = crate::digest::mix(rng, 7);
+                s((rng % 12) as u32)
+            })
+            .collect();
+        m.consolidate(&seen, t * 100, &r, |site| Some(site.0 as f32));
+        if t % 7 == 0 {
+            m.contradict(seen[0], None, t * 100, &r);
+        }
+        if t % 11 == 0 {
+            m.learn(seen[1], 3.0, t * 100, ASSESSED_BY_ME, &r);
+        }
+        let (st, im, lt) = m.lens();
+        assert!(st <= 6 && im <= 3 && lt <= 2, "{st} {im} {lt}");
+        assert!(m.held_bytes() <= r.capacity.bytes());
+        let mut sites: Vec<_> = m.facts().map(|f| f.site).collect();
+        sites.sort();
+        sites.dedup();
+        assert_eq!(sites.len(), im + lt, "a site is held in one tier at most");
+    }
+}
+
+#[test]
+fn a_full_long_term_keeps_the_most_valuable_facts() {
+    let r = rules();
+    let mut m = memory();
+    for (site, value) in [(1, 5.0), (2, 9.0), (3, 1.0)] {
+        for t in 0..4 {
+            m.consolidate(&[s(site)], site * 1000 + t * 10, &r, |_| Some(value));
+        }
+    }
+    let mut lt: Vec<u32> = m.long_term().iter().map(|f| f.site.0).collect();
+    lt.sort();
+    assert_eq!(lt, [1, 2], "the 1.0 site could not displace better ones");
+    assert_eq!(m.fact(s(3)).unwrap().1, Tier::Intermediate);
+}
+
+#[test]
+fn zero_capacities_hold_nothing() {
+    let r = MemoryRules {
+        capacity: TierCaps::NONE,
+        ..rules()
+    };
+    let mut m = Memory::with_caps(TierCaps::NONE, 0);
+    for t in 0..10 {
+        m.consolidate(&[s(1), s(2)], t * 100, &r, |_| Some(1.0));
+        m.learn(s(3), 2.0, t * 100, 0, &r);
+    }
+    assert_eq!(m.lens(), (0, 0, 0));
+}
+
+#[test]
+fn capacities_follow_the_budget() {
+    let caps = rules().capacity;
+    let full = caps.bytes();
+    assert_eq!(caps.scaled_to(full), caps);
+    let half = caps.scaled_to(full / 2);
+    assert!(half.bytes() <= full / 2);
+    assert_eq!(
+        half,
+        TierCaps {
+            working: 3,
+            short_term: 3,
+            intermediate: 1,
+            long_term: 1
+        }
+    );
+    assert_eq!(caps.scaled_to(0), TierCaps::NONE);
+    let big = caps.scaled_to(full * 100);
+    assert_eq!(
+        big,
+        caps.scaled_to(usize::MAX / 4),
+        "growth stops at the inline maxima"
+    );
+    assert_eq!(big.long_term as usize, LONG_TERM_MAX);
+}
+
+#[test]
+fn the_plan_follows_the_formulae() {
+    let settings = MemorySettings {
+        budget: MemoryBudget::Bytes(1_000_000),
+        shared_fraction: 0.2,
+    };
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0);
+    assert_eq!(plan.shared_bytes, 200_000);
+    assert_eq!(plan.per_agent_bytes, 800);
+    assert_eq!(plan.cache_capacity, 200_000 / SharedCache::ENTRY_BYTES);
+    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0);
+    assert_eq!(
+        auto.per_agent_bytes, 200,
+        "an automatic budget covers the defaults exactly"
+    );
+    let machine = MemorySettings {
+        budget: MemoryBudget::MachineFraction(0.5),
+        shared_fraction: 0.25,
+    };
+    let plan = MemoryPlan::new(&machine, Some(10), 0, 8_000, 0);
+    assert_eq!(
+        (plan.total_bytes, plan.shared_bytes, plan.per_agent_bytes),
+        (4_000, 1_000, 300)
+    );
+    let unlimited = MemoryPlan::new(&MemorySettings::default(), None, 200, 0, 50);
+    assert_eq!(
+        (unlimited.per_agent_bytes, unlimited.cache_capacity),
+        (200, 50)
+    );
+}
+
+fn fact(v: f32) -> SharedFact {
+    SharedFact {
+        value: v,
+        at: 0,
+        by: AgentId(1),
+    }
+}
+
+#[test]
+fn the_cache_evicts_the_least_recently_used() {
+    let mut cache = SharedCache::new(10, 3);
+    cache.publish(s(1), fact(1.0), 1);
+    cache.publish(s(2), fact(2.0), 2);
+    cache.publish(s(3), fact(3.0), 3);
+    assert!(cache.read(s(1), 4).is_some()); // 1 is now the most recent
+    cache.settle();
+    cache.publish(s(4), fact(4.0), 5); // evicts 2
+    assert_eq!(cache.lru_order().collect::<Vec<_>>(), [s(3), s(1), s(4)]);
+    assert!(cache.peek(s(2)).is_none());
+    assert!(cache.read(s(2), 6).is_none());
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.hits, stats.misses, stats.evictions, stats.len),
+        (1, 1, 1, 3)
+    );
+}
+
+/// Against a reference LRU, over random reads and publications, one per step.
+#[test]
+fn the_cache_matches_a_reference_lru() {
+    for seed in 0..20u64 {
+        let capacity = 1 + (seed % 6) as usize;
+        let mut cache = SharedCache::new(16, capacity);
+        let mut reference: Vec<SiteId> = Vec::new(); // least recent first
+        let mut h = seed;
+        for step in 1..400u64 {
+            h = crate::digest::mix(h, step);
+            let site = s((h % 16) as u32);
+            if h % 3 == 0 {
+                cache.publish(site, fact(step as f32), step);
+                if let Some(i) = reference.iter().position(|&x| x == site) {
+                    reference.remove(i);
+                } else if reference.len() == capacity {
+                    reference.remove(0);
+                }
+                reference.push(site);
+            } else {
+                let hit = cache.read(site, step).is_some();
+                let i = reference.iter().position(|&x| x == site);
+                assert_eq!(hit, i.is_some(), "seed {seed} step {step}");
+                if let Some(i) = i {
+                    reference.remove(i);
+                    reference.push(site);
+                }
+            }
+            cache.settle();
+            assert_eq!(
+                cache.lru_order().collect::<Vec<_>>(),
+                reference,
+                "seed {seed} step {step}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reads_from_many_threads_in_one_step_settle_to_the_same_order() {
+    let build = || {
+        let mut cache = SharedCache::new(64, 64);
+        for i in 0..64 {
+            cache.publish(s(i), fact(i as f32), 1);
+        }
+        cache
+    };
+    let mut serial = build();
+    for i in (0..64).rev().step_by(3) {
+        serial.read(s(i), 2);
+    }
+    serial.settle();
+    let mut parallel = build();
+    std::thread::scope(|scope| {
+        let cache = &parallel;
+        for t in 0..4 {
+            scope.spawn(move || {
+                for i in (0..64).step_by(3).skip(t).step_by(4) {
+                    cache.read(s(63 - i), 2);
+                }
+            });
+        }
+    });
+    parallel.settle();
+    assert_eq!(
+        serial.lru_order().collect::<Vec<_>>(),
+        parallel.lru_order().collect::<Vec<_>>()
+    );
+}
