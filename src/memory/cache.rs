@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bevy_ecs::prelude::*;
@@ -47,18 +47,44 @@ pub struct CacheStats {
 /// result in any order: a read stamps the entry with the current step; the
 /// entry evicted first is the one with the oldest stamp, ties going to the lowest
 /// site id. Reads count hits and misses.
+///
+/// The eviction order is a queue of per-step buckets of site ids. A read that
+/// re-stamps an entry appends it to the current step's bucket and leaves a stale
+/// copy behind; eviction skips stale copies, and the queue is rebuilt when stale
+/// copies outnumber live ones. Keeping the order costs a push per entry per step
+/// it is used in, not a tree update per read.
 #[derive(Resource)]
 pub struct SharedCache {
     slots: Vec<Slot>,
-    /// `(last access step, site)` of every held fact: the eviction order.
-    order: BTreeSet<(u64, SiteId)>,
+    /// Buckets of `(stamp step, sites)`, oldest first; a site is live in the
+    /// bucket matching its slot's stamp, stale in any other.
+    order: VecDeque<Bucket>,
+    /// Copies in `order`, live or stale.
+    queued: usize,
+    len: usize,
     capacity: usize,
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Hits and misses counted on each thread since the latest settle.
+    counters: Parallel<Counters>,
+    totals: Counters,
     evictions: u64,
     publications: u64,
-    /// Entries first touched in the current step, with their previous stamp.
-    touched: Parallel<Vec<(SiteId, u64)>>,
+    /// Entries first touched in the current step.
+    touched: Parallel<Vec<SiteId>>,
+}
+
+struct Bucket {
+    step: u64,
+    sites: Vec<SiteId>,
+    /// Sorted (lowest id first) and deduplicated, ready for eviction.
+    sorted: bool,
+    /// Sites before this index have been looked at by eviction.
+    cursor: usize,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counters {
+    hits: u64,
+    misses: u64,
 }
 
 impl Default for SharedCache {
@@ -68,8 +94,8 @@ impl Default for SharedCache {
 }
 
 impl SharedCache {
-    /// Bytes one held fact costs: the fact, its slot and its place in the
-    /// eviction order. Budgets are turned into capacities with it.
+    /// Bytes one held fact costs: the fact, its slot and its places in the
+    /// eviction queue. Budgets are turned into capacities with it.
     pub const ENTRY_BYTES: usize = 64;
 
     /// A cache for sites `0..sites` holding at most `capacity` facts.
@@ -81,10 +107,12 @@ impl SharedCache {
                     last_access: AtomicU64::new(0),
                 })
                 .collect(),
-            order: BTreeSet::new(),
+            order: VecDeque::new(),
+            queued: 0,
+            len: 0,
             capacity,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            counters: Parallel::default(),
+            totals: Counters::default(),
             evictions: 0,
             publications: 0,
             touched: Parallel::default(),
@@ -95,21 +123,21 @@ impl SharedCache {
     /// a hit, marks the fact as used in this step. Safe to call from many threads.
     pub fn read(&self, site: SiteId, step: u64) -> Option<SharedFact> {
         let slot = self.slots.get(site.0 as usize);
-        match slot.and_then(|s| s.fact.map(|f| (s, f))) {
-            Some((slot, fact)) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                let before = slot.last_access.fetch_max(step, Ordering::Relaxed);
-                if before < step {
-                    // Only the first reader of this step sees an older stamp.
-                    self.touched.scope(|t| t.push((site, before)));
-                }
-                Some(fact)
-            }
-            None => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+        let found = slot.and_then(|s| s.fact.map(|f| (s, f)));
+        self.counters.scope(|c| match found {
+            Some(_) => c.hits += 1,
+            None => c.misses += 1,
+        });
+        let (slot, fact) = found?;
+        // Most reads find the entry already stamped: look before writing, so the
+        // cache line stays shared between threads.
+        if slot.last_access.load(Ordering::Relaxed) < step
+            && slot.last_access.fetch_max(step, Ordering::Relaxed) < step
+        {
+            // Only the first reader of this step gets here.
+            self.touched.scope(|t| t.push(site));
         }
+        Some(fact)
     }
 
     /// The fact about `site`, without counting or marking anything.
@@ -119,12 +147,12 @@ impl SharedCache {
 
     /// Facts held now.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.len
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len == 0
     }
 
     /// Most facts held at once.
@@ -132,21 +160,27 @@ impl SharedCache {
         self.capacity
     }
 
-    /// The counters so far.
+    /// The counters, as of the latest [`settle`](Self::settle) (the end of the
+    /// latest step).
     pub fn stats(&self) -> CacheStats {
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.totals.hits,
+            misses: self.totals.misses,
             evictions: self.evictions,
             publications: self.publications,
-            len: self.len(),
+            len: self.len,
             capacity: self.capacity,
         }
     }
 
     /// Held facts from the next to be evicted to the most recently used.
     pub fn lru_order(&self) -> impl Iterator<Item = SiteId> + '_ {
-        self.order.iter().map(|(_, site)| *site)
+        let mut held: Vec<(u64, SiteId)> = self
+            .iter()
+            .map(|(site, _, stamp)| (stamp, site))
+            .collect();
+        held.sort_unstable();
+        held.into_iter().map(|(_, site)| site)
     }
 
     /// Every held fact with its last access step, in site order (for digests).
@@ -157,38 +191,105 @@ impl SharedCache {
         })
     }
 
-    /// Brings the eviction order up to date with this step's reads.
-    pub fn settle(&mut self) {
-        for (site, before) in self.touched.drain() {
-            let now = *self.slots[site.0 as usize].last_access.get_mut();
-            self.order.remove(&(before, site));
-            self.order.insert((now, site));
+    fn enqueue(&mut self, site: SiteId, step: u64) {
+        match self.order.back_mut() {
+            Some(bucket) if bucket.step == step => {
+                bucket.sites.push(site);
+                bucket.sorted = false;
+            }
+            _ => self.order.push_back(Bucket {
+                step,
+                sites: vec![site],
+                sorted: false,
+                cursor: 0,
+            }),
         }
+        self.queued += 1;
+    }
+
+    /// Brings the eviction order and the counters up to date with this step's
+    /// reads.
+    pub fn settle(&mut self) {
+        for c in self.counters.iter_mut() {
+            self.totals.hits += std::mem::take(&mut c.hits);
+            self.totals.misses += std::mem::take(&mut c.misses);
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        for site in touched.drain() {
+            let stamp = *self.slots[site.0 as usize].last_access.get_mut();
+            self.enqueue(site, stamp);
+        }
+        self.touched = touched;
+        if self.queued > 2 * self.len + 1024 {
+            self.rebuild_order();
+        }
+    }
+
+    /// Rebuilds the queue from the live entries alone.
+    fn rebuild_order(&mut self) {
+        let mut held: Vec<(u64, SiteId)> = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.fact.is_some())
+            .map(|(i, s)| (*s.last_access.get_mut(), SiteId(i as u32)))
+            .collect();
+        held.sort_unstable();
+        self.order.clear();
+        self.queued = 0;
+        for (step, site) in held {
+            self.enqueue(site, step);
+        }
+    }
+
+    /// Removes the least recently used live entry (oldest stamp, lowest id).
+    fn evict_one(&mut self) -> bool {
+        while let Some(bucket) = self.order.front_mut() {
+            if !bucket.sorted {
+                let done = bucket.cursor;
+                bucket.sites.drain(..done);
+                self.queued -= done;
+                bucket.cursor = 0;
+                let before = bucket.sites.len();
+                bucket.sites.sort_unstable();
+                bucket.sites.dedup();
+                self.queued -= before - bucket.sites.len();
+                bucket.sorted = true;
+            }
+            while bucket.cursor < bucket.sites.len() {
+                let site = bucket.sites[bucket.cursor];
+                bucket.cursor += 1;
+                let slot = &mut self.slots[site.0 as usize];
+                if slot.fact.is_some() && *slot.last_access.get_mut() == bucket.step {
+                    slot.fact = None;
+                    self.len -= 1;
+                    self.evictions += 1;
+                    return true;
+                }
+            }
+            let bucket = self.order.pop_front().expect("looked at");
+            self.queued -= bucket.sites.len();
+        }
+        false
     }
 
     /// Publishes `fact` about `site` in step `step`, replacing what was held. When
     /// the cache is full, the least recently used fact is evicted first.
     pub fn publish(&mut self, site: SiteId, fact: SharedFact, step: u64) {
         self.settle();
-        let Some(slot) = self.slots.get_mut(site.0 as usize) else {
-            return;
-        };
-        if self.capacity == 0 {
+        if self.capacity == 0 || site.0 as usize >= self.slots.len() {
             return;
         }
         self.publications += 1;
-        let last = *slot.last_access.get_mut();
-        if slot.fact.is_some() {
-            self.order.remove(&(last, site));
-        } else if self.order.len() >= self.capacity
-            && let Some((_, victim)) = self.order.pop_first()
-        {
-            self.slots[victim.0 as usize].fact = None;
-            self.evictions += 1;
+        if self.slots[site.0 as usize].fact.is_none() {
+            if self.len >= self.capacity {
+                self.evict_one();
+            }
+            self.len += 1;
         }
         let slot = &mut self.slots[site.0 as usize];
         slot.fact = Some(fact);
         *slot.last_access.get_mut() = step;
-        self.order.insert((step, site));
+        self.enqueue(site, step);
     }
 }
