@@ -109,7 +109,12 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         .reset();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    crate::headless::run(&mut app, &stop, |_| {});
+    crate::headless::run(
+        &mut app,
+        &stop,
+        std::time::Duration::from_secs(3600),
+        |_| {},
+    );
     let wall = started.elapsed().as_secs_f64();
     let stats = app.world().resource::<RunStats>();
     let ticks = stats.agent_ticks - ticks_before;

@@ -14,10 +14,7 @@ use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
 use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy, Virtual};
 
 use crate::ContinuumPlugins;
-use crate::action::ResolverDiagnostics;
-use crate::agent::AgentPool;
 use crate::clock::{ClockMode, ClockSettings, SimClock};
-use crate::metrics::RunStats;
 use crate::scenario::{Scenario, ScenarioPlugin};
 
 /// Compute threads by default: all cores but one (the main thread works too),
@@ -116,25 +113,6 @@ pub fn prime(app: &mut App) {
     app.update();
 }
 
-/// A once-a-second view of the run, for status lines and dashboards.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Progress {
-    /// Wall seconds since the run started.
-    pub wall_seconds: f64,
-    /// Virtual seconds simulated.
-    pub virtual_seconds: f64,
-    pub agents_active: usize,
-    pub agents_queued: usize,
-    /// Over the last interval.
-    pub agent_ticks_per_sec: f64,
-    pub actions_per_sec: f64,
-    pub conflicts_per_sec: f64,
-    /// Conflicts since the start.
-    pub conflicts: u64,
-    /// Virtual seconds per (wall second × speed) since the start.
-    pub realtime_ratio: f64,
-}
-
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunEnd {
@@ -142,45 +120,6 @@ pub struct RunEnd {
     pub wall_seconds: f64,
     /// Stopped by the `stop` flag before its duration.
     pub interrupted: bool,
-}
-
-/// Counters sampled at one instant, to turn totals into rates.
-#[derive(Clone, Copy, Default)]
-struct Sample {
-    at: f64,
-    ticks: u64,
-    actions: u64,
-    conflicts: u64,
-}
-
-fn sample(app: &App, at: f64) -> Sample {
-    let world = app.world();
-    let stats = world.resource::<RunStats>();
-    let diag = world.resource::<ResolverDiagnostics>();
-    Sample {
-        at,
-        ticks: stats.agent_ticks,
-        actions: diag.submitted,
-        conflicts: diag.conflicts,
-    }
-}
-
-fn progress(app: &App, prev: &Sample, now: &Sample, speed: f64) -> Progress {
-    let world = app.world();
-    let pool = world.resource::<AgentPool>();
-    let virtual_seconds = world.resource::<SimClock>().elapsed_secs();
-    let dt = (now.at - prev.at).max(1e-9);
-    Progress {
-        wall_seconds: now.at,
-        virtual_seconds,
-        agents_active: pool.active(),
-        agents_queued: pool.queued(),
-        agent_ticks_per_sec: (now.ticks - prev.ticks) as f64 / dt,
-        actions_per_sec: (now.actions - prev.actions) as f64 / dt,
-        conflicts_per_sec: (now.conflicts - prev.conflicts) as f64 / dt,
-        conflicts: now.conflicts,
-        realtime_ratio: realtime_ratio(virtual_seconds, now.at, speed),
-    }
 }
 
 /// Virtual seconds per (wall second × speed): 1.0 is exactly real time.
@@ -193,18 +132,23 @@ pub fn realtime_ratio(virtual_seconds: f64, wall_seconds: f64, speed: f64) -> f6
 }
 
 /// Drives a primed `app` until its clock reaches the scenario's duration or
-/// `stop` is set, calling `each_second` with a [`Progress`] about once per real
-/// second. In realtime mode it sleeps until the next step is due; in fast mode
-/// it never sleeps.
-pub fn run(app: &mut App, stop: &AtomicBool, mut each_second: impl FnMut(&Progress)) -> RunEnd {
-    let settings = app
+/// `stop` is set. `observe` is called about every `period` of real time, and once
+/// more at the end: it can read the app (e.g. its
+/// [`Metrics`](crate::metrics::Metrics)), take recorded rows, or set `stop`. In
+/// realtime mode the loop sleeps until the next step is due; in fast mode it
+/// never sleeps.
+pub fn run(
+    app: &mut App,
+    stop: &AtomicBool,
+    period: Duration,
+    mut observe: impl FnMut(&mut App),
+) -> RunEnd {
+    let realtime = app
         .world()
         .get_resource::<ClockSettings>()
-        .cloned()
-        .unwrap_or_default();
-    let realtime = settings.mode == ClockMode::Realtime;
+        .is_none_or(|s| s.mode == ClockMode::Realtime);
     let start = Instant::now();
-    let mut last = sample(app, 0.0);
+    let mut next_observation = period;
     let mut interrupted = false;
     loop {
         if app.world().resource::<SimClock>().is_finished() {
@@ -215,18 +159,18 @@ pub fn run(app: &mut App, stop: &AtomicBool, mut each_second: impl FnMut(&Progre
             break;
         }
         app.update();
-        let elapsed = start.elapsed().as_secs_f64();
-        if elapsed - last.at >= 1.0 {
-            let now = sample(app, elapsed);
-            each_second(&progress(app, &last, &now, settings.speed));
-            last = now;
+        if start.elapsed() >= next_observation {
+            observe(app);
+            next_observation = start.elapsed() + period;
         }
         if realtime {
             std::thread::sleep(until_next_step(app));
         }
     }
+    let wall_seconds = start.elapsed().as_secs_f64();
+    observe(app);
     RunEnd {
-        wall_seconds: start.elapsed().as_secs_f64(),
+        wall_seconds,
         interrupted,
     }
 }

@@ -2,18 +2,28 @@
 //! benchmarks the engine. Everything it does is in the library; this file parses
 //! arguments and prints.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use continuum::archetype::Archetypes;
 use continuum::bench::{BenchConfig, BenchResult, run_once};
 use continuum::clock::ClockMode;
-use continuum::headless::{Progress, build_app, default_threads, prime, run, set_mode};
+use continuum::dashboard::{DashboardState, mib, si};
+use continuum::headless::{build_app, default_threads, prime, run, set_mode};
+use continuum::metrics::{Metrics, MetricsRecorder, SeriesFormat, SeriesWriter, read_series};
+use continuum::plot::{PlotError, plot};
 use continuum::report::{RunContext, RunReport};
 use continuum::scenario::Scenario;
+
+mod cli;
+
+use cli::{dashboard_ui, logging};
 
 /// Exit code for invalid scenarios and arguments.
 const EXIT_INVALID: u8 = 2;
@@ -21,6 +31,9 @@ const EXIT_INVALID: u8 = 2;
 #[derive(Parser)]
 #[command(name = "continuum", version, about = "Run many agents continuously.")]
 struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +46,14 @@ enum Command {
     Validate {
         /// The scenario file (RON).
         scenario: PathBuf,
+    },
+    /// Draw a metrics time series (from `run --metrics`) as a PNG or SVG picture.
+    Plot {
+        /// The time series (.csv, .jsonl).
+        metrics: PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Measure agent-ticks per second and bytes per agent in fast mode.
     Bench(BenchArgs),
@@ -69,7 +90,20 @@ struct RunArgs {
     /// Write the final report (JSON) here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// No status lines.
+    /// Stream the metrics time series here, one row per interval (.csv, or .jsonl
+    /// for JSON lines).
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Virtual seconds between two rows of the time series.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    metrics_interval: f64,
+    /// Draw the time series at the end of the run (.png or .svg).
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Plain status lines even on a terminal.
+    #[arg(long)]
+    no_dashboard: bool,
+    /// No dashboard and no status lines.
     #[arg(long)]
     quiet: bool,
 }
@@ -130,8 +164,10 @@ fn main() -> ExitCode {
             };
         }
     };
+    let log = logging::install(cli.verbose);
     match cli.command {
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => run_command(args, &log),
+        Command::Plot { metrics, output } => plot_command(&metrics, &output),
         Command::Validate { scenario } => match Scenario::load(&scenario) {
             Ok(_) => {
                 println!("ok");
@@ -160,11 +196,33 @@ fn invalid(e: &dyn std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_INVALID)
 }
 
-fn run_command(args: RunArgs) -> ExitCode {
+fn run_command(args: RunArgs, log: &logging::LogSink) -> ExitCode {
     let mut scenario = match Scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
+    for (flag, path, ok) in [
+        (
+            "--metrics",
+            &args.metrics,
+            args.metrics
+                .as_deref()
+                .is_none_or(|p| SeriesFormat::of(p).is_some()),
+        ),
+        (
+            "--plot",
+            &args.plot,
+            args.plot.as_deref().is_none_or(is_picture),
+        ),
+    ] {
+        if !ok {
+            let path = path.as_deref().map(Path::display);
+            return invalid(&format!(
+                "{flag} {}: expected a .csv or .jsonl file for --metrics, a .png or .svg file for --plot",
+                path.expect("checked")
+            ));
+        }
+    }
     if let Some(n) = args.agents {
         scenario.scale_agents(n);
     }
@@ -190,35 +248,114 @@ fn run_command(args: RunArgs) -> ExitCode {
     };
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let name = scenario.name.clone();
+    let duration = scenario.clock.duration;
+    let run_label = format!("{name}/seed-{}", scenario.seed);
+
+    let mut series = match args
+        .metrics
+        .as_deref()
+        .map(SeriesWriter::create)
+        .transpose()
+    {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "error: cannot write {}: {e}",
+                args.metrics
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+            return ExitCode::FAILURE;
+        }
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let handler_flag = stop.clone();
     if let Err(e) = ctrlc::set_handler(move || handler_flag.store(true, Ordering::Relaxed)) {
-        eprintln!("warning: cannot catch Ctrl-C/SIGTERM ({e}); an interrupted run will not report");
+        tracing::warn!("cannot catch Ctrl-C/SIGTERM ({e}); an interrupted run will not report");
     }
 
-    if !args.quiet {
+    let mut ui = if args.quiet {
+        Ui::Quiet
+    } else if !args.no_dashboard && std::io::stderr().is_terminal() {
+        match dashboard_ui::Tui::start(log.clone()) {
+            Ok(tui) => Ui::Dashboard(Box::new(tui)),
+            Err(e) => {
+                tracing::warn!("cannot start the dashboard ({e}); printing status lines");
+                Ui::Lines
+            }
+        }
+    } else {
+        Ui::Lines
+    };
+    if matches!(ui, Ui::Lines) {
         eprintln!(
             "running {name}: {} agents, {} mode, {threads} compute thread(s){}",
             scenario.total_agents(),
             mode.as_str(),
-            scenario
-                .clock
-                .duration
-                .map_or(String::from(", until interrupted"), |d| format!(
-                    ", {d} virtual s"
-                )),
+            duration.map_or(String::from(", until interrupted"), |d| format!(
+                ", {d} virtual s"
+            )),
         );
     }
+
     let mut app = build_app(scenario, threads);
+    if args.metrics.is_some() || args.plot.is_some() {
+        app.insert_resource(MetricsRecorder::new(run_label, args.metrics_interval));
+    }
     set_mode(&mut app, mode);
     prime(&mut app);
-    let quiet = args.quiet;
-    let end = run(&mut app, &stop, |p| {
-        if !quiet {
-            eprintln!("{}", status_line(p));
+    let kinds: Vec<String> = app
+        .world()
+        .resource::<Archetypes>()
+        .iter()
+        .map(|a| a.kind.clone())
+        .collect();
+    let mut state = DashboardState {
+        scenario: name.clone(),
+        mode,
+        threads,
+        duration,
+        snapshot: Default::default(),
+        kinds,
+        history: Default::default(),
+        log: Default::default(),
+    };
+    let mut plot_rows = Vec::new();
+    let mut series_error = None;
+    let mut last_shown: Option<Instant> = None;
+    let end = run(&mut app, &stop, Duration::from_millis(100), |app| {
+        if let Some(mut recorder) = app.world_mut().get_resource_mut::<MetricsRecorder>() {
+            for row in recorder.take() {
+                if let Some(writer) = series.as_mut()
+                    && let Err(e) = writer.write(&row)
+                    && series_error.is_none()
+                {
+                    series_error = Some(e);
+                }
+                if args.plot.is_some() {
+                    plot_rows.push(row);
+                }
+            }
+        }
+        if let Ui::Dashboard(tui) = &mut ui
+            && tui.stop_requested()
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if last_shown.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        last_shown = Some(Instant::now());
+        state.snapshot = app.world().resource::<Metrics>().snapshot().clone();
+        state.history.push(&state.snapshot);
+        match &mut ui {
+            Ui::Dashboard(tui) => tui.draw(&mut state),
+            Ui::Lines if state.snapshot.steps > 0 => eprintln!("{}", status_line(&state)),
+            _ => {}
         }
     });
+    drop(ui); // leave the dashboard's screen before printing the summary
     let report = RunReport::gather(
         app.world_mut(),
         &RunContext {
@@ -231,13 +368,67 @@ fn run_command(args: RunArgs) -> ExitCode {
         },
     );
     println!("{}", summary(&report));
+    let mut status = ExitCode::SUCCESS;
+    if let Some(e) = series_error {
+        eprintln!("error: writing the metrics time series failed: {e}");
+        status = ExitCode::FAILURE;
+    }
     if let Some(path) = &args.report
         && let Err(e) = write_report(path, &report)
     {
         eprintln!("error: cannot write the report to {}: {e}", path.display());
-        return ExitCode::FAILURE;
+        status = ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+    if let Some(path) = &args.plot {
+        match plot(&plot_rows, path) {
+            Ok(()) => {}
+            Err(PlotError::Empty) => {
+                eprintln!("note: no plot: the run ended before the first metrics interval");
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}
+
+fn is_picture(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png") || e.eq_ignore_ascii_case("svg"))
+}
+
+fn plot_command(metrics: &Path, output: &Path) -> ExitCode {
+    if !is_picture(output) {
+        return invalid(&format!(
+            "{}: expected a .png or .svg file name",
+            output.display()
+        ));
+    }
+    let rows = match read_series(metrics) {
+        Ok(rows) => rows,
+        Err(e) => return invalid(&e),
+    };
+    match plot(&rows, output) {
+        Ok(()) => {
+            println!("wrote {} ({} rows)", output.display(), rows.len());
+            ExitCode::SUCCESS
+        }
+        Err(PlotError::Empty) => invalid(&format!("{}: {}", metrics.display(), PlotError::Empty)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How the run shows itself while it goes.
+enum Ui {
+    Quiet,
+    Lines,
+    Dashboard(Box<dashboard_ui::Tui>),
 }
 
 fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
@@ -247,26 +438,24 @@ fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
     std::fs::write(path, report.to_json() + "\n")
 }
 
-fn si(x: f64) -> String {
-    match x {
-        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
-        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
-        x => format!("{x:.0}"),
-    }
-}
-
-fn status_line(p: &Progress) -> String {
+fn status_line(state: &DashboardState) -> String {
+    let s = &state.snapshot;
+    let progress = state.progress().map_or(String::new(), |(done, _, eta)| {
+        format!(" | {:.0}% ETA {eta:.1}s", done * 100.0)
+    });
     format!(
-        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | real-time ratio {:.3}",
-        p.wall_seconds,
-        p.virtual_seconds,
-        p.agents_active,
-        p.agents_queued,
-        si(p.agent_ticks_per_sec),
-        si(p.actions_per_sec),
-        p.conflicts,
-        si(p.conflicts_per_sec),
-        p.realtime_ratio,
+        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | CPU {:.0}% RSS {} | real-time ratio {:.3}{progress}",
+        s.wall_seconds,
+        s.virtual_seconds,
+        s.agents_active,
+        s.agents_queued,
+        si(s.agent_ticks_per_sec),
+        si(s.actions_per_sec),
+        s.conflicts,
+        si(s.conflicts_per_sec),
+        s.cpu_percent,
+        mib(s.rss_bytes),
+        s.realtime_ratio,
     )
 }
 

@@ -175,10 +175,8 @@ impl SharedCache {
 
     /// Held facts from the next to be evicted to the most recently used.
     pub fn lru_order(&self) -> impl Iterator<Item = SiteId> + '_ {
-        let mut held: Vec<(u64, SiteId)> = self
-            .iter()
-            .map(|(site, _, stamp)| (stamp, site))
-            .collect();
+        let mut held: Vec<(u64, SiteId)> =
+            self.iter().map(|(site, _, stamp)| (stamp, site)).collect();
         held.sort_unstable();
         held.into_iter().map(|(_, site)| site)
     }

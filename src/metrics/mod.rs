@@ -1,10 +1,26 @@
-//! What a run has done so far: agent ticks (in total and by kind) and the wall
-//! time each step took. The resolver keeps its own counters in
+//! What a run has done so far, and how fast it goes.
+//!
+//! - [`RunStats`]: agent ticks (in total and by kind) and the wall time of every
+//!   step, in a histogram.
+//! - [`Metrics`]: a [`Snapshot`] of the run at the end of every step: totals,
+//!   rates over a sliding window of real time, CPU and memory, step-time
+//!   percentiles, the real-time ratio.
+//! - [`MetricsRecorder`]: a row of the time series every interval of virtual time,
+//!   for [`SeriesWriter`] to stream to CSV or JSON lines.
+//! - [`ProcessSampler`]: CPU and memory readings from a thread of their own.
+//!
+//! The resolver keeps its own counters in
 //! [`ResolverDiagnostics`](crate::action::ResolverDiagnostics).
 
+mod live;
 mod plugin;
+mod process;
+mod series;
 
-pub use plugin::MetricsPlugin;
+pub use live::{Metrics, Snapshot, TRACKED_KINDS};
+pub use plugin::{MetricsPlugin, MetricsSettings};
+pub use process::{ProcessSample, ProcessSampler};
+pub use series::{MetricsRecorder, MetricsRow, SeriesFormat, SeriesWriter, read_series};
 
 use std::time::Instant;
 

@@ -1,15 +1,39 @@
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 
-use super::{MAX_STEP_NS, RunStats};
-use crate::agent::DueAgents;
+use super::live::Totals;
+use super::*;
+use crate::action::ResolverDiagnostics;
+use crate::agent::{AgentPool, DueAgents};
+use crate::clock::{ClockSettings, SimClock};
+use crate::memory::SharedCache;
 use crate::sets::ContinuumSystems;
 
-/// Keeps [`RunStats`]: agent ticks and step times.
+/// How metrics are gathered.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct MetricsSettings {
+    /// Real seconds over which rates are computed.
+    pub window_secs: f64,
+    /// How often CPU and memory are sampled (on a thread of their own); `None`
+    /// does not sample.
+    pub sample_process: Option<Duration>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            window_secs: 5.0,
+            sample_process: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// Keeps [`RunStats`] and [`Metrics`], samples the process, and feeds a
+/// [`MetricsRecorder`] if there is one.
 pub struct MetricsPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
@@ -25,14 +49,26 @@ impl MetricsPlugin {
 
 impl Plugin for MetricsPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<RunStats>().add_systems(
-            self.schedule,
-            (
-                start_step.in_set(ContinuumSystems::First),
-                count_ticks.in_set(ContinuumSystems::Monitor),
-                finish_step.in_set(ContinuumSystems::Last),
-            ),
-        );
+        app.init_resource::<RunStats>()
+            .init_resource::<MetricsSettings>()
+            .add_systems(Startup, start_metrics)
+            .add_systems(
+                self.schedule,
+                (
+                    start_step.in_set(ContinuumSystems::First),
+                    count_ticks.in_set(ContinuumSystems::Monitor),
+                    (finish_step, update_metrics, record_series)
+                        .chain()
+                        .in_set(ContinuumSystems::Last),
+                ),
+            );
+    }
+}
+
+fn start_metrics(mut commands: Commands, settings: Res<MetricsSettings>) {
+    commands.insert_resource(Metrics::new(settings.window_secs));
+    if let Some(interval) = settings.sample_process {
+        commands.insert_resource(ProcessSampler::start(interval));
     }
 }
 
@@ -56,5 +92,78 @@ fn finish_step(mut stats: ResMut<RunStats>) {
         let ns = (started.elapsed().as_nanos() as u64).clamp(1, MAX_STEP_NS);
         stats.last_step_ns = ns;
         stats.step_times.saturating_record(ns);
+    }
+}
+
+/// Takes in this step's counters (a few dozen words: negligible next to a step).
+fn update_metrics(
+    clock: Res<SimClock>,
+    stats: Res<RunStats>,
+    diag: Res<ResolverDiagnostics>,
+    pool: Res<AgentPool>,
+    cache: Option<Res<SharedCache>>,
+    sampler: Option<Res<ProcessSampler>>,
+    settings: Option<Res<ClockSettings>>,
+    mut metrics: ResMut<Metrics>,
+) {
+    let wall = metrics.wall_now();
+    // `clock.step()` is still this step's index: the step counter advances after.
+    let virtual_secs = (clock.step() + 1) as f64 * clock.step_secs();
+    let cache = cache.map(|c| c.stats()).unwrap_or_default();
+    let mut by_kind = [0; TRACKED_KINDS];
+    for (slot, n) in by_kind.iter_mut().zip(&stats.ticks_by_kind) {
+        *slot = *n;
+    }
+    let totals = Totals {
+        wall,
+        virtual_secs,
+        agent_ticks: stats.agent_ticks,
+        submitted: diag.submitted,
+        applied: diag.applied,
+        rejected: diag.rejected,
+        conflicts: diag.conflicts,
+        hits: cache.hits,
+        misses: cache.misses,
+        by_kind,
+    };
+    let sample = sampler.and_then(|s| s.latest());
+    let speed = settings.map_or(1.0, |s| s.speed);
+    // Percentiles walk the histogram: only as often as the window takes a sample.
+    let (p50, p99, max) = if metrics.samples_at(wall) {
+        (
+            stats.step_ms_quantile(0.5),
+            stats.step_ms_quantile(0.99),
+            stats.step_ms_max(),
+        )
+    } else {
+        let s = metrics.snapshot();
+        (s.step_ms_p50, s.step_ms_p99, s.step_ms_max)
+    };
+    let snapshot = Snapshot {
+        steps: stats.steps,
+        virtual_seconds: virtual_secs,
+        wall_seconds: wall,
+        agents_active: pool.active(),
+        agents_queued: pool.queued(),
+        agents_retired: pool.retired(),
+        agent_ticks: stats.agent_ticks,
+        actions_submitted: diag.submitted,
+        actions_applied: diag.applied,
+        actions_rejected: diag.rejected,
+        conflicts: diag.conflicts,
+        cpu_percent: sample.map_or(0.0, |s| f64::from(s.cpu_percent)),
+        rss_bytes: sample.map_or(0, |s| s.rss_bytes),
+        step_ms_p50: p50,
+        step_ms_p99: p99,
+        step_ms_max: max,
+        realtime_ratio: crate::headless::realtime_ratio(virtual_secs, wall, speed),
+        ..Default::default()
+    };
+    metrics.record(totals, snapshot);
+}
+
+fn record_series(metrics: Res<Metrics>, recorder: Option<ResMut<MetricsRecorder>>) {
+    if let Some(mut recorder) = recorder {
+        recorder.observe(metrics.snapshot());
     }
 }
