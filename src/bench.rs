@@ -26,6 +26,9 @@ pub struct BenchConfig {
     pub threads: usize,
     pub fixed_hz: f64,
     pub tick_hz: f32,
+    /// Update the live [`Metrics`](crate::metrics::Metrics) every step (as a run
+    /// does); off measures what they cost.
+    pub live_metrics: bool,
 }
 
 /// One measurement.
@@ -46,6 +49,9 @@ pub struct BenchResult {
     pub bytes_per_agent: f64,
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
+    pub live_metrics: bool,
+    /// Wall time of one dashboard redraw (into an off-screen buffer), in ms.
+    pub dashboard_draw_ms: f64,
 }
 
 /// The benchmark's world: the three built-in kinds in equal shares (drawn per
@@ -95,6 +101,10 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
     let mut scenario = bench_scenario(config.agents, config.fixed_hz, config.tick_hz);
     scenario.clock.duration = Some(config.warmup + config.seconds);
     let mut app = build_app(scenario, config.threads);
+    app.insert_resource(crate::metrics::MetricsSettings {
+        live: config.live_metrics,
+        ..Default::default()
+    });
     set_mode(&mut app, ClockMode::Fast);
     prime(&mut app);
     let warmup_steps = (config.warmup * config.fixed_hz).round() as u64;
@@ -130,5 +140,37 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         bytes_per_agent: rss_after.saturating_sub(rss_before) as f64 / config.agents as f64,
         step_ms_p50: stats.step_ms_quantile(0.5),
         step_ms_p99: stats.step_ms_quantile(0.99),
+        live_metrics: config.live_metrics,
+        dashboard_draw_ms: dashboard_draw_ms(&app),
     }
+}
+
+/// Times one dashboard redraw of this run's figures into an off-screen buffer
+/// (the best of ten).
+fn dashboard_draw_ms(app: &bevy_app::App) -> f64 {
+    use crate::dashboard::{DashboardState, draw};
+    let Some(metrics) = app.world().get_resource::<crate::metrics::Metrics>() else {
+        return 0.0;
+    };
+    let mut state = DashboardState {
+        scenario: "bench".into(),
+        mode: ClockMode::Fast,
+        threads: 1,
+        duration: Some(60.0),
+        snapshot: metrics.snapshot().clone(),
+        kinds: vec!["explorer".into(), "analyzer".into(), "controller".into()],
+        history: Default::default(),
+        log: Default::default(),
+    };
+    for _ in 0..60 {
+        state.history.push(&state.snapshot);
+    }
+    let Ok(mut terminal) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 50));
+    (0..10)
+        .map(|_| {
+            let started = Instant::now();
+            let _ = terminal.draw(|frame| draw(frame, &state));
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .fold(f64::INFINITY, f64::min)
 }

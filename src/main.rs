@@ -128,6 +128,10 @@ struct BenchArgs {
     /// Also write the results as JSON lines here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure each size with and without the live metrics (twice each,
+    /// alternating, best of two) and print what they cost.
+    #[arg(long)]
+    metrics_cost: bool,
 }
 
 #[derive(Args)]
@@ -142,6 +146,8 @@ struct BenchOneArgs {
     fixed_hz: f64,
     #[arg(long)]
     tick_hz: f32,
+    #[arg(long)]
+    no_live_metrics: bool,
 }
 
 fn positive_f64(s: &str) -> Result<f64, String> {
@@ -184,6 +190,7 @@ fn main() -> ExitCode {
                 threads: a.threads,
                 fixed_hz: a.fixed_hz,
                 tick_hz: a.tick_hz,
+                live_metrics: !a.no_live_metrics,
             });
             println!("{}", serde_json::to_string(&result).expect("serialisable"));
             ExitCode::SUCCESS
@@ -501,28 +508,66 @@ fn bench_command(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "fast mode, {} Hz steps, agents at {} Hz, {threads} compute thread(s), {} virtual s per size",
-        args.fixed_hz, args.tick_hz, args.seconds
-    );
-    println!(
-        "{:>10} {:>16} {:>14} {:>14} {:>12} {:>12}",
-        "agents", "agent-ticks/s", "x real time", "bytes/agent", "step p50 ms", "step p99 ms"
-    );
-    let mut results = Vec::new();
-    for &agents in &args.agents {
-        let output = std::process::Command::new(&exe)
+    // One measurement in a process of its own.
+    let measure = |agents: u64, live: bool| -> Option<BenchResult> {
+        let mut command = std::process::Command::new(&exe);
+        command
             .args(["bench-one", "--agents", &agents.to_string()])
             .args(["--seconds", &args.seconds.to_string()])
             .args(["--threads", &threads.to_string()])
             .args(["--fixed-hz", &args.fixed_hz.to_string()])
-            .args(["--tick-hz", &args.tick_hz.to_string()])
-            .output();
-        let result: Option<BenchResult> = output
-            .ok()
-            .filter(|o| o.status.success())
-            .and_then(|o| serde_json::from_slice(&o.stdout).ok());
-        let Some(r) = result else {
+            .args(["--tick-hz", &args.tick_hz.to_string()]);
+        if !live {
+            command.arg("--no-live-metrics");
+        }
+        let output = command.output().ok().filter(|o| o.status.success())?;
+        serde_json::from_slice(&output.stdout).ok()
+    };
+    println!(
+        "fast mode, {} Hz steps, agents at {} Hz, {threads} compute thread(s), {} virtual s per size",
+        args.fixed_hz, args.tick_hz, args.seconds
+    );
+    if args.metrics_cost {
+        println!(
+            "{:>10} {:>18} {:>18} {:>10} {:>18}",
+            "agents", "ticks/s metrics on", "ticks/s off", "cost", "dashboard draw ms"
+        );
+    } else {
+        println!(
+            "{:>10} {:>16} {:>14} {:>14} {:>12} {:>12}",
+            "agents", "agent-ticks/s", "x real time", "bytes/agent", "step p50 ms", "step p99 ms"
+        );
+    }
+    let mut results = Vec::new();
+    for &agents in &args.agents {
+        if args.metrics_cost {
+            let runs: Option<Vec<BenchResult>> = [true, false, true, false]
+                .iter()
+                .map(|&live| measure(agents, live))
+                .collect();
+            let Some(runs) = runs else {
+                eprintln!("error: a measurement at {agents} agents failed");
+                return ExitCode::FAILURE;
+            };
+            let best = |live: bool| {
+                runs.iter()
+                    .filter(|r| r.live_metrics == live)
+                    .map(|r| r.agent_ticks_per_sec)
+                    .fold(0.0, f64::max)
+            };
+            let (on, off) = (best(true), best(false));
+            println!(
+                "{:>10} {:>18.0} {:>18.0} {:>9.2}% {:>18.3}",
+                agents,
+                on,
+                off,
+                (off - on) / off * 100.0,
+                runs[0].dashboard_draw_ms
+            );
+            results.extend(runs);
+            continue;
+        }
+        let Some(r) = measure(agents, true) else {
             eprintln!("error: the measurement at {agents} agents failed");
             return ExitCode::FAILURE;
         };

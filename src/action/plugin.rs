@@ -142,6 +142,13 @@ fn resolve_actions(
     if submitted == 0 {
         return;
     }
+    if !scratch.unresolvable.is_empty() {
+        tracing::warn!(
+            step = clock.step(),
+            count = scratch.unresolvable.len(),
+            "actions aimed at sites that do not exist failed"
+        );
+    }
 
     cache.settle();
     let rules = Rules {

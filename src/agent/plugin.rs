@@ -86,6 +86,17 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     if waiting.is_empty() {
         return;
     }
+    let kinds = world
+        .get_resource::<Archetypes>()
+        .map_or(0, Archetypes::len);
+    for w in waiting.iter().filter(|w| w.blueprint.kind.index() >= kinds) {
+        tracing::warn!(
+            agent = %w.id,
+            kind = w.blueprint.kind.0,
+            "agent requested with a kind no archetype defines: it will run no behaviour"
+        );
+    }
+    tracing::debug!(count = waiting.len(), at = start, "agents admitted");
     let seed = world.resource::<SimSeed>().0;
     let size = world
         .get_resource::<WorldMap>()
@@ -121,6 +132,9 @@ fn retire_agents(world: &mut World) {
     let clock = world.resource::<SimClock>();
     let end_of_step = clock.now() + clock.step_ns();
     let leaving = world.resource_mut::<AgentPool>().take_leaving(end_of_step);
+    if !leaving.is_empty() {
+        tracing::debug!(count = leaving.len(), "agents retiring");
+    }
     for entity in leaving {
         if world.get::<Agent>(entity).is_some() {
             world.despawn(entity);

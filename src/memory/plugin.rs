@@ -95,6 +95,12 @@ fn plan_memory(
         site_count,
     );
     plan.baseline_rss = crate::report::current_rss_bytes();
+    tracing::info!(
+        total = plan.total_bytes,
+        per_agent = plan.per_agent_bytes,
+        cache_facts = plan.cache_capacity,
+        "memory budget planned"
+    );
     commands.insert_resource(SharedCache::new(site_count, plan.cache_capacity));
     commands.insert_resource(plan);
 }
@@ -143,6 +149,12 @@ pub fn apply_budget(
     perception: &mut Perception,
 ) {
     let caps = rules.capacity.scaled_to(budget.memory_limit as usize);
+    tracing::debug!(
+        from = memory.limit(),
+        to = budget.memory_limit,
+        ?caps,
+        "memory budget changed"
+    );
     memory.set_caps(caps, now, rules);
     memory.set_limit(budget.memory_limit);
     perception.set_capacity(usize::from(caps.working));

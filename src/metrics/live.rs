@@ -72,7 +72,6 @@ pub struct Metrics {
     pub window_secs: f64,
     started: Option<Instant>,
     window: VecDeque<Totals>,
-    current: Totals,
     snapshot: Snapshot,
 }
 
@@ -89,7 +88,6 @@ impl Metrics {
             window_secs,
             started: None,
             window: VecDeque::new(),
-            current: Totals::default(),
             snapshot: Snapshot::default(),
         }
     }
@@ -117,7 +115,6 @@ impl Metrics {
 
     /// Takes in the counters at the end of a step and recomputes the rates.
     pub(crate) fn record(&mut self, totals: Totals, mut snapshot: Snapshot) {
-        self.current = totals;
         if self.samples_at(totals.wall) {
             self.window.push_back(totals);
         }

@@ -21,6 +21,9 @@ pub struct MetricsSettings {
     /// How often CPU and memory are sampled (on a thread of their own); `None`
     /// does not sample.
     pub sample_process: Option<Duration>,
+    /// Whether [`Metrics`] (and a [`MetricsRecorder`]) are updated every step.
+    /// [`RunStats`] always are.
+    pub live: bool,
 }
 
 impl Default for MetricsSettings {
@@ -28,6 +31,7 @@ impl Default for MetricsSettings {
         Self {
             window_secs: 5.0,
             sample_process: Some(Duration::from_secs(1)),
+            live: true,
         }
     }
 }
@@ -57,7 +61,12 @@ impl Plugin for MetricsPlugin {
                 (
                     start_step.in_set(ContinuumSystems::First),
                     count_ticks.in_set(ContinuumSystems::Monitor),
-                    (finish_step, update_metrics, record_series)
+                    (
+                        finish_step,
+                        (update_metrics, record_series)
+                            .chain()
+                            .run_if(|s: Res<MetricsSettings>| s.live),
+                    )
                         .chain()
                         .in_set(ContinuumSystems::Last),
                 ),

@@ -130,7 +130,7 @@ impl SeriesFormat {
 
 /// Streams rows to a file, flushing each one.
 pub enum SeriesWriter {
-    Csv(csv::Writer<File>),
+    Csv(Box<csv::Writer<File>>),
     JsonLines(BufWriter<File>),
 }
 
@@ -148,7 +148,7 @@ impl SeriesWriter {
         }
         let file = File::create(path)?;
         Ok(match format {
-            SeriesFormat::Csv => SeriesWriter::Csv(csv::Writer::from_writer(file)),
+            SeriesFormat::Csv => SeriesWriter::Csv(Box::new(csv::Writer::from_writer(file))),
             SeriesFormat::JsonLines => SeriesWriter::JsonLines(BufWriter::new(file)),
         })
     }
