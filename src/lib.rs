@@ -46,6 +46,7 @@ pub mod harness;
 pub mod headless;
 pub mod memory;
 pub mod metrics;
+pub mod parallel;
 pub mod plot;
 pub mod report;
 pub mod scenario;

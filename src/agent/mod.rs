@@ -20,4 +20,4 @@ mod schedule;
 pub use components::*;
 pub use plugin::{AgentPlugin, AgentSystems};
 pub use pool::{Admission, AgentBlueprint, AgentPool};
-pub use schedule::{AgentSchedule, DUE_MIN_BATCH, DueAgents, due_batches};
+pub use schedule::{AgentSchedule, DueAgents};

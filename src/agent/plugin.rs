@@ -11,6 +11,7 @@ use crate::archetype::Archetypes;
 use crate::clock::{SimClock, SimSeed, SimTime};
 use crate::digest::{mix, unit_f64};
 use crate::memory::{Budget, Memory, MemoryPlan};
+use crate::parallel::ThreadLoad;
 use crate::sets::ContinuumSystems;
 use crate::world::{IndexCell, WorldMap};
 
@@ -46,6 +47,7 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentPool>()
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
+            .init_resource::<ThreadLoad>()
             .add_systems(Startup, size_schedule)
             .add_observer(release_slot)
             .add_systems(

@@ -1,4 +1,3 @@
-use bevy_ecs::batching::BatchingStrategy;
 use bevy_ecs::entity::{Entities, UniqueEntitySlice, UniqueEntityVec};
 use bevy_ecs::prelude::*;
 
@@ -97,19 +96,10 @@ impl Default for AgentSchedule {
     }
 }
 
-/// Below this many due agents a system works on one thread, and parallel work
-/// comes in batches of at least this many: handing a batch to another thread
-/// costs a wake-up, worth it only for enough agents.
-pub const DUE_MIN_BATCH: usize = 512;
-
-/// The batching to use with `Query::par_iter_many_unique_mut` over due agents.
-pub fn due_batches() -> BatchingStrategy {
-    BatchingStrategy::new().min_batch_size(DUE_MIN_BATCH)
-}
-
 /// The agents due in the current step: all of them, and split by kind.
 ///
-/// Behaviour systems iterate these with `Query::par_iter_many_unique_mut`, so
+/// Behaviour systems iterate these with
+/// [`for_each_due`](crate::parallel::for_each_due), so
 /// per-step work is proportional to the due agents. The order is the schedule's
 /// (deterministic); results must not depend on it anyway.
 #[derive(Resource, Default)]

@@ -3,6 +3,8 @@
 
 use bevy_ecs::prelude::*;
 
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
+
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FeedbackResult, Target};
 use crate::agent::*;
@@ -12,6 +14,8 @@ use crate::memory::{ASSESSED_BY_ME, Memory, SharedCache, mem_time};
 use crate::world::{SiteId, Sites, WorldMap};
 
 pub(super) fn think(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
@@ -37,26 +41,26 @@ pub(super) fn think(
         };
         let stale = secs_to_sim(f64::from(params.stale_after));
         let stale_ms = mem_time(stale);
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng)) =
-                    item
-                else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) =
+                    item;
                 let now = cadence.due;
                 // Not if it assessed the site itself recently; otherwise if the
                 // shared cache has no fresh estimate of it.
                 let needs_assessment = |site: SiteId| {
                     let mine = memory.fact(site).is_some_and(|(f, _)| {
-                        f.flags & ASSESSED_BY_ME != 0 && mem_time(now).saturating_sub(f.at) <= stale_ms
+                        f.flags & ASSESSED_BY_ME != 0
+                            && mem_time(now).saturating_sub(f.at) <= stale_ms
                     });
                     !mine
-                        && cache.read(site, step).is_none_or(|f| {
-                            f.value.is_nan() || now.saturating_sub(f.at) > stale
-                        })
+                        && cache
+                            .read(site, step)
+                            .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
                 };
                 // The nearest site needing it, among what it remembers, what it
                 // sees, and what its region's board says was found.
@@ -67,7 +71,11 @@ pub(super) fn think(
                         .map(|f| f.site)
                         .chain(perception.sites.iter().copied())
                         .chain(board.discovered().iter().copied())
-                        .filter_map(|s| sites.get(s).map(|site| (site.pos.distance_squared(pos.0), s)))
+                        .filter_map(|s| {
+                            sites
+                                .get(s)
+                                .map(|site| (site.pos.distance_squared(pos.0), s))
+                        })
                         .filter(|&(_, s)| needs_assessment(s))
                         .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                         .map(|(_, site)| site)
@@ -89,7 +97,14 @@ pub(super) fn think(
                         action: None,
                     },
                     None => {
-                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, bevy_math::Vec2::ZERO, &mut rng);
+                        velocity.0 = wander(
+                            velocity.0,
+                            body.speed,
+                            0.8,
+                            0.5,
+                            bevy_math::Vec2::ZERO,
+                            &mut rng,
+                        );
                         Intent {
                             goal: None,
                             movement: Movement::Drift,
@@ -97,7 +112,8 @@ pub(super) fn think(
                         }
                     }
                 };
-            });
+            },
+        );
     }
 }
 
@@ -105,6 +121,8 @@ pub(super) fn think(
 /// done; a rejected one is retried next tick unless somebody else's estimate
 /// makes it unnecessary.
 pub(super) fn learn(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
@@ -116,13 +134,13 @@ pub(super) fn learn(
             continue;
         }
         let rules = &archetype.memory;
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((feedback, cadence, mut memory, mut intent)) = item else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory, mut intent) = item;
                 let Some((Target::Site(site), ActionKind::Assess { .. }, result)) =
                     feedback.fresh(step)
                 else {
@@ -132,6 +150,7 @@ pub(super) fn learn(
                     memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
                     intent.goal = None;
                 }
-            });
+            },
+        );
     }
 }

@@ -4,6 +4,8 @@
 
 use bevy_ecs::prelude::*;
 
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
+
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
 use crate::agent::*;
@@ -16,6 +18,8 @@ use crate::world::{SiteId, Sites, WorldMap};
 const SWITCH_MARGIN: f32 = 1.25;
 
 pub(super) fn think(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
@@ -40,20 +44,21 @@ pub(super) fn think(
             continue;
         };
         let half_life = archetype.memory.half_life;
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng)) =
-                    item
-                else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) =
+                    item;
                 let now = mem_time(cadence.due);
                 // What a site is worth to it: the fresher of its own belief
                 // (weighed by its confidence) and the shared cache's value.
                 let worth = |site: SiteId| -> Option<f32> {
-                    let own = memory.fact(site).map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
+                    let own = memory
+                        .fact(site)
+                        .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
                     let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
                     let (_, value) = match (own, shared) {
                         (Some(o), Some(s)) if s.0 > o.0 => s,
@@ -66,7 +71,8 @@ pub(super) fn think(
                 let score = |site: SiteId| {
                     let value = worth(site)?;
                     let s = sites.get(site)?;
-                    (value >= params.min_estimate).then(|| value - params.travel_cost * s.pos.distance(pos.0))
+                    (value >= params.min_estimate)
+                        .then(|| value - params.travel_cost * s.pos.distance(pos.0))
                 };
                 let board = sites.board(map.region_of(pos.0));
                 let best = memory
@@ -98,7 +104,14 @@ pub(super) fn think(
                         action: None,
                     },
                     None => {
-                        velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, bevy_math::Vec2::ZERO, &mut rng);
+                        velocity.0 = wander(
+                            velocity.0,
+                            body.speed,
+                            0.8,
+                            0.5,
+                            bevy_math::Vec2::ZERO,
+                            &mut rng,
+                        );
                         Intent {
                             goal: None,
                             movement: Movement::Drift,
@@ -106,7 +119,8 @@ pub(super) fn think(
                         }
                     }
                 };
-            });
+            },
+        );
     }
 }
 
@@ -114,6 +128,8 @@ pub(super) fn think(
 /// shared cache); a site found empty contradicts what it believed; a lost
 /// conflict makes the site less certain (crowded).
 pub(super) fn learn(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
@@ -126,13 +142,13 @@ pub(super) fn learn(
             continue;
         };
         let rules = &archetype.memory;
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((feedback, cadence, mut memory, mut intent)) = item else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory, mut intent) = item;
                 let Some((Target::Site(site), ActionKind::Harvest { .. }, result)) =
                     feedback.fresh(step)
                 else {
@@ -154,6 +170,7 @@ pub(super) fn learn(
                     FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
                     FeedbackResult::Failed(_) => intent.goal = None,
                 }
-            });
+            },
+        );
     }
 }

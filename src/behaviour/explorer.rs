@@ -3,6 +3,8 @@
 //! shared cache does not hold yet.
 
 use bevy_ecs::prelude::*;
+
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_math::Vec2;
 
 use super::wander;
@@ -14,6 +16,8 @@ use crate::memory::{Memory, REPORTED, SharedCache, mem_time};
 use crate::world::Sites;
 
 pub(super) fn think(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
@@ -34,14 +38,13 @@ pub(super) fn think(
         let Behaviour::Explorer(params) = &archetype.behaviour else {
             continue;
         };
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((perception, body, pos, memory, mut velocity, mut intent, mut rng)) = item
-                else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (perception, body, pos, memory, mut velocity, mut intent, mut rng) = item;
                 // Publish the nearest site in view that nobody has published (as
                 // far as the shared cache knows) and it has not reported itself.
                 let report = perception.sites.iter().copied().find(|&site| {
@@ -81,13 +84,16 @@ pub(super) fn think(
                         kind: ActionKind::Report,
                     }),
                 };
-            });
+            },
+        );
     }
 }
 
 /// A report, applied or beaten by someone else's in the same step, means the
 /// site is published: the explorer remembers it reported it.
 pub(super) fn learn(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
@@ -99,16 +105,17 @@ pub(super) fn learn(
             continue;
         }
         let rules = &archetype.memory;
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((feedback, cadence, mut memory)) = item else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory) = item;
                 if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
                     memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
                 }
-            });
+            },
+        );
     }
 }

@@ -2,13 +2,14 @@ use arrayvec::ArrayVec;
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
+
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_ecs::schedule::ScheduleLabel;
 use bevy_math::Vec2;
 use bevy_utils::Parallel;
 
 use super::{analyzer, controller, explorer};
 use crate::action::{Action, LearnSystems};
-use crate::agent::due_batches;
 use crate::agent::*;
 use crate::clock::SimClock;
 use crate::memory::WORKING_MAX;
@@ -54,48 +55,45 @@ impl Plugin for BehaviourPlugin {
 /// working capacity (ties broken by id), and, for kinds that sense agents, how
 /// many other agents are in range and the offset to the nearest.
 pub fn perceive(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     sites: Res<Sites>,
     index: Res<AgentIndex>,
     mut agents: Query<(&Agent, &Position, &Body, &mut Perception)>,
 ) {
-    agents
-        .par_iter_many_unique_mut(due.all())
-        .batching_strategy(due_batches())
-        .for_each(|item| {
-            let Ok((agent, pos, body, mut perception)) = item else {
-                return;
-            };
-            let mut view = perception.cleared();
-            let radius = body.perception_radius;
-            let capacity = view.capacity();
-            // Nearest first, ties by id; distances kept alongside while sorting.
-            let mut nearest_sites = ArrayVec::<(f32, SiteId), WORKING_MAX>::new();
-            view.examined = sites
-                .index()
-                .for_each_within(pos.0, radius, |_, &site, dist2| {
-                    insert_nearest(&mut nearest_sites, capacity, (dist2, site));
-                });
-            view.sites
-                .extend(nearest_sites.iter().map(|&(_, site)| site));
-            if body.senses_agents {
-                let mut nearest: Option<(f32, AgentId, Vec2)> = None;
-                view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
-                    if other.id == agent.id {
-                        return;
-                    }
-                    view.neighbours += 1;
-                    let closer = nearest
-                        .as_ref()
-                        .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
-                    if closer {
-                        nearest = Some((dist2, other.id, p - pos.0));
-                    }
-                });
-                view.nearest = nearest.map(|(_, _, offset)| offset);
-            }
-            *perception = view;
-        });
+    for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
+        let (agent, pos, body, mut perception) = item;
+        let mut view = perception.cleared();
+        let radius = body.perception_radius;
+        let capacity = view.capacity();
+        // Nearest first, ties by id; distances kept alongside while sorting.
+        let mut nearest_sites = ArrayVec::<(f32, SiteId), WORKING_MAX>::new();
+        view.examined = sites
+            .index()
+            .for_each_within(pos.0, radius, |_, &site, dist2| {
+                insert_nearest(&mut nearest_sites, capacity, (dist2, site));
+            });
+        view.sites
+            .extend(nearest_sites.iter().map(|&(_, site)| site));
+        if body.senses_agents {
+            let mut nearest: Option<(f32, AgentId, Vec2)> = None;
+            view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
+                if other.id == agent.id {
+                    return;
+                }
+                view.neighbours += 1;
+                let closer = nearest
+                    .as_ref()
+                    .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
+                if closer {
+                    nearest = Some((dist2, other.id, p - pos.0));
+                }
+            });
+            view.nearest = nearest.map(|(_, _, offset)| offset);
+        }
+        *perception = view;
+    });
 }
 
 /// Inserts `seen` into a list kept sorted by (distance, id), at most `capacity` long.
@@ -137,6 +135,8 @@ pub fn wander(
 /// Moves each due agent according to its [`Intent`] for the length of its tick
 /// interval, and emits its planned action, stamped with its exact due time.
 pub fn act(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
     map: Res<WorldMap>,
@@ -157,51 +157,45 @@ pub fn act(
     let step_ns = clock.step_ns();
     let size = map.size();
     let emitted_ref = &*emitted;
-    agents
-        .par_iter_many_unique_mut(due.all())
-        .batching_strategy(due_batches())
-        .for_each(|item| {
-            let Ok((entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel)) = item
-            else {
-                return;
-            };
-            let dt = rate.period_ns(step_ns) as f32 * 1e-9;
-            match intent.movement {
-                Movement::Stay => {}
-                Movement::Drift => {
-                    let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
-                    pos.0 = p;
-                    if v != vel.0 {
-                        vel.0 = v;
-                    }
-                }
-                Movement::Toward(target) => {
-                    let to = target - pos.0;
-                    let distance = to.length();
-                    let stride = body.speed * dt;
-                    pos.0 = if distance <= stride {
-                        target
-                    } else {
-                        pos.0 + to / distance * stride
-                    };
-                    pos.0 = pos.0.clamp(Vec2::ZERO, size);
-                    vel.0 = to.normalize_or_zero() * body.speed;
+    for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
+        let (entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel) = item;
+        let dt = rate.period_ns(step_ns) as f32 * 1e-9;
+        match intent.movement {
+            Movement::Stay => {}
+            Movement::Drift => {
+                let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
+                pos.0 = p;
+                if v != vel.0 {
+                    vel.0 = v;
                 }
             }
-            if let Some(planned) = intent.action {
-                emitted_ref.scope(|buffer| {
-                    buffer.push(Action {
-                        agent: agent.id,
-                        entity,
-                        priority: *priority,
-                        timestamp: cadence.due,
-                        target: planned.target,
-                        kind: planned.kind,
-                        origin: pos.0,
-                    });
+            Movement::Toward(target) => {
+                let to = target - pos.0;
+                let distance = to.length();
+                let stride = body.speed * dt;
+                pos.0 = if distance <= stride {
+                    target
+                } else {
+                    pos.0 + to / distance * stride
+                };
+                pos.0 = pos.0.clamp(Vec2::ZERO, size);
+                vel.0 = to.normalize_or_zero() * body.speed;
+            }
+        }
+        if let Some(planned) = intent.action {
+            emitted_ref.scope(|buffer| {
+                buffer.push(Action {
+                    agent: agent.id,
+                    entity,
+                    priority: *priority,
+                    timestamp: cadence.due,
+                    target: planned.target,
+                    kind: planned.kind,
+                    origin: pos.0,
                 });
-            }
-        });
+            });
+        }
+    });
     // Thread order is lost here on purpose: the resolver sorts actions into a
     // total order before it looks at them.
     actions.write_batch(emitted.drain());

@@ -1,11 +1,13 @@
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
+
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
 use crate::action::LearnSystems;
-use crate::agent::{AgentKind, AgentPool, Cadence, DueAgents, Perception, due_batches};
+use crate::agent::{AgentKind, AgentPool, Cadence, DueAgents, Perception};
 use crate::archetype::Archetypes;
 use crate::clock::SimClock;
 use crate::sets::ContinuumSystems;
@@ -109,6 +111,8 @@ fn plan_memory(
 /// the rules of its kind and the values the shared cache holds. An agent whose
 /// [`Budget`] changed first gets tier capacities that fit its new limit.
 fn consolidate(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
@@ -118,13 +122,13 @@ fn consolidate(
     let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
         let rules = &archetype.memory;
-        agents
-            .par_iter_many_unique_mut(due.of_kind(AgentKind(kind as u16)))
-            .batching_strategy(due_batches())
-            .for_each(|item| {
-                let Ok((budget, cadence, mut perception, mut memory)) = item else {
-                    return;
-                };
+        for_each_due(
+            &mut agents,
+            due.of_kind(AgentKind(kind as u16)),
+            &mut tuner,
+            &load,
+            |item| {
+                let (budget, cadence, mut perception, mut memory) = item;
                 let now = mem_time(cadence.due);
                 if memory.limit() != budget.memory_limit {
                     apply_budget(*budget, rules, now, &mut memory, &mut perception);
@@ -135,7 +139,8 @@ fn consolidate(
                         .map(|f| f.value)
                         .filter(|v| !v.is_nan())
                 });
-            });
+            },
+        );
     }
 }
 

@@ -1,0 +1,153 @@
+//! Parallel iteration over the due agents, measured: how busy each thread is, and
+//! batch sizes that follow the measured cost of the work.
+//!
+//! Every built-in per-agent system goes through [`for_each_due`]; a game's systems
+//! can too. Batch sizes and timings change how the work is spread over threads,
+//! never its results.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bevy_ecs::batching::BatchingStrategy;
+use bevy_ecs::entity::UniqueEntitySlice;
+use bevy_ecs::prelude::*;
+use bevy_ecs::query::{IterQueryData, QueryFilter};
+use bevy_utils::Parallel;
+
+/// Wall time a batch of agents should take (nanoseconds): long enough that handing
+/// it to another thread (a wake-up, tens of microseconds) is worth it.
+pub const TARGET_BATCH_NS: f64 = 250_000.0;
+/// Batches never hold fewer agents than this.
+pub const MIN_BATCH: usize = 64;
+/// Batches never hold more agents than this.
+pub const MAX_BATCH: usize = 16_384;
+
+/// Per-thread busy time in parallel batches, for load reports.
+#[derive(Resource, Default)]
+pub struct ThreadLoad {
+    local: Parallel<(Option<String>, u64)>,
+    totals: BTreeMap<String, u64>,
+    since: Option<Instant>,
+}
+
+impl ThreadLoad {
+    fn record(&self, ns: u64) {
+        self.local.scope(|(name, busy)| {
+            if name.is_none() {
+                *name = Some(
+                    std::thread::current()
+                        .name()
+                        .unwrap_or("unnamed")
+                        .to_owned(),
+                );
+            }
+            *busy += ns;
+        });
+    }
+
+    /// Folds the threads' counts into the totals.
+    pub fn gather(&mut self) {
+        self.since.get_or_insert_with(Instant::now);
+        for (name, busy) in self.local.iter_mut() {
+            if let Some(name) = name {
+                *self.totals.entry(name.clone()).or_default() += std::mem::take(busy);
+            }
+        }
+    }
+
+    /// Each thread's share of the wall time since the first gather spent in
+    /// parallel batches, by thread name.
+    pub fn busy_fractions(&self) -> Vec<(String, f64)> {
+        let wall = self.since.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        self.totals
+            .iter()
+            .map(|(name, ns)| {
+                let fraction = if wall > 0.0 {
+                    *ns as f64 / 1e9 / wall
+                } else {
+                    0.0
+                };
+                (name.clone(), fraction)
+            })
+            .collect()
+    }
+}
+
+/// Chooses a system's batch size from what its agents have cost so far.
+#[derive(Clone, Debug, Default)]
+pub struct BatchTuner {
+    /// Moving average of the wall time per agent, in nanoseconds.
+    ns_per_agent: Option<f64>,
+}
+
+impl BatchTuner {
+    /// The batch size that makes a batch last about [`TARGET_BATCH_NS`].
+    pub fn batch_size(&self) -> usize {
+        match self.ns_per_agent {
+            Some(ns) if ns > 0.0 => ((TARGET_BATCH_NS / ns) as usize).clamp(MIN_BATCH, MAX_BATCH),
+            _ => 512,
+        }
+    }
+
+    /// Takes in one pass: `agents` processed in `ns` nanoseconds of wall time on
+    /// `threads` threads.
+    pub fn observe(&mut self, agents: usize, ns: u64, threads: usize) {
+        if agents < MIN_BATCH {
+            return; // too few to tell anything
+        }
+        let per_agent = ns as f64 * threads.max(1) as f64 / agents as f64;
+        self.ns_per_agent = Some(match self.ns_per_agent {
+            Some(avg) => 0.9 * avg + 0.1 * per_agent,
+            None => per_agent,
+        });
+    }
+}
+
+/// Records a batch's wall time on its thread when dropped.
+struct BusyTimer<'a> {
+    load: &'a ThreadLoad,
+    started: Instant,
+}
+
+impl Drop for BusyTimer<'_> {
+    fn drop(&mut self) {
+        self.load.record(self.started.elapsed().as_nanos() as u64);
+    }
+}
+
+/// Runs `f` on each agent of `due` that `query` matches, in parallel batches
+/// sized by `tuner`, timing each batch on its thread into `load`.
+pub fn for_each_due<D, F>(
+    query: &mut Query<D, F>,
+    due: &UniqueEntitySlice,
+    tuner: &mut BatchTuner,
+    load: &ThreadLoad,
+    f: impl for<'w, 's> Fn(D::Item<'w, 's>) + Send + Sync + Clone,
+) where
+    D: IterQueryData,
+    F: QueryFilter,
+{
+    if due.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    query
+        .par_iter_many_unique_mut(due)
+        .batching_strategy(BatchingStrategy::new().min_batch_size(tuner.batch_size()))
+        .for_each_init(
+            || BusyTimer {
+                load,
+                started: Instant::now(),
+            },
+            |_, item| {
+                if let Ok(item) = item {
+                    f(item);
+                }
+            },
+        );
+    let threads = bevy_tasks::ComputeTaskPool::get_or_init(Default::default)
+        .thread_num()
+        .min(due.len().div_ceil(tuner.batch_size().max(1)))
+        .max(1);
+    tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
+}
