@@ -52,6 +52,8 @@ pub struct BenchResult {
     pub live_metrics: bool,
     /// Wall time of one dashboard redraw (into an off-screen buffer), in ms.
     pub dashboard_draw_ms: f64,
+    /// Mean wall time per step in each phase (ms), over the measured window.
+    pub phase_ms: Vec<(String, f64)>,
 }
 
 /// The benchmark's world: the three built-in kinds in equal shares (drawn per
@@ -91,6 +93,7 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
         departures: Vec::new(),
         conflicts: Default::default(),
         memory: Default::default(),
+        monitor: Default::default(),
         archetypes: Vec::new(),
     }
 }
@@ -113,6 +116,8 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
     }
     let rss_after = current_rss_bytes().unwrap_or(0);
     let ticks_before = app.world().resource::<RunStats>().agent_ticks;
+    let phases_before = app.world().resource::<crate::clock::PhaseTimes>().total_ns;
+    let steps_before = app.world().resource::<RunStats>().steps;
     app.world_mut()
         .resource_mut::<RunStats>()
         .step_times
@@ -142,6 +147,15 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         step_ms_p99: stats.step_ms_quantile(0.99),
         live_metrics: config.live_metrics,
         dashboard_draw_ms: dashboard_draw_ms(&app),
+        phase_ms: {
+            let times = app.world().resource::<crate::clock::PhaseTimes>();
+            let steps = (stats.steps - steps_before).max(1) as f64;
+            crate::clock::PhaseTimes::NAMES
+                .iter()
+                .zip(times.total_ns.iter().zip(phases_before))
+                .map(|(name, (now, then))| (name.to_string(), (now - then) as f64 / 1e6 / steps))
+                .collect()
+        },
     }
 }
 

@@ -181,6 +181,7 @@ fn hash_memory(h: &mut DigestHasher, memory: &Memory) {
     ]));
     for o in memory.short_term() {
         h.word(u64::from(o.site.0) << 32 | u64::from(o.at));
+        h.word(u64::from(o.count));
     }
     for (tier, facts) in [(1, memory.intermediate()), (2, memory.long_term())] {
         h.word(tier);

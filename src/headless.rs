@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bevy_app::PluginGroupBuilder;
 use bevy_app::prelude::*;
 use bevy_app::{RunFixedMainLoop, TaskPoolOptions, TaskPoolPlugin, TaskPoolThreadAssignmentPolicy};
 use bevy_ecs::intern::Interned;
@@ -54,12 +55,18 @@ pub fn task_pool_options(threads: usize) -> TaskPoolOptions {
 /// as a task on the pool would only add thread wake-ups (about 15 per frame);
 /// Continuum's systems parallelise inside themselves (`par_iter`, regions).
 pub fn base_app(threads: Option<usize>) -> App {
+    base_app_with(threads, ContinuumPlugins::default().build())
+}
+
+/// The headless base `App` with a plugin group of your choosing, e.g.
+/// `ContinuumPlugins::default().build().disable::<ResourceMonitorPlugin>()`.
+pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App {
     let mut app = App::new();
     app.add_plugins(TaskPoolPlugin {
         task_pool_options: threads.map(task_pool_options).unwrap_or_default(),
     })
     .add_plugins(TimePlugin)
-    .add_plugins(ContinuumPlugins::default());
+    .add_plugins(plugins);
     let loops: [Interned<dyn ScheduleLabel>; 11] = [
         First.intern(),
         PreUpdate.intern(),
@@ -83,7 +90,12 @@ pub fn base_app(threads: Option<usize>) -> App {
 
 /// Builds the headless `App` for `scenario` with `threads` compute threads.
 pub fn build_app(scenario: Scenario, threads: usize) -> App {
-    let mut app = base_app(Some(threads));
+    build_app_with(scenario, threads, ContinuumPlugins::default().build())
+}
+
+/// Builds the headless `App` for `scenario` with a plugin group of your choosing.
+pub fn build_app_with(scenario: Scenario, threads: usize, plugins: PluginGroupBuilder) -> App {
+    let mut app = base_app_with(Some(threads), plugins);
     app.add_plugins(ScenarioPlugin::new(scenario));
     app
 }

@@ -24,7 +24,8 @@
 //! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
 //! | [`MemoryPlugin`](memory::MemoryPlugin) | four memory tiers, consolidation, budgets, the shared cache |
 //! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / act, and the explorer, analyzer and controller kinds |
-//! | [`MetricsPlugin`](metrics::MetricsPlugin) | agent ticks and step times |
+//! | [`MetricsPlugin`](metrics::MetricsPlugin) | run statistics, live metrics, CPU and memory sampling |
+//! | [`ResourceMonitorPlugin`](monitor::ResourceMonitorPlugin) | budget rebalancing, load shedding under overload |
 //!
 //! Swap one out like any Bevy plugin group:
 //! `ContinuumPlugins::default().build().disable::<BehaviourPlugin>()`.
@@ -46,6 +47,7 @@ pub mod harness;
 pub mod headless;
 pub mod memory;
 pub mod metrics;
+pub mod monitor;
 pub mod parallel;
 pub mod plot;
 pub mod report;
@@ -112,5 +114,6 @@ impl PluginGroup for ContinuumPlugins {
             .add(memory::MemoryPlugin::new(s))
             .add(behaviour::BehaviourPlugin::new(s))
             .add(metrics::MetricsPlugin::new(s))
+            .add(monitor::ResourceMonitorPlugin::new(s))
     }
 }

@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
+use bevy_app::PluginGroup;
+use continuum::ContinuumPlugins;
 use continuum::archetype::Archetypes;
 use continuum::bench::{BenchConfig, BenchResult, run_once};
 use continuum::clock::ClockMode;
 use continuum::dashboard::{DashboardState, mib, si};
-use continuum::headless::{build_app, default_threads, prime, run, set_mode};
+use continuum::headless::{build_app_with, default_threads, prime, run, set_mode};
 use continuum::metrics::{Metrics, MetricsRecorder, SeriesFormat, SeriesWriter, read_series};
+use continuum::monitor::ResourceMonitorPlugin;
 use continuum::plot::{PlotError, plot};
 use continuum::report::{RunContext, RunReport};
 use continuum::scenario::Scenario;
@@ -106,6 +109,10 @@ struct RunArgs {
     /// No dashboard and no status lines.
     #[arg(long)]
     quiet: bool,
+    /// Run without the resource monitor (no budget rebalancing, no load
+    /// shedding), e.g. to see what it saves under overload.
+    #[arg(long)]
+    no_monitor: bool,
 }
 
 #[derive(Args)]
@@ -306,7 +313,11 @@ fn run_command(args: RunArgs, log: &logging::LogSink) -> ExitCode {
         );
     }
 
-    let mut app = build_app(scenario, threads);
+    let mut plugins = ContinuumPlugins::default().build();
+    if args.no_monitor {
+        plugins = plugins.disable::<ResourceMonitorPlugin>();
+    }
+    let mut app = build_app_with(scenario, threads, plugins);
     if args.metrics.is_some() || args.plot.is_some() {
         app.insert_resource(MetricsRecorder::new(run_label, args.metrics_interval));
     }

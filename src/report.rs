@@ -6,13 +6,15 @@ use bevy_ecs::prelude::*;
 use serde::Serialize;
 
 use crate::action::ResolverDiagnostics;
-use crate::agent::{AgentPool, Perception, Priority};
+use crate::agent::{AgentPool, Perception, Priority, ScheduleStats};
 use crate::archetype::Archetypes;
 use crate::clock::{ClockMode, SimClock, SimSeed};
 use crate::digest::state_digest;
 use crate::headless::realtime_ratio;
 use crate::memory::{Memory, MemoryPlan, SharedCache};
 use crate::metrics::RunStats;
+use crate::monitor::{BudgetChange, BudgetLog, ResourceStats};
+use crate::parallel::ThreadLoad;
 use crate::world::Sites;
 
 /// Step-time percentiles in milliseconds of wall time.
@@ -97,6 +99,42 @@ pub struct MemorySummary {
     pub shared_cache: CacheSummary,
 }
 
+/// One thread's busy share.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ThreadBusy {
+    pub name: String,
+    /// Share of the run's wall time the thread spent in parallel batches.
+    pub busy: f64,
+}
+
+/// A summary of the latest budget changes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetChanges {
+    pub count: u64,
+    pub last: Vec<BudgetChange>,
+}
+
+/// The machine and the resource monitor.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResourcesSummary {
+    /// Process CPU in percent of one core, over the samples.
+    pub cpu_percent_mean: f64,
+    pub cpu_percent_max: f64,
+    pub rss_bytes_mean: f64,
+    pub rss_bytes_max: u64,
+    pub samples: u64,
+    pub machine_memory_bytes: u64,
+    pub available_memory_bytes: u64,
+    /// Wall time of one sampler refresh (off the step loop), in ms.
+    pub sample_refresh_ms: f64,
+    pub budget_changes: BudgetChanges,
+    /// The overload policy's level at the end (0: nothing shed).
+    pub overload_level: usize,
+    /// Agent ticks by priority.
+    pub ticks_by_priority: ByPriority<u64>,
+    pub threads: Vec<ThreadBusy>,
+}
+
 /// What the world looks like at the end.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WorldSummary {
@@ -136,6 +174,7 @@ pub struct RunReport {
     pub conflicts: u64,
     pub pool: PoolSummary,
     pub memory: Option<MemorySummary>,
+    pub resources: ResourcesSummary,
     pub step_ms: StepMs,
     pub peak_rss_bytes: u64,
     pub world: WorldSummary,
@@ -161,6 +200,7 @@ impl RunReport {
     pub fn gather(world: &mut World, ctx: &RunContext) -> Self {
         let digest = state_digest(world);
         let memory = memory_summary(world);
+        let resources = resources_summary(world);
         let stats = world.resource::<RunStats>();
         let diag = world.resource::<ResolverDiagnostics>();
         let pool = world.resource::<AgentPool>();
@@ -236,6 +276,7 @@ impl RunReport {
                 }),
             },
             memory,
+            resources,
             step_ms: StepMs {
                 p50: stats.step_ms_quantile(0.5),
                 p99: stats.step_ms_quantile(0.99),
@@ -256,6 +297,54 @@ impl RunReport {
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+}
+
+fn resources_summary(world: &mut World) -> ResourcesSummary {
+    let threads = match world.get_resource_mut::<ThreadLoad>() {
+        Some(mut load) => {
+            load.gather();
+            load.busy_fractions()
+                .into_iter()
+                .map(|(name, busy)| ThreadBusy { name, busy })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let stats = world
+        .get_resource::<ResourceStats>()
+        .cloned()
+        .unwrap_or_default();
+    let log = world
+        .get_resource::<BudgetLog>()
+        .cloned()
+        .unwrap_or_default();
+    let ticks = world
+        .get_resource::<ScheduleStats>()
+        .map_or([0; 3], |s| s.ticks_by_priority);
+    let mean = |sum: f64| {
+        if stats.samples == 0 {
+            0.0
+        } else {
+            sum / stats.samples as f64
+        }
+    };
+    ResourcesSummary {
+        cpu_percent_mean: mean(stats.cpu_sum),
+        cpu_percent_max: stats.cpu_max,
+        rss_bytes_mean: mean(stats.rss_sum),
+        rss_bytes_max: stats.rss_max,
+        samples: stats.samples,
+        machine_memory_bytes: stats.total_memory,
+        available_memory_bytes: stats.available_memory,
+        sample_refresh_ms: stats.refresh_ms,
+        budget_changes: BudgetChanges {
+            count: log.count,
+            last: log.recent.iter().rev().take(5).rev().cloned().collect(),
+        },
+        overload_level: stats.overload.level,
+        ticks_by_priority: ByPriority::from_fn(|p| ticks[p as usize]),
+        threads,
     }
 }
 

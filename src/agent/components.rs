@@ -248,6 +248,75 @@ impl Feedback {
     }
 }
 
+/// An agent's share of the resources. The resource monitor moves budget between
+/// agents; the agent follows at its next tick.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
+pub struct Budget {
+    /// Memory limit in bytes: its tiers are sized to fit.
+    pub memory_limit: u32,
+    /// Its share of the run's work per tick (the shares of all agents add up to
+    /// about 1). Perception stops examining candidates once the agent has spent
+    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick.
+    pub cpu_share: f32,
+    /// The monitor raised its share above the fair one.
+    pub priority_boost: bool,
+}
+
+impl Budget {
+    /// Work units the agent may spend per tick when `agents` are active, with its
+    /// share scaled by `scale` (load shedding).
+    pub fn work_allowance(&self, agents: usize, scale: f32) -> u32 {
+        let units = f64::from(self.cpu_share * scale) * agents as f64 * f64::from(WORK_ALLOWANCE);
+        units.clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+}
+
+/// Work units an agent with a fair share may spend per tick: enough that an
+/// agent's view is never cut short at ordinary densities (a perception examines
+/// a few dozen candidates).
+pub const WORK_ALLOWANCE: u32 = 256;
+
+/// What an agent's latest tick cost, in deterministic work units: candidates its
+/// perception examined, sites its memory consolidated, and its action.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Usage {
+    /// Units spent in the latest tick.
+    pub last: u32,
+    /// Moving average of units per tick.
+    pub average: f32,
+}
+
+impl Usage {
+    /// Takes in one tick's units.
+    pub fn spend(&mut self, units: u32) {
+        self.last = units;
+        self.average = if self.average == 0.0 {
+            units as f32
+        } else {
+            0.9 * self.average + 0.1 * units as f32
+        };
+    }
+}
+
+/// How much the monitor has slowed each priority down, indexed by
+/// `Priority as usize` (background, normal, high). 1.0 is full rate.
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct LoadShedding {
+    /// Tick rate multipliers.
+    pub rate_scale: [f32; 3],
+    /// CPU share multipliers.
+    pub cpu_scale: [f32; 3],
+}
+
+impl Default for LoadShedding {
+    fn default() -> Self {
+        Self {
+            rate_scale: [1.0; 3],
+            cpu_scale: [1.0; 3],
+        }
+    }
+}
+
 /// Running totals of what the agent achieved.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
 pub struct Tally {

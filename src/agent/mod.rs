@@ -18,6 +18,6 @@ mod pool;
 mod schedule;
 
 pub use components::*;
-pub use plugin::{AgentPlugin, AgentSystems};
+pub use plugin::{AgentPlugin, AgentSystems, ScheduleStats};
 pub use pool::{Admission, AgentBlueprint, AgentPool};
 pub use schedule::{AgentSchedule, DueAgents};

@@ -10,7 +10,7 @@ use super::*;
 use crate::archetype::Archetypes;
 use crate::clock::{SimClock, SimSeed, SimTime};
 use crate::digest::{mix, unit_f64};
-use crate::memory::{Budget, Memory, MemoryPlan};
+use crate::memory::{Memory, MemoryPlan};
 use crate::parallel::ThreadLoad;
 use crate::sets::ContinuumSystems;
 use crate::world::{IndexCell, WorldMap};
@@ -48,6 +48,8 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
             .init_resource::<ThreadLoad>()
+            .init_resource::<LoadShedding>()
+            .init_resource::<ScheduleStats>()
             .add_systems(Startup, size_schedule)
             .add_observer(release_slot)
             .add_systems(
@@ -107,13 +109,22 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     let memory_limit = world
         .get_resource::<MemoryPlan>()
         .map(|p| p.per_agent_bytes);
+    // A fair share of the work: one over the most agents the pool runs (or, for
+    // an unlimited pool, over the agents running after this admission).
+    let pool = world.resource::<AgentPool>();
+    let cpu_share = 1.0
+        / if pool.max_agents() == usize::MAX {
+            pool.active().max(1)
+        } else {
+            pool.max_agents().max(1)
+        } as f32;
     // Bundles are built as they are spawned: admitting a million agents never
     // holds a million bundles at once.
     let entities: Vec<Entity> = world
         .spawn_batch(
             waiting
                 .iter()
-                .map(|w| agent_bundle(w, seed, size, start, step_ns, memory_limit)),
+                .map(|w| agent_bundle(w, seed, size, start, step_ns, memory_limit, cpu_share)),
         )
         .collect();
     let mut schedule = world.resource_mut::<AgentSchedule>();
@@ -168,6 +179,7 @@ type AgentBundle = (
         Perception,
         Memory,
         Budget,
+        Usage,
         Intent,
         AgentRng,
         Feedback,
@@ -182,6 +194,7 @@ fn agent_bundle(
     start: SimTime,
     step_ns: u64,
     memory_limit: Option<u64>,
+    cpu_share: f32,
 ) -> AgentBundle {
     let bp = &w.blueprint;
     let id = w.id;
@@ -224,7 +237,10 @@ fn agent_bundle(
             Memory::with_caps(caps, limit),
             Budget {
                 memory_limit: limit,
+                cpu_share,
+                priority_boost: false,
             },
+            Usage::default(),
             Intent::default(),
             AgentRng::new(seed, id),
             Feedback::default(),
@@ -247,16 +263,28 @@ fn pick_due(
 fn reschedule(
     clock: Res<SimClock>,
     due: Res<DueAgents>,
+    shedding: Res<LoadShedding>,
     mut schedule: ResMut<AgentSchedule>,
-    mut agents: Query<(&Agent, &TickRate, &mut Cadence)>,
+    mut stats: ResMut<ScheduleStats>,
+    mut agents: Query<(&Agent, &Priority, &TickRate, &mut Cadence)>,
 ) {
     let step_ns = clock.step_ns();
     for &entity in due.all().iter() {
-        let Ok((agent, rate, mut cadence)) = agents.get_mut(entity) else {
+        let Ok((agent, priority, rate, mut cadence)) = agents.get_mut(entity) else {
             continue; // no longer an agent: it leaves the schedule
         };
+        let p = *priority as usize;
+        stats.ticks_by_priority[p] += 1;
+        let rate = TickRate(rate.0 * shedding.rate_scale[p]);
         cadence.due += rate.period_ns(step_ns);
         cadence.ticks += 1;
         schedule.insert(entity, cadence.due, agent.kind);
     }
+}
+
+/// Ticks counted as agents are rescheduled.
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleStats {
+    /// Agent ticks by priority (`Priority as usize`: background, normal, high).
+    pub ticks_by_priority: [u64; 3],
 }

@@ -3,14 +3,13 @@
 
 use bevy_ecs::prelude::*;
 
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FeedbackResult, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};
 use crate::memory::{ASSESSED_BY_ME, Memory, SharedCache, mem_time};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::world::{SiteId, Sites, WorldMap};
 
 pub(super) fn think(

@@ -4,14 +4,13 @@
 
 use bevy_ecs::prelude::*;
 
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-
 use super::{wander, within_reach};
 use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
 use crate::memory::{Memory, SharedCache, mem_time};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::world::{SiteId, Sites, WorldMap};
 
 /// A controller keeps its goal unless another site scores this much better.
@@ -79,7 +78,7 @@ pub(super) fn think(
                     .facts()
                     .map(|f| f.site)
                     .chain(perception.sites.iter().copied())
-                    .chain(board.best_sites())
+                    .chain(board.discovered().iter().copied())
                     .filter_map(|s| score(s).map(|v| (v, s)))
                     .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
                 let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));

@@ -3,8 +3,6 @@
 //! shared cache does not hold yet.
 
 use bevy_ecs::prelude::*;
-
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_math::Vec2;
 
 use super::wander;
@@ -13,6 +11,7 @@ use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
 use crate::memory::{Memory, REPORTED, SharedCache, mem_time};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::world::Sites;
 
 pub(super) fn think(

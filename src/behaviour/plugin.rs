@@ -2,8 +2,6 @@ use arrayvec::ArrayVec;
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
-
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_ecs::schedule::ScheduleLabel;
 use bevy_math::Vec2;
 use bevy_utils::Parallel;
@@ -13,6 +11,7 @@ use crate::action::{Action, LearnSystems};
 use crate::agent::*;
 use crate::clock::SimClock;
 use crate::memory::WORKING_MAX;
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::sets::ContinuumSystems;
 use crate::world::{AgentIndex, SiteId, Sites, WorldMap};
 
@@ -53,43 +52,60 @@ impl Plugin for BehaviourPlugin {
 /// Fills each due agent's [`Perception`] (its working memory) from the sites' and
 /// agents' spatial indices: the nearest sites within its radius, up to its
 /// working capacity (ties broken by id), and, for kinds that sense agents, how
-/// many other agents are in range and the offset to the nearest.
+/// many other agents are in range and the offset to the nearest. An agent
+/// examines no more candidates than its [`Budget`] allows.
 pub fn perceive(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     sites: Res<Sites>,
     index: Res<AgentIndex>,
-    mut agents: Query<(&Agent, &Position, &Body, &mut Perception)>,
+    pool: Res<AgentPool>,
+    shedding: Res<LoadShedding>,
+    mut agents: Query<(
+        &Agent,
+        &Priority,
+        &Budget,
+        &Position,
+        &Body,
+        &mut Perception,
+    )>,
 ) {
+    let active = pool.active();
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (agent, pos, body, mut perception) = item;
+        let (agent, priority, budget, pos, body, mut perception) = item;
+        let allowance = budget.work_allowance(active, shedding.cpu_scale[*priority as usize]);
         let mut view = perception.cleared();
         let radius = body.perception_radius;
         let capacity = view.capacity();
         // Nearest first, ties by id; distances kept alongside while sorting.
         let mut nearest_sites = ArrayVec::<(f32, SiteId), WORKING_MAX>::new();
-        view.examined = sites
-            .index()
-            .for_each_within(pos.0, radius, |_, &site, dist2| {
-                insert_nearest(&mut nearest_sites, capacity, (dist2, site));
-            });
+        view.examined =
+            sites
+                .index()
+                .for_each_within_budget(pos.0, radius, allowance, |_, &site, dist2| {
+                    insert_nearest(&mut nearest_sites, capacity, (dist2, site));
+                });
         view.sites
             .extend(nearest_sites.iter().map(|&(_, site)| site));
         if body.senses_agents {
             let mut nearest: Option<(f32, AgentId, Vec2)> = None;
-            view.examined += index.0.for_each_within(pos.0, radius, |p, other, dist2| {
-                if other.id == agent.id {
-                    return;
-                }
-                view.neighbours += 1;
-                let closer = nearest
-                    .as_ref()
-                    .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
-                if closer {
-                    nearest = Some((dist2, other.id, p - pos.0));
-                }
-            });
+            let left = allowance.saturating_sub(view.examined);
+            view.examined +=
+                index
+                    .0
+                    .for_each_within_budget(pos.0, radius, left, |p, other, dist2| {
+                        if other.id == agent.id {
+                            return;
+                        }
+                        view.neighbours += 1;
+                        let closer = nearest
+                            .as_ref()
+                            .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
+                        if closer {
+                            nearest = Some((dist2, other.id, p - pos.0));
+                        }
+                    });
             view.nearest = nearest.map(|(_, _, offset)| offset);
         }
         *perception = view;

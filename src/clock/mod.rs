@@ -176,6 +176,59 @@ pub fn sim_running(clock: Res<SimClock>) -> bool {
     clock.is_running()
 }
 
+/// Wall time spent in each phase of the step ([`ContinuumSystems`] in order),
+/// whoever's systems ran there: the latest step and the run's total. Diagnostics
+/// only: nothing in the simulation reads it.
+///
+/// [`ContinuumSystems`]: crate::ContinuumSystems
+#[derive(Resource, Clone, Debug, Default)]
+pub struct PhaseTimes {
+    /// Nanoseconds in the latest step, by phase.
+    pub last_ns: [u64; 11],
+    /// Nanoseconds since the start, by phase.
+    pub total_ns: [u64; 11],
+    mark: Option<std::time::Instant>,
+}
+
+impl PhaseTimes {
+    /// Phase names, in order.
+    pub const NAMES: [&'static str; 11] = [
+        "first",
+        "clock",
+        "environment",
+        "perceive",
+        "think",
+        "act",
+        "resolve",
+        "learn",
+        "pool",
+        "monitor",
+        "last",
+    ];
+
+    pub(crate) fn lap(&mut self, phase: usize) {
+        let now = std::time::Instant::now();
+        // The first phase's lap starts the step; it has no time of its own to
+        // measure from before it.
+        let ns = match (phase, self.mark) {
+            (0, _) | (_, None) => 0,
+            (_, Some(mark)) => now.duration_since(mark).as_nanos() as u64,
+        };
+        self.last_ns[phase] = ns;
+        self.total_ns[phase] += ns;
+        self.mark = Some(now);
+    }
+
+    /// Mean milliseconds per step in each phase, over `steps` steps.
+    pub fn mean_ms(&self, steps: u64) -> Vec<(&'static str, f64)> {
+        Self::NAMES
+            .iter()
+            .zip(self.total_ns)
+            .map(|(&name, ns)| (name, ns as f64 / 1e6 / steps.max(1) as f64))
+            .collect()
+    }
+}
+
 /// The scenario's seed; every generator in the simulation is derived from it.
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimSeed(pub u64);

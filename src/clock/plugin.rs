@@ -5,7 +5,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_time::prelude::*;
 use std::time::Duration;
 
-use super::{ClockSettings, SimClock, SimSeed, sim_running};
+use super::{ClockSettings, PhaseTimes, SimClock, SimSeed, sim_running};
 use crate::sets::ContinuumSystems;
 
 /// Configures the phases of a step in the host schedule and counts the steps.
@@ -60,6 +60,17 @@ impl Plugin for ClockPlugin {
             );
         for set in ContinuumSystems::ALL {
             app.configure_sets(self.schedule, set.run_if(sim_running));
+        }
+        // A lap of the phase clock after each phase: the sets are chained, so the
+        // time since the previous lap is the phase's own.
+        app.init_resource::<PhaseTimes>();
+        for (i, set) in ContinuumSystems::ALL.into_iter().enumerate() {
+            let lap = move |mut times: ResMut<PhaseTimes>| times.lap(i);
+            let system = lap.after(set).run_if(sim_running);
+            match ContinuumSystems::ALL.get(i + 1) {
+                Some(next) => app.add_systems(self.schedule, system.before(*next)),
+                None => app.add_systems(self.schedule, system.before(advance_step)),
+            };
         }
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! - **working**: what the agent perceives this tick, in its
 //!   [`Perception`](crate::agent::Perception), cleared every tick;
-//! - **short-term**: a ring of recent [`Observation`]s with their virtual times;
+//! - **short-term**: a ring of recent sightings ([`Observation`]s) of sites not
+//!   yet known, with their virtual times and counts;
 //! - **intermediate**: consolidated [`Fact`]s (a site, its value, when, whether the
 //!   agent assessed it itself) whose confidence decays over virtual time;
 //! - **long-term**: facts confirmed again and again; when full, the least valuable
 //!   goes.
 //!
-//! The learn phase consolidates: a site observed [`MemoryRules::promote_after`]
-//! times in short-term becomes an intermediate fact; a fact confirmed
+//! The learn phase consolidates: a site not yet known that is seen
+//! [`MemoryRules::promote_after`] times while in short-term becomes an
+//! intermediate fact; a fact confirmed
 //! [`MemoryRules::long_term_after`] times moves to long-term; a contradicted fact
 //! (a site found empty, a lost conflict) loses confidence, and a long-term fact
 //! that is contradicted falls back to intermediate. Every tier is inline and
@@ -223,11 +225,13 @@ impl Default for MemoryRules {
     }
 }
 
-/// A site seen at a virtual time.
+/// A site seen recently: when last, and how many times since it entered the
+/// ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Observation {
     pub site: SiteId,
     pub at: MemTime,
+    pub count: u8,
 }
 
 /// The fact was published by this agent (explorers' reports).
@@ -341,7 +345,7 @@ impl Memory {
             self.short_term.remove(0);
         }
         while self.intermediate.len() > usize::from(self.caps.intermediate) {
-            let i = least_confident(&self.intermediate, now, rules.half_life);
+            let i = least_worth(&self.intermediate, now, rules.half_life);
             self.intermediate.remove(i);
         }
         while self.long_term.len() > usize::from(self.caps.long_term) {
@@ -410,10 +414,11 @@ impl Memory {
         )
     }
 
-    /// Consolidates one tick's perception: each site seen is observed (short-term);
-    /// a site seen often enough becomes an intermediate fact; a known fact seen
-    /// again is confirmed (full confidence, one more hit) and, confirmed often
-    /// enough, moves to long-term. Then intermediate facts whose confidence has
+    /// Consolidates one tick's perception: a known fact seen again is confirmed
+    /// (full confidence, one more hit) and, confirmed often enough, moves to
+    /// long-term; any other site seen is a sighting in short-term, and seen often
+    /// enough there it becomes an intermediate fact. Then intermediate facts whose
+    /// confidence has
     /// decayed below the threshold are forgotten. `value_of` gives the best value
     /// the agent can see for a site (e.g. from the shared cache), if any.
     pub fn consolidate(
@@ -424,7 +429,6 @@ impl Memory {
         mut value_of: impl FnMut(SiteId) -> Option<f32>,
     ) {
         for &site in seen {
-            self.observe(site, now);
             let value = value_of(site);
             if let Some(fact) = self.long_term.iter_mut().find(|f| f.site == site) {
                 fact.at = now;
@@ -448,8 +452,11 @@ impl Memory {
                 }
                 continue;
             }
-            let seen_times = self.short_term.iter().filter(|o| o.site == site).count();
-            if seen_times >= usize::from(rules.promote_after.max(1)) {
+            // Not known yet: a sighting in short-term.
+            let seen_times = self.observe(site, now);
+            if seen_times >= rules.promote_after.max(1) {
+                // A fact now: short-term has no more to say about it.
+                self.short_term.retain(|o| o.site != site);
                 self.add_intermediate(Fact::new(site, value.unwrap_or(f32::NAN), now), now, rules);
             }
         }
@@ -458,16 +465,24 @@ impl Memory {
             .retain(|f| f.confidence_at(now, half_life) >= forget);
     }
 
-    /// Adds an observation to the short-term ring (the oldest goes when full).
-    pub fn observe(&mut self, site: SiteId, at: MemTime) {
+    /// Records a sighting in the short-term ring: a site already there counts one
+    /// more and becomes the most recent; a new one goes in, the least recent
+    /// leaving when the ring is full. Returns how many times the site has now
+    /// been seen (0 if the ring holds nothing).
+    pub fn observe(&mut self, site: SiteId, at: MemTime) -> u8 {
         let cap = usize::from(self.caps.short_term);
         if cap == 0 {
-            return;
+            return 0;
         }
+        let count = match self.short_term.iter().position(|o| o.site == site) {
+            Some(i) => self.short_term.remove(i).count.saturating_add(1),
+            None => 1,
+        };
         while self.short_term.len() >= cap {
             self.short_term.remove(0);
         }
-        self.short_term.push(Observation { site, at });
+        self.short_term.push(Observation { site, at, count });
+        count
     }
 
     /// Records what the agent learned first-hand about `site` (an assessment, a
@@ -535,13 +550,20 @@ impl Memory {
             .retain(|f| f.confidence_at(now, half_life) >= forget);
     }
 
+    /// Adds an intermediate fact. When the tier is full, the least worth of its
+    /// facts and the newcomer stays out: a new sighting of unknown value does not
+    /// push out a valuable fact, only one whose confidence has faded further.
     fn add_intermediate(&mut self, fact: Fact, now: MemTime, rules: &MemoryRules) {
         let cap = usize::from(self.caps.intermediate);
         if cap == 0 {
             return;
         }
         if self.intermediate.len() >= cap {
-            let i = least_confident(&self.intermediate, now, rules.half_life);
+            let i = least_worth(&self.intermediate, now, rules.half_life);
+            let worst = &self.intermediate[i];
+            if worth_cmp(&fact, worst, now, rules.half_life).is_le() {
+                return;
+            }
             self.intermediate.remove(i);
         }
         self.intermediate.push(fact);
@@ -579,14 +601,23 @@ fn least_valuable(facts: &[Fact]) -> usize {
         .expect("not empty")
 }
 
-fn least_confident(facts: &[Fact], now: MemTime, half_life: f32) -> usize {
+/// Orders intermediate facts by what they are worth now: value weighed by
+/// confidence, then confidence (for facts of unknown value), then value, recency
+/// and id.
+fn worth_cmp(a: &Fact, b: &Fact, now: MemTime, half_life: f32) -> std::cmp::Ordering {
+    let (ca, cb) = (
+        a.confidence_at(now, half_life),
+        b.confidence_at(now, half_life),
+    );
+    (a.known_value() * ca)
+        .total_cmp(&(b.known_value() * cb))
+        .then(ca.total_cmp(&cb))
+        .then(value_rank(a).cmp(&value_rank(b)))
+}
+
+fn least_worth(facts: &[Fact], now: MemTime, half_life: f32) -> usize {
     (0..facts.len())
-        .min_by(|&a, &b| {
-            let (fa, fb) = (&facts[a], &facts[b]);
-            fa.confidence_at(now, half_life)
-                .total_cmp(&fb.confidence_at(now, half_life))
-                .then(value_rank(fa).cmp(&value_rank(fb)))
-        })
+        .min_by(|&a, &b| worth_cmp(&facts[a], &facts[b], now, half_life))
         .expect("not empty")
 }
 
@@ -687,12 +718,7 @@ impl MemoryPlan {
     }
 }
 
-/// An agent's share of the resources: its memory limit in bytes. The resource
-/// monitor may move budget between agents; the agent's tiers follow its limit.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Budget {
-    pub memory_limit: u32,
-}
+pub use crate::agent::Budget;
 
 #[cfg(test)]
 mod tests;

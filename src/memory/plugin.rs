@@ -1,15 +1,14 @@
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
-
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
 use crate::action::LearnSystems;
-use crate::agent::{AgentKind, AgentPool, Cadence, DueAgents, Perception};
+use crate::agent::{AgentKind, AgentPool, Budget, Cadence, DueAgents, Intent, Perception, Usage};
 use crate::archetype::Archetypes;
 use crate::clock::SimClock;
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::sets::ContinuumSystems;
 use crate::world::Sites;
 
@@ -117,7 +116,14 @@ fn consolidate(
     clock: Res<SimClock>,
     archetypes: Res<Archetypes>,
     cache: Res<SharedCache>,
-    mut agents: Query<(&Budget, &Cadence, &mut Perception, &mut Memory)>,
+    mut agents: Query<(
+        &Budget,
+        &Cadence,
+        &Intent,
+        &mut Perception,
+        &mut Memory,
+        &mut Usage,
+    )>,
 ) {
     let step = clock.step();
     for (kind, archetype) in archetypes.iter().enumerate() {
@@ -128,7 +134,7 @@ fn consolidate(
             &mut tuner,
             &load,
             |item| {
-                let (budget, cadence, mut perception, mut memory) = item;
+                let (budget, cadence, intent, mut perception, mut memory, mut usage) = item;
                 let now = mem_time(cadence.due);
                 if memory.limit() != budget.memory_limit {
                     apply_budget(*budget, rules, now, &mut memory, &mut perception);
@@ -139,6 +145,13 @@ fn consolidate(
                         .map(|f| f.value)
                         .filter(|v| !v.is_nan())
                 });
+                // This tick's cost: what perception examined, the sites consolidated
+                // (and the decay sweep), and the action.
+                let units = perception.examined
+                    + perception.sites.len() as u32
+                    + 1
+                    + u32::from(intent.action.is_some());
+                usage.spend(units);
             },
         );
     }

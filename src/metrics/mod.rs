@@ -43,6 +43,8 @@ pub struct RunStats {
     pub step_times: Histogram<u64>,
     /// Wall time of the latest step, in nanoseconds.
     pub last_step_ns: u64,
+    /// Wall time of all steps so far, in nanoseconds.
+    pub busy_ns: u64,
     pub(crate) step_started: Option<Instant>,
 }
 
@@ -55,6 +57,7 @@ impl Default for RunStats {
             step_times: Histogram::new_with_bounds(1, MAX_STEP_NS, 3)
                 .expect("static histogram bounds are valid"),
             last_step_ns: 0,
+            busy_ns: 0,
             step_started: None,
         }
     }

@@ -60,6 +60,7 @@ impl Plugin for MetricsPlugin {
                 self.schedule,
                 (
                     start_step.in_set(ContinuumSystems::First),
+                    gather_thread_load.in_set(ContinuumSystems::Monitor),
                     count_ticks.in_set(ContinuumSystems::Monitor),
                     (
                         finish_step,
@@ -78,6 +79,12 @@ fn start_metrics(mut commands: Commands, settings: Res<MetricsSettings>) {
     commands.insert_resource(Metrics::new(settings.window_secs));
     if let Some(interval) = settings.sample_process {
         commands.insert_resource(ProcessSampler::start(interval));
+    }
+}
+
+fn gather_thread_load(load: Option<ResMut<crate::parallel::ThreadLoad>>) {
+    if let Some(mut load) = load {
+        load.gather();
     }
 }
 
@@ -100,6 +107,7 @@ fn finish_step(mut stats: ResMut<RunStats>) {
     if let Some(started) = stats.step_started.take() {
         let ns = (started.elapsed().as_nanos() as u64).clamp(1, MAX_STEP_NS);
         stats.last_step_ns = ns;
+        stats.busy_ns += ns;
         stats.step_times.saturating_record(ns);
     }
 }

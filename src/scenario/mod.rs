@@ -36,6 +36,7 @@ use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
     WORKING_MAX,
 };
+use crate::monitor::MonitorSettings;
 use crate::world::WorldSettings;
 
 /// The world of a scenario.
@@ -205,6 +206,9 @@ pub struct Scenario {
     /// The memory budget and the shared cache's share of it.
     #[serde(default)]
     pub memory: MemorySpec,
+    /// Budget rebalancing and load shedding.
+    #[serde(default)]
+    pub monitor: MonitorSettings,
     /// Extra kinds, or new definitions of built-in ones.
     #[serde(default)]
     pub archetypes: Vec<Archetype>,
@@ -392,6 +396,81 @@ impl Scenario {
                 "expected at least 1 agent".into()
             });
         }
+        v.field("monitor", |v| {
+            let r = &self.monitor.rebalance;
+            v.field("rebalance", |v| {
+                v.check(r.every.is_finite() && r.every > 0.0, "every", || {
+                    format!(
+                        "expected a positive number of virtual seconds, got {}",
+                        r.every
+                    )
+                });
+                v.check(
+                    (0.0..=1.0).contains(&r.memory_low) && r.memory_low < r.memory_high,
+                    "memory_low",
+                    || {
+                        format!(
+                            "expected 0 <= memory_low < memory_high, got {} and {}",
+                            r.memory_low, r.memory_high
+                        )
+                    },
+                );
+                v.check(
+                    r.memory_step > 0.0 && r.memory_step < 1.0,
+                    "memory_step",
+                    || format!("expected a share in (0, 1), got {}", r.memory_step),
+                );
+                v.check(
+                    r.cpu_low >= 0.0 && r.cpu_low < r.cpu_high,
+                    "cpu_low",
+                    || {
+                        format!(
+                            "expected 0 <= cpu_low < cpu_high, got {} and {}",
+                            r.cpu_low, r.cpu_high
+                        )
+                    },
+                );
+                v.check(r.cpu_step > 0.0 && r.cpu_step < 1.0, "cpu_step", || {
+                    format!("expected a share in (0, 1), got {}", r.cpu_step)
+                });
+                v.check(
+                    r.cpu_min > 0.0 && r.cpu_min <= 1.0 && r.cpu_max >= 1.0,
+                    "cpu_min",
+                    || {
+                        format!(
+                            "expected 0 < cpu_min <= 1 <= cpu_max, got {} and {}",
+                            r.cpu_min, r.cpu_max
+                        )
+                    },
+                );
+            });
+            let o = &self.monitor.overload;
+            v.field("overload", |v| {
+                v.check(
+                    o.evaluate_every.is_finite() && o.evaluate_every > 0.0,
+                    "evaluate_every",
+                    || {
+                        format!(
+                            "expected a positive number of real seconds, got {}",
+                            o.evaluate_every
+                        )
+                    },
+                );
+                v.check(
+                    o.restore_below >= 0.0 && o.restore_below < o.shed_above,
+                    "restore_below",
+                    || {
+                        format!(
+                            "expected 0 <= restore_below < shed_above, got {} and {}",
+                            o.restore_below, o.shed_above
+                        )
+                    },
+                );
+                v.check(o.restore_after >= 1, "restore_after", || {
+                    "expected at least 1 evaluation".into()
+                });
+            });
+        });
         v.field("memory", |v| {
             let m = &self.memory;
             v.check(
@@ -536,6 +615,7 @@ mod tests {
             departures: Vec::new(),
             conflicts: Default::default(),
             memory: Default::default(),
+            monitor: Default::default(),
             archetypes: Vec::new(),
         }
     }

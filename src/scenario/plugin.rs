@@ -65,6 +65,7 @@ impl Plugin for ScenarioPlugin {
             })
             .insert_resource(s.archetypes())
             .insert_resource(s.memory_settings())
+            .insert_resource(s.monitor.clone())
             .insert_resource(ActiveScenario {
                 scenario: timeline,
                 requested: 0,

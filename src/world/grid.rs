@@ -122,15 +122,26 @@ impl<T: Copy> UniformGrid<T> {
 
     /// Calls `f(position, item, squared distance)` for every item within `radius`
     /// of `center`. Returns how many items were examined (the query's cost).
-    pub fn for_each_within(
+    pub fn for_each_within(&self, center: Vec2, radius: f32, f: impl FnMut(Vec2, &T, f32)) -> u32 {
+        self.for_each_within_budget(center, radius, u32::MAX, f)
+    }
+
+    /// Like [`for_each_within`](Self::for_each_within), but starts no new row of
+    /// cells once `budget` items have been examined: the same rows, in the same
+    /// order, on every run.
+    pub fn for_each_within_budget(
         &self,
         center: Vec2,
         radius: f32,
+        budget: u32,
         mut f: impl FnMut(Vec2, &T, f32),
     ) -> u32 {
         let r2 = radius * radius;
         let mut examined = 0;
         for (first, last) in self.geometry.rows_around(center, radius) {
+            if examined >= budget {
+                break;
+            }
             let from = self.starts[first as usize] as usize;
             let to = self.starts[last as usize + 1] as usize;
             examined += (to - from) as u32;
@@ -220,15 +231,26 @@ impl<T: Copy> CellGrid<T> {
 
     /// Calls `f(position, item, squared distance)` for every item within `radius`
     /// of `center`. Returns how many items were examined (the query's cost).
-    pub fn for_each_within(
+    pub fn for_each_within(&self, center: Vec2, radius: f32, f: impl FnMut(Vec2, &T, f32)) -> u32 {
+        self.for_each_within_budget(center, radius, u32::MAX, f)
+    }
+
+    /// Like [`for_each_within`](Self::for_each_within), but starts no new row of
+    /// cells once `budget` items have been examined: the same rows, in the same
+    /// order, on every run.
+    pub fn for_each_within_budget(
         &self,
         center: Vec2,
         radius: f32,
+        budget: u32,
         mut f: impl FnMut(Vec2, &T, f32),
     ) -> u32 {
         let r2 = radius * radius;
         let mut examined = 0;
         for (first, last) in self.geometry.rows_around(center, radius) {
+            if examined >= budget {
+                break;
+            }
             for list in &self.cells[first as usize..=last as usize] {
                 examined += list.len() as u32;
                 for (p, t) in list {

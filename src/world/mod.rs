@@ -160,7 +160,7 @@ impl Site {
 }
 
 /// Most recent discoveries a board keeps.
-pub const BOARD_DISCOVERED: usize = 16;
+pub const BOARD_DISCOVERED: usize = 4;
 /// Best-assessed sites a board keeps.
 pub const BOARD_BEST: usize = 8;
 

@@ -1,0 +1,384 @@
+//! The resource monitor: budgets that follow what agents use, and real time that
+//! holds under overload.
+//!
+//! - **Rebalancing** (every [`RebalanceRules::every`] virtual seconds, in every
+//!   mode): memory budget moves from agents that leave most of it unused to
+//!   agents whose memory is nearly full, never exceeding the total; CPU shares
+//!   grow for agents that use much more than the average work and shrink for those
+//!   that use much less. It depends on deterministic work units only, so fast runs
+//!   stay deterministic.
+//! - **Overload** (realtime mode only, every [`OverloadRules::evaluate_every`]
+//!   real seconds): when the step loop is busy more than
+//!   [`OverloadRules::shed_above`] of the wall time, the monitor sheds load one
+//!   [`LEVELS`] step at a time: background agents first (lower rate, then lower CPU
+//!   share), then normal ones, and at the deepest level it stops admitting new
+//!   agents. High-priority agents keep their full rate. When the load stays under
+//!   [`OverloadRules::restore_below`] for [`OverloadRules::restore_after`]
+//!   evaluations in a row it restores one level, background last.
+//!
+//! The decisions are plain functions of their inputs ([`decide_overload`],
+//! [`rebalance`]); only the sampler touches the machine. Every change is logged
+//! in [`BudgetLog`] with its virtual time and reason.
+
+mod plugin;
+
+pub use plugin::ResourceMonitorPlugin;
+
+use std::collections::VecDeque;
+
+use bevy_ecs::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentId;
+
+/// How budgets are rebalanced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RebalanceRules {
+    /// Virtual seconds between two rebalancings.
+    pub every: f64,
+    /// An agent whose memory is at least this full (held / limit) gets more.
+    pub memory_high: f32,
+    /// An agent whose memory is at most this full gives some of its limit away.
+    pub memory_low: f32,
+    /// Share of its limit an agent gives or gets in one rebalancing.
+    pub memory_step: f32,
+    /// An agent whose work is at least this many times the average gets a larger
+    /// CPU share.
+    pub cpu_high: f32,
+    /// An agent whose work is at most this fraction of the average gets a smaller
+    /// one.
+    pub cpu_low: f32,
+    /// Relative change of a share in one rebalancing.
+    pub cpu_step: f32,
+    /// Shares stay between these multiples of the fair share.
+    pub cpu_min: f32,
+    pub cpu_max: f32,
+    /// Agents younger than this many ticks give nothing away (their memory has
+    /// not had time to fill).
+    pub settle_ticks: u32,
+}
+
+impl Default for RebalanceRules {
+    fn default() -> Self {
+        Self {
+            every: 1.0,
+            memory_high: 0.8,
+            memory_low: 0.3,
+            memory_step: 0.25,
+            cpu_high: 2.0,
+            cpu_low: 0.5,
+            cpu_step: 0.25,
+            cpu_min: 0.25,
+            cpu_max: 4.0,
+            settle_ticks: 50,
+        }
+    }
+}
+
+/// When load is shed and restored (realtime mode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OverloadRules {
+    pub enabled: bool,
+    /// Real seconds between two evaluations.
+    pub evaluate_every: f64,
+    /// Shed one level when the step loop is busy more than this share of the
+    /// wall time.
+    pub shed_above: f64,
+    /// Count an evaluation as calm when busy less than this share.
+    pub restore_below: f64,
+    /// Calm evaluations in a row before one level is restored.
+    pub restore_after: u32,
+}
+
+impl Default for OverloadRules {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            evaluate_every: 1.0,
+            shed_above: 0.9,
+            restore_below: 0.6,
+            restore_after: 3,
+        }
+    }
+}
+
+/// The resource monitor's configuration, seeded by a scenario or a game.
+#[derive(Resource, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    pub rebalance: RebalanceRules,
+    pub overload: OverloadRules,
+}
+
+/// One level of load shedding: multipliers by priority (background, normal,
+/// high) and whether admission stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Level {
+    pub rate: [f32; 3],
+    pub cpu: [f32; 3],
+    /// New agents wait, even below the pool's limit.
+    pub hold_admission: bool,
+}
+
+const fn level(bg_rate: f32, bg_cpu: f32, normal_rate: f32, normal_cpu: f32, hold: bool) -> Level {
+    Level {
+        rate: [bg_rate, normal_rate, 1.0],
+        cpu: [bg_cpu, normal_cpu, 1.0],
+        hold_admission: hold,
+    }
+}
+
+/// The shedding levels, lightest first. Background agents lose rate, then CPU
+/// share; then normal agents do; the last level also holds admission. High
+/// priority is never touched.
+pub const LEVELS: [Level; 8] = [
+    level(1.0, 1.0, 1.0, 1.0, false),
+    level(0.5, 1.0, 1.0, 1.0, false),
+    level(0.25, 1.0, 1.0, 1.0, false),
+    level(0.25, 0.5, 1.0, 1.0, false),
+    level(0.1, 0.5, 1.0, 1.0, false),
+    level(0.1, 0.5, 0.5, 1.0, false),
+    level(0.1, 0.5, 0.25, 0.5, false),
+    level(0.1, 0.5, 0.25, 0.5, true),
+];
+
+/// Where the overload policy stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverloadState {
+    /// Index into [`LEVELS`].
+    pub level: usize,
+    /// Calm evaluations in a row.
+    pub calm: u32,
+}
+
+/// What one evaluation decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Hold,
+    Shed,
+    Restore,
+}
+
+/// The overload policy: from where it stands and the measured load (the share of
+/// wall time the step loop was busy), the next state and what changed.
+pub fn decide_overload(
+    state: OverloadState,
+    load: f64,
+    rules: &OverloadRules,
+) -> (OverloadState, Decision) {
+    if load > rules.shed_above {
+        if state.level + 1 < LEVELS.len() {
+            return (
+                OverloadState {
+                    level: state.level + 1,
+                    calm: 0,
+                },
+                Decision::Shed,
+            );
+        }
+        return (OverloadState { calm: 0, ..state }, Decision::Hold);
+    }
+    if load < rules.restore_below && state.level > 0 {
+        let calm = state.calm + 1;
+        if calm >= rules.restore_after {
+            return (
+                OverloadState {
+                    level: state.level - 1,
+                    calm: 0,
+                },
+                Decision::Restore,
+            );
+        }
+        return (OverloadState { calm, ..state }, Decision::Hold);
+    }
+    (OverloadState { calm: 0, ..state }, Decision::Hold)
+}
+
+/// What the rebalancer knows of one agent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AgentLoad {
+    pub id: AgentId,
+    /// Memory limit, bytes.
+    pub memory_limit: u32,
+    /// Bytes its memory holds now.
+    pub memory_held: u32,
+    /// Below this limit its tiers would shrink under its default capacities'
+    /// smallest useful size; it never gives away more.
+    pub memory_floor: u32,
+    /// Above this limit its tiers cannot grow (inline maxima).
+    pub memory_ceiling: u32,
+    pub cpu_share: f32,
+    /// Average work units per tick.
+    pub work: f32,
+    /// Ticks run so far.
+    pub ticks: u32,
+}
+
+/// A budget change for one agent (index into the slice given to [`rebalance`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BudgetUpdate {
+    pub index: usize,
+    pub memory_limit: u32,
+    pub cpu_share: f32,
+    pub priority_boost: bool,
+}
+
+/// What a rebalancing did, for the log.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RebalanceSummary {
+    pub memory_donors: usize,
+    pub memory_receivers: usize,
+    pub memory_moved: u64,
+    pub boosted: usize,
+    pub trimmed: usize,
+}
+
+/// Rebalances memory and CPU budgets. `memory_total` is what all agents' limits
+/// may add up to; the result never exceeds it (nor does it take from agents
+/// below their floor). Agents are considered in the order given (ids, ties).
+pub fn rebalance(
+    agents: &[AgentLoad],
+    memory_total: u64,
+    fair_share: f32,
+    rules: &RebalanceRules,
+) -> (Vec<BudgetUpdate>, RebalanceSummary) {
+    let mut summary = RebalanceSummary::default();
+    let mut limits: Vec<u32> = agents.iter().map(|a| a.memory_limit).collect();
+    let used: u64 = limits.iter().map(|&l| u64::from(l)).sum();
+    let mut free = memory_total.saturating_sub(used);
+    let pressure = |a: &AgentLoad| {
+        if a.memory_limit == 0 {
+            1.0
+        } else {
+            a.memory_held as f32 / a.memory_limit as f32
+        }
+    };
+    for (i, a) in agents.iter().enumerate() {
+        if pressure(a) <= rules.memory_low
+            && a.memory_limit > a.memory_floor
+            && a.ticks >= rules.settle_ticks
+        {
+            let give = ((a.memory_limit as f32 * rules.memory_step) as u32)
+                .min(a.memory_limit - a.memory_floor);
+            if give > 0 {
+                limits[i] -= give;
+                free += u64::from(give);
+                summary.memory_donors += 1;
+            }
+        }
+    }
+    let mut needy: Vec<usize> = (0..agents.len())
+        .filter(|&i| {
+            pressure(&agents[i]) >= rules.memory_high
+                && agents[i].memory_limit < agents[i].memory_ceiling
+        })
+        .collect();
+    // The fullest first; ties in the given order.
+    needy.sort_by(|&a, &b| {
+        pressure(&agents[b])
+            .total_cmp(&pressure(&agents[a]))
+            .then(a.cmp(&b))
+    });
+    for i in needy {
+        let a = &agents[i];
+        let want = ((a.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
+            .min(a.memory_ceiling - a.memory_limit);
+        let take = u64::from(want).min(free) as u32;
+        if take > 0 {
+            limits[i] += take;
+            free -= u64::from(take);
+            summary.memory_receivers += 1;
+            summary.memory_moved += u64::from(take);
+        }
+    }
+
+    let mean_work = if agents.is_empty() {
+        0.0
+    } else {
+        agents.iter().map(|a| f64::from(a.work)).sum::<f64>() / agents.len() as f64
+    } as f32;
+    let mut shares: Vec<f32> = agents.iter().map(|a| a.cpu_share).collect();
+    if mean_work > 0.0 {
+        for (i, a) in agents.iter().enumerate() {
+            let ratio = a.work / mean_work;
+            if ratio >= rules.cpu_high {
+                shares[i] = (a.cpu_share * (1.0 + rules.cpu_step)).min(fair_share * rules.cpu_max);
+                summary.boosted += usize::from(shares[i] > a.cpu_share);
+            } else if ratio <= rules.cpu_low {
+                shares[i] = (a.cpu_share * (1.0 - rules.cpu_step)).max(fair_share * rules.cpu_min);
+                summary.trimmed += usize::from(shares[i] < a.cpu_share);
+            }
+        }
+        // Shares add up to at most one whole.
+        let sum: f64 = shares.iter().map(|&s| f64::from(s)).sum();
+        if sum > 1.0 {
+            let scale = (1.0 / sum) as f32;
+            shares.iter_mut().for_each(|s| *s *= scale);
+        }
+    }
+    let updates = agents
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| limits[*i] != a.memory_limit || shares[*i] != a.cpu_share)
+        .map(|(i, _)| BudgetUpdate {
+            index: i,
+            memory_limit: limits[i],
+            cpu_share: shares[i],
+            priority_boost: shares[i] > fair_share,
+        })
+        .collect();
+    (updates, summary)
+}
+
+/// One change of budgets or load shedding.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BudgetChange {
+    /// Virtual seconds.
+    pub at: f64,
+    pub what: String,
+    pub why: String,
+}
+
+/// Most recent changes kept in [`BudgetLog`].
+pub const LOG_KEEP: usize = 32;
+
+/// Every budget change the monitor made: a count and the latest few.
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct BudgetLog {
+    pub count: u64,
+    pub recent: VecDeque<BudgetChange>,
+}
+
+impl BudgetLog {
+    pub(crate) fn record(&mut self, at: f64, what: String, why: String) {
+        tracing::debug!(at, %what, %why, "budget change");
+        self.count += 1;
+        if self.recent.len() == LOG_KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(BudgetChange { at, what, why });
+    }
+}
+
+/// What the monitor has seen of the machine: CPU and memory samples (mean, max).
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct ResourceStats {
+    pub samples: u64,
+    pub cpu_sum: f64,
+    pub cpu_max: f64,
+    pub rss_sum: f64,
+    pub rss_max: u64,
+    pub total_memory: u64,
+    pub available_memory: u64,
+    /// Wall time of the latest sampler refresh, in ms.
+    pub refresh_ms: f64,
+    /// The overload policy's state.
+    pub overload: OverloadState,
+    /// The latest load measured (share of wall time the step loop was busy).
+    pub load: f64,
+}
+
+#[cfg(test)]
+mod tests;

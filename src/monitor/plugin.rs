@@ -1,0 +1,294 @@
+use std::time::Duration;
+
+use bevy_time::{Real, Time};
+
+use bevy_app::prelude::*;
+use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+
+use super::*;
+use crate::agent::{Agent, AgentPool, Budget, LoadShedding, Usage};
+use crate::archetype::Archetypes;
+use crate::clock::{ClockMode, ClockSettings, SimClock, secs_to_sim};
+use crate::memory::{
+    INTERMEDIATE_MAX, LONG_TERM_MAX, Memory, MemoryPlan, SHORT_TERM_MAX, TierCaps, WORKING_MAX,
+};
+use crate::metrics::{ProcessSampler, RunStats};
+use crate::sets::ContinuumSystems;
+
+/// Budgets that follow use, and load shedding under overload. See the
+/// [module docs](super). Remove it from the group to run without.
+pub struct ResourceMonitorPlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl ResourceMonitorPlugin {
+    /// Runs the monitor in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+/// The monitor's wall-clock bookkeeping (inputs to the overload policy only).
+#[derive(Resource, Default)]
+struct OverloadClock {
+    /// `Time<Real>` elapsed at the latest evaluation.
+    last_eval: Option<Duration>,
+    busy_at_last_eval: u64,
+    samples_seen: u64,
+}
+
+impl Plugin for ResourceMonitorPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<MonitorSettings>()
+            .init_resource::<BudgetLog>()
+            .init_resource::<ResourceStats>()
+            .init_resource::<OverloadClock>()
+            .add_systems(
+                self.schedule,
+                (take_samples, rebalance_budgets, shed_load)
+                    .chain()
+                    .in_set(ContinuumSystems::Monitor),
+            );
+    }
+}
+
+/// Folds new CPU and memory samples into [`ResourceStats`].
+fn take_samples(
+    sampler: Option<Res<ProcessSampler>>,
+    mut clock: ResMut<OverloadClock>,
+    mut stats: ResMut<ResourceStats>,
+) {
+    let Some(sample) = sampler.and_then(|s| s.latest()) else {
+        return;
+    };
+    if sample.count <= clock.samples_seen {
+        return;
+    }
+    clock.samples_seen = sample.count;
+    stats.samples += 1;
+    stats.cpu_sum += f64::from(sample.cpu_percent);
+    stats.cpu_max = stats.cpu_max.max(f64::from(sample.cpu_percent));
+    stats.rss_sum += sample.rss_bytes as f64;
+    stats.rss_max = stats.rss_max.max(sample.rss_bytes);
+    stats.total_memory = sample.total_memory;
+    stats.available_memory = sample.available_memory;
+    stats.refresh_ms = sample.refresh_cost.as_secs_f64() * 1e3;
+}
+
+/// Bytes the inline maxima of every tier take: no limit above is of any use.
+fn ceiling_bytes() -> u32 {
+    TierCaps {
+        working: WORKING_MAX as u8,
+        short_term: SHORT_TERM_MAX as u8,
+        intermediate: INTERMEDIATE_MAX as u8,
+        long_term: LONG_TERM_MAX as u8,
+    }
+    .bytes() as u32
+}
+
+/// Every `rebalance.every` virtual seconds, moves memory budget and CPU shares
+/// between agents (see [`rebalance`]). Deterministic: work units and memory
+/// fill only, agents in table order.
+fn rebalance_budgets(
+    clock: Res<SimClock>,
+    settings: Res<MonitorSettings>,
+    archetypes: Res<Archetypes>,
+    pool: Res<AgentPool>,
+    plan: Option<Res<MemoryPlan>>,
+    mut log: ResMut<BudgetLog>,
+    mut agents: Query<(
+        &Agent,
+        &mut Budget,
+        &mut Memory,
+        &mut crate::agent::Perception,
+        &Usage,
+        &crate::agent::Cadence,
+    )>,
+) {
+    let rules = &settings.rebalance;
+    let every = secs_to_sim(rules.every).max(clock.step_ns());
+    // The step that ends on (or just past) a multiple of the interval.
+    let end = clock.now() + clock.step_ns();
+    if end / every == clock.now() / every {
+        return;
+    }
+    let Some(plan) = plan else {
+        return;
+    };
+    let ceiling = ceiling_bytes();
+    let loads: Vec<AgentLoad> = agents
+        .iter()
+        .map(|(agent, budget, memory, perception, usage, cadence)| {
+            let defaults = archetypes
+                .iter()
+                .nth(agent.kind.index())
+                .map_or(0, |a| a.memory.capacity.clamped().bytes() as u32);
+            let held =
+                memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+            // Fill counts against what the tiers can hold within the limit (the
+            // capacities round down to whole records).
+            let usable = memory.caps().bytes().max(1) as f32;
+            let pressure = held as f32 / usable;
+            AgentLoad {
+                id: agent.id,
+                memory_limit: budget.memory_limit,
+                memory_held: (pressure * budget.memory_limit as f32) as u32,
+                memory_floor: (defaults / 4).min(budget.memory_limit),
+                memory_ceiling: ceiling.max(budget.memory_limit),
+                cpu_share: budget.cpu_share,
+                work: usage.average,
+                ticks: cadence.ticks,
+            }
+        })
+        .collect();
+    let slots = if pool.max_agents() == usize::MAX {
+        pool.active()
+    } else {
+        pool.max_agents()
+    };
+    let total = plan.per_agent_bytes.saturating_mul(slots as u64);
+    let fair = 1.0 / slots.max(1) as f32;
+    let (updates, summary) = rebalance(&loads, total, fair, rules);
+    if updates.is_empty() {
+        return;
+    }
+    let mut next = updates.iter().peekable();
+    let now = crate::memory::mem_time(clock.now());
+    for (i, (agent, mut budget, mut memory, mut perception, ..)) in agents.iter_mut().enumerate() {
+        let Some(update) = next.next_if(|u| u.index == i) else {
+            continue;
+        };
+        budget.memory_limit = update.memory_limit;
+        budget.cpu_share = update.cpu_share;
+        budget.priority_boost = update.priority_boost;
+        // The tiers fit the new limit at once: an agent never holds more.
+        if let Some(archetype) = archetypes.iter().nth(agent.kind.index()) {
+            crate::memory::apply_budget(
+                *budget,
+                &archetype.memory,
+                now,
+                &mut memory,
+                &mut perception,
+            );
+        }
+    }
+    let at = crate::clock::sim_to_secs(end);
+    if summary.memory_moved > 0 || summary.memory_donors > 0 {
+        log.record(
+            at,
+            format!(
+                "memory: {} bytes to {} agents; {} agents gave some up",
+                summary.memory_moved, summary.memory_receivers, summary.memory_donors
+            ),
+            format!(
+                "memory at least {:.0} % full, or at most {:.0} %",
+                rules.memory_high * 100.0,
+                rules.memory_low * 100.0
+            ),
+        );
+    }
+    if summary.boosted + summary.trimmed > 0 {
+        log.record(
+            at,
+            format!(
+                "cpu: {} shares boosted, {} trimmed",
+                summary.boosted, summary.trimmed
+            ),
+            format!(
+                "work at least {}× the average, or at most {}×",
+                rules.cpu_high, rules.cpu_low
+            ),
+        );
+    }
+}
+
+/// In realtime mode, every `overload.evaluate_every` real seconds: measures how
+/// busy the step loop was and sheds or restores one level (see
+/// [`decide_overload`]).
+fn shed_load(
+    settings: Res<MonitorSettings>,
+    clock_settings: Option<Res<ClockSettings>>,
+    sim: Res<SimClock>,
+    run: Res<RunStats>,
+    mut clock: ResMut<OverloadClock>,
+    mut stats: ResMut<ResourceStats>,
+    mut shedding: ResMut<LoadShedding>,
+    mut pool: ResMut<AgentPool>,
+    mut log: ResMut<BudgetLog>,
+    real: Option<Res<Time<Real>>>,
+) {
+    let rules = &settings.overload;
+    let realtime = clock_settings.is_some_and(|s| s.mode == ClockMode::Realtime);
+    let Some(real) = real.filter(|_| rules.enabled && realtime) else {
+        return;
+    };
+    // Bevy's real clock: the wall clock in a run, a manual one in tests.
+    let now = real.elapsed();
+    let Some(last) = clock.last_eval else {
+        clock.last_eval = Some(now);
+        clock.busy_at_last_eval = run.busy_ns;
+        return;
+    };
+    let wall = now.saturating_sub(last).as_secs_f64();
+    if wall < rules.evaluate_every {
+        return;
+    }
+    let load = (run.busy_ns - clock.busy_at_last_eval) as f64 / 1e9 / wall;
+    clock.last_eval = Some(now);
+    clock.busy_at_last_eval = run.busy_ns;
+    stats.load = load;
+    let (state, decision) = decide_overload(stats.overload, load, rules);
+    stats.overload = state;
+    if decision == Decision::Hold {
+        return;
+    }
+    let level = LEVELS[state.level];
+    shedding.rate_scale = level.rate;
+    shedding.cpu_scale = level.cpu;
+    if level.hold_admission {
+        let active = pool.active();
+        pool.set_limit(active);
+    } else {
+        let max = pool.max_agents();
+        pool.set_limit(max);
+    }
+    let (what, why) = match decision {
+        Decision::Shed => (
+            "shed",
+            format!(
+                "the step loop was busy {:.0} % of the time (above {:.0} %)",
+                load * 100.0,
+                rules.shed_above * 100.0
+            ),
+        ),
+        _ => (
+            "restored",
+            format!(
+                "{} calm evaluations in a row (below {:.0} %)",
+                rules.restore_after,
+                rules.restore_below * 100.0
+            ),
+        ),
+    };
+    log.record(
+        sim.elapsed_secs(),
+        format!(
+            "{what}: level {} (rate background ×{}, normal ×{}; cpu background ×{}, normal ×{}{})",
+            state.level,
+            level.rate[0],
+            level.rate[1],
+            level.cpu[0],
+            level.cpu[1],
+            if level.hold_admission {
+                "; admission held"
+            } else {
+                ""
+            }
+        ),
+        why,
+    );
+}

@@ -1,0 +1,199 @@
+use super::*;
+
+fn rules() -> OverloadRules {
+    OverloadRules::default() // shed above 0.9, calm below 0.6, restore after 3
+}
+
+/// Runs the policy over a series of loads; returns the level after each.
+fn levels(loads: &[f64]) -> Vec<usize> {
+    let mut state = OverloadState::default();
+    loads
+        .iter()
+        .map(|&load| {
+            state = decide_overload(state, load, &rules()).0;
+            state.level
+        })
+        .collect()
+}
+
+#[test]
+fn overload_sheds_a_level_per_evaluation_and_restores_after_calm_only() {
+    assert_eq!(levels(&[0.95, 0.97, 0.99]), [1, 2, 3]);
+    // Between the thresholds: hold; a calm streak broken by a busy-ish evaluation
+    // starts again (no flapping).
+    assert_eq!(
+        levels(&[0.95, 0.7, 0.5, 0.5, 0.7, 0.5, 0.5, 0.5]),
+        [1, 1, 1, 1, 1, 1, 1, 0]
+    );
+    // It never goes past the deepest level, and comes back one level at a time.
+    let mut loads = vec![1.0; 20];
+    loads.extend([0.1; 3 * 8]);
+    let got = levels(&loads);
+    assert_eq!(got[19], LEVELS.len() - 1);
+    assert_eq!(got[22], LEVELS.len() - 2);
+    assert_eq!(*got.last().unwrap(), 0);
+}
+
+#[test]
+fn levels_shed_background_first_and_never_touch_high_priority() {
+    let (bg, normal, high) = (0, 1, 2);
+    for pair in LEVELS.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        for p in [bg, normal, high] {
+            assert!(
+                b.rate[p] <= a.rate[p] && b.cpu[p] <= a.cpu[p],
+                "levels only ever shed more"
+            );
+        }
+    }
+    for l in LEVELS {
+        assert_eq!((l.rate[high], l.cpu[high]), (1.0, 1.0));
+        // Normal agents lose nothing while background agents still run at full
+        // rate and share.
+        if l.rate[normal] < 1.0 || l.cpu[normal] < 1.0 {
+            assert!(l.rate[bg] < 1.0 && l.cpu[bg] < 1.0);
+        }
+    }
+    assert!(
+        LEVELS[1].rate[bg] < 1.0 && LEVELS[1].rate[normal] == 1.0,
+        "background goes first"
+    );
+    assert!(LEVELS.last().unwrap().hold_admission);
+}
+
+fn agent(id: u64, limit: u32, held: u32, work: f32) -> AgentLoad {
+    AgentLoad {
+        id: AgentId(id),
+        memory_limit: limit,
+        memory_held: held,
+        memory_floor: 50,
+        memory_ceiling: 400,
+        cpu_share: 0.25,
+        work,
+        ticks: 100,
+    }
+}
+
+#[test]
+fn memory_moves_from_idle_agents_to_full_ones_within_the_total() {
+    let agents = [
+        agent(0, 200, 190, 10.0), // full
+        agent(1, 200, 20, 10.0),  // nearly empty: gives 50
+        agent(2, 200, 100, 10.0), // in between: untouched
+        agent(3, 200, 200, 10.0), // full
+    ];
+    let (updates, summary) = rebalance(&agents, 800, 0.25, &RebalanceRules::default());
+    let limit = |i: usize| {
+        updates
+            .iter()
+            .find(|u| u.index == i)
+            .map_or(agents[i].memory_limit, |u| u.memory_limit)
+    };
+    assert_eq!(limit(1), 150);
+    assert_eq!(limit(2), 200);
+    // 50 bytes freed: the fullest agent (3) gets its 50 first, agent 0 nothing left.
+    assert_eq!((limit(3), limit(0)), (250, 200));
+    assert_eq!(
+        (
+            summary.memory_donors,
+            summary.memory_receivers,
+            summary.memory_moved
+        ),
+        (1, 1, 50)
+    );
+    let total: u32 = (0..4).map(limit).sum();
+    assert!(u64::from(total) <= 800);
+}
+
+#[test]
+fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
+    let agents = [
+        agent(0, 390, 390, 1.0),
+        agent(1, 60, 0, 1.0),
+        agent(2, 100, 95, 1.0),
+    ];
+    let (updates, _) = rebalance(&agents, 2_000, 1.0 / 3.0, &RebalanceRules::default());
+    let limit = |i: usize| {
+        updates
+            .iter()
+            .find(|u| u.index == i)
+            .map_or(agents[i].memory_limit, |u| u.memory_limit)
+    };
+    assert_eq!(limit(0), 400, "capped at the ceiling");
+    assert_eq!(limit(1), 50, "never below the floor");
+    assert_eq!(limit(2), 125);
+    for seed in 0..50u64 {
+        let agents: Vec<AgentLoad> = (0..40)
+            .map(|i| {
+                let h = crate::digest::mix(seed, i);
+                let limit = 50 + (h % 300) as u32;
+                agent(
+                    i,
+                    limit,
+                    (crate::digest::mix(h, 1) % u64::from(limit + 1)) as u32,
+                    (h % 7) as f32,
+                )
+            })
+            .collect();
+        let total: u64 = agents
+            .iter()
+            .map(|a| u64::from(a.memory_limit))
+            .sum::<u64>()
+            + seed * 10;
+        let (updates, _) = rebalance(&agents, total, 1.0 / 40.0, &RebalanceRules::default());
+        let sum: u64 = (0..40)
+            .map(|i| {
+                u64::from(
+                    updates
+                        .iter()
+                        .find(|u| u.index == i)
+                        .map_or(agents[i].memory_limit, |u| u.memory_limit),
+                )
+            })
+            .sum();
+        assert!(sum <= total, "seed {seed}: {sum} > {total}");
+        let shares: f32 = (0..40)
+            .map(|i| {
+                updates
+                    .iter()
+                    .find(|u| u.index == i)
+                    .map_or(agents[i].cpu_share, |u| u.cpu_share)
+            })
+            .sum();
+        assert!(
+            shares <= 1.0 + 1e-5,
+            "seed {seed}: shares add up to {shares}"
+        );
+    }
+}
+
+#[test]
+fn busy_agents_get_larger_cpu_shares_and_idle_ones_smaller() {
+    let mut agents = [
+        agent(0, 100, 50, 40.0),
+        agent(1, 100, 50, 10.0),
+        agent(2, 100, 50, 2.0),
+        agent(3, 100, 50, 8.0),
+    ];
+    for a in &mut agents {
+        a.cpu_share = 0.2;
+    }
+    let (updates, summary) = rebalance(&agents, 400, 0.25, &RebalanceRules::default());
+    let share = |i: usize| {
+        updates
+            .iter()
+            .find(|u| u.index == i)
+            .map_or(agents[i].cpu_share, |u| u.cpu_share)
+    };
+    assert_eq!((summary.boosted, summary.trimmed), (1, 1));
+    assert!((share(0) - 0.25).abs() < 1e-6 && share(2) == 0.15 && share(1) == 0.2);
+    assert!(
+        updates
+            .iter()
+            .find(|u| u.index == 0)
+            .unwrap()
+            .priority_boost
+            == false,
+        "0.25 is the fair share, not above"
+    );
+}
