@@ -8,8 +8,9 @@
 //!   that use much less. It depends on deterministic work units only, so fast runs
 //!   stay deterministic.
 //! - **Overload** (realtime mode only, every [`OverloadRules::evaluate_every`]
-//!   real seconds): when the step loop is busy more than
-//!   [`OverloadRules::shed_above`] of the wall time, the monitor sheds load one
+//!   real seconds): when steps take more than [`OverloadRules::shed_above`] of
+//!   the real time allowed them (the step length over the speed), the monitor
+//!   sheds load one
 //!   [`LEVELS`] step at a time: background agents first (lower rate, then lower CPU
 //!   share), then normal ones, and at the deepest level it stops admitting new
 //!   agents. High-priority agents keep their full rate. When the load stays under
@@ -83,10 +84,10 @@ pub struct OverloadRules {
     pub enabled: bool,
     /// Real seconds between two evaluations.
     pub evaluate_every: f64,
-    /// Shed one level when the step loop is busy more than this share of the
-    /// wall time.
+    /// Shed one level when steps take more than this share of the real time
+    /// allowed them.
     pub shed_above: f64,
-    /// Count an evaluation as calm when busy less than this share.
+    /// Count an evaluation as calm when they take less than this share.
     pub restore_below: f64,
     /// Calm evaluations in a row before one level is restored.
     pub restore_after: u32,
@@ -161,8 +162,8 @@ pub enum Decision {
     Restore,
 }
 
-/// The overload policy: from where it stands and the measured load (the share of
-/// wall time the step loop was busy), the next state and what changed.
+/// The overload policy: from where it stands and the measured load (mean step
+/// time over the real time allowed a step), the next state and what changed.
 pub fn decide_overload(
     state: OverloadState,
     load: f64,
@@ -376,7 +377,7 @@ pub struct ResourceStats {
     pub refresh_ms: f64,
     /// The overload policy's state.
     pub overload: OverloadState,
-    /// The latest load measured (share of wall time the step loop was busy).
+    /// The latest load measured (mean step time over the real time allowed).
     pub load: f64,
 }
 

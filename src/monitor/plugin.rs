@@ -38,6 +38,7 @@ struct OverloadClock {
     /// `Time<Real>` elapsed at the latest evaluation.
     last_eval: Option<Duration>,
     busy_at_last_eval: u64,
+    steps_at_last_eval: u64,
     samples_seen: u64,
 }
 
@@ -222,7 +223,9 @@ fn shed_load(
     real: Option<Res<Time<Real>>>,
 ) {
     let rules = &settings.overload;
-    let realtime = clock_settings.is_some_and(|s| s.mode == ClockMode::Realtime);
+    let realtime = clock_settings
+        .as_ref()
+        .is_some_and(|s| s.mode == ClockMode::Realtime);
     let Some(real) = real.filter(|_| rules.enabled && realtime) else {
         return;
     };
@@ -231,15 +234,25 @@ fn shed_load(
     let Some(last) = clock.last_eval else {
         clock.last_eval = Some(now);
         clock.busy_at_last_eval = run.busy_ns;
+        clock.steps_at_last_eval = run.steps;
         return;
     };
-    let wall = now.saturating_sub(last).as_secs_f64();
-    if wall < rules.evaluate_every {
+    if now.saturating_sub(last).as_secs_f64() < rules.evaluate_every
+        || run.steps == clock.steps_at_last_eval
+    {
         return;
     }
-    let load = (run.busy_ns - clock.busy_at_last_eval) as f64 / 1e9 / wall;
+    // The load is what a step costs over what real time allows it: the mean step
+    // time over the step's share of real time. (Busy time alone would read 100 %
+    // while the loop catches up after a slow spell.)
+    let steps = run.steps - clock.steps_at_last_eval;
+    let mean_step_ns = (run.busy_ns - clock.busy_at_last_eval) as f64 / steps as f64;
+    let speed = clock_settings.as_ref().map_or(1.0, |s| s.speed).max(1e-9);
+    let allowed_ns = sim.step_ns() as f64 / speed;
+    let load = mean_step_ns / allowed_ns;
     clock.last_eval = Some(now);
     clock.busy_at_last_eval = run.busy_ns;
+    clock.steps_at_last_eval = run.steps;
     stats.load = load;
     let (state, decision) = decide_overload(stats.overload, load, rules);
     stats.overload = state;
@@ -260,7 +273,7 @@ fn shed_load(
         Decision::Shed => (
             "shed",
             format!(
-                "the step loop was busy {:.0} % of the time (above {:.0} %)",
+                "steps took {:.0} % of the real time allowed them (above {:.0} %)",
                 load * 100.0,
                 rules.shed_above * 100.0
             ),
