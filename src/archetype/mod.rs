@@ -244,17 +244,6 @@ impl Archetypes {
         self.kinds.is_empty()
     }
 
-    /// The kinds whose behaviour `select` picks, with that behaviour's parameters.
-    pub fn with_behaviour<'a, P: 'a>(
-        &'a self,
-        select: impl Fn(&'a Behaviour) -> Option<&'a P> + 'a,
-    ) -> impl Iterator<Item = (AgentKind, &'a P)> + 'a {
-        self.kinds
-            .iter()
-            .enumerate()
-            .filter_map(move |(i, a)| select(&a.behaviour).map(|p| (AgentKind(i as u16), p)))
-    }
-
     /// A blueprint for an agent of `kind` with the archetype's defaults.
     pub fn blueprint(&self, kind: AgentKind) -> AgentBlueprint {
         let a = self.get(kind);

@@ -3,7 +3,7 @@
 
 use bevy_ecs::prelude::*;
 
-use super::{wander, within_reach};
+use super::pursue;
 use crate::action::{ActionKind, FeedbackResult, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
@@ -79,38 +79,17 @@ pub(super) fn think(
                         .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
                         .map(|(_, site)| site)
                 });
-                *intent = match goal.and_then(|g| sites.get(g)) {
-                    Some(site) if within_reach(pos.0, site.pos, reach) => Intent {
-                        goal,
-                        movement: Movement::Stay,
-                        action: Some(PlannedAction {
-                            target: Target::Site(site.id),
-                            kind: ActionKind::Assess {
-                                noise: rng.signed() * params.noise,
-                            },
-                        }),
+                *intent = pursue(
+                    goal.and_then(|g| sites.get(g)),
+                    pos.0,
+                    reach,
+                    body,
+                    &mut velocity,
+                    &mut rng,
+                    |rng| ActionKind::Assess {
+                        noise: rng.signed() * params.noise,
                     },
-                    Some(site) => Intent {
-                        goal,
-                        movement: Movement::Toward(site.pos),
-                        action: None,
-                    },
-                    None => {
-                        velocity.0 = wander(
-                            velocity.0,
-                            body.speed,
-                            0.8,
-                            0.5,
-                            bevy_math::Vec2::ZERO,
-                            &mut rng,
-                        );
-                        Intent {
-                            goal: None,
-                            movement: Movement::Drift,
-                            action: None,
-                        }
-                    }
-                };
+                );
             },
         );
     }

@@ -4,7 +4,7 @@
 
 use bevy_ecs::prelude::*;
 
-use super::{wander, within_reach};
+use super::pursue;
 use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
@@ -86,38 +86,17 @@ pub(super) fn think(
                     (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
                     (_, best) => best.map(|(_, g)| g),
                 };
-                *intent = match goal.and_then(|g| sites.get(g)) {
-                    Some(site) if within_reach(pos.0, site.pos, reach) => Intent {
-                        goal,
-                        movement: Movement::Stay,
-                        action: Some(PlannedAction {
-                            target: Target::Site(site.id),
-                            kind: ActionKind::Harvest {
-                                amount: params.harvest,
-                            },
-                        }),
+                *intent = pursue(
+                    goal.and_then(|g| sites.get(g)),
+                    pos.0,
+                    reach,
+                    body,
+                    &mut velocity,
+                    &mut rng,
+                    |_| ActionKind::Harvest {
+                        amount: params.harvest,
                     },
-                    Some(site) => Intent {
-                        goal,
-                        movement: Movement::Toward(site.pos),
-                        action: None,
-                    },
-                    None => {
-                        velocity.0 = wander(
-                            velocity.0,
-                            body.speed,
-                            0.8,
-                            0.5,
-                            bevy_math::Vec2::ZERO,
-                            &mut rng,
-                        );
-                        Intent {
-                            goal: None,
-                            movement: Movement::Drift,
-                            action: None,
-                        }
-                    }
-                };
+                );
             },
         );
     }

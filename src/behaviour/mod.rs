@@ -10,5 +10,5 @@ mod controller;
 mod explorer;
 mod plugin;
 
-use plugin::within_reach;
+use plugin::pursue;
 pub use plugin::{BehaviourPlugin, act, perceive, wander};

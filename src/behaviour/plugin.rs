@@ -231,8 +231,45 @@ fn bounce(mut p: Vec2, mut v: Vec2, size: Vec2) -> (Vec2, Vec2) {
     (p.clamp(Vec2::ZERO, size), v)
 }
 
+/// The intent of an agent working towards a site: with the site within reach,
+/// stay and act on it (`action` says how); otherwise head for it; with no site
+/// to go to, wander on.
+pub(super) fn pursue(
+    goal: Option<&crate::world::Site>,
+    pos: Vec2,
+    reach: f32,
+    body: &Body,
+    velocity: &mut Velocity,
+    rng: &mut AgentRng,
+    action: impl FnOnce(&mut AgentRng) -> crate::action::ActionKind,
+) -> Intent {
+    match goal {
+        Some(site) if within_reach(pos, site.pos, reach) => Intent {
+            goal: Some(site.id),
+            movement: Movement::Stay,
+            action: Some(PlannedAction {
+                target: crate::action::Target::Site(site.id),
+                kind: action(rng),
+            }),
+        },
+        Some(site) => Intent {
+            goal: Some(site.id),
+            movement: Movement::Toward(site.pos),
+            action: None,
+        },
+        None => {
+            velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, Vec2::ZERO, rng);
+            Intent {
+                goal: None,
+                movement: Movement::Drift,
+                action: None,
+            }
+        }
+    }
+}
+
 /// The world's reach rule, shared by the behaviours: whether `pos` is close
 /// enough to `target` to act on it.
-pub(crate) fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
+fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
     pos.distance_squared(target) <= reach * reach
 }

@@ -34,23 +34,6 @@ impl Plugin for ClockPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<SimClock>()
             .init_resource::<SimSeed>()
-            .configure_sets(
-                self.schedule,
-                (
-                    ContinuumSystems::First,
-                    ContinuumSystems::Clock,
-                    ContinuumSystems::Environment,
-                    ContinuumSystems::Perceive,
-                    ContinuumSystems::Think,
-                    ContinuumSystems::Act,
-                    ContinuumSystems::Resolve,
-                    ContinuumSystems::Learn,
-                    ContinuumSystems::Pool,
-                    ContinuumSystems::Monitor,
-                    ContinuumSystems::Last,
-                )
-                    .chain(),
-            )
             .add_systems(PreStartup, apply_clock_settings)
             .add_systems(
                 self.schedule,
@@ -60,6 +43,10 @@ impl Plugin for ClockPlugin {
             );
         for set in ContinuumSystems::ALL {
             app.configure_sets(self.schedule, set.run_if(sim_running));
+        }
+        // Chained, in the order of `ALL`.
+        for pair in ContinuumSystems::ALL.windows(2) {
+            app.configure_sets(self.schedule, pair[1].after(pair[0]));
         }
         // A lap of the phase clock after each phase: the sets are chained, so the
         // time since the previous lap is the phase's own.
