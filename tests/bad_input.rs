@@ -211,3 +211,42 @@ fn bad_arguments_exit_with_2() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// SIGTERM (like Ctrl-C) ends a run cleanly: exit 0, and the report covers what
+/// was simulated.
+#[test]
+fn an_interrupted_run_still_writes_its_report() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interrupted.json");
+    let _ = std::fs::remove_file(&report);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args([
+            "run",
+            "scenarios/seed-1000.ron",
+            "--no-dashboard",
+            "--report",
+        ])
+        .arg(&report)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first status line: the run is under way.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    assert!(lines.any(|l| l.unwrap().contains("real-time ratio")));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], true);
+    assert!(json["virtual_seconds"].as_f64().unwrap() > 0.0);
+    assert!(json["virtual_seconds"].as_f64().unwrap() < 30.0);
+}
