@@ -234,6 +234,14 @@ impl Archetypes {
         self.kinds.iter()
     }
 
+    /// All kinds with their indices, in index order.
+    pub fn kinds(&self) -> impl Iterator<Item = (AgentKind, &Archetype)> {
+        self.kinds
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (AgentKind(i as u16), a))
+    }
+
     /// Number of kinds.
     pub fn len(&self) -> usize {
         self.kinds.len()

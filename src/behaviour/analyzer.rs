@@ -34,64 +34,56 @@ pub(super) fn think(
 ) {
     let reach = map.reach();
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         let Behaviour::Analyzer(params) = &archetype.behaviour else {
             continue;
         };
         let stale = secs_to_sim(f64::from(params.stale_after));
         let stale_ms = mem_time(stale);
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) =
-                    item;
-                let now = cadence.due;
-                // Not if it assessed the site itself recently; otherwise if the
-                // shared cache has no fresh estimate of it.
-                let needs_assessment = |site: SiteId| {
-                    let mine = memory.fact(site).is_some_and(|(f, _)| {
-                        f.flags & ASSESSED_BY_ME != 0
-                            && mem_time(now).saturating_sub(f.at) <= stale_ms
-                    });
-                    !mine
-                        && cache
-                            .read(site, step)
-                            .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
-                };
-                // The nearest site needing it, among what it remembers, what it
-                // sees, and what its region's board says was found.
-                let board = sites.board(map.region_of(pos.0));
-                let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
-                    memory
-                        .facts()
-                        .map(|f| f.site)
-                        .chain(perception.sites.iter().copied())
-                        .chain(board.discovered().iter().copied())
-                        .filter_map(|s| {
-                            sites
-                                .get(s)
-                                .map(|site| (site.pos.distance_squared(pos.0), s))
-                        })
-                        .filter(|&(_, s)| needs_assessment(s))
-                        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                        .map(|(_, site)| site)
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) = item;
+            let now = cadence.due;
+            // Not if it assessed the site itself recently; otherwise if the
+            // shared cache has no fresh estimate of it.
+            let needs_assessment = |site: SiteId| {
+                let mine = memory.fact(site).is_some_and(|(f, _)| {
+                    f.flags & ASSESSED_BY_ME != 0 && mem_time(now).saturating_sub(f.at) <= stale_ms
                 });
-                *intent = pursue(
-                    goal.and_then(|g| sites.get(g)),
-                    pos.0,
-                    reach,
-                    body,
-                    &mut velocity,
-                    &mut rng,
-                    |rng| ActionKind::Assess {
-                        noise: rng.signed() * params.noise,
-                    },
-                );
-            },
-        );
+                !mine
+                    && cache
+                        .read(site, step)
+                        .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
+            };
+            // The nearest site needing it, among what it remembers, what it
+            // sees, and what its region's board says was found.
+            let board = sites.board(map.region_of(pos.0));
+            let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
+                memory
+                    .facts()
+                    .map(|f| f.site)
+                    .chain(perception.sites.iter().copied())
+                    .chain(board.discovered().iter().copied())
+                    .filter_map(|s| {
+                        sites
+                            .get(s)
+                            .map(|site| (site.pos.distance_squared(pos.0), s))
+                    })
+                    .filter(|&(_, s)| needs_assessment(s))
+                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                    .map(|(_, site)| site)
+            });
+            *intent = pursue(
+                goal.and_then(|g| sites.get(g)),
+                pos.0,
+                reach,
+                body,
+                &mut velocity,
+                &mut rng,
+                |rng| ActionKind::Assess {
+                    noise: rng.signed() * params.noise,
+                },
+            );
+        });
     }
 }
 
@@ -107,28 +99,22 @@ pub(super) fn learn(
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         if !matches!(archetype.behaviour, Behaviour::Analyzer(_)) {
             continue;
         }
         let rules = &archetype.memory;
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (feedback, cadence, mut memory, mut intent) = item;
-                let Some((Target::Site(site), ActionKind::Assess { .. }, result)) =
-                    feedback.fresh(step)
-                else {
-                    return;
-                };
-                if let FeedbackResult::Applied(value) = result {
-                    memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
-                    intent.goal = None;
-                }
-            },
-        );
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (feedback, cadence, mut memory, mut intent) = item;
+            let Some((Target::Site(site), ActionKind::Assess { .. }, result)) =
+                feedback.fresh(step)
+            else {
+                return;
+            };
+            if let FeedbackResult::Applied(value) = result {
+                memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
+                intent.goal = None;
+            }
+        });
     }
 }

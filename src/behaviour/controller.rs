@@ -38,67 +38,60 @@ pub(super) fn think(
 ) {
     let reach = map.reach();
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         let Behaviour::Controller(params) = &archetype.behaviour else {
             continue;
         };
         let half_life = archetype.memory.half_life;
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) =
-                    item;
-                let now = mem_time(cadence.due);
-                // What a site is worth to it: the fresher of its own belief
-                // (weighed by its confidence) and the shared cache's value.
-                let worth = |site: SiteId| -> Option<f32> {
-                    let own = memory
-                        .fact(site)
-                        .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
-                    let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
-                    let (_, value) = match (own, shared) {
-                        (Some(o), Some(s)) if s.0 > o.0 => s,
-                        (Some(o), _) => o,
-                        (None, Some(s)) => s,
-                        (None, None) => return None,
-                    };
-                    (!value.is_nan()).then_some(value)
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) = item;
+            let now = mem_time(cadence.due);
+            // What a site is worth to it: the fresher of its own belief
+            // (weighed by its confidence) and the shared cache's value.
+            let worth = |site: SiteId| -> Option<f32> {
+                let own = memory
+                    .fact(site)
+                    .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
+                let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
+                let (_, value) = match (own, shared) {
+                    (Some(o), Some(s)) if s.0 > o.0 => s,
+                    (Some(o), _) => o,
+                    (None, Some(s)) => s,
+                    (None, None) => return None,
                 };
-                let score = |site: SiteId| {
-                    let value = worth(site)?;
-                    let s = sites.get(site)?;
-                    (value >= params.min_estimate)
-                        .then(|| value - params.travel_cost * s.pos.distance(pos.0))
-                };
-                let board = sites.board(map.region_of(pos.0));
-                let best = memory
-                    .facts()
-                    .map(|f| f.site)
-                    .chain(perception.sites.iter().copied())
-                    .chain(board.discovered().iter().copied())
-                    .filter_map(|s| score(s).map(|v| (v, s)))
-                    .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-                let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
-                let goal = match (current, best) {
-                    (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
-                    (_, best) => best.map(|(_, g)| g),
-                };
-                *intent = pursue(
-                    goal.and_then(|g| sites.get(g)),
-                    pos.0,
-                    reach,
-                    body,
-                    &mut velocity,
-                    &mut rng,
-                    |_| ActionKind::Harvest {
-                        amount: params.harvest,
-                    },
-                );
-            },
-        );
+                (!value.is_nan()).then_some(value)
+            };
+            let score = |site: SiteId| {
+                let value = worth(site)?;
+                let s = sites.get(site)?;
+                (value >= params.min_estimate)
+                    .then(|| value - params.travel_cost * s.pos.distance(pos.0))
+            };
+            let board = sites.board(map.region_of(pos.0));
+            let best = memory
+                .facts()
+                .map(|f| f.site)
+                .chain(perception.sites.iter().copied())
+                .chain(board.discovered().iter().copied())
+                .filter_map(|s| score(s).map(|v| (v, s)))
+                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+            let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
+            let goal = match (current, best) {
+                (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
+                (_, best) => best.map(|(_, g)| g),
+            };
+            *intent = pursue(
+                goal.and_then(|g| sites.get(g)),
+                pos.0,
+                reach,
+                body,
+                &mut velocity,
+                &mut rng,
+                |_| ActionKind::Harvest {
+                    amount: params.harvest,
+                },
+            );
+        });
     }
 }
 
@@ -115,40 +108,34 @@ pub(super) fn learn(
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         let Behaviour::Controller(params) = &archetype.behaviour else {
             continue;
         };
         let rules = &archetype.memory;
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (feedback, cadence, mut memory, mut intent) = item;
-                let Some((Target::Site(site), ActionKind::Harvest { .. }, result)) =
-                    feedback.fresh(step)
-                else {
-                    return;
-                };
-                let now = mem_time(cadence.due);
-                match result {
-                    FeedbackResult::Applied(_) => {
-                        let left = cache.peek(site).map_or(0.0, |f| f.value);
-                        memory.learn(site, left, now, 0, rules);
-                        if left < params.min_estimate {
-                            intent.goal = None;
-                        }
-                    }
-                    FeedbackResult::Failed(FailReason::Depleted) => {
-                        memory.contradict(site, Some(0.0), now, rules);
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (feedback, cadence, mut memory, mut intent) = item;
+            let Some((Target::Site(site), ActionKind::Harvest { .. }, result)) =
+                feedback.fresh(step)
+            else {
+                return;
+            };
+            let now = mem_time(cadence.due);
+            match result {
+                FeedbackResult::Applied(_) => {
+                    let left = cache.peek(site).map_or(0.0, |f| f.value);
+                    memory.learn(site, left, now, 0, rules);
+                    if left < params.min_estimate {
                         intent.goal = None;
                     }
-                    FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
-                    FeedbackResult::Failed(_) => intent.goal = None,
                 }
-            },
-        );
+                FeedbackResult::Failed(FailReason::Depleted) => {
+                    memory.contradict(site, Some(0.0), now, rules);
+                    intent.goal = None;
+                }
+                FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
+                FeedbackResult::Failed(_) => intent.goal = None,
+            }
+        });
     }
 }

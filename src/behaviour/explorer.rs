@@ -33,58 +33,52 @@ pub(super) fn think(
     )>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         let Behaviour::Explorer(params) = &archetype.behaviour else {
             continue;
         };
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (perception, body, pos, memory, mut velocity, mut intent, mut rng) = item;
-                // Publish the nearest site in view that nobody has published (as
-                // far as the shared cache knows) and it has not reported itself.
-                let report = perception.sites.iter().copied().find(|&site| {
-                    let reported = memory
-                        .fact(site)
-                        .is_some_and(|(f, _)| f.flags & REPORTED != 0);
-                    !reported && cache.read(site, step).is_none()
-                });
-                // Keep apart from the nearest agent, and away from the sites it
-                // already remembers: new ground is where new sites are.
-                let mut push = Vec2::ZERO;
-                if let Some(offset) = perception.nearest {
-                    let closeness = 1.0 - offset.length() / body.perception_radius;
-                    push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
-                }
-                let known: Vec2 = perception
-                    .sites
-                    .iter()
-                    .filter(|&&s| memory.knows(s))
-                    .filter_map(|&s| sites.get(s))
-                    .map(|s| (pos.0 - s.pos).normalize_or_zero())
-                    .sum();
-                push += known.normalize_or_zero() * params.avoid_known;
-                velocity.0 = wander(
-                    velocity.0,
-                    body.speed,
-                    params.momentum,
-                    params.jitter,
-                    push,
-                    &mut rng,
-                );
-                *intent = Intent {
-                    goal: None,
-                    movement: Movement::Drift,
-                    action: report.map(|site| PlannedAction {
-                        target: Target::Site(site),
-                        kind: ActionKind::Report,
-                    }),
-                };
-            },
-        );
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (perception, body, pos, memory, mut velocity, mut intent, mut rng) = item;
+            // Publish the nearest site in view that nobody has published (as
+            // far as the shared cache knows) and it has not reported itself.
+            let report = perception.sites.iter().copied().find(|&site| {
+                let reported = memory
+                    .fact(site)
+                    .is_some_and(|(f, _)| f.flags & REPORTED != 0);
+                !reported && cache.read(site, step).is_none()
+            });
+            // Keep apart from the nearest agent, and away from the sites it
+            // already remembers: new ground is where new sites are.
+            let mut push = Vec2::ZERO;
+            if let Some(offset) = perception.nearest {
+                let closeness = 1.0 - offset.length() / body.perception_radius;
+                push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
+            }
+            let known: Vec2 = perception
+                .sites
+                .iter()
+                .filter(|&&s| memory.knows(s))
+                .filter_map(|&s| sites.get(s))
+                .map(|s| (pos.0 - s.pos).normalize_or_zero())
+                .sum();
+            push += known.normalize_or_zero() * params.avoid_known;
+            velocity.0 = wander(
+                velocity.0,
+                body.speed,
+                params.momentum,
+                params.jitter,
+                push,
+                &mut rng,
+            );
+            *intent = Intent {
+                goal: None,
+                movement: Movement::Drift,
+                action: report.map(|site| PlannedAction {
+                    target: Target::Site(site),
+                    kind: ActionKind::Report,
+                }),
+            };
+        });
     }
 }
 
@@ -99,22 +93,16 @@ pub(super) fn learn(
     mut agents: Query<(&Feedback, &Cadence, &mut Memory)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.iter().enumerate() {
+    for (kind, archetype) in archetypes.kinds() {
         if !matches!(archetype.behaviour, Behaviour::Explorer(_)) {
             continue;
         }
         let rules = &archetype.memory;
-        for_each_due(
-            &mut agents,
-            due.of_kind(AgentKind(kind as u16)),
-            &mut tuner,
-            &load,
-            |item| {
-                let (feedback, cadence, mut memory) = item;
-                if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
-                    memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
-                }
-            },
-        );
+        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
+            let (feedback, cadence, mut memory) = item;
+            if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
+                memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
+            }
+        });
     }
 }
