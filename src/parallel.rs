@@ -14,9 +14,11 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::query::{IterQueryData, QueryFilter};
 use bevy_utils::Parallel;
 
-/// Wall time a batch of agents should take (nanoseconds): long enough that handing
-/// it to another thread (a wake-up, tens of microseconds) is worth it.
-pub const TARGET_BATCH_NS: f64 = 250_000.0;
+/// Least wall time a batch of agents should take (nanoseconds): long enough that
+/// handing it to another thread (a wake-up, a few microseconds to tens) is worth it.
+pub const MIN_BATCH_NS: f64 = 30_000.0;
+/// Batches per thread to aim for, so that threads finishing early find more work.
+pub const BATCHES_PER_THREAD: usize = 4;
 /// Batches never hold fewer agents than this.
 pub const MIN_BATCH: usize = 64;
 /// Batches never hold more agents than this.
@@ -81,12 +83,16 @@ pub struct BatchTuner {
 }
 
 impl BatchTuner {
-    /// The batch size that makes a batch last about [`TARGET_BATCH_NS`].
-    pub fn batch_size(&self) -> usize {
-        match self.ns_per_agent {
-            Some(ns) if ns > 0.0 => ((TARGET_BATCH_NS / ns) as usize).clamp(MIN_BATCH, MAX_BATCH),
+    /// The batch size for `agents` agents on `threads` threads: about
+    /// [`BATCHES_PER_THREAD`] batches per thread, but none shorter than
+    /// [`MIN_BATCH_NS`] at the measured cost per agent.
+    pub fn batch_size(&self, agents: usize, threads: usize) -> usize {
+        let worth = match self.ns_per_agent {
+            Some(ns) if ns > 0.0 => (MIN_BATCH_NS / ns) as usize,
             _ => 512,
-        }
+        };
+        let balanced = agents.div_ceil(threads.max(1) * BATCHES_PER_THREAD);
+        balanced.max(worth).clamp(MIN_BATCH, MAX_BATCH)
     }
 
     /// Takes in one pass: `agents` processed in `ns` nanoseconds of wall time on
@@ -130,10 +136,12 @@ pub fn for_each_due<D, F>(
     if due.is_empty() {
         return;
     }
+    let pool_threads = bevy_tasks::ComputeTaskPool::get_or_init(Default::default).thread_num();
+    let batch = tuner.batch_size(due.len(), pool_threads);
     let started = Instant::now();
     query
         .par_iter_many_unique_mut(due)
-        .batching_strategy(BatchingStrategy::new().min_batch_size(tuner.batch_size()))
+        .batching_strategy(BatchingStrategy::new().min_batch_size(batch))
         .for_each_init(
             || BusyTimer {
                 load,
@@ -145,9 +153,6 @@ pub fn for_each_due<D, F>(
                 }
             },
         );
-    let threads = bevy_tasks::ComputeTaskPool::get_or_init(Default::default)
-        .thread_num()
-        .min(due.len().div_ceil(tuner.batch_size().max(1)))
-        .max(1);
+    let threads = pool_threads.min(due.len().div_ceil(batch)).max(1);
     tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
 }

@@ -14,7 +14,7 @@
 
 mod plugin;
 
-pub use plugin::{ActionPlugin, LearnSystems};
+pub use plugin::{ActionPlugin, InformedAgents, LearnSystems};
 
 use std::sync::Arc;
 

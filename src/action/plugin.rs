@@ -8,7 +8,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_tasks::ComputeTaskPool;
 
 use super::*;
-use crate::agent::{Feedback, Tally};
+use crate::agent::{Agent, AgentLists, Feedback, Tally};
 use crate::clock::{SimClock, SimSeed};
 use crate::memory::{SharedCache, SharedFact};
 use crate::sets::ContinuumSystems;
@@ -39,6 +39,7 @@ impl Plugin for ActionPlugin {
             .add_message::<Outcome>()
             .init_resource::<ConflictResolver>()
             .init_resource::<ResolverDiagnostics>()
+            .init_resource::<InformedAgents>()
             .add_systems(
                 self.schedule,
                 (
@@ -56,8 +57,8 @@ impl Plugin for ActionPlugin {
 }
 
 /// Inside [`ContinuumSystems::Learn`]: outcomes are delivered to `Feedback`
-/// before the systems in this set run. Put learn systems that read `Feedback`
-/// here.
+/// (and the agents that got one listed in [`InformedAgents`]) before the systems
+/// in this set run. Put learn systems that read `Feedback` here.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LearnSystems {
     Behaviours,
@@ -324,17 +325,36 @@ fn apply(
     }
 }
 
-/// Delivers this step's outcomes to the acting agents' `Feedback` and `Tally`.
+/// The agents that received an outcome in this step (learn systems need look at
+/// no others).
+#[derive(Resource, Default)]
+pub struct InformedAgents(AgentLists);
+
+impl std::ops::Deref for InformedAgents {
+    type Target = AgentLists;
+    fn deref(&self) -> &AgentLists {
+        &self.0
+    }
+}
+
+/// Delivers this step's outcomes to the acting agents' `Feedback` and `Tally`,
+/// and lists those agents in [`InformedAgents`].
 fn deliver_outcomes(
     clock: Res<SimClock>,
     mut outcomes: MessageReader<Outcome>,
-    mut agents: Query<(&mut Feedback, &mut Tally)>,
+    mut informed: ResMut<InformedAgents>,
+    mut agents: Query<(&Agent, &mut Feedback, &mut Tally)>,
 ) {
     let step = clock.step();
+    informed.0.clear(step);
     for o in outcomes.read() {
-        let Ok((mut feedback, mut tally)) = agents.get_mut(o.entity) else {
+        let Ok((agent, mut feedback, mut tally)) = agents.get_mut(o.entity) else {
             continue;
         };
+        if feedback.step != step || feedback.outcome.is_none() {
+            // Its first outcome of the step: listed once.
+            informed.0.push(o.entity, agent.kind);
+        }
         *feedback = Feedback {
             step,
             outcome: Some((o.target, o.kind, o.result.into())),

@@ -20,4 +20,4 @@ mod schedule;
 pub use components::*;
 pub use plugin::{AgentPlugin, AgentSystems, ScheduleStats};
 pub use pool::{Admission, AgentBlueprint, AgentPool};
-pub use schedule::{AgentSchedule, DueAgents};
+pub use schedule::{AgentLists, AgentSchedule, DueAgents};

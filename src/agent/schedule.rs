@@ -1,4 +1,4 @@
-use bevy_ecs::entity::{Entities, UniqueEntitySlice, UniqueEntityVec};
+use bevy_ecs::entity::{Entities, UniqueEntitySlice};
 use bevy_ecs::prelude::*;
 
 use super::AgentKind;
@@ -68,6 +68,7 @@ impl AgentSchedule {
     /// Moves the agents due in `step` into `due`, dropping entries of agents that
     /// no longer exist.
     pub(crate) fn pop_due(&mut self, step: u64, entities: &Entities, due: &mut DueAgents) {
+        let due = &mut due.0;
         due.clear(step);
         let step_ns = self.step_ns;
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
@@ -96,42 +97,38 @@ impl Default for AgentSchedule {
     }
 }
 
-/// The agents due in the current step: all of them, and split by kind.
-///
-/// Behaviour systems iterate these with
-/// [`for_each_due`](crate::parallel::for_each_due), so
-/// per-step work is proportional to the due agents. The order is the schedule's
-/// (deterministic); results must not depend on it anyway.
-#[derive(Resource, Default)]
-pub struct DueAgents {
+/// A set of agents for one step: all of them, and split by kind. No entity
+/// appears twice (see [`unique`]).
+#[derive(Default)]
+pub struct AgentLists {
     step: u64,
     all: Vec<Entity>,
     by_kind: Vec<Vec<Entity>>,
 }
 
-impl DueAgents {
-    /// The step these agents are due in.
+impl AgentLists {
+    /// The step these agents belong to.
     pub fn step(&self) -> u64 {
         self.step
     }
 
-    /// Number of due agents.
+    /// Number of agents.
     pub fn len(&self) -> usize {
         self.all.len()
     }
 
-    /// Whether no agent is due.
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
     }
 
-    /// Every due agent.
+    /// Every agent.
     pub fn all(&self) -> &UniqueEntitySlice {
         // SAFETY: see `unique`.
         unsafe { unique(&self.all) }
     }
 
-    /// The due agents of one kind.
+    /// The agents of one kind.
     pub fn of_kind(&self, kind: AgentKind) -> &UniqueEntitySlice {
         let list = self
             .by_kind
@@ -141,7 +138,7 @@ impl DueAgents {
         unsafe { unique(list) }
     }
 
-    /// Number of due agents of each kind, indexed by kind.
+    /// Number of agents of each kind, indexed by kind.
     pub fn counts_by_kind(&self) -> impl Iterator<Item = (AgentKind, usize)> + '_ {
         self.by_kind
             .iter()
@@ -149,13 +146,14 @@ impl DueAgents {
             .map(|(k, v)| (AgentKind(k as u16), v.len()))
     }
 
-    fn clear(&mut self, step: u64) {
+    pub(crate) fn clear(&mut self, step: u64) {
         self.step = step;
         self.all.clear();
         self.by_kind.iter_mut().for_each(Vec::clear);
     }
 
-    fn push(&mut self, entity: Entity, kind: AgentKind) {
+    /// Adds an agent. Callers guarantee it is not in the lists yet.
+    pub(crate) fn push(&mut self, entity: Entity, kind: AgentKind) {
         self.all.push(entity);
         if self.by_kind.len() <= kind.index() {
             self.by_kind.resize_with(kind.index() + 1, Vec::new);
@@ -169,23 +167,35 @@ impl DueAgents {
             sorted.sort_unstable();
             let before = sorted.len();
             sorted.dedup();
-            assert_eq!(before, sorted.len(), "an agent was scheduled twice");
+            assert_eq!(before, sorted.len(), "an agent was listed twice");
         }
     }
+}
 
-    /// Copies the due list into a unique vector, e.g. to keep it past the step.
-    pub fn to_unique_vec(&self) -> UniqueEntityVec {
-        self.all().to_vec()
+/// The agents due in the current step.
+///
+/// Behaviour systems iterate these with
+/// [`for_each_due`](crate::parallel::for_each_due), so per-step work is
+/// proportional to the due agents. The order is the schedule's (deterministic);
+/// results must not depend on it anyway.
+#[derive(Resource, Default)]
+pub struct DueAgents(pub(crate) AgentLists);
+
+impl std::ops::Deref for DueAgents {
+    type Target = AgentLists;
+    fn deref(&self) -> &AgentLists {
+        &self.0
     }
 }
 
 /// # Safety
-/// Callers pass lists built by [`AgentSchedule::pop_due`]. Every agent has exactly
-/// one schedule entry: one is inserted when the pool admits it, and the next only
-/// after that one has been popped, when the agent is rescheduled. Entries of
-/// despawned agents are dropped (entity generations make a reused index a
-/// different entity). So a popped list never holds an entity twice; debug builds
-/// check it on every pop.
+/// Callers pass lists of [`AgentLists`], which never hold an entity twice:
+/// - the due agents come from [`AgentSchedule::pop_due`]. Every agent has exactly
+///   one schedule entry: one is inserted when the pool admits it, and the next
+///   only after that one has been popped, when the agent is rescheduled. Entries
+///   of despawned agents are dropped (entity generations make a reused index a
+///   different entity). Debug builds check every pop.
+/// - the informed agents are added once each, on their first outcome of the step.
 unsafe fn unique(list: &[Entity]) -> &UniqueEntitySlice {
     // SAFETY: guaranteed unique by the caller, as documented above.
     unsafe { UniqueEntitySlice::from_slice_unchecked(list) }

@@ -224,6 +224,11 @@ impl Archetypes {
         &self.kinds[kind.index()]
     }
 
+    /// The archetype of `kind`, if it is defined.
+    pub fn try_get(&self, kind: AgentKind) -> Option<&Archetype> {
+        self.kinds.get(kind.index())
+    }
+
     /// The name of `kind`.
     pub fn name(&self, kind: AgentKind) -> &str {
         &self.kinds[kind.index()].kind

@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 
 use super::pursue;
-use crate::action::{ActionKind, FeedbackResult, Target};
+use crate::action::{ActionKind, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};
@@ -93,7 +93,7 @@ pub(super) fn think(
 pub(super) fn learn(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
+    informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
@@ -104,17 +104,23 @@ pub(super) fn learn(
             continue;
         }
         let rules = &archetype.memory;
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (feedback, cadence, mut memory, mut intent) = item;
-            let Some((Target::Site(site), ActionKind::Assess { .. }, result)) =
-                feedback.fresh(step)
-            else {
-                return;
-            };
-            if let FeedbackResult::Applied(value) = result {
-                memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
-                intent.goal = None;
-            }
-        });
+        for_each_due(
+            &mut agents,
+            informed.of_kind(kind),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory, mut intent) = item;
+                let Some((Target::Site(site), ActionKind::Assess { .. }, result)) =
+                    feedback.fresh(step)
+                else {
+                    return;
+                };
+                if let FeedbackResult::Applied(value) = result {
+                    memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
+                    intent.goal = None;
+                }
+            },
+        );
     }
 }

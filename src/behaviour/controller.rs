@@ -5,7 +5,7 @@
 use bevy_ecs::prelude::*;
 
 use super::pursue;
-use crate::action::{ActionKind, FailReason, FeedbackResult, Target};
+use crate::action::{ActionKind, FailReason, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
@@ -101,7 +101,7 @@ pub(super) fn think(
 pub(super) fn learn(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
+    informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
     cache: Res<SharedCache>,
@@ -113,29 +113,35 @@ pub(super) fn learn(
             continue;
         };
         let rules = &archetype.memory;
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (feedback, cadence, mut memory, mut intent) = item;
-            let Some((Target::Site(site), ActionKind::Harvest { .. }, result)) =
-                feedback.fresh(step)
-            else {
-                return;
-            };
-            let now = mem_time(cadence.due);
-            match result {
-                FeedbackResult::Applied(_) => {
-                    let left = cache.peek(site).map_or(0.0, |f| f.value);
-                    memory.learn(site, left, now, 0, rules);
-                    if left < params.min_estimate {
+        for_each_due(
+            &mut agents,
+            informed.of_kind(kind),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory, mut intent) = item;
+                let Some((Target::Site(site), ActionKind::Harvest { .. }, result)) =
+                    feedback.fresh(step)
+                else {
+                    return;
+                };
+                let now = mem_time(cadence.due);
+                match result {
+                    FeedbackResult::Applied(_) => {
+                        let left = cache.peek(site).map_or(0.0, |f| f.value);
+                        memory.learn(site, left, now, 0, rules);
+                        if left < params.min_estimate {
+                            intent.goal = None;
+                        }
+                    }
+                    FeedbackResult::Failed(FailReason::Depleted) => {
+                        memory.contradict(site, Some(0.0), now, rules);
                         intent.goal = None;
                     }
+                    FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
+                    FeedbackResult::Failed(_) => intent.goal = None,
                 }
-                FeedbackResult::Failed(FailReason::Depleted) => {
-                    memory.contradict(site, Some(0.0), now, rules);
-                    intent.goal = None;
-                }
-                FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
-                FeedbackResult::Failed(_) => intent.goal = None,
-            }
-        });
+            },
+        );
     }
 }

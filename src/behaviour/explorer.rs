@@ -6,7 +6,7 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
 use super::wander;
-use crate::action::{ActionKind, Target};
+use crate::action::{ActionKind, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
@@ -87,7 +87,7 @@ pub(super) fn think(
 pub(super) fn learn(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
+    informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
     clock: Res<SimClock>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory)>,
@@ -98,11 +98,17 @@ pub(super) fn learn(
             continue;
         }
         let rules = &archetype.memory;
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (feedback, cadence, mut memory) = item;
-            if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
-                memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
-            }
-        });
+        for_each_due(
+            &mut agents,
+            informed.of_kind(kind),
+            &mut tuner,
+            &load,
+            |item| {
+                let (feedback, cadence, mut memory) = item;
+                if let Some((Target::Site(site), ActionKind::Report, _)) = feedback.fresh(step) {
+                    memory.learn(site, f32::NAN, mem_time(cadence.due), REPORTED, rules);
+                }
+            },
+        );
     }
 }

@@ -5,7 +5,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
 use crate::action::LearnSystems;
-use crate::agent::{AgentPool, Budget, Cadence, DueAgents, Intent, Perception, Usage};
+use crate::agent::{Agent, AgentPool, Budget, Cadence, DueAgents, Intent, Perception, Usage};
 use crate::archetype::Archetypes;
 use crate::clock::SimClock;
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -117,6 +117,7 @@ fn consolidate(
     archetypes: Res<Archetypes>,
     cache: Res<SharedCache>,
     mut agents: Query<(
+        &Agent,
         &Budget,
         &Cadence,
         &Intent,
@@ -126,29 +127,32 @@ fn consolidate(
     )>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let rules = &archetype.memory;
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (budget, cadence, intent, mut perception, mut memory, mut usage) = item;
-            let now = mem_time(cadence.due);
-            if memory.limit() != budget.memory_limit {
-                apply_budget(*budget, rules, now, &mut memory, &mut perception);
-            }
-            memory.consolidate(&perception.sites, now, rules, |site| {
-                cache
-                    .read(site, step)
-                    .map(|f| f.value)
-                    .filter(|v| !v.is_nan())
-            });
-            // This tick's cost: what perception examined, the sites consolidated
-            // (and the decay sweep), and the action.
-            let units = perception.examined
-                + perception.sites.len() as u32
-                + 1
-                + u32::from(intent.action.is_some());
-            usage.spend(units);
+    let fallback = MemoryRules::default();
+    // One pass over every due agent, whatever its kind: each pass costs a wake-up
+    // of the other threads.
+    for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
+        let (agent, budget, cadence, intent, mut perception, mut memory, mut usage) = item;
+        let rules = archetypes
+            .try_get(agent.kind)
+            .map_or(&fallback, |a| &a.memory);
+        let now = mem_time(cadence.due);
+        if memory.limit() != budget.memory_limit {
+            apply_budget(*budget, rules, now, &mut memory, &mut perception);
+        }
+        memory.consolidate(&perception.sites, now, rules, |site| {
+            cache
+                .read(site, step)
+                .map(|f| f.value)
+                .filter(|v| !v.is_nan())
         });
-    }
+        // This tick's cost: what perception examined, the sites consolidated
+        // (and the decay sweep), and the action.
+        let units = perception.examined
+            + perception.sites.len() as u32
+            + 1
+            + u32::from(intent.action.is_some());
+        usage.spend(units);
+    });
 }
 
 /// Gives an agent the tier capacities its budget allows under `rules`: the

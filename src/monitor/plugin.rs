@@ -167,7 +167,7 @@ fn rebalance_budgets(
         budget.cpu_share = update.cpu_share;
         budget.priority_boost = update.priority_boost;
         // The tiers fit the new limit at once: an agent never holds more.
-        if let Some(archetype) = archetypes.iter().nth(agent.kind.index()) {
+        if let Some(archetype) = archetypes.try_get(agent.kind) {
             crate::memory::apply_budget(
                 *budget,
                 &archetype.memory,
