@@ -15,8 +15,9 @@ use bevy_ecs::query::{IterQueryData, QueryFilter};
 use bevy_utils::Parallel;
 
 /// Least wall time a batch of agents should take (nanoseconds): long enough that
-/// handing it to another thread (a wake-up, a few microseconds to tens) is worth it.
-pub const MIN_BATCH_NS: f64 = 30_000.0;
+/// handing it to another thread is worth it (waking a sleeping worker takes tens
+/// of microseconds on a virtual machine).
+pub const MIN_BATCH_NS: f64 = 100_000.0;
 /// Batches per thread to aim for, so that threads finishing early find more work.
 pub const BATCHES_PER_THREAD: usize = 4;
 /// Batches never hold fewer agents than this.
