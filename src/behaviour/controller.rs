@@ -1,6 +1,6 @@
-//! Controllers: go to the best site they know of, from their own memory, what
-//! they see, and what the shared cache says of their region's best sites, and
-//! harvest it.
+//! Controllers: go to the best site they know of (what they remember, what they
+//! see, and their region's latest discoveries, valued from memory or the shared
+//! cache, whichever is fresher) and harvest it.
 
 use bevy_ecs::prelude::*;
 
