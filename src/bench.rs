@@ -62,8 +62,11 @@ pub struct BenchResult {
 pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
     let side = (agents as f64 * 1000.0).sqrt().max(100.0) as f32;
     let regions = ((side / 500.0).ceil() as u32).clamp(1, 64);
+    let group = GroupSpec {
+        tick_hz: Some(tick_hz),
+        ..GroupSpec::of(&["explorer", "analyzer", "controller"], agents as u32)
+    };
     Scenario {
-        name: format!("bench-{agents}"),
         seed: 1,
         world: WorldSpec {
             size: (side, side),
@@ -77,24 +80,7 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
             speed: 1.0,
             duration: None,
         },
-        max_agents: None,
-        groups: vec![GroupSpec {
-            kind: None,
-            kinds: vec!["explorer".into(), "analyzer".into(), "controller".into()],
-            count: agents as u32,
-            tick_hz: Some(tick_hz),
-            priority: None,
-            speed: None,
-            perception_radius: None,
-            memory: None,
-            lifetime: None,
-        }],
-        arrivals: Vec::new(),
-        departures: Vec::new(),
-        conflicts: Default::default(),
-        memory: Default::default(),
-        monitor: Default::default(),
-        archetypes: Vec::new(),
+        ..Scenario::new(format!("bench-{agents}"), vec![group])
     }
 }
 

@@ -218,15 +218,6 @@ impl PhaseTimes {
         self.total_ns[phase] += ns;
         self.mark = Some(now);
     }
-
-    /// Mean milliseconds per step in each phase, over `steps` steps.
-    pub fn mean_ms(&self, steps: u64) -> Vec<(&'static str, f64)> {
-        Self::NAMES
-            .iter()
-            .zip(self.total_ns)
-            .map(|(&name, ns)| (name, ns as f64 / 1e6 / steps.max(1) as f64))
-            .collect()
-    }
 }
 
 /// The scenario's seed; every generator in the simulation is derived from it.

@@ -151,6 +151,28 @@ pub struct GroupSpec {
     pub lifetime: Option<f64>,
 }
 
+impl GroupSpec {
+    /// `count` agents, each of one of `kinds` (one kind: all of it; several: one
+    /// drawn per agent), with the archetypes' defaults for everything else.
+    pub fn of(kinds: &[&str], count: u32) -> Self {
+        let (kind, kinds) = match kinds {
+            [one] => (Some(one.to_string()), Vec::new()),
+            many => (None, many.iter().map(|k| k.to_string()).collect()),
+        };
+        Self {
+            kind,
+            kinds,
+            count,
+            tick_hz: None,
+            priority: None,
+            speed: None,
+            perception_radius: None,
+            memory: None,
+            lifetime: None,
+        }
+    }
+}
+
 /// A group of agents requested later in the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +242,24 @@ const MAX_REGIONS_PER_AXIS: u32 = 1024;
 const MAX_FIXED_HZ: f64 = 10_000.0;
 
 impl Scenario {
+    /// A scenario of `groups` with every other setting at its default.
+    pub fn new(name: impl Into<String>, groups: Vec<GroupSpec>) -> Self {
+        Self {
+            name: name.into(),
+            seed: 0,
+            world: WorldSpec::default(),
+            clock: ClockSpec::default(),
+            max_agents: None,
+            groups,
+            arrivals: Vec::new(),
+            departures: Vec::new(),
+            conflicts: Default::default(),
+            memory: Default::default(),
+            monitor: Default::default(),
+            archetypes: Vec::new(),
+        }
+    }
+
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let (scenario, source): (Scenario, String) = read_ron(path)?;
@@ -591,32 +631,13 @@ mod tests {
     use super::*;
 
     fn with_groups(counts: &[u32]) -> Scenario {
+        let groups = counts
+            .iter()
+            .map(|&n| GroupSpec::of(&["explorer"], n))
+            .collect();
         Scenario {
-            name: "t".into(),
-            seed: 0,
-            world: WorldSpec::default(),
-            clock: ClockSpec::default(),
             max_agents: Some(50),
-            groups: counts
-                .iter()
-                .map(|&count| GroupSpec {
-                    kind: Some("explorer".into()),
-                    kinds: Vec::new(),
-                    count,
-                    tick_hz: None,
-                    priority: None,
-                    speed: None,
-                    perception_radius: None,
-                    memory: None,
-                    lifetime: None,
-                })
-                .collect(),
-            arrivals: Vec::new(),
-            departures: Vec::new(),
-            conflicts: Default::default(),
-            memory: Default::default(),
-            monitor: Default::default(),
-            archetypes: Vec::new(),
+            ..Scenario::new("t", groups)
         }
     }
 
