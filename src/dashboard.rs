@@ -133,7 +133,7 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
                 .add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!(
-            "   {} mode, {} compute thread(s)",
+            "   {} mode, {} thread(s)",
             state.mode.as_str(),
             state.threads
         )),

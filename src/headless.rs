@@ -16,21 +16,22 @@ use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy, Virtual};
 
 use crate::ContinuumPlugins;
 use crate::clock::{ClockMode, ClockSettings, SimClock};
+use crate::parallel::ThreadLoad;
 use crate::scenario::{Scenario, ScenarioPlugin};
 
-/// Compute threads by default: all cores but one (the main thread works too),
-/// at least one.
+/// Threads working on the simulation by default: one per core (the main thread
+/// and `cores - 1` compute workers).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1)
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Task pools with exactly `threads` compute threads (and one thread each for
-/// the I/O and async pools, which the simulation does not use). Bevy's pools are
-/// process-wide: the first configuration in a process wins.
+/// Task pools for `threads` threads working on the simulation: the main thread,
+/// which takes part in every parallel loop it starts, and `threads - 1` compute
+/// workers (at least one, which a single thread leaves idle), plus one thread
+/// each for the I/O and async pools, which the simulation does not use. Bevy's
+/// pools are process-wide: the first configuration in a process wins.
 pub fn task_pool_options(threads: usize) -> TaskPoolOptions {
+    let workers = threads.saturating_sub(1).max(1);
     let fixed = |n: usize| TaskPoolThreadAssignmentPolicy {
         min_threads: n,
         max_threads: n,
@@ -39,16 +40,17 @@ pub fn task_pool_options(threads: usize) -> TaskPoolOptions {
         on_thread_destroy: None,
     };
     TaskPoolOptions {
-        min_total_threads: threads + 2,
-        max_total_threads: threads + 2,
+        min_total_threads: workers + 2,
+        max_total_threads: workers + 2,
         io: fixed(1),
         async_compute: fixed(1),
-        compute: fixed(threads),
+        compute: fixed(workers),
     }
 }
 
-/// The headless base `App`: task pools (`threads` compute threads, or Bevy's
-/// defaults), Bevy's clocks and all of Continuum's plugins.
+/// The headless base `App`: task pools for `threads` threads (see
+/// [`task_pool_options`]; `None`: Bevy's defaults), Bevy's clocks and all of
+/// Continuum's plugins.
 ///
 /// Every schedule of the main and fixed loops gets the single-threaded executor:
 /// the phases are chained and Bevy's own systems are tiny, so running each system
@@ -67,6 +69,9 @@ pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App
     })
     .add_plugins(TimePlugin)
     .add_plugins(plugins);
+    if let Some(threads) = threads {
+        app.insert_resource(ThreadLoad::with_threads(threads));
+    }
     let loops: [Interned<dyn ScheduleLabel>; 11] = [
         First.intern(),
         PreUpdate.intern(),
@@ -88,7 +93,8 @@ pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App
     app
 }
 
-/// Builds the headless `App` for `scenario` with `threads` compute threads.
+/// Builds the headless `App` for `scenario` on `threads` threads (the main
+/// thread included).
 pub fn build_app(scenario: Scenario, threads: usize) -> App {
     build_app_with(scenario, threads, ContinuumPlugins::default().build())
 }

@@ -84,7 +84,7 @@ struct RunArgs {
     /// Seed (overrides the scenario).
     #[arg(long)]
     seed: Option<u64>,
-    /// Compute threads (default: cores - 1, at least 1).
+    /// Threads working on the simulation, the main thread included (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// Virtual seconds per real second in realtime mode.
@@ -123,7 +123,7 @@ struct BenchArgs {
     /// Virtual seconds measured at each population.
     #[arg(long, default_value_t = 5.0, value_parser = positive_f64)]
     seconds: f64,
-    /// Compute threads (default: cores - 1, at least 1).
+    /// Threads working on the simulation, the main thread included (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     threads: Option<u16>,
     /// Steps per virtual second.
@@ -304,7 +304,7 @@ fn run_command(args: RunArgs, log: &logging::LogSink) -> ExitCode {
     };
     if matches!(ui, Ui::Lines) {
         eprintln!(
-            "running {name}: {} agents, {} mode, {threads} compute thread(s){}",
+            "running {name}: {} agents, {} mode, {threads} thread(s){}",
             scenario.total_agents(),
             mode.as_str(),
             duration.map_or(String::from(", until interrupted"), |d| format!(
@@ -535,7 +535,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
         serde_json::from_slice(&output.stdout).ok()
     };
     println!(
-        "fast mode, {} Hz steps, agents at {} Hz, {threads} compute thread(s), {} virtual s per size",
+        "fast mode, {} Hz steps, agents at {} Hz, {threads} thread(s), {} virtual s per size",
         args.fixed_hz, args.tick_hz, args.seconds
     );
     if args.metrics_cost {

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bevy_ecs::batching::BatchingStrategy;
 use bevy_ecs::entity::UniqueEntitySlice;
 use bevy_ecs::prelude::*;
 use bevy_ecs::query::{IterQueryData, QueryFilter};
@@ -25,15 +24,35 @@ pub const MIN_BATCH: usize = 64;
 /// Batches never hold more agents than this.
 pub const MAX_BATCH: usize = 16_384;
 
-/// Per-thread busy time in parallel batches, for load reports.
+/// How many threads parallel loops spread over, and how busy each thread is in
+/// them, for load reports.
 #[derive(Resource, Default)]
 pub struct ThreadLoad {
+    threads: Option<usize>,
     local: Parallel<(Option<String>, u64)>,
     totals: BTreeMap<String, u64>,
     since: Option<Instant>,
 }
 
 impl ThreadLoad {
+    /// Loops spread over `threads` threads: the one that starts them (which
+    /// takes part) and `threads - 1` compute workers.
+    pub fn with_threads(threads: usize) -> Self {
+        Self {
+            threads: Some(threads.max(1)),
+            ..Default::default()
+        }
+    }
+
+    /// Threads a parallel loop spreads over: as set, or else as many as the
+    /// compute pool has (Bevy's own rule for `par_iter`). One means loops run on
+    /// the calling thread alone.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            bevy_tasks::ComputeTaskPool::get_or_init(Default::default).thread_num()
+        })
+    }
+
     fn record(&self, ns: u64) {
         self.local.scope(|(name, busy)| {
             if name.is_none() {
@@ -129,31 +148,112 @@ pub fn for_each_due<D, F>(
     due: &UniqueEntitySlice,
     tuner: &mut BatchTuner,
     load: &ThreadLoad,
-    f: impl for<'w, 's> Fn(D::Item<'w, 's>) + Send + Sync + Clone,
+    f: impl for<'w, 's> Fn(D::Item<'w, 's>) + Send + Sync,
 ) where
     D: IterQueryData,
     F: QueryFilter,
 {
+    // A vector of a zero-sized type allocates nothing.
+    let mut nothing = vec![(); due.len()];
+    for_each_due_into(query, due, &mut nothing, tuner, load, |item, _| f(item));
+}
+
+/// Like [`for_each_due`], and `f` also gets the agent's own element of `out`
+/// (`out[i]` for the agent at `due[i]`). What the agents write there comes out in
+/// the order of `due`, whichever thread ran them: serial work that follows can
+/// then go through the results in a deterministic order without looking the
+/// agents up again.
+///
+/// # Panics
+/// If `out` and `due` differ in length.
+pub fn for_each_due_into<D, F, T: Send>(
+    query: &mut Query<D, F>,
+    due: &UniqueEntitySlice,
+    out: &mut [T],
+    tuner: &mut BatchTuner,
+    load: &ThreadLoad,
+    f: impl for<'w, 's> Fn(D::Item<'w, 's>, &mut T) + Send + Sync,
+) where
+    D: IterQueryData,
+    F: QueryFilter,
+{
+    assert_eq!(due.len(), out.len(), "one output element per due agent");
     if due.is_empty() {
         return;
     }
-    let pool_threads = bevy_tasks::ComputeTaskPool::get_or_init(Default::default).thread_num();
-    let batch = tuner.batch_size(due.len(), pool_threads);
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
+    let threads = load.threads();
+    let batch = tuner.batch_size(due.len(), threads);
     let started = Instant::now();
-    query
-        .par_iter_many_unique_mut(due)
-        .batching_strategy(BatchingStrategy::new().min_batch_size(batch))
-        .for_each_init(
-            || BusyTimer {
-                load,
-                started: Instant::now(),
-            },
-            |_, item| {
-                if let Ok(item) = item {
-                    f(item);
+    if threads <= 1 || due.len() <= batch {
+        // One batch: run it here rather than wake a worker to run it while this
+        // thread waits.
+        let timer = BusyTimer {
+            load,
+            started: Instant::now(),
+        };
+        for (item, slot) in query.iter_many_unique_mut(due).zip(out) {
+            if let Ok(item) = item {
+                f(item, slot);
+            }
+        }
+        drop(timer);
+        tuner.observe(due.len(), started.elapsed().as_nanos() as u64, 1);
+        return;
+    }
+    let query = &*query;
+    let f = &f;
+    pool.scope(|scope| {
+        for (entities, slots) in due.chunks(batch).zip(out.chunks_mut(batch)) {
+            // SAFETY: the batches are disjoint parts of a `UniqueEntitySlice`, so
+            // no entity is in two batches and no two batches reach the same
+            // component; the caller's `&mut Query` is held until every batch is
+            // done, so nothing else reaches them either.
+            let batch_query = unsafe { query.reborrow_unsafe() };
+            scope.spawn(async move {
+                let _timer = BusyTimer {
+                    load,
+                    started: Instant::now(),
+                };
+                for (item, slot) in batch_query.iter_many_unique_inner(entities).zip(slots) {
+                    if let Ok(item) = item {
+                        f(item, slot);
+                    }
                 }
-            },
-        );
-    let threads = pool_threads.min(due.len().div_ceil(batch)).max(1);
+            });
+        }
+    });
+    let threads = threads.min(due.len().div_ceil(batch)).max(1);
     tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
+}
+
+/// Runs `f` on every element of `items`, in one batch per thread (for light,
+/// even work over plain data, where finer batches would not pay).
+pub fn for_each_chunk<T: Send>(
+    items: &mut [T],
+    load: &ThreadLoad,
+    f: impl Fn(&mut T) + Send + Sync,
+) {
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
+    let threads = load.threads();
+    if threads <= 1 || items.len() < MIN_BATCH * threads {
+        let _timer = BusyTimer {
+            load,
+            started: Instant::now(),
+        };
+        items.iter_mut().for_each(f);
+        return;
+    }
+    let f = &f;
+    pool.scope(|scope| {
+        for chunk in items.chunks_mut(items.len().div_ceil(threads)) {
+            scope.spawn(async move {
+                let _timer = BusyTimer {
+                    load,
+                    started: Instant::now(),
+                };
+                chunk.iter_mut().for_each(f);
+            });
+        }
+    });
 }

@@ -150,7 +150,7 @@ pub struct WorldSummary {
 pub struct RunReport {
     pub scenario: String,
     pub seed: u64,
-    /// Compute threads.
+    /// Threads working on the simulation (the main thread included).
     pub threads: usize,
     pub mode: &'static str,
     /// Virtual seconds per real second asked for (realtime mode).

@@ -119,6 +119,7 @@ fn resolve_actions(
     ),
     mut diagnostics: ResMut<ResolverDiagnostics>,
     mut scratch: Local<ResolveScratch>,
+    load: Res<crate::parallel::ThreadLoad>,
 ) {
     let started = Instant::now();
     let scratch = &mut *scratch;
@@ -168,10 +169,28 @@ fn resolve_actions(
         .zip(scratch.buckets.iter_mut())
         .zip(scratch.regions.iter_mut())
         .filter(|((_, bucket), _)| !bucket.is_empty());
-    if submitted as usize >= resolver.parallel_threshold {
+    let threads = load.threads();
+    if submitted as usize >= resolver.parallel_threshold && threads > 1 {
+        // Regions in runs of about equal numbers of actions, a few runs per
+        // thread: one task per region would cost more to hand out than many
+        // small regions take to resolve.
+        let per_task = (submitted as usize).div_ceil(threads * 4).max(1);
+        let mut work = work.peekable();
         ComputeTaskPool::get_or_init(Default::default).scope(|scope| {
-            for ((region, bucket), out) in work {
-                scope.spawn(async move { resolve_region(region, bucket, out, rules) });
+            while work.peek().is_some() {
+                let mut run = Vec::new();
+                let mut actions = 0;
+                while actions < per_task
+                    && let Some(item) = work.next()
+                {
+                    actions += item.0.1.len();
+                    run.push(item);
+                }
+                scope.spawn(async move {
+                    for ((region, bucket), out) in run {
+                        resolve_region(region, bucket, out, rules);
+                    }
+                });
             }
         });
     } else {

@@ -11,7 +11,7 @@ use crate::archetype::Archetypes;
 use crate::clock::{SimClock, SimSeed, SimTime};
 use crate::digest::{mix, unit_f64};
 use crate::memory::{Memory, MemoryPlan};
-use crate::parallel::ThreadLoad;
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
 use crate::sets::ContinuumSystems;
 use crate::world::{IndexCell, WorldMap};
 
@@ -259,8 +259,13 @@ fn pick_due(
 }
 
 /// Puts every agent that ticked in this step back into the schedule at its next
-/// due time, one period (at its current rate) after this one.
+/// due time, one period (at its current rate) after this one. The agents work
+/// out their next due times in parallel; the schedule takes them in the due
+/// order.
 fn reschedule(
+    mut tuner: Local<BatchTuner>,
+    mut next: Local<Vec<Option<(SimTime, AgentKind, Priority)>>>,
+    load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     due: Res<DueAgents>,
     shedding: Res<LoadShedding>,
@@ -269,16 +274,27 @@ fn reschedule(
     mut agents: Query<(&Agent, &Priority, &TickRate, &mut Cadence)>,
 ) {
     let step_ns = clock.step_ns();
-    for &entity in due.all().iter() {
-        let Ok((agent, priority, rate, mut cadence)) = agents.get_mut(entity) else {
-            continue; // no longer an agent: it leaves the schedule
-        };
-        let p = *priority as usize;
-        stats.ticks_by_priority[p] += 1;
-        let rate = TickRate(rate.0 * shedding.rate_scale[p]);
-        cadence.due += rate.period_ns(step_ns);
-        cadence.ticks += 1;
-        schedule.insert(entity, cadence.due, agent.kind);
+    next.clear();
+    next.resize(due.len(), None);
+    for_each_due_into(
+        &mut agents,
+        due.all(),
+        &mut next,
+        &mut tuner,
+        &load,
+        |(agent, priority, rate, mut cadence), next| {
+            let rate = TickRate(rate.0 * shedding.rate_scale[*priority as usize]);
+            cadence.due += rate.period_ns(step_ns);
+            cadence.ticks += 1;
+            *next = Some((cadence.due, agent.kind, *priority));
+        },
+    );
+    // Agents no longer there (despawned during the step) leave the schedule.
+    for (&entity, next) in due.all().iter().zip(next.iter()) {
+        if let Some((at, kind, priority)) = *next {
+            stats.ticks_by_priority[priority as usize] += 1;
+            schedule.insert(entity, at, kind);
+        }
     }
 }
 

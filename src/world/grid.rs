@@ -1,3 +1,5 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bevy_math::Vec2;
 
 /// The cell layout shared by the spatial indices: square cells over
@@ -156,13 +158,49 @@ impl<T: Copy> UniformGrid<T> {
     }
 }
 
+/// A position that its owner can move through a shared reference: both
+/// coordinates in one atomic word, read and written with relaxed ordering
+/// (plain loads and stores on common hardware).
+#[derive(Debug)]
+struct SharedPos(AtomicU64);
+
+impl SharedPos {
+    fn new(p: Vec2) -> Self {
+        Self(AtomicU64::new(
+            u64::from(p.x.to_bits()) | (u64::from(p.y.to_bits()) << 32),
+        ))
+    }
+
+    #[inline]
+    fn get(&self) -> Vec2 {
+        let bits = self.0.load(Ordering::Relaxed);
+        Vec2::new(
+            f32::from_bits(bits as u32),
+            f32::from_bits((bits >> 32) as u32),
+        )
+    }
+
+    fn set(&self, p: Vec2) {
+        self.0.store(
+            u64::from(p.x.to_bits()) | (u64::from(p.y.to_bits()) << 32),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl Clone for SharedPos {
+    fn clone(&self) -> Self {
+        Self::new(self.get())
+    }
+}
+
 /// A dynamic grid where each cell keeps its own list: moving an item costs O(1)
 /// (plus a scan of its cell), so keeping the grid current costs in proportion to
 /// the items that moved, not to all items.
 #[derive(Clone, Debug)]
 pub struct CellGrid<T> {
     geometry: GridGeometry,
-    cells: Vec<Vec<(Vec2, T)>>,
+    cells: Vec<Vec<(SharedPos, T)>>,
     len: usize,
 }
 
@@ -195,7 +233,7 @@ impl<T: Copy> CellGrid<T> {
     /// Adds `item` at `pos`; returns its cell.
     pub fn insert(&mut self, pos: Vec2, item: T) -> u32 {
         let cell = self.geometry.cell_of(pos);
-        self.cells[cell as usize].push((pos, item));
+        self.cells[cell as usize].push((SharedPos::new(pos), item));
         self.len += 1;
         cell
     }
@@ -222,11 +260,32 @@ impl<T: Copy> CellGrid<T> {
         if new == cell
             && let Some(entry) = self.cells[cell as usize].iter_mut().find(|(_, t)| is_it(t))
         {
-            *entry = (pos, item);
+            *entry = (SharedPos::new(pos), item);
             return cell;
         }
         self.remove(cell, is_it);
         self.insert(pos, item)
+    }
+
+    /// Moves the item of `cell` that `is_it` picks to `pos`, if `pos` lies in
+    /// the same cell, and returns whether it did: `false` (and nothing changed)
+    /// if `pos` is in another cell or the item is not in `cell`. It takes
+    /// `&self`, so many threads may move their own items at once (each item by
+    /// one thread only): positions are written atomically, and nothing else.
+    pub fn move_within(&self, cell: u32, pos: Vec2, is_it: impl Fn(&T) -> bool) -> bool {
+        if self.geometry.cell_of(pos) != cell {
+            return false;
+        }
+        let Some(list) = self.cells.get(cell as usize) else {
+            return false;
+        };
+        match list.iter().find(|(_, t)| is_it(t)) {
+            Some((at, _)) => {
+                at.set(pos);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Calls `f(position, item, squared distance)` for every item within `radius`
@@ -254,9 +313,10 @@ impl<T: Copy> CellGrid<T> {
             for list in &self.cells[first as usize..=last as usize] {
                 examined += list.len() as u32;
                 for (p, t) in list {
+                    let p = p.get();
                     let d2 = p.distance_squared(center);
                     if d2 <= r2 {
-                        f(*p, t, d2);
+                        f(p, t, d2);
                     }
                 }
             }

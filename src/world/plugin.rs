@@ -7,7 +7,9 @@ use super::*;
 use crate::agent::{Agent, DueAgents, Position};
 use crate::archetype::Archetypes;
 use crate::clock::SimSeed;
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
 use crate::sets::ContinuumSystems;
+use bevy_math::Vec2;
 
 /// The world: generates the map and sites at startup from [`WorldSettings`], and
 /// keeps the agents' spatial index current.
@@ -90,19 +92,59 @@ fn unindex_agent(
     index.0.remove(cell.0, |a| a.id == id);
 }
 
-/// Moves the agents that ticked in this step to their new places in the index.
+/// Where a ticked agent was in the index and where it is now.
+#[derive(Clone, Copy)]
+struct Relocation {
+    from: u32,
+    pos: Vec2,
+    agent: IndexedAgent,
+}
+
+/// Moves the agents that ticked in this step to their new places in the index,
+/// in three passes: the agents note where they were and are (in parallel); the
+/// ones still in their cell move their own entries there (in parallel, reading
+/// only the notes, which keeps the index's cache misses apart from the ECS's);
+/// the few that change cells are then moved in the due order.
 fn index_moved_agents(
+    mut tuner: Local<BatchTuner>,
+    mut moves: Local<Vec<Option<Relocation>>>,
+    load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     mut index: ResMut<AgentIndex>,
     mut agents: Query<(&Agent, &Position, &mut IndexCell)>,
 ) {
-    for (agent, pos, mut cell) in agents.iter_many_unique_mut(due.all()).flatten() {
-        let id = agent.id;
-        let new = index
-            .0
-            .relocate(cell.0, pos.0, indexed(agent), |a| a.id == id);
-        if new != cell.0 {
-            cell.0 = new;
+    moves.clear();
+    moves.resize(due.len(), None);
+    let geometry = *index.0.geometry();
+    for_each_due_into(
+        &mut agents,
+        due.all(),
+        &mut moves,
+        &mut tuner,
+        &load,
+        |(agent, pos, mut cell), relocation| {
+            *relocation = Some(Relocation {
+                from: cell.0,
+                pos: pos.0,
+                agent: indexed(agent),
+            });
+            let new = geometry.cell_of(pos.0);
+            if new != cell.0 {
+                cell.0 = new;
+            }
+        },
+    );
+    let grid = &index.0;
+    for_each_chunk(&mut moves, &load, |relocation| {
+        if let Some(r) = relocation
+            && grid.move_within(r.from, r.pos, |a| a.id == r.agent.id)
+        {
+            *relocation = None;
         }
+    });
+    let grid = &mut index.0;
+    for r in moves.iter().flatten() {
+        let id = r.agent.id;
+        grid.relocate(r.from, r.pos, r.agent, |a| a.id == id);
     }
 }
