@@ -257,3 +257,60 @@ pub fn for_each_chunk<T: Send>(
         }
     });
 }
+
+/// Keeps the compute workers awake through a step's parallel passes.
+///
+/// A worker with nothing to do goes to sleep, and waking it again costs tens of
+/// microseconds on a virtual machine: paid at every pass, that is a large share
+/// of a pass of a few hundred microseconds. Between [`wake_workers`] and
+/// [`release_workers`] each worker polls a task that yields at once whenever it
+/// runs, so the worker stays awake and picks up the batches of the next pass
+/// as soon as they are handed out.
+#[derive(Resource, Default)]
+pub struct WorkerSpin {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Starts a spinning task for each compute worker (with more than one thread).
+pub fn wake_workers(load: Res<ThreadLoad>, spin: Res<WorkerSpin>) {
+    use std::sync::atomic::Ordering;
+    if load.threads() <= 1 || spin.running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
+    for _ in 1..load.threads() {
+        let running = spin.running.clone();
+        pool.spawn(async move {
+            while running.load(Ordering::Acquire) {
+                YieldNow(false).await;
+            }
+        })
+        .detach();
+    }
+}
+
+/// Lets the workers sleep again.
+pub fn release_workers(spin: Res<WorkerSpin>) {
+    spin.running
+        .store(false, std::sync::atomic::Ordering::Release);
+}
+
+/// A future that is pending once, waking itself: the executor runs whatever
+/// else is ready before polling it again.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}

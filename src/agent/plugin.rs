@@ -48,6 +48,7 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
             .init_resource::<ThreadLoad>()
+            .init_resource::<crate::parallel::WorkerSpin>()
             .init_resource::<LoadShedding>()
             .init_resource::<ScheduleStats>()
             .add_systems(Startup, size_schedule)
@@ -55,9 +56,14 @@ impl Plugin for AgentPlugin {
             .add_systems(
                 self.schedule,
                 (
-                    (admit_agents::<false>.in_set(AgentSystems::Admit), pick_due)
+                    (
+                        crate::parallel::wake_workers,
+                        admit_agents::<false>.in_set(AgentSystems::Admit),
+                        pick_due,
+                    )
                         .chain()
                         .in_set(ContinuumSystems::Clock),
+                    crate::parallel::release_workers.in_set(ContinuumSystems::Monitor),
                     (
                         reschedule,
                         retire_agents.in_set(AgentSystems::Retire),

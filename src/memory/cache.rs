@@ -48,19 +48,18 @@ pub struct CacheStats {
 /// entry evicted first is the one with the oldest stamp, ties going to the lowest
 /// site id. Reads count hits and misses.
 ///
-/// The eviction order is a queue of per-step buckets of site ids. A read that
-/// re-stamps an entry appends it to the current step's bucket and leaves a stale
-/// copy behind; eviction skips stale copies, and the queue is rebuilt when stale
-/// copies outnumber live ones. Keeping the order costs a push per entry per step
-/// it is used in, not a tree update per read.
+/// The eviction order is a queue of per-step buckets of site ids, filed lazily:
+/// every held entry is in exactly one bucket, whose step is at most its stamp.
+/// A read only stamps the entry. Eviction takes the oldest bucket in id order:
+/// an entry whose stamp still matches the bucket is the least recently used;
+/// one used since is filed again under its stamp. Keeping the order costs
+/// nothing per read, and a move per entry that reaches the front of the queue
+/// after it was used.
 #[derive(Resource)]
 pub struct SharedCache {
     slots: Vec<Slot>,
-    /// Buckets of `(stamp step, sites)`, oldest first; a site is live in the
-    /// bucket matching its slot's stamp, stale in any other.
+    /// Buckets of `(step, sites)` in step order, oldest first.
     order: VecDeque<Bucket>,
-    /// Copies in `order`, live or stale.
-    queued: usize,
     len: usize,
     capacity: usize,
     /// Hits and misses counted on each thread since the latest settle.
@@ -68,14 +67,12 @@ pub struct SharedCache {
     totals: Counters,
     evictions: u64,
     publications: u64,
-    /// Entries first touched in the current step.
-    touched: Parallel<Vec<SiteId>>,
 }
 
 struct Bucket {
     step: u64,
     sites: Vec<SiteId>,
-    /// Sorted (lowest id first) and deduplicated, ready for eviction.
+    /// Sorted (lowest id first), ready for eviction.
     sorted: bool,
     /// Sites before this index have been looked at by eviction.
     cursor: usize,
@@ -108,14 +105,12 @@ impl SharedCache {
                 })
                 .collect(),
             order: VecDeque::new(),
-            queued: 0,
             len: 0,
             capacity,
             counters: Parallel::default(),
             totals: Counters::default(),
             evictions: 0,
             publications: 0,
-            touched: Parallel::default(),
         }
     }
 
@@ -131,11 +126,8 @@ impl SharedCache {
         let (slot, fact) = found?;
         // Most reads find the entry already stamped: look before writing, so the
         // cache line stays shared between threads.
-        if slot.last_access.load(Ordering::Relaxed) < step
-            && slot.last_access.fetch_max(step, Ordering::Relaxed) < step
-        {
-            // Only the first reader of this step gets here.
-            self.touched.scope(|t| t.push(site));
+        if slot.last_access.load(Ordering::Relaxed) < step {
+            slot.last_access.fetch_max(step, Ordering::Relaxed);
         }
         Some(fact)
     }
@@ -189,84 +181,69 @@ impl SharedCache {
         })
     }
 
-    fn enqueue(&mut self, site: SiteId, step: u64) {
-        match self.order.back_mut() {
-            Some(bucket) if bucket.step == step => {
+    /// Files `site` in the bucket of `step`, made if there is none.
+    fn file(&mut self, site: SiteId, step: u64) {
+        // New entries go to the back; entries filed again to a later bucket.
+        let at = match self.order.back() {
+            Some(last) if last.step < step => Err(self.order.len()),
+            Some(last) if last.step == step => Ok(self.order.len() - 1),
+            _ => self.order.binary_search_by_key(&step, |b| b.step),
+        };
+        match at {
+            Ok(i) => {
+                let bucket = &mut self.order[i];
                 bucket.sites.push(site);
                 bucket.sorted = false;
             }
-            _ => self.order.push_back(Bucket {
-                step,
-                sites: vec![site],
-                sorted: false,
-                cursor: 0,
-            }),
+            Err(i) => self.order.insert(
+                i,
+                Bucket {
+                    step,
+                    sites: vec![site],
+                    sorted: false,
+                    cursor: 0,
+                },
+            ),
         }
-        self.queued += 1;
     }
 
-    /// Brings the eviction order and the counters up to date with this step's
-    /// reads.
+    /// Brings the hit and miss counters up to date with the reads so far.
     pub fn settle(&mut self) {
         for c in self.counters.iter_mut() {
             self.totals.hits += std::mem::take(&mut c.hits);
             self.totals.misses += std::mem::take(&mut c.misses);
         }
-        let mut touched = std::mem::take(&mut self.touched);
-        for site in touched.drain() {
-            let stamp = *self.slots[site.0 as usize].last_access.get_mut();
-            self.enqueue(site, stamp);
-        }
-        self.touched = touched;
-        if self.queued > 2 * self.len + 1024 {
-            self.rebuild_order();
-        }
     }
 
-    /// Rebuilds the queue from the live entries alone.
-    fn rebuild_order(&mut self) {
-        let mut held: Vec<(u64, SiteId)> = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, s)| s.fact.is_some())
-            .map(|(i, s)| (*s.last_access.get_mut(), SiteId(i as u32)))
-            .collect();
-        held.sort_unstable();
-        self.order.clear();
-        self.queued = 0;
-        for (step, site) in held {
-            self.enqueue(site, step);
-        }
-    }
-
-    /// Removes the least recently used live entry (oldest stamp, lowest id).
+    /// Removes the least recently used entry (oldest stamp, lowest id).
     fn evict_one(&mut self) -> bool {
-        while let Some(bucket) = self.order.front_mut() {
+        while let Some(mut bucket) = self.order.pop_front() {
             if !bucket.sorted {
-                let done = bucket.cursor;
-                bucket.sites.drain(..done);
-                self.queued -= done;
+                bucket.sites.drain(..bucket.cursor);
                 bucket.cursor = 0;
-                let before = bucket.sites.len();
                 bucket.sites.sort_unstable();
-                bucket.sites.dedup();
-                self.queued -= before - bucket.sites.len();
                 bucket.sorted = true;
             }
             while bucket.cursor < bucket.sites.len() {
                 let site = bucket.sites[bucket.cursor];
                 bucket.cursor += 1;
                 let slot = &mut self.slots[site.0 as usize];
-                if slot.fact.is_some() && *slot.last_access.get_mut() == bucket.step {
+                if slot.fact.is_none() {
+                    continue;
+                }
+                let stamp = *slot.last_access.get_mut();
+                if stamp == bucket.step {
                     slot.fact = None;
                     self.len -= 1;
                     self.evictions += 1;
+                    if bucket.cursor < bucket.sites.len() {
+                        self.order.push_front(bucket);
+                    }
                     return true;
                 }
+                // Used since it was filed: its place is under its latest use.
+                self.file(site, stamp);
             }
-            let bucket = self.order.pop_front().expect("looked at");
-            self.queued -= bucket.sites.len();
         }
         false
     }
@@ -286,8 +263,11 @@ impl SharedCache {
             self.len += 1;
         }
         let slot = &mut self.slots[site.0 as usize];
+        let new = slot.fact.is_none();
         slot.fact = Some(fact);
         *slot.last_access.get_mut() = step;
-        self.enqueue(site, step);
+        if new {
+            self.file(site, step);
+        }
     }
 }
