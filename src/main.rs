@@ -123,16 +123,22 @@ struct BenchArgs {
     /// Virtual seconds measured at each population.
     #[arg(long, default_value_t = 5.0, value_parser = positive_f64)]
     seconds: f64,
-    /// Threads working on the simulation, the main thread included (default: one per core)
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    threads: Option<u16>,
+    /// Thread counts to measure each size with, comma-separated; each counts the
+    /// main thread (default: one per core). With several, the table gives each
+    /// one's speed-up over the first.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Vec<u16>,
+    /// Measure every size and thread count this many times, in turns, and keep
+    /// the fastest run of each (runs on a shared machine vary).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
     /// Steps per virtual second.
     #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
     fixed_hz: f64,
     /// Ticks per virtual second of every agent.
     #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
     tick_hz: f64,
-    /// Also write the results as JSON lines here.
+    /// Also write the results (every run) as JSON lines here.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Measure each size with and without the live metrics (twice each,
@@ -511,7 +517,11 @@ fn summary(r: &RunReport) -> String {
 }
 
 fn bench_command(args: BenchArgs) -> ExitCode {
-    let threads = args.threads.map_or_else(default_threads, usize::from);
+    let thread_counts: Vec<usize> = if args.threads.is_empty() {
+        vec![default_threads()]
+    } else {
+        args.threads.iter().map(|&t| usize::from(t)).collect()
+    };
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
@@ -520,7 +530,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
         }
     };
     // One measurement in a process of its own.
-    let measure = |agents: u64, live: bool| -> Option<BenchResult> {
+    let measure = |agents: u64, threads: usize, live: bool| -> Option<BenchResult> {
         let mut command = std::process::Command::new(&exe);
         command
             .args(["bench-one", "--agents", &agents.to_string()])
@@ -534,64 +544,97 @@ fn bench_command(args: BenchArgs) -> ExitCode {
         let output = command.output().ok().filter(|o| o.status.success())?;
         serde_json::from_slice(&output.stdout).ok()
     };
+    let counts: Vec<String> = thread_counts.iter().map(usize::to_string).collect();
     println!(
-        "fast mode, {} Hz steps, agents at {} Hz, {threads} thread(s), {} virtual s per size",
-        args.fixed_hz, args.tick_hz, args.seconds
+        "fast mode, {} Hz steps, agents at {} Hz, {} thread(s), {} virtual s per size{}",
+        args.fixed_hz,
+        args.tick_hz,
+        counts.join(" / "),
+        args.seconds,
+        if args.repeat > 1 {
+            format!(", fastest of {} runs", args.repeat)
+        } else {
+            String::new()
+        }
     );
     if args.metrics_cost {
         println!(
-            "{:>10} {:>18} {:>18} {:>10} {:>18}",
-            "agents", "ticks/s metrics on", "ticks/s off", "cost", "dashboard draw ms"
+            "{:>10} {:>8} {:>18} {:>18} {:>10} {:>18}",
+            "agents", "threads", "ticks/s metrics on", "ticks/s off", "cost", "dashboard draw ms"
         );
     } else {
         println!(
-            "{:>10} {:>16} {:>14} {:>14} {:>12} {:>12}",
-            "agents", "agent-ticks/s", "x real time", "bytes/agent", "step p50 ms", "step p99 ms"
+            "{:>10} {:>8} {:>16} {:>9} {:>14} {:>14} {:>12} {:>12}",
+            "agents",
+            "threads",
+            "agent-ticks/s",
+            "speed-up",
+            "x real time",
+            "bytes/agent",
+            "step p50 ms",
+            "step p99 ms"
         );
     }
     let mut results = Vec::new();
     for &agents in &args.agents {
-        if args.metrics_cost {
-            let runs: Option<Vec<BenchResult>> = [true, false, true, false]
-                .iter()
-                .map(|&live| measure(agents, live))
-                .collect();
-            let Some(runs) = runs else {
-                eprintln!("error: a measurement at {agents} agents failed");
-                return ExitCode::FAILURE;
-            };
-            let best = |live: bool| {
-                runs.iter()
-                    .filter(|r| r.live_metrics == live)
-                    .map(|r| r.agent_ticks_per_sec)
-                    .fold(0.0, f64::max)
-            };
-            let (on, off) = (best(true), best(false));
-            println!(
-                "{:>10} {:>18.0} {:>18.0} {:>9.2}% {:>18.3}",
-                agents,
-                on,
-                off,
-                (off - on) / off * 100.0,
-                runs[0].dashboard_draw_ms
-            );
-            results.extend(runs);
-            continue;
-        }
-        let Some(r) = measure(agents, true) else {
-            eprintln!("error: the measurement at {agents} agents failed");
-            return ExitCode::FAILURE;
+        // Every run of this size, in turns: round by round, each thread count.
+        let mut runs: Vec<BenchResult> = Vec::new();
+        let modes: &[bool] = if args.metrics_cost {
+            &[true, false]
+        } else {
+            &[true]
         };
-        println!(
-            "{:>10} {:>16.0} {:>14.2} {:>14.0} {:>12.3} {:>12.3}",
-            r.agents,
-            r.agent_ticks_per_sec,
-            r.realtime_factor,
-            r.bytes_per_agent,
-            r.step_ms_p50,
-            r.step_ms_p99
-        );
-        results.push(r);
+        for _ in 0..args.repeat {
+            for &threads in &thread_counts {
+                for &live in modes {
+                    let Some(r) = measure(agents, threads, live) else {
+                        eprintln!(
+                            "error: a measurement at {agents} agents, {threads} thread(s) failed"
+                        );
+                        return ExitCode::FAILURE;
+                    };
+                    runs.push(r);
+                }
+            }
+        }
+        let fastest = |threads: usize, live: bool| {
+            runs.iter()
+                .filter(|r| r.threads == threads && r.live_metrics == live)
+                .max_by(|a, b| a.agent_ticks_per_sec.total_cmp(&b.agent_ticks_per_sec))
+                .expect("measured")
+        };
+        let base = fastest(thread_counts[0], true).agent_ticks_per_sec;
+        for &threads in &thread_counts {
+            let r = fastest(threads, true);
+            if args.metrics_cost {
+                let (on, off) = (
+                    r.agent_ticks_per_sec,
+                    fastest(threads, false).agent_ticks_per_sec,
+                );
+                println!(
+                    "{:>10} {:>8} {:>18.0} {:>18.0} {:>9.2}% {:>18.3}",
+                    agents,
+                    threads,
+                    on,
+                    off,
+                    (off - on) / off * 100.0,
+                    r.dashboard_draw_ms
+                );
+            } else {
+                println!(
+                    "{:>10} {:>8} {:>16.0} {:>8.2}x {:>14.2} {:>14.0} {:>12.3} {:>12.3}",
+                    r.agents,
+                    threads,
+                    r.agent_ticks_per_sec,
+                    r.agent_ticks_per_sec / base,
+                    r.realtime_factor,
+                    r.bytes_per_agent,
+                    r.step_ms_p50,
+                    r.step_ms_p99
+                );
+            }
+        }
+        results.extend(runs);
     }
     if let Some(path) = args.json {
         let lines: String = results

@@ -179,7 +179,7 @@ fn the_dashboard_shows_the_numbers() {
     for expected in [
         "Continuum · quickstart",
         "virtual 6.0 s",
-        "fast mode, 2 compute thread(s)",
+        "fast mode, 2 thread(s)",
         "active        300",
         &format!("conflicts     {}", snapshot.conflicts),
         &format!("steps         {}", snapshot.steps),

@@ -188,7 +188,9 @@ impl AgentPool {
     /// Moves new requests into their queues (stamped `now`) and takes the
     /// waiting agents that fit under the limit, in admission order.
     pub(crate) fn admit(&mut self, now: SimTime) -> Vec<Waiting> {
-        for (id, blueprint) in self.incoming.drain(..) {
+        // Taken, not drained: a million requests at startup should not keep
+        // their buffer for the rest of the run.
+        for (id, blueprint) in std::mem::take(&mut self.incoming) {
             self.queues[queue_index(blueprint.priority)].push_back(Waiting {
                 id,
                 blueprint,

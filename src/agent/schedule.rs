@@ -8,11 +8,19 @@ use crate::clock::SimTime;
 /// wheel; they stay correct and cost one extra look per lap.
 const WHEEL_SLOTS: usize = 1024;
 
+/// 16 bytes: the entity, the lap of the wheel it is due in, and its kind.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     entity: Entity,
-    due: SimTime,
+    /// `due step / WHEEL_SLOTS`, saturating (2^32 laps of 1024 steps is beyond
+    /// any run).
+    lap: u32,
     kind: AgentKind,
+}
+
+/// The lap of the wheel `step` falls in.
+fn lap(step: u64) -> u32 {
+    (step / WHEEL_SLOTS as u64).min(u64::from(u32::MAX)) as u32
 }
 
 /// The agents' schedule: a timing wheel keyed by step index.
@@ -61,7 +69,11 @@ impl AgentSchedule {
         {
             *slot = buffer;
         }
-        slot.push(Entry { entity, due, kind });
+        slot.push(Entry {
+            entity,
+            lap: lap(step),
+            kind,
+        });
         self.len += 1;
     }
 
@@ -70,11 +82,11 @@ impl AgentSchedule {
     pub(crate) fn pop_due(&mut self, step: u64, entities: &Entities, due: &mut DueAgents) {
         let due = &mut due.0;
         due.clear(step);
-        let step_ns = self.step_ns;
+        let this_lap = lap(step);
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
         let mut removed = 0;
         slot.retain(|e| {
-            if e.due / step_ns != step {
+            if e.lap != this_lap {
                 return true; // a later lap
             }
             removed += 1;

@@ -247,6 +247,10 @@ impl<T: Copy> CellGrid<T> {
             Some(i) => {
                 list.swap_remove(i);
                 self.len -= 1;
+                // A crowd that has moved on should not leave its room behind.
+                if list.capacity() > 8 && list.len() * 4 <= list.capacity() {
+                    list.shrink_to(list.len() * 2);
+                }
                 true
             }
             None => false,
@@ -389,6 +393,29 @@ mod tests {
                 assert_eq!(found, want, "query at {c:?} radius {r}");
             }
         }
+    }
+
+    #[test]
+    fn moves_within_a_cell_happen_in_place_and_others_are_refused() {
+        let mut grid = CellGrid::new(Vec2::splat(100.0), 10.0);
+        let cell = grid.insert(Vec2::new(12.0, 12.0), 1u32);
+        grid.insert(Vec2::new(13.0, 13.0), 2u32);
+        assert!(grid.move_within(cell, Vec2::new(19.0, 11.0), |&i| i == 1));
+        assert!(
+            !grid.move_within(cell, Vec2::new(21.0, 11.0), |&i| i == 1),
+            "another cell"
+        );
+        assert!(
+            !grid.move_within(cell, Vec2::new(15.0, 15.0), |&i| i == 3),
+            "not there"
+        );
+        let mut seen = Vec::new();
+        grid.for_each_within(Vec2::splat(50.0), 100.0, |p, &i, _| seen.push((i, p)));
+        seen.sort_by_key(|(i, _)| *i);
+        assert_eq!(
+            seen,
+            [(1, Vec2::new(19.0, 11.0)), (2, Vec2::new(13.0, 13.0))]
+        );
     }
 
     #[test]

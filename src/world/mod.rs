@@ -20,7 +20,7 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentId, AgentKind};
+use crate::agent::AgentId;
 use crate::clock::{SimTime, sim_to_secs};
 use crate::digest::{mix, unit_f64};
 
@@ -363,11 +363,11 @@ impl Sites {
     }
 }
 
-/// An agent as the spatial index sees it.
+/// An agent as the spatial index sees it: its id (with its position, 16 bytes
+/// an entry).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct IndexedAgent {
     pub id: AgentId,
-    pub kind: AgentKind,
 }
 
 /// Every agent's position, for agents to perceive each other without an

@@ -62,10 +62,7 @@ fn generate_world(
 }
 
 fn indexed(agent: &Agent) -> IndexedAgent {
-    IndexedAgent {
-        id: agent.id,
-        kind: agent.kind,
-    }
+    IndexedAgent { id: agent.id }
 }
 
 fn index_new_agent(
