@@ -3,88 +3,70 @@
 
 use bevy_ecs::prelude::*;
 
-use super::pursue;
+use super::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour};
+use crate::archetype::{AnalyzerParams, Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};
-use crate::memory::{ASSESSED_BY_ME, Memory, SharedCache, mem_time};
+use crate::memory::{ASSESSED_BY_ME, Memory, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::world::{SiteId, Sites, WorldMap};
+use crate::world::SiteId;
 
-pub(super) fn think(
-    mut tuner: Local<BatchTuner>,
-    load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
-    clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
-    sites: Res<Sites>,
-    map: Res<WorldMap>,
-    cache: Res<SharedCache>,
-    mut agents: Query<(
-        &Perception,
-        &Body,
-        &Cadence,
-        &Position,
-        &Memory,
-        &mut Velocity,
-        &mut Intent,
-        &mut AgentRng,
-    )>,
-) {
-    let reach = map.reach();
-    let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let Behaviour::Analyzer(params) = &archetype.behaviour else {
-            continue;
-        };
-        let stale = secs_to_sim(f64::from(params.stale_after));
-        let stale_ms = mem_time(stale);
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) = item;
-            let now = cadence.due;
-            // Not if it assessed the site itself recently; otherwise if the
-            // shared cache has no fresh estimate of it.
-            let needs_assessment = |site: SiteId| {
-                let mine = memory.fact(site).is_some_and(|(f, _)| {
-                    f.flags & ASSESSED_BY_ME != 0 && mem_time(now).saturating_sub(f.at) <= stale_ms
-                });
-                !mine
-                    && cache
-                        .read(site, step)
-                        .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
-            };
-            // The nearest site needing it, among what it remembers, what it
-            // sees, and what its region's board says was found.
-            let board = sites.board(map.region_of(pos.0));
-            let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
-                memory
-                    .facts()
-                    .map(|f| f.site)
-                    .chain(perception.sites.iter().copied())
-                    .chain(board.discovered().iter().copied())
-                    .filter_map(|s| {
-                        sites
-                            .get(s)
-                            .map(|site| (site.pos.distance_squared(pos.0), s))
-                    })
-                    .filter(|&(_, s)| needs_assessment(s))
-                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-                    .map(|(_, site)| site)
-            });
-            *intent = pursue(
-                goal.and_then(|g| sites.get(g)),
-                pos.0,
-                reach,
-                body,
-                &mut velocity,
-                &mut rng,
-                |rng| ActionKind::Assess {
-                    noise: rng.signed() * params.noise,
-                },
-            );
+/// An analyzer's decision: the nearest site that needs an assessment, among
+/// what it remembers, what it sees and what its region's board says was found.
+pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
+    let Thinker {
+        perception,
+        body,
+        cadence,
+        pos,
+        memory,
+        velocity,
+        intent,
+        rng,
+    } = me;
+    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    let stale = secs_to_sim(f64::from(params.stale_after));
+    let stale_ms = mem_time(stale);
+    let now = cadence.due;
+    // Not if it assessed the site itself recently; otherwise if the shared
+    // cache has no fresh estimate of it.
+    let needs_assessment = |site: SiteId| {
+        let mine = memory.fact(site).is_some_and(|(f, _)| {
+            f.flags & ASSESSED_BY_ME != 0 && mem_time(now).saturating_sub(f.at) <= stale_ms
         });
-    }
+        !mine
+            && cache
+                .read(site, step)
+                .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
+    };
+    let board = sites.board(ctx.map.region_of(pos.0));
+    let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
+        memory
+            .facts()
+            .map(|f| f.site)
+            .chain(perception.sites.iter().copied())
+            .chain(board.discovered().iter().copied())
+            .filter_map(|s| {
+                sites
+                    .get(s)
+                    .map(|site| (site.pos.distance_squared(pos.0), s))
+            })
+            .filter(|&(_, s)| needs_assessment(s))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+            .map(|(_, site)| site)
+    });
+    *intent = pursue(
+        goal.and_then(|g| sites.get(g)),
+        pos.0,
+        ctx.reach,
+        body,
+        velocity,
+        rng,
+        |rng| ActionKind::Assess {
+            noise: rng.signed() * params.noise,
+        },
+    );
 }
 
 /// An applied assessment is remembered as the analyzer's own, and the goal is

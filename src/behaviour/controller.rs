@@ -4,95 +4,77 @@
 
 use bevy_ecs::prelude::*;
 
-use super::pursue;
+use super::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, FailReason, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour};
+use crate::archetype::{Archetypes, Behaviour, ControllerParams};
 use crate::clock::SimClock;
 use crate::memory::{Memory, SharedCache, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::world::{SiteId, Sites, WorldMap};
+use crate::world::SiteId;
 
 /// A controller keeps its goal unless another site scores this much better.
 const SWITCH_MARGIN: f32 = 1.25;
 
-pub(super) fn think(
-    mut tuner: Local<BatchTuner>,
-    load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
-    clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
-    sites: Res<Sites>,
-    map: Res<WorldMap>,
-    cache: Res<SharedCache>,
-    mut agents: Query<(
-        &Perception,
-        &Body,
-        &Cadence,
-        &Position,
-        &Memory,
-        &mut Velocity,
-        &mut Intent,
-        &mut AgentRng,
-    )>,
-) {
-    let reach = map.reach();
-    let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let Behaviour::Controller(params) = &archetype.behaviour else {
-            continue;
+/// A controller's decision: the best site it knows of, kept unless another
+/// scores [`SWITCH_MARGIN`] times better.
+pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f32, me: Thinker) {
+    let Thinker {
+        perception,
+        body,
+        cadence,
+        pos,
+        memory,
+        velocity,
+        intent,
+        rng,
+    } = me;
+    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    let now = mem_time(cadence.due);
+    // What a site is worth to it: the fresher of its own belief (weighed by its
+    // confidence) and the shared cache's value.
+    let worth = |site: SiteId| -> Option<f32> {
+        let own = memory
+            .fact(site)
+            .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
+        let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
+        let (_, value) = match (own, shared) {
+            (Some(o), Some(s)) if s.0 > o.0 => s,
+            (Some(o), _) => o,
+            (None, Some(s)) => s,
+            (None, None) => return None,
         };
-        let half_life = archetype.memory.half_life;
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (perception, body, cadence, pos, memory, mut velocity, mut intent, mut rng) = item;
-            let now = mem_time(cadence.due);
-            // What a site is worth to it: the fresher of its own belief
-            // (weighed by its confidence) and the shared cache's value.
-            let worth = |site: SiteId| -> Option<f32> {
-                let own = memory
-                    .fact(site)
-                    .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
-                let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
-                let (_, value) = match (own, shared) {
-                    (Some(o), Some(s)) if s.0 > o.0 => s,
-                    (Some(o), _) => o,
-                    (None, Some(s)) => s,
-                    (None, None) => return None,
-                };
-                (!value.is_nan()).then_some(value)
-            };
-            let score = |site: SiteId| {
-                let value = worth(site)?;
-                let s = sites.get(site)?;
-                (value >= params.min_estimate)
-                    .then(|| value - params.travel_cost * s.pos.distance(pos.0))
-            };
-            let board = sites.board(map.region_of(pos.0));
-            let best = memory
-                .facts()
-                .map(|f| f.site)
-                .chain(perception.sites.iter().copied())
-                .chain(board.discovered().iter().copied())
-                .filter_map(|s| score(s).map(|v| (v, s)))
-                .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-            let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
-            let goal = match (current, best) {
-                (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
-                (_, best) => best.map(|(_, g)| g),
-            };
-            *intent = pursue(
-                goal.and_then(|g| sites.get(g)),
-                pos.0,
-                reach,
-                body,
-                &mut velocity,
-                &mut rng,
-                |_| ActionKind::Harvest {
-                    amount: params.harvest,
-                },
-            );
-        });
-    }
+        (!value.is_nan()).then_some(value)
+    };
+    let score = |site: SiteId| {
+        let value = worth(site)?;
+        let s = sites.get(site)?;
+        (value >= params.min_estimate).then(|| value - params.travel_cost * s.pos.distance(pos.0))
+    };
+    let board = sites.board(ctx.map.region_of(pos.0));
+    let best = memory
+        .facts()
+        .map(|f| f.site)
+        .chain(perception.sites.iter().copied())
+        .chain(board.discovered().iter().copied())
+        .filter_map(|s| score(s).map(|v| (v, s)))
+        .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
+    let goal = match (current, best) {
+        (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
+        (_, best) => best.map(|(_, g)| g),
+    };
+    *intent = pursue(
+        goal.and_then(|g| sites.get(g)),
+        pos.0,
+        ctx.reach,
+        body,
+        velocity,
+        rng,
+        |_| ActionKind::Harvest {
+            amount: params.harvest,
+        },
+    );
 }
 
 /// After a harvest the controller knows what is left (what it published in the

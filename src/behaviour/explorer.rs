@@ -5,81 +5,67 @@
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
-use super::wander;
+use super::{ThinkContext, Thinker, wander};
 use crate::action::{ActionKind, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour};
+use crate::archetype::{Archetypes, Behaviour, ExplorerParams};
 use crate::clock::SimClock;
-use crate::memory::{Memory, REPORTED, SharedCache, mem_time};
+use crate::memory::{Memory, REPORTED, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::world::Sites;
 
-pub(super) fn think(
-    mut tuner: Local<BatchTuner>,
-    load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
-    clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
-    sites: Res<Sites>,
-    cache: Res<SharedCache>,
-    mut agents: Query<(
-        &Perception,
-        &Body,
-        &Position,
-        &Memory,
-        &mut Velocity,
-        &mut Intent,
-        &mut AgentRng,
-    )>,
-) {
-    let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let Behaviour::Explorer(params) = &archetype.behaviour else {
-            continue;
-        };
-        for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
-            let (perception, body, pos, memory, mut velocity, mut intent, mut rng) = item;
-            // Publish the nearest site in view that nobody has published (as
-            // far as the shared cache knows) and it has not reported itself.
-            let report = perception.sites.iter().copied().find(|&site| {
-                let reported = memory
-                    .fact(site)
-                    .is_some_and(|(f, _)| f.flags & REPORTED != 0);
-                !reported && cache.read(site, step).is_none()
-            });
-            // Keep apart from the nearest agent, and away from the sites it
-            // already remembers: new ground is where new sites are.
-            let mut push = Vec2::ZERO;
-            if let Some(offset) = perception.nearest {
-                let closeness = 1.0 - offset.length() / body.perception_radius;
-                push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
-            }
-            let known: Vec2 = perception
-                .sites
-                .iter()
-                .filter(|&&s| memory.knows(s))
-                .filter_map(|&s| sites.get(s))
-                .map(|s| (pos.0 - s.pos).normalize_or_zero())
-                .sum();
-            push += known.normalize_or_zero() * params.avoid_known;
-            velocity.0 = wander(
-                velocity.0,
-                body.speed,
-                params.momentum,
-                params.jitter,
-                push,
-                &mut rng,
-            );
-            *intent = Intent {
-                goal: None,
-                movement: Movement::Drift,
-                action: report.map(|site| PlannedAction {
-                    target: Target::Site(site),
-                    kind: ActionKind::Report,
-                }),
-            };
-        });
+/// An explorer's decision: publish the nearest site in view nobody has
+/// published, and wander on, apart from its neighbours and the sites it knows.
+pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
+    let Thinker {
+        perception,
+        body,
+        pos,
+        memory,
+        velocity,
+        intent,
+        rng,
+        ..
+    } = me;
+    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    // Publish the nearest site in view that nobody has published (as far as
+    // the shared cache knows) and it has not reported itself.
+    let report = perception.sites.iter().copied().find(|&site| {
+        let reported = memory
+            .fact(site)
+            .is_some_and(|(f, _)| f.flags & REPORTED != 0);
+        !reported && cache.read(site, step).is_none()
+    });
+    // Keep apart from the nearest agent, and away from the sites it already
+    // remembers: new ground is where new sites are.
+    let mut push = Vec2::ZERO;
+    if let Some(offset) = perception.nearest {
+        let closeness: f32 = 1.0 - offset.length() / body.perception_radius;
+        push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
     }
+    let known: Vec2 = perception
+        .sites
+        .iter()
+        .filter(|&&s| memory.knows(s))
+        .filter_map(|&s| sites.get(s))
+        .map(|s| (pos.0 - s.pos).normalize_or_zero())
+        .sum();
+    push += known.normalize_or_zero() * params.avoid_known;
+    velocity.0 = wander(
+        velocity.0,
+        body.speed,
+        params.momentum,
+        params.jitter,
+        push,
+        rng,
+    );
+    *intent = Intent {
+        goal: None,
+        movement: Movement::Drift,
+        action: report.map(|site| PlannedAction {
+            target: Target::Site(site),
+            kind: ActionKind::Report,
+        }),
+    };
 }
 
 /// A report, applied or beaten by someone else's in the same step, means the

@@ -1,5 +1,6 @@
-//! The built-in behaviours: a generic perceive and act, and the think and learn
-//! systems of explorers, analyzers and controllers.
+//! The built-in behaviours: a generic perceive and act, one think system that
+//! runs each agent's kind, and the learn systems of explorers, analyzers and
+//! controllers.
 //!
 //! They are ordinary systems added to the public phases, exactly as a game would
 //! add its own. Each runs only on the agents due in the step, in parallel, and
@@ -10,5 +11,5 @@ mod controller;
 mod explorer;
 mod plugin;
 
-use plugin::pursue;
-pub use plugin::{BehaviourPlugin, act, perceive, wander};
+pub use plugin::{BehaviourPlugin, act, perceive, think, wander};
+use plugin::{ThinkContext, Thinker, pursue};

@@ -9,8 +9,10 @@ use bevy_utils::Parallel;
 use super::{analyzer, controller, explorer};
 use crate::action::{Action, LearnSystems};
 use crate::agent::*;
+use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::SimClock;
 use crate::memory::WORKING_MAX;
+use crate::memory::{Memory, SharedCache};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::sets::ContinuumSystems;
 use crate::world::{AgentIndex, SiteId, Sites, WorldMap};
@@ -37,9 +39,7 @@ impl Plugin for BehaviourPlugin {
             self.schedule,
             (
                 perceive.in_set(ContinuumSystems::Perceive),
-                (explorer::think, analyzer::think, controller::think)
-                    .chain()
-                    .in_set(ContinuumSystems::Think),
+                think.in_set(ContinuumSystems::Think),
                 act.in_set(ContinuumSystems::Act),
                 (explorer::learn, analyzer::learn, controller::learn)
                     .chain()
@@ -109,6 +109,88 @@ pub fn perceive(
             view.nearest = nearest.map(|(_, _, offset)| offset);
         }
         *perception = view;
+    });
+}
+
+/// What the built-in kinds read besides the agent itself.
+pub(super) struct ThinkContext<'a> {
+    pub step: u64,
+    pub reach: f32,
+    pub sites: &'a Sites,
+    pub map: &'a WorldMap,
+    pub cache: &'a SharedCache,
+}
+
+/// The thinking agent: what it reads and what it decides.
+pub(super) struct Thinker<'a> {
+    pub perception: &'a Perception,
+    pub body: &'a Body,
+    pub cadence: &'a Cadence,
+    pub pos: &'a Position,
+    pub memory: &'a Memory,
+    pub velocity: &'a mut Velocity,
+    pub intent: &'a mut Intent,
+    pub rng: &'a mut AgentRng,
+}
+
+/// Each due agent of a built-in kind decides: its [`Intent`] (and, when it
+/// wanders, its [`Velocity`]) from its perception, memory and the shared cache,
+/// by its kind's behaviour. One pass over every due agent, whatever its kind:
+/// each pass costs a hand-over to the other threads.
+pub fn think(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
+    due: Res<DueAgents>,
+    clock: Res<SimClock>,
+    archetypes: Res<Archetypes>,
+    sites: Res<Sites>,
+    map: Res<WorldMap>,
+    cache: Res<SharedCache>,
+    mut agents: Query<(
+        &Agent,
+        &Perception,
+        &Body,
+        &Cadence,
+        &Position,
+        &Memory,
+        &mut Velocity,
+        &mut Intent,
+        &mut AgentRng,
+    )>,
+) {
+    let ctx = ThinkContext {
+        step: clock.step(),
+        reach: map.reach(),
+        sites: &sites,
+        map: &map,
+        cache: &cache,
+    };
+    for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
+        let (agent, perception, body, cadence, pos, memory, velocity, intent, rng) = item;
+        let Some(archetype) = archetypes.try_get(agent.kind) else {
+            return;
+        };
+        if matches!(archetype.behaviour, Behaviour::Idle) {
+            return;
+        }
+        let me = Thinker {
+            perception,
+            body,
+            cadence,
+            pos,
+            memory,
+            velocity: velocity.into_inner(),
+            intent: intent.into_inner(),
+            rng: rng.into_inner(),
+        };
+        match &archetype.behaviour {
+            Behaviour::Explorer(params) => explorer::think(&ctx, params, me),
+            Behaviour::Analyzer(params) => analyzer::think(&ctx, params, me),
+            Behaviour::Controller(params) => {
+                controller::think(&ctx, params, archetype.memory.half_life, me);
+            }
+            Behaviour::Idle => {}
+        }
     });
 }
 
