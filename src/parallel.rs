@@ -13,6 +13,8 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::query::{IterQueryData, QueryFilter};
 use bevy_utils::Parallel;
 
+use crate::agent::DueAgents;
+
 /// Least wall time a batch of agents should take (nanoseconds): long enough that
 /// handing it to another thread is worth it (waking a sleeping worker takes tens
 /// of microseconds on a virtual machine).
@@ -271,10 +273,17 @@ pub struct WorkerSpin {
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Starts a spinning task for each compute worker (with more than one thread).
-pub fn wake_workers(load: Res<ThreadLoad>, spin: Res<WorkerSpin>) {
+/// Due agents below which a step's passes mostly fit one batch each: the
+/// workers are then left asleep (spinning would only take a core from the
+/// process's other threads).
+pub const SPIN_MIN_DUE: usize = 2048;
+
+/// Starts a spinning task for each compute worker, when there is more than one
+/// thread and enough due agents for the passes to be shared.
+pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>, spin: Res<WorkerSpin>) {
     use std::sync::atomic::Ordering;
-    if load.threads() <= 1 || spin.running.swap(true, Ordering::AcqRel) {
+    if load.threads() <= 1 || due.len() < SPIN_MIN_DUE || spin.running.swap(true, Ordering::AcqRel)
+    {
         return;
     }
     let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);

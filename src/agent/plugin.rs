@@ -57,9 +57,9 @@ impl Plugin for AgentPlugin {
                 self.schedule,
                 (
                     (
-                        crate::parallel::wake_workers,
                         admit_agents::<false>.in_set(AgentSystems::Admit),
                         pick_due,
+                        crate::parallel::wake_workers,
                     )
                         .chain()
                         .in_set(ContinuumSystems::Clock),
