@@ -1,11 +1,16 @@
 //! Parallel iteration over the due agents, measured: how busy each thread is, and
-//! batch sizes that follow the measured cost of the work.
+//! chunk sizes that follow the measured cost of the work.
 //!
 //! Every built-in per-agent system goes through [`for_each_due`]; a game's systems
-//! can too. Batch sizes and timings change how the work is spread over threads,
-//! never its results.
+//! can too. A pass starts one task per thread, and the tasks claim chunks of the
+//! agents from a shared counter until none are left: large chunks first, smaller
+//! ones towards the end (guided scheduling), so that the threads finish a pass
+//! together and a worker that starts late only takes less of it. Chunk sizes and
+//! timings change how the work is spread over threads, never its results.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bevy_ecs::entity::UniqueEntitySlice;
@@ -15,16 +20,17 @@ use bevy_utils::Parallel;
 
 use crate::agent::DueAgents;
 
-/// Least wall time a batch of agents should take (nanoseconds): long enough that
-/// handing it to another thread is worth it (waking a sleeping worker takes tens
-/// of microseconds on a virtual machine).
-pub const MIN_BATCH_NS: f64 = 100_000.0;
-/// Batches per thread to aim for, so that threads finishing early find more work.
-pub const BATCHES_PER_THREAD: usize = 4;
-/// Batches never hold fewer agents than this.
-pub const MIN_BATCH: usize = 64;
-/// Batches never hold more agents than this.
-pub const MAX_BATCH: usize = 16_384;
+/// Least estimated wall time of a pass (nanoseconds) for it to be shared: below
+/// it, handing work to another thread costs more than it saves, and the pass
+/// runs on the calling thread.
+pub const MIN_SHARED_NS: f64 = 50_000.0;
+/// Least wall time a chunk should take (nanoseconds): claiming one is an atomic
+/// operation, cheap next to this.
+pub const MIN_CHUNK_NS: f64 = 10_000.0;
+/// Chunks never hold fewer agents than this.
+pub const MIN_CHUNK: usize = 16;
+/// Agents assumed per [`MIN_CHUNK_NS`] before any cost was measured.
+const UNMEASURED_CHUNK: usize = 64;
 
 /// How many threads parallel loops spread over, and how busy each thread is in
 /// them, for load reports.
@@ -97,7 +103,8 @@ impl ThreadLoad {
     }
 }
 
-/// Chooses a system's batch size from what its agents have cost so far.
+/// Chooses how a system's passes are shared from what its agents have cost so
+/// far.
 #[derive(Clone, Debug, Default)]
 pub struct BatchTuner {
     /// Moving average of the wall time per agent, in nanoseconds.
@@ -105,22 +112,29 @@ pub struct BatchTuner {
 }
 
 impl BatchTuner {
-    /// The batch size for `agents` agents on `threads` threads: about
-    /// [`BATCHES_PER_THREAD`] batches per thread, but none shorter than
-    /// [`MIN_BATCH_NS`] at the measured cost per agent.
-    pub fn batch_size(&self, agents: usize, threads: usize) -> usize {
-        let worth = match self.ns_per_agent {
-            Some(ns) if ns > 0.0 => (MIN_BATCH_NS / ns) as usize,
-            _ => 512,
-        };
-        let balanced = agents.div_ceil(threads.max(1) * BATCHES_PER_THREAD);
-        balanced.max(worth).clamp(MIN_BATCH, MAX_BATCH)
+    /// Whether a pass over `agents` agents is worth sharing between threads:
+    /// estimated at [`MIN_SHARED_NS`] or more, or not measured yet and more
+    /// than two least chunks.
+    pub fn worth_sharing(&self, agents: usize) -> bool {
+        match self.ns_per_agent {
+            Some(ns) => agents as f64 * ns >= MIN_SHARED_NS,
+            None => agents > 2 * UNMEASURED_CHUNK,
+        }
+    }
+
+    /// The least chunk of agents a thread claims: about [`MIN_CHUNK_NS`] of work
+    /// at the measured cost per agent, and no fewer than [`MIN_CHUNK`].
+    pub fn min_chunk(&self) -> usize {
+        match self.ns_per_agent {
+            Some(ns) if ns > 0.0 => ((MIN_CHUNK_NS / ns) as usize).max(MIN_CHUNK),
+            _ => UNMEASURED_CHUNK,
+        }
     }
 
     /// Takes in one pass: `agents` processed in `ns` nanoseconds of wall time on
     /// `threads` threads.
     pub fn observe(&mut self, agents: usize, ns: u64, threads: usize) {
-        if agents < MIN_BATCH {
+        if agents < MIN_CHUNK {
             return; // too few to tell anything
         }
         let per_agent = ns as f64 * threads.max(1) as f64 / agents as f64;
@@ -131,10 +145,64 @@ impl BatchTuner {
     }
 }
 
+/// The indices `0..len`, handed out in chunks to whichever thread asks next.
+/// Each chunk is a share of what is left (`1 / (2 × threads)` of it, and at
+/// least `min`), so chunks shrink towards the end of a pass and no thread is
+/// left with a long one while the others wait.
+#[derive(Debug)]
+pub struct Chunks {
+    next: AtomicUsize,
+    len: usize,
+    divisor: usize,
+    min: usize,
+}
+
+impl Chunks {
+    /// Chunks of `0..len` for `threads` threads, none shorter than `min`
+    /// (except the last).
+    pub fn new(len: usize, threads: usize, min: usize) -> Self {
+        Self {
+            next: AtomicUsize::new(0),
+            len,
+            divisor: 2 * threads.max(1),
+            min: min.max(1),
+        }
+    }
+
+    /// The next chunk, or `None` once every index was handed out. Every index
+    /// is in exactly one chunk.
+    pub fn claim(&self) -> Option<Range<usize>> {
+        let mut start = self.next.load(Ordering::Relaxed);
+        loop {
+            if start >= self.len {
+                return None;
+            }
+            let size = ((self.len - start) / self.divisor).max(self.min);
+            let end = self.len.min(start + size);
+            match self
+                .next
+                .compare_exchange_weak(start, end, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(start..end),
+                Err(now) => start = now,
+            }
+        }
+    }
+}
+
 /// Records a batch's wall time on its thread when dropped.
 struct BusyTimer<'a> {
     load: &'a ThreadLoad,
     started: Instant,
+}
+
+impl<'a> BusyTimer<'a> {
+    fn start(load: &'a ThreadLoad) -> Self {
+        Self {
+            load,
+            started: Instant::now(),
+        }
+    }
 }
 
 impl Drop for BusyTimer<'_> {
@@ -143,8 +211,39 @@ impl Drop for BusyTimer<'_> {
     }
 }
 
-/// Runs `f` on each agent of `due` that `query` matches, in parallel batches
-/// sized by `tuner`, timing each batch on its thread into `load`.
+/// A slice that tasks write to through disjoint [`Chunks`].
+struct SharedSlice<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: tasks reach the elements only through `chunk`, whose callers hold
+// disjoint ranges; the elements themselves move between threads.
+unsafe impl<T: Send> Send for SharedSlice<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+
+impl<T> SharedSlice<T> {
+    fn new(slice: &mut [T]) -> Self {
+        Self {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+        }
+    }
+
+    /// # Safety
+    /// No two live results may overlap, and the slice `self` was made from must
+    /// outlive them and not be used otherwise meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn chunk(&self, range: Range<usize>) -> &mut [T] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        // SAFETY: in bounds (checked above); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
+
+/// Runs `f` on each agent of `due` that `query` matches, in parallel chunks
+/// sized by `tuner`, timing each thread's share into `load`.
 pub fn for_each_due<D, F>(
     query: &mut Query<D, F>,
     due: &UniqueEntitySlice,
@@ -183,17 +282,12 @@ pub fn for_each_due_into<D, F, T: Send>(
     if due.is_empty() {
         return;
     }
-    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     let threads = load.threads();
-    let batch = tuner.batch_size(due.len(), threads);
     let started = Instant::now();
-    if threads <= 1 || due.len() <= batch {
-        // One batch: run it here rather than wake a worker to run it while this
-        // thread waits.
-        let timer = BusyTimer {
-            load,
-            started: Instant::now(),
-        };
+    if threads <= 1 || !tuner.worth_sharing(due.len()) {
+        // Too little to share: run it here rather than hand it to a worker
+        // while this thread waits.
+        let timer = BusyTimer::start(load);
         for (item, slot) in query.iter_many_unique_mut(due).zip(out) {
             if let Ok(item) = item {
                 f(item, slot);
@@ -203,58 +297,63 @@ pub fn for_each_due_into<D, F, T: Send>(
         tuner.observe(due.len(), started.elapsed().as_nanos() as u64, 1);
         return;
     }
+    let chunks = Chunks::new(due.len(), threads, tuner.min_chunk());
+    let slots = SharedSlice::new(out);
     let query = &*query;
-    let f = &f;
+    let (f, chunks, slots) = (&f, &chunks, &slots);
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     pool.scope(|scope| {
-        for (entities, slots) in due.chunks(batch).zip(out.chunks_mut(batch)) {
-            // SAFETY: the batches are disjoint parts of a `UniqueEntitySlice`, so
-            // no entity is in two batches and no two batches reach the same
-            // component; the caller's `&mut Query` is held until every batch is
-            // done, so nothing else reaches them either.
-            let batch_query = unsafe { query.reborrow_unsafe() };
+        for _ in 0..threads {
+            // SAFETY: every task reaches only the agents of the chunks it
+            // claims; chunks are disjoint parts of a `UniqueEntitySlice`, so no
+            // two reach the same entity or component. The caller's `&mut Query`
+            // is held until every task is done, so nothing else reaches them.
+            let mut task_query = unsafe { query.reborrow_unsafe() };
             scope.spawn(async move {
-                let _timer = BusyTimer {
-                    load,
-                    started: Instant::now(),
-                };
-                for (item, slot) in batch_query.iter_many_unique_inner(entities).zip(slots) {
-                    if let Ok(item) = item {
-                        f(item, slot);
+                let _timer = BusyTimer::start(load);
+                while let Some(range) = chunks.claim() {
+                    let entities = &due[range.clone()];
+                    // SAFETY: `claim` never hands out overlapping ranges, and
+                    // `out` is borrowed for the whole scope.
+                    let slots = unsafe { slots.chunk(range) };
+                    for (item, slot) in task_query.iter_many_unique_mut(entities).zip(slots) {
+                        if let Ok(item) = item {
+                            f(item, slot);
+                        }
                     }
                 }
             });
         }
     });
-    let threads = threads.min(due.len().div_ceil(batch)).max(1);
     tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
 }
 
-/// Runs `f` on every element of `items`, in one batch per thread (for light,
-/// even work over plain data, where finer batches would not pay).
+/// Runs `f` on every element of `items`, shared between threads in chunks as
+/// [`for_each_due`] does (for light, even work over plain data).
 pub fn for_each_chunk<T: Send>(
     items: &mut [T],
     load: &ThreadLoad,
     f: impl Fn(&mut T) + Send + Sync,
 ) {
-    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     let threads = load.threads();
-    if threads <= 1 || items.len() < MIN_BATCH * threads {
-        let _timer = BusyTimer {
-            load,
-            started: Instant::now(),
-        };
+    if threads <= 1 || items.len() < 4 * UNMEASURED_CHUNK {
+        let _timer = BusyTimer::start(load);
         items.iter_mut().for_each(f);
         return;
     }
-    let f = &f;
+    let chunks = Chunks::new(items.len(), threads, UNMEASURED_CHUNK);
+    let shared = SharedSlice::new(items);
+    let (f, chunks, shared) = (&f, &chunks, &shared);
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     pool.scope(|scope| {
-        for chunk in items.chunks_mut(items.len().div_ceil(threads)) {
+        for _ in 0..threads {
             scope.spawn(async move {
-                let _timer = BusyTimer {
-                    load,
-                    started: Instant::now(),
-                };
-                chunk.iter_mut().for_each(f);
+                let _timer = BusyTimer::start(load);
+                while let Some(range) = chunks.claim() {
+                    // SAFETY: `claim` never hands out overlapping ranges, and
+                    // `items` is borrowed for the whole scope.
+                    unsafe { shared.chunk(range) }.iter_mut().for_each(f);
+                }
             });
         }
     });
@@ -321,5 +420,80 @@ impl std::future::Future for YieldNow {
         self.0 = true;
         cx.waker().wake_by_ref();
         std::task::Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(chunks: &Chunks) -> Vec<Range<usize>> {
+        std::iter::from_fn(|| chunks.claim()).collect()
+    }
+
+    #[test]
+    fn chunks_cover_every_index_once_and_shrink() {
+        for (len, threads, min) in [
+            (0, 2, 16),
+            (1, 2, 16),
+            (10_000, 2, 16),
+            (999, 3, 7),
+            (50, 1, 64),
+        ] {
+            let ranges = drain(&Chunks::new(len, threads, min));
+            // Contiguous, in order, from 0 to len: every index exactly once.
+            let mut next = 0;
+            for range in &ranges {
+                assert_eq!(range.start, next, "{len} {threads} {min}: {ranges:?}");
+                assert!(!range.is_empty());
+                next = range.end;
+            }
+            assert_eq!(next, len);
+            // Never shorter than `min`, except the last; never longer than the one before.
+            for pair in ranges.windows(2) {
+                assert!(pair[0].len() >= min, "{ranges:?}");
+                assert!(pair[1].len() <= pair[0].len(), "{ranges:?}");
+            }
+        }
+        let ranges = drain(&Chunks::new(10_000, 2, 16));
+        assert_eq!(
+            ranges[0],
+            0..2500,
+            "a quarter of what is left, for two threads"
+        );
+        assert!(ranges.len() < 100, "{} chunks", ranges.len());
+    }
+
+    #[test]
+    fn chunks_claimed_from_many_threads_are_disjoint() {
+        let chunks = Chunks::new(100_000, 4, 16);
+        let claimed: Vec<Vec<Range<usize>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4).map(|_| s.spawn(|| drain(&chunks))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut seen = vec![0u8; 100_000];
+        for range in claimed.into_iter().flatten() {
+            seen[range].iter_mut().for_each(|n| *n += 1);
+        }
+        assert!(seen.iter().all(|&n| n == 1));
+    }
+
+    #[test]
+    fn min_chunk_follows_the_measured_cost() {
+        let mut tuner = BatchTuner::default();
+        assert_eq!(tuner.min_chunk(), UNMEASURED_CHUNK);
+        assert!(!tuner.worth_sharing(2 * UNMEASURED_CHUNK));
+        // 1000 agents in 100 µs on two threads: 200 ns an agent.
+        tuner.observe(1000, 100_000, 2);
+        assert_eq!(tuner.min_chunk(), 50);
+        assert!(tuner.worth_sharing(250));
+        assert!(!tuner.worth_sharing(249));
+        // Cheap agents make long chunks; costly ones never fewer than MIN_CHUNK.
+        let mut cheap = BatchTuner::default();
+        cheap.observe(1000, 1000, 1);
+        assert_eq!(cheap.min_chunk(), 10_000);
+        let mut costly = BatchTuner::default();
+        costly.observe(1000, 1_000_000_000, 1);
+        assert_eq!(costly.min_chunk(), MIN_CHUNK);
     }
 }
