@@ -54,6 +54,34 @@ pub struct BenchResult {
     pub dashboard_draw_ms: f64,
     /// Mean wall time per step in each phase (ms), over the measured window.
     pub phase_ms: Vec<(String, f64)>,
+    /// Share of the machine's CPU time that the hypervisor gave to other
+    /// virtual machines during the measured window ("steal" time; Linux only).
+    /// Runs with much of it were slowed by neighbours, not by the engine.
+    #[serde(default)]
+    pub stolen: Option<f64>,
+}
+
+/// The machine's CPU time so far, as (stolen, total) in clock ticks, from
+/// `/proc/stat` (`None` elsewhere than on Linux).
+fn cpu_steal_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest
+    // time is already counted in user and nice.
+    let steal = *fields.get(7)?;
+    Some((steal, fields.iter().take(8).sum()))
+}
+
+/// The share of CPU time stolen between two [`cpu_steal_ticks`] readings.
+fn stolen_between(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((s0, t0), (s1, t1)) = (before?, after?);
+    (t1 > t0).then(|| s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
 }
 
 /// The benchmark's world: the three built-in kinds in equal shares (drawn per
@@ -109,6 +137,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         .step_times
         .reset();
     let stop = AtomicBool::new(false);
+    let steal_before = cpu_steal_ticks();
     let started = Instant::now();
     crate::headless::run(
         &mut app,
@@ -117,6 +146,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         |_| {},
     );
     let wall = started.elapsed().as_secs_f64();
+    let stolen = stolen_between(steal_before, cpu_steal_ticks());
     let stats = app.world().resource::<RunStats>();
     let ticks = stats.agent_ticks - ticks_before;
     BenchResult {
@@ -142,6 +172,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
                 .map(|(name, (now, then))| (name.to_string(), (now - then) as f64 / 1e6 / steps))
                 .collect()
         },
+        stolen,
     }
 }
 
@@ -173,4 +204,23 @@ fn dashboard_draw_ms(app: &bevy_app::App) -> f64 {
             started.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stolen_share_between_readings() {
+        assert_eq!(
+            stolen_between(Some((10, 1000)), Some((60, 1500))),
+            Some(0.1)
+        );
+        assert_eq!(stolen_between(Some((10, 1000)), Some((10, 1000))), None);
+        assert_eq!(stolen_between(None, Some((10, 1000))), None);
+        if cfg!(target_os = "linux") {
+            let (steal, total) = cpu_steal_ticks().expect("/proc/stat on Linux");
+            assert!(steal <= total && total > 0);
+        }
+    }
 }

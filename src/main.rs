@@ -564,7 +564,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
         );
     } else {
         println!(
-            "{:>10} {:>8} {:>16} {:>9} {:>14} {:>14} {:>12} {:>12}",
+            "{:>10} {:>8} {:>16} {:>9} {:>14} {:>14} {:>12} {:>12} {:>9}",
             "agents",
             "threads",
             "agent-ticks/s",
@@ -572,7 +572,8 @@ fn bench_command(args: BenchArgs) -> ExitCode {
             "x real time",
             "bytes/agent",
             "step p50 ms",
-            "step p99 ms"
+            "step p99 ms",
+            "stolen"
         );
     }
     let mut results = Vec::new();
@@ -622,7 +623,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
                 );
             } else {
                 println!(
-                    "{:>10} {:>8} {:>16.0} {:>8.2}x {:>14.2} {:>14.0} {:>12.3} {:>12.3}",
+                    "{:>10} {:>8} {:>16.0} {:>8.2}x {:>14.2} {:>14.0} {:>12.3} {:>12.3} {:>9}",
                     r.agents,
                     threads,
                     r.agent_ticks_per_sec,
@@ -630,9 +631,33 @@ fn bench_command(args: BenchArgs) -> ExitCode {
                     r.realtime_factor,
                     r.bytes_per_agent,
                     r.step_ms_p50,
-                    r.step_ms_p99
+                    r.step_ms_p99,
+                    r.stolen
+                        .map_or_else(|| "-".to_owned(), |s| format!("{:.1}%", s * 100.0))
                 );
             }
+        }
+        if args.repeat > 2 && !args.metrics_cost {
+            // The fastest runs are the least disturbed; the medians show what a
+            // typical run gives.
+            let medians: Vec<f64> = thread_counts
+                .iter()
+                .map(|&threads| {
+                    let mut rates: Vec<f64> = runs
+                        .iter()
+                        .filter(|r| r.threads == threads)
+                        .map(|r| r.agent_ticks_per_sec)
+                        .collect();
+                    rates.sort_by(f64::total_cmp);
+                    rates[rates.len() / 2]
+                })
+                .collect();
+            let line: Vec<String> = thread_counts
+                .iter()
+                .zip(&medians)
+                .map(|(threads, m)| format!("{threads} thread(s) {m:.0} ({:.2}x)", m / medians[0]))
+                .collect();
+            println!("{:>10} medians: {}", "", line.join(", "));
         }
         results.extend(runs);
     }
