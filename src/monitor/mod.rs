@@ -198,7 +198,7 @@ pub fn decide_overload(
 }
 
 /// What the rebalancer knows of one agent.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AgentLoad {
     pub id: AgentId,
     /// Memory limit, bytes.
