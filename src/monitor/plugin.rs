@@ -106,8 +106,8 @@ fn ceiling_bytes() -> u32 {
 /// Every `rebalance.every` virtual seconds, moves memory budget and CPU shares
 /// between agents (see [`rebalance`]). Deterministic: work units and memory
 /// fill only, agents in table order. Reading every agent's load and applying
-/// the new budgets are parallel passes (a serial scan held a step for 14 ms at
-/// 100 000 agents); the decisions in between are serial.
+/// the new budgets are parallel passes, and only agents whose memory limit
+/// changed have their tiers resized; the decisions in between are serial.
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
     clock: Res<SimClock>,
@@ -198,10 +198,14 @@ fn rebalance_budgets(
         &mut tuners.1,
         &load,
         |(agent, mut budget, mut memory, mut perception, ..), update| {
+            let resized = budget.memory_limit != update.memory_limit;
             budget.memory_limit = update.memory_limit;
             budget.cpu_share = update.cpu_share;
             budget.priority_boost = update.priority_boost;
-            // The tiers fit the new limit at once: an agent never holds more.
+            // The tiers fit a new limit at once: an agent never holds more.
+            if !resized {
+                return;
+            }
             if let Some(archetype) = archetypes.try_get(agent.kind) {
                 crate::memory::apply_budget(
                     *budget,
