@@ -3,9 +3,10 @@ use std::time::Duration;
 use bevy_time::{Real, Time};
 
 use bevy_app::prelude::*;
-use bevy_ecs::entity::{EntitySetIterator, UniqueEntityVec};
+use bevy_ecs::entity::UniqueEntitySlice;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
+use bevy_ecs::query::QueryFilter;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
@@ -147,34 +148,35 @@ fn rebalance_budgets(
         .map(|a| a.memory.capacity.clamped().bytes() as u32)
         .collect();
     // Table order: the same on every run and thread count.
-    let entities: UniqueEntityVec = ids.iter().collect_set();
-    let mut loads = vec![AgentLoad::default(); entities.len()];
-    for_each_due_into(
-        &mut agents,
-        &entities,
-        &mut loads,
-        &mut tuners.0,
-        &load,
-        |(agent, budget, memory, perception, usage, cadence), out| {
-            let defaults = defaults.get(agent.kind.index()).copied().unwrap_or(0);
-            let held =
-                memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
-            // Fill counts against what the tiers can hold within the limit (the
-            // capacities round down to whole records).
-            let usable = memory.caps().bytes().max(1) as f32;
-            let pressure = held as f32 / usable;
-            *out = AgentLoad {
-                id: agent.id,
-                memory_limit: budget.memory_limit,
-                memory_held: (pressure * budget.memory_limit as f32) as u32,
-                memory_floor: (defaults / 4).min(budget.memory_limit),
-                memory_ceiling: ceiling.max(budget.memory_limit),
-                cpu_share: budget.cpu_share,
-                work: usage.average,
-                ticks: cadence.ticks,
-            };
-        },
-    );
+    let mut loads = vec![AgentLoad::default(); ids.iter().len()];
+    for_each_block(&ids, |offset, block| {
+        for_each_due_into(
+            &mut agents,
+            block,
+            &mut loads[offset..offset + block.len()],
+            &mut tuners.0,
+            &load,
+            |(agent, budget, memory, perception, usage, cadence), out| {
+                let defaults = defaults.get(agent.kind.index()).copied().unwrap_or(0);
+                let held =
+                    memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+                // Fill counts against what the tiers can hold within the limit
+                // (the capacities round down to whole records).
+                let usable = memory.caps().bytes().max(1) as f32;
+                let pressure = held as f32 / usable;
+                *out = AgentLoad {
+                    id: agent.id,
+                    memory_limit: budget.memory_limit,
+                    memory_held: (pressure * budget.memory_limit as f32) as u32,
+                    memory_floor: (defaults / 4).min(budget.memory_limit),
+                    memory_ceiling: ceiling.max(budget.memory_limit),
+                    cpu_share: budget.cpu_share,
+                    work: usage.average,
+                    ticks: cadence.ticks,
+                };
+            },
+        );
+    });
     let slots = if pool.max_agents() == usize::MAX {
         pool.active()
     } else {
@@ -186,37 +188,49 @@ fn rebalance_budgets(
     if updates.is_empty() {
         return;
     }
-    let changed: Vec<Entity> = updates.iter().map(|u| entities[u.index]).collect();
-    // SAFETY: the updates' indices are strictly increasing, so they pick
-    // distinct elements of a set of unique entities.
-    let changed = unsafe { UniqueEntityVec::from_vec_unchecked(changed) };
+    drop(loads);
     let now = crate::memory::mem_time(clock.now());
-    for_each_due_into(
-        &mut agents,
-        &changed,
-        &mut updates,
-        &mut tuners.1,
-        &load,
-        |(agent, mut budget, mut memory, mut perception, ..), update| {
-            let resized = budget.memory_limit != update.memory_limit;
-            budget.memory_limit = update.memory_limit;
-            budget.cpu_share = update.cpu_share;
-            budget.priority_boost = update.priority_boost;
-            // The tiers fit a new limit at once: an agent never holds more.
-            if !resized {
-                return;
-            }
-            if let Some(archetype) = archetypes.try_get(agent.kind) {
-                crate::memory::apply_budget(
-                    *budget,
-                    &archetype.memory,
-                    now,
-                    &mut memory,
-                    &mut perception,
-                );
-            }
-        },
-    );
+    // The updates are in table order: walk the agents again, block by block,
+    // and apply those of each block in one parallel pass.
+    let mut next = 0;
+    let mut picked = Vec::with_capacity(REBALANCE_BLOCK);
+    for_each_block(&ids, |offset, block| {
+        let first = next;
+        picked.clear();
+        while next < updates.len() && updates[next].index < offset + block.len() {
+            picked.push(block[updates[next].index - offset]);
+            next += 1;
+        }
+        // SAFETY: distinct indices (they strictly increase) into a block of
+        // unique entities.
+        let picked = unsafe { UniqueEntitySlice::from_slice_unchecked(&picked) };
+        for_each_due_into(
+            &mut agents,
+            picked,
+            &mut updates[first..next],
+            &mut tuners.1,
+            &load,
+            |(agent, mut budget, mut memory, mut perception, ..), update| {
+                let resized = budget.memory_limit != update.memory_limit;
+                budget.memory_limit = update.memory_limit;
+                budget.cpu_share = update.cpu_share;
+                budget.priority_boost = update.priority_boost;
+                // The tiers fit a new limit at once: an agent never holds more.
+                if !resized {
+                    return;
+                }
+                if let Some(archetype) = archetypes.try_get(agent.kind) {
+                    crate::memory::apply_budget(
+                        *budget,
+                        &archetype.memory,
+                        now,
+                        &mut memory,
+                        &mut perception,
+                    );
+                }
+            },
+        );
+    });
     let at = crate::clock::sim_to_secs(end);
     if summary.memory_moved > 0 || summary.memory_donors > 0 {
         log.record(
@@ -244,6 +258,33 @@ fn rebalance_budgets(
                 rules.cpu_high, rules.cpu_low
             ),
         );
+    }
+}
+
+/// Agents the rebalancer handles per parallel pass: its lists of entities stay
+/// small (128 KiB) at any population.
+const REBALANCE_BLOCK: usize = 16_384;
+
+/// Calls `f` with each block of up to [`REBALANCE_BLOCK`] of the entities `ids`
+/// matches, in table order, and the index of the block's first entity.
+fn for_each_block<F: QueryFilter>(
+    ids: &Query<Entity, F>,
+    mut f: impl FnMut(usize, &UniqueEntitySlice),
+) {
+    let mut iter = ids.iter();
+    let mut block = Vec::with_capacity(REBALANCE_BLOCK);
+    let mut offset = 0;
+    loop {
+        block.clear();
+        block.extend(iter.by_ref().take(REBALANCE_BLOCK));
+        if block.is_empty() {
+            return;
+        }
+        // SAFETY: one iteration of a query yields each entity once.
+        f(offset, unsafe {
+            UniqueEntitySlice::from_slice_unchecked(&block)
+        });
+        offset += block.len();
     }
 }
 
@@ -344,4 +385,35 @@ fn shed_load(
         ),
         why,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use bevy_ecs::system::RunSystemOnce;
+
+    use super::*;
+
+    #[derive(Component)]
+    struct Marked;
+
+    #[test]
+    fn blocks_cover_every_entity_once_in_table_order() {
+        let mut world = World::new();
+        let count = 2 * REBALANCE_BLOCK + 123;
+        world.spawn_batch((0..count).map(|_| Marked));
+        world
+            .run_system_once(move |ids: Query<Entity, With<Marked>>| {
+                let mut seen = Vec::new();
+                let mut offsets = Vec::new();
+                for_each_block(&ids, |offset, block| {
+                    assert_eq!(offset, seen.len());
+                    offsets.push(offset);
+                    seen.extend_from_slice(block);
+                });
+                assert_eq!(offsets, [0, REBALANCE_BLOCK, 2 * REBALANCE_BLOCK]);
+                assert_eq!(seen, ids.iter().collect::<Vec<_>>());
+                assert_eq!(seen.len(), count);
+            })
+            .expect("runs");
+    }
 }
