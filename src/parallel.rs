@@ -300,29 +300,23 @@ pub fn for_each_due_into<D, F, T: Send>(
     let chunks = Chunks::new(due.len(), threads, tuner.min_chunk());
     let slots = SharedSlice::new(out);
     let query = &*query;
-    let (f, chunks, slots) = (&f, &chunks, &slots);
-    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
-    pool.scope(|scope| {
-        for _ in 0..threads {
-            // SAFETY: every task reaches only the agents of the chunks it
-            // claims; chunks are disjoint parts of a `UniqueEntitySlice`, so no
-            // two reach the same entity or component. The caller's `&mut Query`
-            // is held until every task is done, so nothing else reaches them.
-            let mut task_query = unsafe { query.reborrow_unsafe() };
-            scope.spawn(async move {
-                let _timer = BusyTimer::start(load);
-                while let Some(range) = chunks.claim() {
-                    let entities = &due[range.clone()];
-                    // SAFETY: `claim` never hands out overlapping ranges, and
-                    // `out` is borrowed for the whole scope.
-                    let slots = unsafe { slots.chunk(range) };
-                    for (item, slot) in task_query.iter_many_unique_mut(entities).zip(slots) {
-                        if let Ok(item) = item {
-                            f(item, slot);
-                        }
-                    }
+    let (f, slots) = (&f, &slots);
+    share(threads, &chunks, load, || {
+        // SAFETY: every task reaches only the agents of the chunks it claims;
+        // chunks are disjoint parts of a `UniqueEntitySlice`, so no two reach
+        // the same entity or component. The caller's `&mut Query` is held until
+        // every task is done, so nothing else reaches them.
+        let mut task_query = unsafe { query.reborrow_unsafe() };
+        move |range: Range<usize>| {
+            let entities = &due[range.clone()];
+            // SAFETY: `claim` never hands out overlapping ranges, and `out` is
+            // borrowed until every task is done.
+            let slots = unsafe { slots.chunk(range) };
+            for (item, slot) in task_query.iter_many_unique_mut(entities).zip(slots) {
+                if let Ok(item) = item {
+                    f(item, slot);
                 }
-            });
+            }
         }
     });
     tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
@@ -343,16 +337,33 @@ pub fn for_each_chunk<T: Send>(
     }
     let chunks = Chunks::new(items.len(), threads, UNMEASURED_CHUNK);
     let shared = SharedSlice::new(items);
-    let (f, chunks, shared) = (&f, &chunks, &shared);
+    let (f, shared) = (&f, &shared);
+    share(threads, &chunks, load, || {
+        move |range: Range<usize>| {
+            // SAFETY: `claim` never hands out overlapping ranges, and `items`
+            // is borrowed until every task is done.
+            unsafe { shared.chunk(range) }.iter_mut().for_each(f);
+        }
+    });
+}
+
+/// Starts one task per thread on the compute pool, the calling thread taking
+/// part, each with a worker from `worker` that it runs on chunk after chunk
+/// of `chunks` until none is left; returns when all are done.
+fn share<'a, W: FnMut(Range<usize>) + Send + 'a>(
+    threads: usize,
+    chunks: &'a Chunks,
+    load: &'a ThreadLoad,
+    mut worker: impl FnMut() -> W,
+) {
     let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     pool.scope(|scope| {
         for _ in 0..threads {
+            let mut work = worker();
             scope.spawn(async move {
                 let _timer = BusyTimer::start(load);
                 while let Some(range) = chunks.claim() {
-                    // SAFETY: `claim` never hands out overlapping ranges, and
-                    // `items` is borrowed for the whole scope.
-                    unsafe { shared.chunk(range) }.iter_mut().for_each(f);
+                    work(range);
                 }
             });
         }
