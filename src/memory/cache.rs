@@ -19,10 +19,41 @@ pub struct SharedFact {
     pub by: AgentId,
 }
 
+/// One site's entry: 32 bytes, aligned so that a read touches one cache line
+/// (an `Option<SharedFact>` and its stamp took 40, and every other read two
+/// lines).
+#[repr(align(32))]
 struct Slot {
-    fact: Option<SharedFact>,
+    at: SimTime,
+    by: u64,
     /// The step of the latest access (read or publication).
     last_access: AtomicU64,
+    value: f32,
+    held: bool,
+}
+
+impl Slot {
+    fn empty() -> Self {
+        Self {
+            at: 0,
+            by: 0,
+            last_access: AtomicU64::new(0),
+            value: 0.0,
+            held: false,
+        }
+    }
+
+    fn fact(&self) -> Option<SharedFact> {
+        self.held.then_some(SharedFact {
+            value: self.value,
+            at: self.at,
+            by: AgentId(self.by),
+        })
+    }
+
+    fn set(&mut self, fact: SharedFact) {
+        (self.value, self.at, self.by, self.held) = (fact.value, fact.at, fact.by.0, true);
+    }
 }
 
 /// Hit, miss and eviction counters of the [`SharedCache`].
@@ -84,6 +115,8 @@ struct Counters {
     misses: u64,
 }
 
+const _: () = assert!(size_of::<Slot>() == 32);
+
 impl Default for SharedCache {
     fn default() -> Self {
         Self::new(0, 0)
@@ -98,12 +131,7 @@ impl SharedCache {
     /// A cache for sites `0..sites` holding at most `capacity` facts.
     pub fn new(sites: usize, capacity: usize) -> Self {
         Self {
-            slots: (0..sites)
-                .map(|_| Slot {
-                    fact: None,
-                    last_access: AtomicU64::new(0),
-                })
-                .collect(),
+            slots: (0..sites).map(|_| Slot::empty()).collect(),
             order: VecDeque::new(),
             len: 0,
             capacity,
@@ -118,7 +146,7 @@ impl SharedCache {
     /// a hit, marks the fact as used in this step. Safe to call from many threads.
     pub fn read(&self, site: SiteId, step: u64) -> Option<SharedFact> {
         let slot = self.slots.get(site.0 as usize);
-        let found = slot.and_then(|s| s.fact.map(|f| (s, f)));
+        let found = slot.and_then(|s| s.fact().map(|f| (s, f)));
         self.counters.scope(|c| match found {
             Some(_) => c.hits += 1,
             None => c.misses += 1,
@@ -134,7 +162,7 @@ impl SharedCache {
 
     /// The fact about `site`, without counting or marking anything.
     pub fn peek(&self, site: SiteId) -> Option<SharedFact> {
-        self.slots.get(site.0 as usize).and_then(|s| s.fact)
+        self.slots.get(site.0 as usize).and_then(Slot::fact)
     }
 
     /// Facts held now.
@@ -176,7 +204,7 @@ impl SharedCache {
     /// Every held fact with its last access step, in site order (for digests).
     pub fn iter(&self) -> impl Iterator<Item = (SiteId, SharedFact, u64)> + '_ {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.fact
+            s.fact()
                 .map(|f| (SiteId(i as u32), f, s.last_access.load(Ordering::Relaxed)))
         })
     }
@@ -228,12 +256,12 @@ impl SharedCache {
                 let site = bucket.sites[bucket.cursor];
                 bucket.cursor += 1;
                 let slot = &mut self.slots[site.0 as usize];
-                if slot.fact.is_none() {
+                if !slot.held {
                     continue;
                 }
                 let stamp = *slot.last_access.get_mut();
                 if stamp == bucket.step {
-                    slot.fact = None;
+                    slot.held = false;
                     self.len -= 1;
                     self.evictions += 1;
                     if bucket.cursor < bucket.sites.len() {
@@ -256,15 +284,15 @@ impl SharedCache {
             return;
         }
         self.publications += 1;
-        if self.slots[site.0 as usize].fact.is_none() {
+        if !self.slots[site.0 as usize].held {
             if self.len >= self.capacity {
                 self.evict_one();
             }
             self.len += 1;
         }
         let slot = &mut self.slots[site.0 as usize];
-        let new = slot.fact.is_none();
-        slot.fact = Some(fact);
+        let new = !slot.held;
+        slot.set(fact);
         *slot.last_access.get_mut() = step;
         if new {
             self.file(site, step);
