@@ -58,6 +58,7 @@ struct OverloadClock {
 impl Plugin for ResourceMonitorPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<MonitorSettings>()
+            .init_resource::<ThreadLoad>()
             .init_resource::<BudgetLog>()
             .init_resource::<ResourceStats>()
             .init_resource::<OverloadClock>()
