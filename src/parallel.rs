@@ -86,7 +86,7 @@ impl ThreadLoad {
     }
 
     /// Each thread's share of the wall time since the first gather spent in
-    /// parallel batches, by thread name.
+    /// parallel loops, by thread name.
     pub fn busy_fractions(&self) -> Vec<(String, f64)> {
         let wall = self.since.map_or(0.0, |s| s.elapsed().as_secs_f64());
         self.totals
@@ -190,7 +190,7 @@ impl Chunks {
     }
 }
 
-/// Records a batch's wall time on its thread when dropped.
+/// Records a task's wall time on its thread when dropped.
 struct BusyTimer<'a> {
     load: &'a ThreadLoad,
     started: Instant,
@@ -376,14 +376,14 @@ fn share<'a, W: FnMut(Range<usize>) + Send + 'a>(
 /// microseconds on a virtual machine: paid at every pass, that is a large share
 /// of a pass of a few hundred microseconds. Between [`wake_workers`] and
 /// [`release_workers`] each worker polls a task that yields at once whenever it
-/// runs, so the worker stays awake and picks up the batches of the next pass
-/// as soon as they are handed out.
+/// runs, so the worker stays awake and picks up the tasks of the next pass as
+/// soon as they are started.
 #[derive(Resource, Default)]
 pub struct WorkerSpin {
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Due agents below which a step's passes mostly fit one batch each: the
+/// Due agents below which a step's passes are mostly too small to share: the
 /// workers are then left asleep (spinning would only take a core from the
 /// process's other threads).
 pub const SPIN_MIN_DUE: usize = 2048;

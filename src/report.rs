@@ -103,7 +103,7 @@ pub struct MemorySummary {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ThreadBusy {
     pub name: String,
-    /// Share of the run's wall time the thread spent in parallel batches.
+    /// Share of the run's wall time the thread spent in parallel loops.
     pub busy: f64,
 }
 

@@ -56,6 +56,8 @@ impl Slot {
     }
 }
 
+const _: () = assert!(size_of::<Slot>() == 32);
+
 /// Hit, miss and eviction counters of the [`SharedCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -114,8 +116,6 @@ struct Counters {
     hits: u64,
     misses: u64,
 }
-
-const _: () = assert!(size_of::<Slot>() == 32);
 
 impl Default for SharedCache {
     fn default() -> Self {
