@@ -288,11 +288,7 @@ pub fn for_each_due_into<D, F, T: Send>(
         // Too little to share: run it here rather than hand it to a worker
         // while this thread waits.
         let timer = BusyTimer::start(load);
-        for (item, slot) in query.iter_many_unique_mut(due).zip(out) {
-            if let Ok(item) = item {
-                f(item, slot);
-            }
-        }
+        run_each(query, due, out, &f);
         drop(timer);
         tuner.observe(due.len(), started.elapsed().as_nanos() as u64, 1);
         return;
@@ -312,14 +308,33 @@ pub fn for_each_due_into<D, F, T: Send>(
             // SAFETY: `claim` never hands out overlapping ranges, and `out` is
             // borrowed until every task is done.
             let slots = unsafe { slots.chunk(range) };
-            for (item, slot) in task_query.iter_many_unique_mut(entities).zip(slots) {
-                if let Ok(item) = item {
-                    f(item, slot);
-                }
-            }
+            run_each(&mut task_query, entities, slots, f);
         }
     });
     tuner.observe(due.len(), started.elapsed().as_nanos() as u64, threads);
+}
+
+/// Runs `f` on each agent of `due` with its element of `out`. A plain loop
+/// rather than `zip`: zipping the query's iterator with the slice compiled to
+/// about a tenth more instructions over a whole step (callgrind, 100 000
+/// agents, one thread).
+#[inline(always)]
+fn run_each<D, F, T>(
+    query: &mut Query<D, F>,
+    due: &UniqueEntitySlice,
+    out: &mut [T],
+    f: &impl for<'w, 's> Fn(D::Item<'w, 's>, &mut T),
+) where
+    D: IterQueryData,
+    F: QueryFilter,
+{
+    let mut items = query.iter_many_unique_mut(due);
+    for slot in out {
+        let Some(item) = items.next() else { break };
+        if let Ok(item) = item {
+            f(item, slot);
+        }
+    }
 }
 
 /// Runs `f` on every element of `items`, shared between threads in chunks as
