@@ -176,6 +176,132 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
     }
 }
 
+/// What [`run_pair`] compares.
+#[derive(Clone, Debug)]
+pub struct PairConfig {
+    pub agents: u64,
+    /// Virtual seconds measured after the warm-up, shared by the thread counts.
+    pub seconds: f64,
+    /// Virtual seconds run before measuring.
+    pub warmup: f64,
+    /// The thread counts compared; the first is the baseline.
+    pub threads: Vec<usize>,
+    /// Steps each thread count runs before the next takes over.
+    pub block_steps: u32,
+    pub fixed_hz: f64,
+    pub tick_hz: f32,
+}
+
+/// Thread counts compared within one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    pub agents: u64,
+    pub threads: Vec<usize>,
+    pub block_steps: u32,
+    /// Rounds measured: each runs a block at every thread count, in order, and
+    /// then another in reverse order.
+    pub rounds: u32,
+    /// Agent-ticks per wall second at each thread count, over the whole run.
+    pub agent_ticks_per_sec: Vec<f64>,
+    /// Each thread count's throughput over the first's, over the whole run.
+    pub speedup: Vec<f64>,
+    /// The same per round: median, lowest and highest over the rounds.
+    pub round_speedup_median: Vec<f64>,
+    pub round_speedup_min: Vec<f64>,
+    pub round_speedup_max: Vec<f64>,
+    /// Share of the machine's CPU time stolen by the hypervisor during the run.
+    pub stolen: Option<f64>,
+    /// Steps run in all, warm-up included.
+    pub steps: u64,
+    /// The state digest after the last step: the same as a run of as many steps
+    /// on any one thread count.
+    pub state_digest: String,
+}
+
+/// Compares thread counts in one run: the benchmark's world runs on each count
+/// in turn, `block_steps` steps at a time, in rounds that go through the counts
+/// forwards and then backwards (1, 2, 2, 1, ...). On a shared machine whose
+/// speed drifts from one second to the next, the counts then see the same
+/// drift, which separate runs do not. The simulation is the same whatever the
+/// thread count, so every count runs the same kind of steps.
+pub fn run_pair(config: &PairConfig) -> PairResult {
+    let counts = config.threads.len();
+    assert!(counts > 0, "at least one thread count");
+    let most = config.threads.iter().copied().max().unwrap_or(1);
+    let mut scenario = bench_scenario(config.agents, config.fixed_hz, config.tick_hz);
+    scenario.clock.duration = None;
+    let mut app = build_app(scenario, most);
+    set_mode(&mut app, ClockMode::Fast);
+    prime(&mut app);
+    for _ in 0..(config.warmup * config.fixed_hz).round() as u64 {
+        app.update();
+    }
+    let order: Vec<usize> = (0..counts).chain((0..counts).rev()).collect();
+    let block = config.block_steps.max(1);
+    let steps = (config.seconds * config.fixed_hz).round().max(1.0);
+    let rounds = (steps / f64::from(block) / order.len() as f64).ceil() as u32;
+    // (agent ticks, wall seconds) per round and thread count.
+    let mut measured = vec![vec![(0u64, 0.0f64); counts]; rounds as usize];
+    let steal_before = cpu_steal_ticks();
+    for round in measured.iter_mut() {
+        for &i in &order {
+            app.world_mut()
+                .resource_mut::<crate::parallel::ThreadLoad>()
+                .set_threads(config.threads[i]);
+            let ticks_before = app.world().resource::<RunStats>().agent_ticks;
+            let started = Instant::now();
+            for _ in 0..block {
+                app.update();
+            }
+            let wall = started.elapsed().as_secs_f64();
+            let ticks = app.world().resource::<RunStats>().agent_ticks - ticks_before;
+            round[i].0 += ticks;
+            round[i].1 += wall;
+        }
+    }
+    let stolen = stolen_between(steal_before, cpu_steal_ticks());
+    let rate = |(ticks, wall): (u64, f64)| ticks as f64 / wall.max(1e-9);
+    let totals: Vec<f64> = (0..counts)
+        .map(|i| {
+            rate(
+                measured
+                    .iter()
+                    .fold((0, 0.0), |(t, w), r| (t + r[i].0, w + r[i].1)),
+            )
+        })
+        .collect();
+    let mut round_speedups: Vec<Vec<f64>> = (0..counts)
+        .map(|i| measured.iter().map(|r| rate(r[i]) / rate(r[0])).collect())
+        .collect();
+    round_speedups
+        .iter_mut()
+        .for_each(|v| v.sort_by(f64::total_cmp));
+    PairResult {
+        agents: config.agents,
+        threads: config.threads.clone(),
+        block_steps: block,
+        rounds,
+        speedup: totals.iter().map(|t| t / totals[0]).collect(),
+        agent_ticks_per_sec: totals,
+        round_speedup_median: round_speedups.iter().map(|v| median(v)).collect(),
+        round_speedup_min: round_speedups.iter().map(|v| v[0]).collect(),
+        round_speedup_max: round_speedups.iter().map(|v| v[v.len() - 1]).collect(),
+        stolen,
+        steps: app.world().resource::<crate::clock::SimClock>().step(),
+        state_digest: crate::digest::state_digest(app.world_mut()).to_string(),
+    }
+}
+
+/// The median of sorted, non-empty `values`.
+fn median(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 /// Times one dashboard redraw of this run's figures into an off-screen buffer
 /// (the best of ten).
 fn dashboard_draw_ms(app: &bevy_app::App) -> f64 {
@@ -209,6 +335,37 @@ fn dashboard_draw_ms(app: &bevy_app::App) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pair(threads: &[usize]) -> PairResult {
+        run_pair(&PairConfig {
+            // 200 agents due a step: enough for the passes to be shared.
+            agents: 2000,
+            seconds: 0.4,
+            warmup: 0.2,
+            threads: threads.to_vec(),
+            block_steps: 5,
+            fixed_hz: 100.0,
+            tick_hz: 10.0,
+        })
+    }
+
+    #[test]
+    fn switching_thread_counts_within_a_run_changes_no_result() {
+        let one = pair(&[1]);
+        let switching = pair(&[1, 2]);
+        // 40 measured steps either way: 4 rounds of 1, 1 or 2 rounds of 1, 2, 2, 1.
+        assert_eq!((one.rounds, switching.rounds), (4, 2));
+        assert_eq!(one.steps, switching.steps);
+        assert_eq!(one.state_digest, switching.state_digest);
+        assert_eq!(switching.speedup[0], 1.0);
+        assert!(switching.agent_ticks_per_sec.iter().all(|&r| r > 0.0));
+        let (lo, mid, hi) = (
+            switching.round_speedup_min[1],
+            switching.round_speedup_median[1],
+            switching.round_speedup_max[1],
+        );
+        assert!(lo <= mid && mid <= hi, "{lo} {mid} {hi}");
+    }
 
     #[test]
     fn stolen_share_between_readings() {

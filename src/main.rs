@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use bevy_app::PluginGroup;
 use continuum::ContinuumPlugins;
 use continuum::archetype::Archetypes;
-use continuum::bench::{BenchConfig, BenchResult, run_once};
+use continuum::bench::{BenchConfig, BenchResult, PairConfig, run_once, run_pair};
 use continuum::clock::ClockMode;
 use continuum::dashboard::{DashboardState, mib, si};
 use continuum::headless::{build_app_with, default_threads, prime, run, set_mode};
@@ -60,6 +60,10 @@ enum Command {
     },
     /// Measure agent-ticks per second and bytes per agent in fast mode.
     Bench(BenchArgs),
+    /// Compare thread counts within one run: the same simulation switches
+    /// between them every few steps, so that a shared machine's drifting speed
+    /// affects them alike.
+    BenchPair(BenchPairArgs),
     /// One benchmark measurement in this process, as a JSON line.
     #[command(hide = true)]
     BenchOne(BenchOneArgs),
@@ -148,6 +152,31 @@ struct BenchArgs {
 }
 
 #[derive(Args)]
+struct BenchPairArgs {
+    /// The population.
+    #[arg(long, default_value_t = 100_000)]
+    agents: u64,
+    /// Virtual seconds measured, shared by the thread counts.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    seconds: f64,
+    /// Thread counts to compare, comma-separated; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Vec<u16>,
+    /// Steps each thread count runs before the next one takes over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    block: u32,
+    /// Steps per virtual second.
+    #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
+    fixed_hz: f64,
+    /// Ticks per virtual second of every agent.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    tick_hz: f64,
+    /// Print the result as a JSON line instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct BenchOneArgs {
     #[arg(long)]
     agents: u64,
@@ -195,6 +224,7 @@ fn main() -> ExitCode {
             Err(e) => invalid(&e),
         },
         Command::Bench(args) => bench_command(args),
+        Command::BenchPair(a) => bench_pair_command(&a),
         Command::BenchOne(a) => {
             let result = run_once(&BenchConfig {
                 agents: a.agents,
@@ -514,6 +544,50 @@ fn summary(r: &RunReport) -> String {
         r.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         r.state_digest,
     )
+}
+
+fn bench_pair_command(a: &BenchPairArgs) -> ExitCode {
+    let result = run_pair(&PairConfig {
+        agents: a.agents,
+        seconds: a.seconds,
+        warmup: 1.0,
+        threads: a.threads.iter().map(|&t| usize::from(t)).collect(),
+        block_steps: a.block,
+        fixed_hz: a.fixed_hz,
+        tick_hz: a.tick_hz as f32,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string(&result).expect("serialisable"));
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{} agents, fast mode, {} Hz steps, agents at {} Hz: {} rounds of {}-step blocks, {} virtual s{}",
+        result.agents,
+        a.fixed_hz,
+        a.tick_hz,
+        result.rounds,
+        result.block_steps,
+        a.seconds,
+        result
+            .stolen
+            .map_or_else(String::new, |s| format!(", {:.1}% stolen", s * 100.0))
+    );
+    println!(
+        "{:>8} {:>16} {:>9} {:>26}",
+        "threads", "agent-ticks/s", "speed-up", "per round: median (range)"
+    );
+    for (i, threads) in result.threads.iter().enumerate() {
+        println!(
+            "{:>8} {:>16.0} {:>8.2}x {:>11.2}x ({:.2}-{:.2})",
+            threads,
+            result.agent_ticks_per_sec[i],
+            result.speedup[i],
+            result.round_speedup_median[i],
+            result.round_speedup_min[i],
+            result.round_speedup_max[i]
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn bench_command(args: BenchArgs) -> ExitCode {

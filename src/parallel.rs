@@ -52,6 +52,14 @@ impl ThreadLoad {
         }
     }
 
+    /// Spreads the loops that start from now on over `threads` threads (at most
+    /// as many as the compute pool has, plus the calling thread). Results do not
+    /// change, only how fast they come: a benchmark can compare thread counts
+    /// within one run.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = Some(threads.max(1));
+    }
+
     /// Threads a parallel loop spreads over: as set, or else as many as the
     /// compute pool has (Bevy's own rule for `par_iter`). One means loops run on
     /// the calling thread alone.
