@@ -154,7 +154,7 @@ struct BenchArgs {
 #[derive(Args)]
 struct BenchPairArgs {
     /// The population.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     agents: u64,
     /// Virtual seconds measured, shared by the thread counts.
     #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
