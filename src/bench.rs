@@ -7,6 +7,8 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use bevy_app::App;
+
 use serde::{Deserialize, Serialize};
 
 use crate::clock::ClockMode;
@@ -112,22 +114,29 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
     }
 }
 
+/// The benchmark's app on `threads` threads in fast mode, after `warmup`
+/// virtual seconds (admission, first ticks).
+fn warmed_up(scenario: Scenario, threads: usize, live_metrics: bool, warmup: f64) -> App {
+    let fixed_hz = scenario.clock.fixed_hz;
+    let mut app = build_app(scenario, threads);
+    app.insert_resource(crate::metrics::MetricsSettings {
+        live: live_metrics,
+        ..Default::default()
+    });
+    set_mode(&mut app, ClockMode::Fast);
+    prime(&mut app);
+    for _ in 0..(warmup * fixed_hz).round() as u64 {
+        app.update();
+    }
+    app
+}
+
 /// Runs one measurement in this process.
 pub fn run_once(config: &BenchConfig) -> BenchResult {
     let rss_before = current_rss_bytes().unwrap_or(0);
     let mut scenario = bench_scenario(config.agents, config.fixed_hz, config.tick_hz);
     scenario.clock.duration = Some(config.warmup + config.seconds);
-    let mut app = build_app(scenario, config.threads);
-    app.insert_resource(crate::metrics::MetricsSettings {
-        live: config.live_metrics,
-        ..Default::default()
-    });
-    set_mode(&mut app, ClockMode::Fast);
-    prime(&mut app);
-    let warmup_steps = (config.warmup * config.fixed_hz).round() as u64;
-    for _ in 0..warmup_steps {
-        app.update();
-    }
+    let mut app = warmed_up(scenario, config.threads, config.live_metrics, config.warmup);
     let rss_after = current_rss_bytes().unwrap_or(0);
     let ticks_before = app.world().resource::<RunStats>().agent_ticks;
     let phases_before = app.world().resource::<crate::clock::PhaseTimes>().total_ns;
@@ -230,12 +239,7 @@ pub fn run_pair(config: &PairConfig) -> PairResult {
     let most = config.threads.iter().copied().max().unwrap_or(1);
     let mut scenario = bench_scenario(config.agents, config.fixed_hz, config.tick_hz);
     scenario.clock.duration = None;
-    let mut app = build_app(scenario, most);
-    set_mode(&mut app, ClockMode::Fast);
-    prime(&mut app);
-    for _ in 0..(config.warmup * config.fixed_hz).round() as u64 {
-        app.update();
-    }
+    let mut app = warmed_up(scenario, most, true, config.warmup);
     let order: Vec<usize> = (0..counts).chain((0..counts).rev()).collect();
     let block = config.block_steps.max(1);
     let steps = (config.seconds * config.fixed_hz).round().max(1.0);
@@ -304,7 +308,7 @@ fn median(values: &[f64]) -> f64 {
 
 /// Times one dashboard redraw of this run's figures into an off-screen buffer
 /// (the best of ten).
-fn dashboard_draw_ms(app: &bevy_app::App) -> f64 {
+fn dashboard_draw_ms(app: &App) -> f64 {
     use crate::dashboard::{DashboardState, draw};
     let Some(metrics) = app.world().get_resource::<crate::metrics::Metrics>() else {
         return 0.0;

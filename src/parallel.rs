@@ -52,10 +52,10 @@ impl ThreadLoad {
         }
     }
 
-    /// Spreads the loops that start from now on over `threads` threads (at most
-    /// as many as the compute pool has, plus the calling thread). Results do not
-    /// change, only how fast they come: a benchmark can compare thread counts
-    /// within one run.
+    /// Spreads the loops that start from now on over `threads` threads: the
+    /// calling thread and `threads - 1` compute workers (more than the pool
+    /// has only queues tasks behind the busy ones). Results do not change, only
+    /// how fast they come: a benchmark can compare thread counts within one run.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = Some(threads.max(1));
     }
