@@ -194,22 +194,55 @@ impl Clone for SharedPos {
     }
 }
 
-/// A dynamic grid where each cell keeps its own list: moving an item costs O(1)
-/// (plus a scan of its cell), so keeping the grid current costs in proportion to
-/// the items that moved, not to all items.
+/// Entries a [`CellGrid`] cell holds inline, before it spills.
+const INLINE: usize = 2;
+/// A cell that has not spilled.
+const NO_SPILL: u32 = u32::MAX;
+
+/// One cell of a [`CellGrid`]: its first [`INLINE`] entries in place, the rest
+/// in a spill list of the grid. Entries past `len` are stale and never read.
+#[derive(Clone, Debug)]
+struct Cell<T> {
+    len: u32,
+    spill: u32,
+    inline: [(SharedPos, T); INLINE],
+}
+
+impl<T: Copy + Default> Default for Cell<T> {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            spill: NO_SPILL,
+            inline: std::array::from_fn(|_| (SharedPos::new(Vec2::ZERO), T::default())),
+        }
+    }
+}
+
+/// A dynamic grid for items that move: moving an item costs O(1) (plus a scan of
+/// its cell), so keeping the grid current costs in proportion to the items that
+/// moved, not to all items.
+///
+/// The cells sit in one array, and each holds its first two items inline, so a
+/// cell with few items is read in one cache line and costs no allocation: 40
+/// bytes a cell with 16-byte items. Crowded cells spill the rest into lists kept
+/// by the grid, whose slots are reused once a crowd has moved on.
 #[derive(Clone, Debug)]
 pub struct CellGrid<T> {
     geometry: GridGeometry,
-    cells: Vec<Vec<(SharedPos, T)>>,
+    cells: Vec<Cell<T>>,
+    spills: Vec<Vec<(SharedPos, T)>>,
+    free_spills: Vec<u32>,
     len: usize,
 }
 
-impl<T: Copy> CellGrid<T> {
+impl<T: Copy + Default> CellGrid<T> {
     /// An empty grid with cells of side `cell` over a world of `size`.
     pub fn new(size: Vec2, cell: f32) -> Self {
         let geometry = GridGeometry::new(size, cell);
         Self {
-            cells: vec![Vec::new(); geometry.cells()],
+            cells: vec![Cell::default(); geometry.cells()],
+            spills: Vec::new(),
+            free_spills: Vec::new(),
             geometry,
             len: 0,
         }
@@ -230,41 +263,92 @@ impl<T: Copy> CellGrid<T> {
         self.len == 0
     }
 
-    /// Adds `item` at `pos`; returns its cell.
-    pub fn insert(&mut self, pos: Vec2, item: T) -> u32 {
-        let cell = self.geometry.cell_of(pos);
-        self.cells[cell as usize].push((SharedPos::new(pos), item));
-        self.len += 1;
-        cell
+    /// The items of `cell`: the inline ones, then the spilled ones.
+    #[inline]
+    fn entries<'a>(&'a self, cell: &'a Cell<T>) -> (&'a [(SharedPos, T)], &'a [(SharedPos, T)]) {
+        let len = cell.len as usize;
+        let inline = &cell.inline[..len.min(INLINE)];
+        if cell.spill == NO_SPILL {
+            (inline, &[])
+        } else {
+            (inline, &self.spills[cell.spill as usize])
+        }
     }
 
-    /// Removes the item of `cell` that `is_it` picks. Returns whether one was found.
+    /// Adds `item` at `pos`; returns its cell.
+    pub fn insert(&mut self, pos: Vec2, item: T) -> u32 {
+        let index = self.geometry.cell_of(pos);
+        let entry = (SharedPos::new(pos), item);
+        let cell = &mut self.cells[index as usize];
+        let len = cell.len as usize;
+        if len < INLINE {
+            cell.inline[len] = entry;
+        } else {
+            if cell.spill == NO_SPILL {
+                cell.spill = self.free_spills.pop().unwrap_or_else(|| {
+                    self.spills.push(Vec::new());
+                    (self.spills.len() - 1) as u32
+                });
+            }
+            self.spills[cell.spill as usize].push(entry);
+        }
+        cell.len += 1;
+        self.len += 1;
+        index
+    }
+
+    /// Removes the item of `cell` that `is_it` picks. Returns whether one was
+    /// found. The cell's last item takes its place.
     pub fn remove(&mut self, cell: u32, is_it: impl Fn(&T) -> bool) -> bool {
-        let Some(list) = self.cells.get_mut(cell as usize) else {
+        let Some(c) = self.cells.get_mut(cell as usize) else {
             return false;
         };
-        match list.iter().position(|(_, t)| is_it(t)) {
-            Some(i) => {
-                list.swap_remove(i);
-                self.len -= 1;
-                // A crowd that has moved on should not leave its room behind.
-                if list.capacity() > 8 && list.len() * 4 <= list.capacity() {
-                    list.shrink_to(list.len() * 2);
+        let len = c.len as usize;
+        let in_inline = c.inline[..len.min(INLINE)]
+            .iter()
+            .position(|(_, t)| is_it(t));
+        if c.spill == NO_SPILL {
+            let Some(i) = in_inline else {
+                return false;
+            };
+            c.inline.swap(i, len - 1);
+        } else {
+            let spill = &mut self.spills[c.spill as usize];
+            let last = match in_inline {
+                Some(i) => {
+                    let last = spill.pop().expect("a spill list is never empty");
+                    c.inline[i] = last;
+                    true
                 }
-                true
+                None => match spill.iter().position(|(_, t)| is_it(t)) {
+                    Some(i) => {
+                        spill.swap_remove(i);
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if !last {
+                return false;
             }
-            None => false,
+            if spill.is_empty() {
+                // A crowd that has moved on should not leave its room behind.
+                spill.shrink_to(INLINE * 2);
+                self.free_spills.push(c.spill);
+                c.spill = NO_SPILL;
+            } else if spill.capacity() > 8 && spill.len() * 4 <= spill.capacity() {
+                spill.shrink_to(spill.len() * 2);
+            }
         }
+        c.len -= 1;
+        self.len -= 1;
+        true
     }
 
     /// Moves the item of `cell` that `is_it` picks to `pos` (inserting it if it
     /// was not found); returns its new cell.
     pub fn relocate(&mut self, cell: u32, pos: Vec2, item: T, is_it: impl Fn(&T) -> bool) -> u32 {
-        let new = self.geometry.cell_of(pos);
-        if new == cell
-            && let Some(entry) = self.cells[cell as usize].iter_mut().find(|(_, t)| is_it(t))
-        {
-            *entry = (SharedPos::new(pos), item);
+        if self.move_within(cell, pos, &is_it) {
             return cell;
         }
         self.remove(cell, is_it);
@@ -280,10 +364,12 @@ impl<T: Copy> CellGrid<T> {
         if self.geometry.cell_of(pos) != cell {
             return false;
         }
-        let Some(list) = self.cells.get(cell as usize) else {
+        let Some(c) = self.cells.get(cell as usize) else {
             return false;
         };
-        match list.iter().find(|(_, t)| is_it(t)) {
+        let (inline, spilled) = self.entries(c);
+        let found = inline.iter().find(|(_, t)| is_it(t));
+        match found.or_else(|| spilled.iter().find(|(_, t)| is_it(t))) {
             Some((at, _)) => {
                 at.set(pos);
                 true
@@ -309,20 +395,26 @@ impl<T: Copy> CellGrid<T> {
         mut f: impl FnMut(Vec2, &T, f32),
     ) -> u32 {
         let r2 = radius * radius;
+        let mut visit = |entries: &[(SharedPos, T)]| {
+            for (p, t) in entries {
+                let p = p.get();
+                let d2 = p.distance_squared(center);
+                if d2 <= r2 {
+                    f(p, t, d2);
+                }
+            }
+        };
         let mut examined = 0;
         for (first, last) in self.geometry.rows_around(center, radius) {
             if examined >= budget {
                 break;
             }
-            for list in &self.cells[first as usize..=last as usize] {
-                examined += list.len() as u32;
-                for (p, t) in list {
-                    let p = p.get();
-                    let d2 = p.distance_squared(center);
-                    if d2 <= r2 {
-                        f(p, t, d2);
-                    }
-                }
+            for cell in &self.cells[first as usize..=last as usize] {
+                examined += cell.len;
+                // Two plain loops: a chained iterator costs a branch an item.
+                let (inline, spilled) = self.entries(cell);
+                visit(inline);
+                visit(spilled);
             }
         }
         examined
@@ -416,6 +508,44 @@ mod tests {
             seen,
             [(1, Vec2::new(19.0, 11.0)), (2, Vec2::new(13.0, 13.0))]
         );
+    }
+
+    /// A crowd fills a cell past its inline entries and leaves again, in an
+    /// order that removes inline and spilled items alike: the cell holds exactly
+    /// the items still there at every step, and a second crowd reuses the spill
+    /// list of the first.
+    #[test]
+    fn crowded_cells_spill_and_give_their_room_back() {
+        let mut grid = CellGrid::new(Vec2::splat(100.0), 10.0);
+        let at = |i: u32| Vec2::new(51.0 + i as f32 * 0.5, 52.0);
+        let contents = |grid: &CellGrid<u32>| {
+            let mut v = Vec::new();
+            let examined = grid.for_each_within(Vec2::new(55.0, 55.0), 6.0, |_, &i, _| v.push(i));
+            v.sort_unstable();
+            (examined, v)
+        };
+        for crowd in 0..2u32 {
+            let ids: Vec<u32> = (0..10).map(|i| crowd * 100 + i).collect();
+            let mut present: Vec<u32> = Vec::new();
+            for &id in &ids {
+                assert_eq!(grid.insert(at(id % 100), id), 55);
+                present.push(id);
+            }
+            assert_eq!(contents(&grid), (10, present.clone()));
+            for &id in [0, 9, 4, 1, 8, 2, 7, 3, 6, 5].iter().map(|k| &ids[*k]) {
+                assert!(grid.remove(55, |&i| i == id), "remove {id}");
+                present.retain(|&i| i != id);
+                assert_eq!(contents(&grid).1, present, "after removing {id}");
+                assert_eq!(grid.len(), present.len());
+            }
+            assert!(!grid.remove(55, |&i| i == ids[0]), "already gone");
+            assert_eq!(contents(&grid), (0, vec![]));
+            assert_eq!(
+                grid.spills.len(),
+                1,
+                "crowd {crowd} reuses the one spill list"
+            );
+        }
     }
 
     #[test]

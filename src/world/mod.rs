@@ -365,7 +365,7 @@ impl Sites {
 
 /// An agent as the spatial index sees it: its id (with its position, 16 bytes
 /// an entry).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct IndexedAgent {
     pub id: AgentId,
 }
