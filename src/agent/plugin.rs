@@ -266,11 +266,11 @@ fn pick_due(
 
 /// Puts every agent that ticked in this step back into the schedule at its next
 /// due time, one period (at its current rate) after this one. The agents work
-/// out their next due times in parallel; the schedule takes them in the due
-/// order.
+/// out their next due times and steps in parallel; the schedule takes them in
+/// the due order.
 fn reschedule(
     mut tuner: Local<BatchTuner>,
-    mut next: Local<Vec<Option<(SimTime, AgentKind, Priority)>>>,
+    mut next: Local<Vec<Option<(u64, AgentKind, Priority)>>>,
     load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     due: Res<DueAgents>,
@@ -280,6 +280,7 @@ fn reschedule(
     mut agents: Query<(&Agent, &Priority, &TickRate, &mut Cadence)>,
 ) {
     let step_ns = clock.step_ns();
+    let wheel = &*schedule;
     next.clear();
     next.resize(due.len(), None);
     for_each_due_into(
@@ -292,14 +293,14 @@ fn reschedule(
             let rate = TickRate(rate.0 * shedding.rate_scale[*priority as usize]);
             cadence.due += rate.period_ns(step_ns);
             cadence.ticks += 1;
-            *next = Some((cadence.due, agent.kind, *priority));
+            *next = Some((wheel.step_of(cadence.due), agent.kind, *priority));
         },
     );
     // Agents no longer there (despawned during the step) leave the schedule.
     for (&entity, next) in due.all().iter().zip(next.iter()) {
-        if let Some((at, kind, priority)) = *next {
+        if let Some((step, kind, priority)) = *next {
             stats.ticks_by_priority[priority as usize] += 1;
-            schedule.insert(entity, at, kind);
+            schedule.insert_at_step(entity, step, kind);
         }
     }
 }

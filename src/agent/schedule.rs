@@ -62,7 +62,16 @@ impl AgentSchedule {
     }
 
     pub(crate) fn insert(&mut self, entity: Entity, due: SimTime, kind: AgentKind) {
-        let step = due / self.step_ns;
+        self.insert_at_step(entity, self.step_of(due), kind);
+    }
+
+    /// The step that contains virtual time `t`.
+    pub(crate) fn step_of(&self, t: SimTime) -> u64 {
+        t / self.step_ns
+    }
+
+    /// Schedules `entity` in `step` (as worked out by [`step_of`](Self::step_of)).
+    pub(crate) fn insert_at_step(&mut self, entity: Entity, step: u64, kind: AgentKind) {
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
         if slot.capacity() == 0
             && let Some(buffer) = self.spare.pop()
