@@ -63,10 +63,9 @@ pub struct BenchResult {
     pub stolen: Option<f64>,
 }
 
-/// The machine's CPU time so far, as (stolen, total) in clock ticks, from
-/// `/proc/stat` (`None` elsewhere than on Linux).
-fn cpu_steal_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+/// The machine's CPU time so far in clock ticks, from the first line of
+/// `/proc/stat`: (idle, stolen, total).
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64, u64)> {
     let fields: Vec<u64> = stat
         .lines()
         .next()?
@@ -76,8 +75,36 @@ fn cpu_steal_ticks() -> Option<(u64, u64)> {
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal guest guest_nice; guest
     // time is already counted in user and nice.
-    let steal = *fields.get(7)?;
-    Some((steal, fields.iter().take(8).sum()))
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((idle, *fields.get(7)?, fields.iter().take(8).sum()))
+}
+
+/// [`parse_cpu_ticks`] of this machine (`None` elsewhere than on Linux).
+fn cpu_ticks() -> Option<(u64, u64, u64)> {
+    parse_cpu_ticks(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The machine's CPU time so far, as (stolen, total) in clock ticks (`None`
+/// elsewhere than on Linux).
+fn cpu_steal_ticks() -> Option<(u64, u64)> {
+    cpu_ticks().map(|(_, steal, total)| (steal, total))
+}
+
+/// The share of CPU time that was not idle between two [`parse_cpu_ticks`]
+/// readings.
+fn busy_between(before: Option<(u64, u64, u64)>, after: Option<(u64, u64, u64)>) -> Option<f64> {
+    let ((i0, _, t0), (i1, _, t1)) = (before?, after?);
+    (t1 > t0).then(|| 1.0 - i1.saturating_sub(i0) as f64 / (t1 - t0) as f64)
+}
+
+/// How busy the machine is before a benchmark starts: the share of its CPU
+/// time that was not idle over `window` (`None` elsewhere than on Linux).
+/// Another benchmark or build running at the same time competes for the cores
+/// and skews every figure, above all the speed-ups.
+pub fn machine_busy(window: std::time::Duration) -> Option<f64> {
+    let before = cpu_ticks();
+    std::thread::sleep(window);
+    busy_between(before, cpu_ticks())
 }
 
 /// The share of CPU time stolen between two [`cpu_steal_ticks`] readings.
@@ -379,6 +406,21 @@ mod tests {
         );
         assert_eq!(stolen_between(Some((10, 1000)), Some((10, 1000))), None);
         assert_eq!(stolen_between(None, Some((10, 1000))), None);
+    }
+
+    #[test]
+    fn busy_share_counts_everything_but_idle_and_iowait() {
+        let stat = |idle: u64, iowait: u64, user: u64, steal: u64| {
+            format!("cpu  {user} 0 50 {idle} {iowait} 0 0 {steal} 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+        };
+        let before = parse_cpu_ticks(&stat(1000, 100, 400, 10));
+        assert_eq!(before, Some((1100, 10, 1560)));
+        // 200 ticks later: 50 idle, 10 iowait, 130 user, 10 stolen.
+        let after = parse_cpu_ticks(&stat(1050, 110, 530, 20));
+        let busy = busy_between(before, after).unwrap();
+        assert!((busy - 0.7).abs() < 1e-12, "busy {busy}");
+        assert_eq!(busy_between(after, after), None);
+        assert_eq!(parse_cpu_ticks("intr 1 2 3\n"), None);
         if cfg!(target_os = "linux") {
             let (steal, total) = cpu_steal_ticks().expect("/proc/stat on Linux");
             assert!(steal <= total && total > 0);

@@ -546,7 +546,20 @@ fn summary(r: &RunReport) -> String {
     )
 }
 
+/// Warns when the machine is already busy before a benchmark starts.
+fn warn_if_busy() {
+    if let Some(busy) = continuum::bench::machine_busy(std::time::Duration::from_millis(300))
+        && busy > 0.25
+    {
+        eprintln!(
+            "warning: the machine was {:.0} % busy before the benchmark started (another benchmark or a build?); the figures compete with that load",
+            busy * 100.0
+        );
+    }
+}
+
 fn bench_pair_command(a: &BenchPairArgs) -> ExitCode {
+    warn_if_busy();
     let result = run_pair(&PairConfig {
         agents: a.agents,
         seconds: a.seconds,
@@ -603,6 +616,7 @@ fn bench_command(args: BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    warn_if_busy();
     // One measurement in a process of its own.
     let measure = |agents: u64, threads: usize, live: bool| -> Option<BenchResult> {
         let mut command = std::process::Command::new(&exe);
