@@ -223,8 +223,8 @@ impl<T: Copy + Default> Default for Cell<T> {
 /// moved, not to all items.
 ///
 /// The cells sit in one array, and each holds its first two items inline, so a
-/// cell with few items is read in one cache line and costs no allocation: 40
-/// bytes a cell with 16-byte items. Crowded cells spill the rest into lists kept
+/// cell with few items is read where it sits, without following a pointer to a
+/// heap block, and costs no allocation: 40 bytes a cell with 16-byte items. Crowded cells spill the rest into lists kept
 /// by the grid, whose slots are reused once a crowd has moved on.
 #[derive(Clone, Debug)]
 pub struct CellGrid<T> {
@@ -314,10 +314,9 @@ impl<T: Copy + Default> CellGrid<T> {
             c.inline.swap(i, len - 1);
         } else {
             let spill = &mut self.spills[c.spill as usize];
-            let last = match in_inline {
+            let found = match in_inline {
                 Some(i) => {
-                    let last = spill.pop().expect("a spill list is never empty");
-                    c.inline[i] = last;
+                    c.inline[i] = spill.pop().expect("a spill list is never empty");
                     true
                 }
                 None => match spill.iter().position(|(_, t)| is_it(t)) {
@@ -328,7 +327,7 @@ impl<T: Copy + Default> CellGrid<T> {
                     None => false,
                 },
             };
-            if !last {
+            if !found {
                 return false;
             }
             if spill.is_empty() {
