@@ -14,19 +14,23 @@
 //! intermediate fact; a fact confirmed
 //! [`MemoryRules::long_term_after`] times moves to long-term; a contradicted fact
 //! (a site found empty, a lost conflict) loses confidence, and a long-term fact
-//! that is contradicted falls back to intermediate. Every tier is inline and
-//! fixed-size: nothing is allocated per agent.
+//! that is contradicted falls back to intermediate. Every tier has a fixed
+//! capacity; its records live in blocks of a shared slab ([`SlabVec`]) sized to
+//! what the agent holds, so nothing is allocated from the heap per agent and an
+//! agent that knows little takes little room.
 //!
 //! Agents also share what they learn through the [`SharedCache`], an LRU map of
 //! published facts sized from the memory budget ([`MemoryPlan`]).
 
 mod cache;
 mod plugin;
+mod slab;
 
 pub use cache::{CacheStats, SharedCache, SharedFact};
 pub use plugin::{MemoryPlugin, MemorySystems, apply_budget};
+pub use slab::SlabUsage;
+use slab::{SLAB_VEC_MAX, SlabRecord, SlabVec};
 
-use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +54,10 @@ pub const SHORT_TERM_MAX: usize = 8;
 pub const INTERMEDIATE_MAX: usize = 6;
 /// Most facts the long-term tier holds.
 pub const LONG_TERM_MAX: usize = 4;
+
+// The facts of both tiers share one slab vector, the observations another.
+const _: () = assert!(INTERMEDIATE_MAX + LONG_TERM_MAX <= SLAB_VEC_MAX);
+const _: () = assert!(SHORT_TERM_MAX <= SLAB_VEC_MAX);
 
 /// Bytes one record of each tier takes: working, short-term, intermediate, long-term.
 pub const RECORD_BYTES: [usize; 4] = [
@@ -91,7 +99,7 @@ impl TierCaps {
             .sum()
     }
 
-    /// The capacities clamped to the inline maxima.
+    /// The capacities clamped to the tier maxima.
     pub fn clamped(self) -> Self {
         Self {
             working: self.working.min(WORKING_MAX as u8),
@@ -102,7 +110,7 @@ impl TierCaps {
     }
 
     /// The largest capacities, in proportion to `self`, that fit in `limit`
-    /// bytes (and in the inline maxima). With `limit` at or above
+    /// bytes (and in the tier maxima). With `limit` at or above
     /// [`bytes`](Self::bytes), every tier may grow by the same factor.
     pub fn scaled_to(self, limit: usize) -> Self {
         let base = self.clamped();
@@ -302,25 +310,37 @@ pub enum Tier {
 
 /// An agent's memory beyond the working tier. See the [module docs](self).
 ///
-/// The fields keep their declared order: the capacities, then the tiers that
-/// every tick reads (long-term, intermediate), each with its length before its
-/// records, and short-term last. An agent's few facts then sit in the
-/// component's first hundred bytes or so (cachegrind, 100 000 agents, one
-/// thread: the whole run had a third fewer last-level misses than with the
-/// order the compiler picked).
+/// The records live in blocks of the memory slab ([`SlabVec`]), sized to what
+/// the agent holds now rather than to what it may hold: the component itself is
+/// 28 bytes. The facts sit in one vector, long-term first, then intermediate,
+/// so that looking a site up reads one block.
 #[derive(Component, Clone, Debug, PartialEq, Default)]
-#[repr(C)]
 pub struct Memory {
     caps: TierCaps,
     /// The budget (bytes) the capacities were derived from.
     limit: u32,
-    long_term: ArrayVec<Fact, LONG_TERM_MAX>,
-    intermediate: ArrayVec<Fact, INTERMEDIATE_MAX>,
-    short_term: ArrayVec<Observation, SHORT_TERM_MAX>,
+    /// Long-term facts (the first `long_term` of them), then intermediate ones.
+    facts: SlabVec<Fact>,
+    short_term: SlabVec<Observation>,
+    /// How many of `facts` are long-term.
+    long_term: u8,
+}
+
+slab::slab_record!(Fact);
+slab::slab_record!(Observation);
+
+/// What the memory slabs' blocks take now, over every agent of every world in
+/// the process.
+pub fn slab_usage() -> SlabUsage {
+    let (facts, observations) = (Fact::slab().usage(), Observation::slab().usage());
+    SlabUsage {
+        live_bytes: facts.live_bytes + observations.live_bytes,
+        reserved_bytes: facts.reserved_bytes + observations.reserved_bytes,
+    }
 }
 
 impl Memory {
-    /// An empty memory with these capacities (clamped to the inline maxima),
+    /// An empty memory with these capacities (clamped to the tier maxima),
     /// derived from a budget of `limit` bytes.
     pub fn with_caps(caps: TierCaps, limit: u32) -> Self {
         Self {
@@ -344,6 +364,10 @@ impl Memory {
         self.caps
     }
 
+    fn n_long(&self) -> usize {
+        usize::from(self.long_term)
+    }
+
     /// Changes the capacities; tiers over their new capacity drop their least
     /// useful records (oldest observations, least confident or least valuable
     /// facts).
@@ -352,13 +376,13 @@ impl Memory {
         while self.short_term.len() > usize::from(self.caps.short_term) {
             self.short_term.remove(0);
         }
-        while self.intermediate.len() > usize::from(self.caps.intermediate) {
-            let i = least_worth(&self.intermediate, now, rules.half_life);
-            self.intermediate.remove(i);
+        while self.intermediate().len() > usize::from(self.caps.intermediate) {
+            let i = least_worth(self.intermediate(), now, rules.half_life);
+            self.facts.remove(self.n_long() + i);
         }
-        while self.long_term.len() > usize::from(self.caps.long_term) {
-            let i = least_valuable(&self.long_term);
-            self.long_term.remove(i);
+        while self.n_long() > usize::from(self.caps.long_term) {
+            let i = least_valuable(self.long_term());
+            self.remove_long(i);
         }
     }
 
@@ -369,56 +393,61 @@ impl Memory {
 
     /// Intermediate facts.
     pub fn intermediate(&self) -> &[Fact] {
-        &self.intermediate
+        &self.facts[self.n_long()..]
     }
 
     /// Long-term facts.
     pub fn long_term(&self) -> &[Fact] {
-        &self.long_term
+        &self.facts[..self.n_long()]
     }
 
     /// Every fact, long-term first.
     pub fn facts(&self) -> impl Iterator<Item = &Fact> {
-        self.long_term.iter().chain(self.intermediate.iter())
+        self.facts.iter()
     }
 
     /// The fact about `site`, and its tier.
     pub fn fact(&self, site: SiteId) -> Option<(&Fact, Tier)> {
-        if let Some(f) = self.long_term.iter().find(|f| f.site == site) {
-            return Some((f, Tier::LongTerm));
-        }
-        self.intermediate
-            .iter()
-            .find(|f| f.site == site)
-            .map(|f| (f, Tier::Intermediate))
+        let facts = &*self.facts;
+        let i = facts.iter().position(|f| f.site == site)?;
+        let tier = if i < self.n_long() {
+            Tier::LongTerm
+        } else {
+            Tier::Intermediate
+        };
+        Some((&facts[i], tier))
     }
 
     /// The fact about `site`, for updating.
     pub fn fact_mut(&mut self, site: SiteId) -> Option<&mut Fact> {
-        self.long_term
-            .iter_mut()
-            .chain(self.intermediate.iter_mut())
-            .find(|f| f.site == site)
+        self.facts.iter_mut().find(|f| f.site == site)
     }
 
     /// Whether the agent holds a fact about `site`.
     pub fn knows(&self, site: SiteId) -> bool {
-        self.fact(site).is_some()
+        self.facts.iter().any(|f| f.site == site)
     }
 
     /// Bytes of records held now (the working tier counted by the perception).
     pub fn held_bytes(&self) -> usize {
         self.short_term.len() * RECORD_BYTES[1]
-            + self.intermediate.len() * RECORD_BYTES[2]
-            + self.long_term.len() * RECORD_BYTES[3]
+            + self.intermediate().len() * RECORD_BYTES[2]
+            + self.n_long() * RECORD_BYTES[3]
+    }
+
+    /// Bytes of the slab blocks the records take: at least
+    /// [`held_bytes`](Self::held_bytes), as blocks hold 2, 4, 8 or 16 records.
+    pub fn block_bytes(&self) -> usize {
+        self.facts.capacity() * size_of::<Fact>()
+            + self.short_term.capacity() * size_of::<Observation>()
     }
 
     /// Records held in each tier beyond working: (short-term, intermediate, long-term).
     pub fn lens(&self) -> (usize, usize, usize) {
         (
             self.short_term.len(),
-            self.intermediate.len(),
-            self.long_term.len(),
+            self.intermediate().len(),
+            self.n_long(),
         )
     }
 
@@ -438,25 +467,18 @@ impl Memory {
     ) {
         for &site in seen {
             let value = value_of(site);
-            if let Some(fact) = self.long_term.iter_mut().find(|f| f.site == site) {
+            let n_long = self.n_long();
+            let facts = &mut *self.facts;
+            if let Some(i) = facts.iter().position(|f| f.site == site) {
+                let fact = &mut facts[i];
                 fact.at = now;
                 fact.hits = fact.hits.saturating_add(1);
                 fact.set_confidence(1.0);
                 if let Some(v) = value {
                     fact.value = v;
                 }
-                continue;
-            }
-            if let Some(i) = self.intermediate.iter().position(|f| f.site == site) {
-                let fact = &mut self.intermediate[i];
-                fact.at = now;
-                fact.hits = fact.hits.saturating_add(1);
-                fact.set_confidence(1.0);
-                if let Some(v) = value {
-                    fact.value = v;
-                }
-                if fact.hits >= rules.long_term_after {
-                    self.promote(i);
+                if i >= n_long && fact.hits >= rules.long_term_after {
+                    self.promote(i - n_long);
                 }
                 continue;
             }
@@ -468,9 +490,15 @@ impl Memory {
                 self.add_intermediate(Fact::new(site, value.unwrap_or(f32::NAN), now), now, rules);
             }
         }
+        self.forget_faded(now, rules);
+    }
+
+    /// Forgets the intermediate facts whose confidence has decayed below the
+    /// threshold.
+    fn forget_faded(&mut self, now: MemTime, rules: &MemoryRules) {
         let (half_life, forget) = (rules.half_life, rules.forget_below);
-        self.intermediate
-            .retain(|f| f.confidence_at(now, half_life) >= forget);
+        self.facts
+            .retain_from(self.n_long(), |f| f.confidence_at(now, half_life) >= forget);
     }
 
     /// Records a sighting in the short-term ring: a site already there counts one
@@ -482,15 +510,27 @@ impl Memory {
         if cap == 0 {
             return 0;
         }
-        let count = match self.short_term.iter().position(|o| o.site == site) {
-            Some(i) => self.short_term.remove(i).count.saturating_add(1),
-            None => 1,
-        };
-        while self.short_term.len() >= cap {
+        // Records move within the ring's block rather than leave and come
+        // back, so a ring that stays full or holds one site keeps its block.
+        let ring = &mut *self.short_term;
+        if let Some(i) = ring.iter().position(|o| o.site == site) {
+            ring[i..].rotate_left(1);
+            let latest = ring.last_mut().expect("the ring holds the site");
+            latest.count = latest.count.saturating_add(1);
+            latest.at = at;
+            return latest.count;
+        }
+        while self.short_term.len() > cap {
             self.short_term.remove(0);
         }
-        self.short_term.push(Observation { site, at, count });
-        count
+        let seen = Observation { site, at, count: 1 };
+        if self.short_term.len() == cap {
+            self.short_term.rotate_left(1);
+            self.short_term[cap - 1] = seen;
+        } else {
+            self.short_term.push(seen);
+        }
+        1
     }
 
     /// Records what the agent learned first-hand about `site` (an assessment, a
@@ -536,26 +576,34 @@ impl Memory {
         now: MemTime,
         rules: &MemoryRules,
     ) {
-        if let Some(i) = self.long_term.iter().position(|f| f.site == site) {
-            let mut fact = self.long_term.remove(i);
-            fact.set_confidence(rules.contradiction);
-            fact.hits = 1;
-            fact.at = now;
-            if let Some(v) = value {
-                fact.value = v;
+        match self.facts.iter().position(|f| f.site == site) {
+            Some(i) if i < self.n_long() => {
+                let mut fact = self.remove_long(i);
+                fact.set_confidence(rules.contradiction);
+                fact.hits = 1;
+                fact.at = now;
+                if let Some(v) = value {
+                    fact.value = v;
+                }
+                self.add_intermediate(fact, now, rules);
             }
-            self.add_intermediate(fact, now, rules);
-        } else if let Some(fact) = self.intermediate.iter_mut().find(|f| f.site == site) {
-            let c = fact.confidence_at(now, rules.half_life) * rules.contradiction;
-            fact.set_confidence(c);
-            fact.at = now;
-            if let Some(v) = value {
-                fact.value = v;
+            Some(i) => {
+                let fact = &mut self.facts[i];
+                let c = fact.confidence_at(now, rules.half_life) * rules.contradiction;
+                fact.set_confidence(c);
+                fact.at = now;
+                if let Some(v) = value {
+                    fact.value = v;
+                }
             }
+            None => {}
         }
-        let (half_life, forget) = (rules.half_life, rules.forget_below);
-        self.intermediate
-            .retain(|f| f.confidence_at(now, half_life) >= forget);
+        self.forget_faded(now, rules);
+    }
+
+    fn remove_long(&mut self, i: usize) -> Fact {
+        self.long_term -= 1;
+        self.facts.remove(i)
     }
 
     /// Adds an intermediate fact. When the tier is full, the least worth of its
@@ -566,15 +614,15 @@ impl Memory {
         if cap == 0 {
             return;
         }
-        if self.intermediate.len() >= cap {
-            let i = least_worth(&self.intermediate, now, rules.half_life);
-            let worst = &self.intermediate[i];
+        if self.intermediate().len() >= cap {
+            let i = least_worth(self.intermediate(), now, rules.half_life);
+            let worst = &self.intermediate()[i];
             if worth_cmp(&fact, worst, now, rules.half_life).is_le() {
                 return;
             }
-            self.intermediate.remove(i);
+            self.facts.remove(self.n_long() + i);
         }
-        self.intermediate.push(fact);
+        self.facts.push(fact);
     }
 
     /// Moves intermediate fact `i` to long-term. When long-term is full, the least
@@ -585,16 +633,19 @@ impl Memory {
         if cap == 0 {
             return;
         }
-        let fact = self.intermediate[i];
-        if self.long_term.len() >= cap {
-            let worst = least_valuable(&self.long_term);
-            if value_rank(&self.long_term[worst]) >= value_rank(&fact) {
+        let fact = self.intermediate()[i];
+        if self.n_long() >= cap {
+            let worst = least_valuable(self.long_term());
+            if value_rank(&self.long_term()[worst]) >= value_rank(&fact) {
                 return;
             }
-            self.long_term.remove(worst);
+            self.facts.remove(self.n_long() + i);
+            self.remove_long(worst);
+        } else {
+            self.facts.remove(self.n_long() + i);
         }
-        self.intermediate.remove(i);
-        self.long_term.push(fact);
+        self.facts.insert(self.n_long(), fact);
+        self.long_term += 1;
     }
 }
 

@@ -156,7 +156,7 @@ fn consolidate(
 }
 
 /// Gives an agent the tier capacities its budget allows under `rules`: the
-/// kind's default capacities scaled to the limit (and to the inline maxima).
+/// kind's default capacities scaled to the limit (and to the tier maxima).
 pub fn apply_budget(
     budget: Budget,
     rules: &MemoryRules,

@@ -117,11 +117,36 @@ fn tiers_never_exceed_their_capacities() {
         let (st, im, lt) = m.lens();
         assert!(st <= 6 && im <= 3 && lt <= 2, "{st} {im} {lt}");
         assert!(m.held_bytes() <= r.capacity.bytes());
+        // The slab blocks follow what is held: never less, at most four times.
+        assert!(m.held_bytes() <= m.block_bytes() && m.block_bytes() <= 4 * m.held_bytes());
         let mut sites: Vec<_> = m.facts().map(|f| f.site).collect();
         sites.sort();
         sites.dedup();
         assert_eq!(sites.len(), im + lt, "a site is held in one tier at most");
     }
+}
+
+/// The component is a small header; its records take slab blocks only while
+/// there are records, and a copy holds its own.
+#[test]
+fn memory_takes_room_only_for_what_it_holds() {
+    assert!(size_of::<Memory>() <= 32, "{} bytes", size_of::<Memory>());
+    let r = rules();
+    let mut m = memory();
+    assert_eq!(m.block_bytes(), 0);
+    m.consolidate(&[s(1), s(2)], 0, &r, |_| Some(1.0));
+    m.consolidate(&[s(1), s(3)], 100, &r, |_| Some(1.0));
+    assert_eq!(m.lens(), (2, 1, 0));
+    assert_eq!(
+        m.block_bytes(),
+        2 * size_of::<Observation>() + 2 * size_of::<Fact>()
+    );
+    let copy = m.clone();
+    // Capacities cut to nothing: every record goes, and the blocks with them.
+    m.set_caps(TierCaps::NONE, 100, &r);
+    assert_eq!((m.lens(), m.block_bytes()), ((0, 0, 0), 0));
+    assert_eq!(copy.lens(), (2, 1, 0), "the copy kept its records");
+    assert_eq!(copy.fact(s(1)).map(|(f, _)| f.value), Some(1.0));
 }
 
 #[test]
@@ -174,7 +199,7 @@ fn capacities_follow_the_budget() {
     assert_eq!(
         big,
         caps.scaled_to(usize::MAX / 4),
-        "growth stops at the inline maxima"
+        "growth stops at the tier maxima"
     );
     assert_eq!(big.long_term as usize, LONG_TERM_MAX);
 }

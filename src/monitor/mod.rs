@@ -208,7 +208,7 @@ pub struct AgentLoad {
     /// Below this limit its tiers would shrink under its default capacities'
     /// smallest useful size; it never gives away more.
     pub memory_floor: u32,
-    /// Above this limit its tiers cannot grow (inline maxima).
+    /// Above this limit its tiers cannot grow (tier maxima).
     pub memory_ceiling: u32,
     pub cpu_share: f32,
     /// Average work units per tick.

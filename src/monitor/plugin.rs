@@ -94,7 +94,7 @@ fn take_samples(
     stats.refresh_ms = sample.refresh_cost.as_secs_f64() * 1e3;
 }
 
-/// Bytes the inline maxima of every tier take: no limit above is of any use.
+/// Bytes the maxima of every tier take: no limit above is of any use.
 fn ceiling_bytes() -> u32 {
     TierCaps {
         working: WORKING_MAX as u8,
