@@ -49,6 +49,10 @@ pub struct BenchResult {
     pub realtime_factor: f64,
     /// Resident memory added by the simulation, divided by the agents.
     pub bytes_per_agent: f64,
+    /// Of which the memory slab's blocks (memory records, including blocks
+    /// freed for reuse), per agent.
+    #[serde(default)]
+    pub slab_bytes_per_agent: f64,
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
     pub live_metrics: bool,
@@ -165,6 +169,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
     scenario.clock.duration = Some(config.warmup + config.seconds);
     let mut app = warmed_up(scenario, config.threads, config.live_metrics, config.warmup);
     let rss_after = current_rss_bytes().unwrap_or(0);
+    let slab_after = crate::memory::slab_usage();
     let ticks_before = app.world().resource::<RunStats>().agent_ticks;
     let phases_before = app.world().resource::<crate::clock::PhaseTimes>().total_ns;
     let steps_before = app.world().resource::<RunStats>().steps;
@@ -195,6 +200,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         agent_ticks_per_sec: ticks as f64 / wall,
         realtime_factor: config.seconds / wall,
         bytes_per_agent: rss_after.saturating_sub(rss_before) as f64 / config.agents as f64,
+        slab_bytes_per_agent: slab_after.reserved_bytes as f64 / config.agents as f64,
         step_ms_p50: stats.step_ms_quantile(0.5),
         step_ms_p99: stats.step_ms_quantile(0.99),
         live_metrics: config.live_metrics,

@@ -95,6 +95,9 @@ pub struct MemorySummary {
     pub bytes_per_agent: f64,
     /// Mean bytes of memory records an agent holds.
     pub held_bytes_mean: f64,
+    /// Mean bytes of the memory slab's blocks an agent's records take (blocks
+    /// hold 2, 4, 8 or 16 records, so this is at least what is held).
+    pub block_bytes_mean: f64,
     pub facts_per_tier: TierMeans,
     pub shared_cache: CacheSummary,
 }
@@ -351,11 +354,12 @@ fn resources_summary(world: &mut World) -> ResourcesSummary {
 fn memory_summary(world: &mut World) -> Option<MemorySummary> {
     let plan = world.get_resource::<MemoryPlan>()?.clone();
     let mut query = world.query::<(&Perception, &Memory)>();
-    let (mut n, mut held, mut tiers) = (0usize, 0usize, [0usize; 4]);
+    let (mut n, mut held, mut blocks, mut tiers) = (0usize, 0usize, 0usize, [0usize; 4]);
     for (perception, memory) in query.iter(world) {
         let (st, im, lt) = memory.lens();
         n += 1;
         held += memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+        blocks += memory.block_bytes();
         for (total, len) in tiers.iter_mut().zip([perception.sites.len(), st, im, lt]) {
             *total += len;
         }
@@ -374,6 +378,7 @@ fn memory_summary(world: &mut World) -> Option<MemorySummary> {
         per_agent_limit_bytes: plan.per_agent_bytes,
         bytes_per_agent: mean(added as usize),
         held_bytes_mean: mean(held),
+        block_bytes_mean: mean(blocks),
         facts_per_tier: TierMeans {
             working: mean(tiers[0]),
             short_term: mean(tiers[1]),
