@@ -24,6 +24,11 @@ use crate::agent::DueAgents;
 /// it, handing work to another thread costs more than it saves, and the pass
 /// runs on the calling thread.
 pub const MIN_SHARED_NS: f64 = 50_000.0;
+/// The same while the compute workers sleep (steps with fewer than
+/// [`SPIN_MIN_DUE`] due agents): a sleeping worker takes tens of microseconds
+/// to wake, and at 10 000 agents (a thousand due a step, passes of 30 to 150
+/// µs) sharing every pass made two threads slower than one.
+pub const MIN_SHARED_ASLEEP_NS: f64 = 500_000.0;
 /// Least wall time a chunk should take (nanoseconds): claiming one is an atomic
 /// operation, cheap next to this.
 pub const MIN_CHUNK_NS: f64 = 10_000.0;
@@ -40,6 +45,11 @@ pub struct ThreadLoad {
     local: Parallel<(Option<String>, u64)>,
     totals: BTreeMap<String, u64>,
     since: Option<Instant>,
+    /// Whether the compute workers are kept awake in this step
+    /// ([`wake_workers`]).
+    workers_awake: std::sync::atomic::AtomicBool,
+    /// Share every pass, however small ([`sharing_every_pass`](Self::sharing_every_pass)).
+    share_all: bool,
 }
 
 impl ThreadLoad {
@@ -50,6 +60,14 @@ impl ThreadLoad {
             threads: Some(threads.max(1)),
             ..Default::default()
         }
+    }
+
+    /// Shares every pass between the threads in chunks of [`MIN_CHUNK`] agents,
+    /// however small the pass: slower, but a test's small world then runs
+    /// every parallel path that a large one does.
+    pub fn sharing_every_pass(mut self) -> Self {
+        self.share_all = true;
+        self
     }
 
     /// Spreads the loops that start from now on over `threads` threads: the
@@ -67,6 +85,13 @@ impl ThreadLoad {
         self.threads.unwrap_or_else(|| {
             bevy_tasks::ComputeTaskPool::get_or_init(Default::default).thread_num()
         })
+    }
+
+    /// Whether the compute workers are kept awake in this step, so that a pass
+    /// handed to them starts at once.
+    pub fn workers_awake(&self) -> bool {
+        self.workers_awake
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn record(&self, ns: u64) {
@@ -122,11 +147,17 @@ pub struct BatchTuner {
 impl BatchTuner {
     /// Whether a pass over `agents` agents is worth sharing between threads:
     /// estimated at [`MIN_SHARED_NS`] or more, or not measured yet and more
-    /// than two least chunks.
-    pub fn worth_sharing(&self, agents: usize) -> bool {
+    /// than two least chunks. While the workers sleep (`awake` false) the pass
+    /// must be estimated at [`MIN_SHARED_ASLEEP_NS`] or more.
+    pub fn worth_sharing(&self, agents: usize, awake: bool) -> bool {
+        let least = if awake {
+            MIN_SHARED_NS
+        } else {
+            MIN_SHARED_ASLEEP_NS
+        };
         match self.ns_per_agent {
-            Some(ns) => agents as f64 * ns >= MIN_SHARED_NS,
-            None => agents > 2 * UNMEASURED_CHUNK,
+            Some(ns) => agents as f64 * ns >= least,
+            None => awake && agents > 2 * UNMEASURED_CHUNK,
         }
     }
 
@@ -292,7 +323,8 @@ pub fn for_each_due_into<D, F, T: Send>(
     }
     let threads = load.threads();
     let started = Instant::now();
-    if threads <= 1 || !tuner.worth_sharing(due.len()) {
+    let shared = load.share_all || tuner.worth_sharing(due.len(), load.workers_awake());
+    if threads <= 1 || !shared {
         // Too little to share: run it here rather than hand it to a worker
         // while this thread waits.
         let timer = BusyTimer::start(load);
@@ -301,7 +333,12 @@ pub fn for_each_due_into<D, F, T: Send>(
         tuner.observe(due.len(), started.elapsed().as_nanos() as u64, 1);
         return;
     }
-    let chunks = Chunks::new(due.len(), threads, tuner.min_chunk());
+    let min_chunk = if load.share_all {
+        MIN_CHUNK
+    } else {
+        tuner.min_chunk()
+    };
+    let chunks = Chunks::new(due.len(), threads, min_chunk);
     let slots = SharedSlice::new(out);
     let query = &*query;
     let (f, slots) = (&f, &slots);
@@ -353,12 +390,18 @@ pub fn for_each_chunk<T: Send>(
     f: impl Fn(&mut T) + Send + Sync,
 ) {
     let threads = load.threads();
-    if threads <= 1 || items.len() < 4 * UNMEASURED_CHUNK {
+    let shared = load.share_all || (load.workers_awake() && items.len() >= 4 * UNMEASURED_CHUNK);
+    if threads <= 1 || !shared {
         let _timer = BusyTimer::start(load);
         items.iter_mut().for_each(f);
         return;
     }
-    let chunks = Chunks::new(items.len(), threads, UNMEASURED_CHUNK);
+    let min_chunk = if load.share_all {
+        MIN_CHUNK
+    } else {
+        UNMEASURED_CHUNK
+    };
+    let chunks = Chunks::new(items.len(), threads, min_chunk);
     let shared = SharedSlice::new(items);
     let (f, shared) = (&f, &shared);
     share(threads, &chunks, load, || {
@@ -419,6 +462,7 @@ pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>, spin: Res<Worker
     {
         return;
     }
+    load.workers_awake.store(true, Ordering::Relaxed);
     let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     for _ in 1..load.threads() {
         let running = spin.running.clone();
@@ -432,9 +476,10 @@ pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>, spin: Res<Worker
 }
 
 /// Lets the workers sleep again.
-pub fn release_workers(spin: Res<WorkerSpin>) {
-    spin.running
-        .store(false, std::sync::atomic::Ordering::Release);
+pub fn release_workers(load: Res<ThreadLoad>, spin: Res<WorkerSpin>) {
+    use std::sync::atomic::Ordering;
+    load.workers_awake.store(false, Ordering::Relaxed);
+    spin.running.store(false, Ordering::Release);
 }
 
 /// A future that is pending once, waking itself: the executor runs whatever
@@ -516,12 +561,20 @@ mod tests {
     fn min_chunk_follows_the_measured_cost() {
         let mut tuner = BatchTuner::default();
         assert_eq!(tuner.min_chunk(), UNMEASURED_CHUNK);
-        assert!(!tuner.worth_sharing(2 * UNMEASURED_CHUNK));
+        assert!(!tuner.worth_sharing(2 * UNMEASURED_CHUNK, true));
+        assert!(tuner.worth_sharing(2 * UNMEASURED_CHUNK + 1, true));
+        assert!(
+            !tuner.worth_sharing(1_000_000, false),
+            "an unmeasured pass never wakes a sleeping worker"
+        );
         // 1000 agents in 100 µs on two threads: 200 ns an agent.
         tuner.observe(1000, 100_000, 2);
         assert_eq!(tuner.min_chunk(), 50);
-        assert!(tuner.worth_sharing(250));
-        assert!(!tuner.worth_sharing(249));
+        assert!(tuner.worth_sharing(250, true));
+        assert!(!tuner.worth_sharing(249, true));
+        // Sleeping workers: 500 µs of work or more.
+        assert!(tuner.worth_sharing(2500, false));
+        assert!(!tuner.worth_sharing(2499, false));
         // Cheap agents make long chunks; costly ones never fewer than MIN_CHUNK.
         let mut cheap = BatchTuner::default();
         cheap.observe(1000, 1000, 1);

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use continuum::parallel::ThreadLoad;
 use continuum::prelude::*;
 
 /// The digest of `scenarios/quickstart.ron` after 20 virtual seconds.
@@ -103,4 +104,21 @@ fn thread_counts_agree() {
 #[test]
 fn thread_counts_agree_in_a_conflict_storm() {
     digests_by_threads("conflict-storm.ron", 10);
+}
+
+/// Every pass shared between threads in small chunks, however few agents are
+/// due, gives the same world as one thread: the parallel paths, which a small
+/// world would otherwise leave to the calling thread, change nothing.
+#[test]
+fn sharing_every_pass_changes_nothing() {
+    let digest = |load: fn() -> ThreadLoad| {
+        let mut sim = SimHarness::with(common::shipped("conflict-storm.ron"), |app| {
+            app.insert_resource(load());
+        });
+        sim.run_for(5.0);
+        sim.state_digest().to_string()
+    };
+    let one = digest(|| ThreadLoad::with_threads(1));
+    let shared = digest(|| ThreadLoad::with_threads(2).sharing_every_pass());
+    assert_eq!(shared, one, "sharing every pass changed the world");
 }
