@@ -87,6 +87,12 @@ impl ThreadLoad {
         })
     }
 
+    /// The least chunk of a shared pass: `usual`, or [`MIN_CHUNK`] when every
+    /// pass is shared.
+    fn least_chunk(&self, usual: usize) -> usize {
+        if self.share_all { MIN_CHUNK } else { usual }
+    }
+
     /// Whether the compute workers are kept awake in this step, so that a pass
     /// handed to them starts at once.
     pub fn workers_awake(&self) -> bool {
@@ -333,12 +339,7 @@ pub fn for_each_due_into<D, F, T: Send>(
         tuner.observe(due.len(), started.elapsed().as_nanos() as u64, 1);
         return;
     }
-    let min_chunk = if load.share_all {
-        MIN_CHUNK
-    } else {
-        tuner.min_chunk()
-    };
-    let chunks = Chunks::new(due.len(), threads, min_chunk);
+    let chunks = Chunks::new(due.len(), threads, load.least_chunk(tuner.min_chunk()));
     let slots = SharedSlice::new(out);
     let query = &*query;
     let (f, slots) = (&f, &slots);
@@ -396,12 +397,7 @@ pub fn for_each_chunk<T: Send>(
         items.iter_mut().for_each(f);
         return;
     }
-    let min_chunk = if load.share_all {
-        MIN_CHUNK
-    } else {
-        UNMEASURED_CHUNK
-    };
-    let chunks = Chunks::new(items.len(), threads, min_chunk);
+    let chunks = Chunks::new(items.len(), threads, load.least_chunk(UNMEASURED_CHUNK));
     let shared = SharedSlice::new(items);
     let (f, shared) = (&f, &shared);
     share(threads, &chunks, load, || {

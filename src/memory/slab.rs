@@ -7,9 +7,11 @@
 //! what it holds (two, four, eight or sixteen records), and none while empty.
 //!
 //! Blocks come from chunks that are allocated once and never move or go back to
-//! the system; freed blocks are reused first. Taking or freeing a block is a
-//! short critical section behind one lock per size class, and happens only when
-//! a vector outgrows its block or empties, never on every record. A block
+//! the system; freed blocks are reused first. A vector takes or frees a block
+//! only when it outgrows its block, falls to a quarter of it or empties, never
+//! on every record, and then mostly from its thread's [`Stock`] without a lock;
+//! a stock refills or returns its blocks in batches, behind one lock per size
+//! class. A block
 //! belongs to exactly one `SlabVec`, which reads and writes it through its own
 //! `&`/`&mut` borrows: that ownership, like a `Box`'s, is what makes the
 //! accesses sound. Which block a vector gets never changes what it holds, so
@@ -181,7 +183,8 @@ struct ClassState {
 /// Blocks of one slab in use and handed out, over all classes, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlabUsage {
-    /// Bytes of blocks held by vectors now.
+    /// Bytes of blocks out of the slab now: held by vectors or in threads'
+    /// stocks.
     pub live_bytes: u64,
     /// Bytes of every block ever handed out (live or free for reuse).
     pub reserved_bytes: u64,
