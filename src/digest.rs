@@ -74,8 +74,6 @@ impl std::fmt::Display for StateDigest {
 
 type DigestQuery<'a> = (
     &'a Agent,
-    &'a Priority,
-    &'a TickRate,
     &'a Cadence,
     &'a Position,
     &'a Velocity,
@@ -83,8 +81,6 @@ type DigestQuery<'a> = (
     &'a Intent,
     &'a AgentRng,
     &'a Feedback,
-    &'a Tally,
-    &'a Admission,
 );
 
 /// The digest of the whole simulation state in `world`.
@@ -97,33 +93,18 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     let mut agents: Vec<_> = query.iter(world).collect();
     agents.sort_unstable_by_key(|a| a.0.id);
     h.word(agents.len() as u64);
-    for (
-        agent,
-        priority,
-        rate,
-        cadence,
-        pos,
-        vel,
-        memory,
-        intent,
-        rng,
-        feedback,
-        tally,
-        admission,
-    ) in agents
-    {
-        h.word(admission.requested_at).word(admission.admitted_at);
+    for (agent, cadence, pos, vel, memory, intent, rng, feedback) in agents {
         h.word(agent.id.0)
             .word(u64::from(agent.kind.0))
-            .word(*priority as u64);
-        h.f32(rate.0)
+            .word(agent.priority as u64);
+        h.f32(cadence.rate.0)
             .word(cadence.due)
             .word(u64::from(cadence.ticks));
         h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
         hash_memory(&mut h, memory);
         hash_intent(&mut h, intent);
         h.word(rng.fingerprint());
-        h.word(feedback.step);
+        h.word(u64::from(feedback.step));
         if let Some((target, kind, result)) = feedback.outcome {
             hash_action(&mut h, target, kind);
             match result {
@@ -132,6 +113,7 @@ pub fn state_digest(world: &mut World) -> StateDigest {
                 FeedbackResult::Failed(reason) => h.word(3).word(reason as u64),
             };
         }
+        let tally = feedback.tally;
         h.f32(tally.harvested)
             .word(u64::from(tally.applied))
             .word(u64::from(tally.rejected));

@@ -358,9 +358,9 @@ fn memory_summary(world: &mut World) -> Option<MemorySummary> {
     for (perception, memory) in query.iter(world) {
         let (st, im, lt) = memory.lens();
         n += 1;
-        held += memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+        held += memory.held_bytes() + perception.sites().len() * crate::memory::RECORD_BYTES[0];
         blocks += memory.block_bytes();
-        for (total, len) in tiers.iter_mut().zip([perception.sites.len(), st, im, lt]) {
+        for (total, len) in tiers.iter_mut().zip([perception.sites().len(), st, im, lt]) {
             *total += len;
         }
     }

@@ -32,10 +32,10 @@ fn kind_of(sim: &mut SimHarness) -> std::collections::BTreeMap<AgentId, String> 
 
 fn total_harvest_of(sim: &mut SimHarness, kind: &str) -> f32 {
     let kinds = kind_of(sim);
-    sim.agents::<Tally>()
+    sim.agents::<Feedback>()
         .iter()
         .filter(|(id, _)| kinds[id] == kind)
-        .map(|(_, t)| t.harvested)
+        .map(|(_, f)| f.tally.harvested)
         .sum()
 }
 

@@ -137,8 +137,11 @@ fn priority_then_timestamp_prefers_high_priority() {
         };
         assert_eq!(result, expected, "{agent}");
     }
-    let tallies = sim.agents::<Tally>();
-    assert_eq!(tallies.iter().map(|(_, t)| t.rejected).sum::<u32>(), 4);
+    let tallies = sim.agents::<Feedback>();
+    assert_eq!(
+        tallies.iter().map(|(_, f)| f.tally.rejected).sum::<u32>(),
+        4
+    );
 }
 
 #[test]

@@ -58,7 +58,7 @@ fn no_tier_ever_exceeds_its_capacity() {
             long_term_seen += lt;
         }
         for (id, perception) in sim.agents::<Perception>() {
-            assert!(perception.sites.len() <= perception.capacity(), "{id}");
+            assert!(perception.sites().len() <= perception.capacity(), "{id}");
         }
         let cache = sim.world().resource::<SharedCache>();
         assert!(cache.len() <= cache.capacity());

@@ -55,14 +55,13 @@ fn agents_tick_exactly_at_their_own_rates() {
 
     let groups: [(u64, f64); 4] = [(4, 100.0), (8, 25.0), (10, 10.0), (7, 3.0)];
     let cadences = sim.agents::<Cadence>();
-    let rates = sim.agents::<TickRate>();
     let mut i = 0;
     let mut total = 0;
     for (n, hz) in groups {
         let period = (1e9 / hz).round() as u64;
         for member in 0..n {
             let (id, cadence) = cadences[i];
-            assert_eq!(rates[i].1.0, hz as f32);
+            assert_eq!(cadence.rate.0, hz as f32);
             let want = expected_ticks(first_due(member, n, period), period, end);
             assert_eq!(
                 u64::from(cadence.ticks),

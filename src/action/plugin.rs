@@ -8,7 +8,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_tasks::ComputeTaskPool;
 
 use super::*;
-use crate::agent::{Agent, AgentLists, Feedback, Tally};
+use crate::agent::{Agent, AgentLists, Feedback};
 use crate::clock::{SimClock, SimSeed};
 use crate::memory::{SharedCache, SharedFact};
 use crate::sets::ContinuumSystems;
@@ -356,37 +356,24 @@ impl std::ops::Deref for InformedAgents {
     }
 }
 
-/// Delivers this step's outcomes to the acting agents' `Feedback` and `Tally`,
+/// Delivers this step's outcomes to the acting agents' `Feedback`,
 /// and lists those agents in [`InformedAgents`].
 fn deliver_outcomes(
     clock: Res<SimClock>,
     mut outcomes: MessageReader<Outcome>,
     mut informed: ResMut<InformedAgents>,
-    mut agents: Query<(&Agent, &mut Feedback, &mut Tally)>,
+    mut agents: Query<(&Agent, &mut Feedback)>,
 ) {
     let step = clock.step();
     informed.0.clear(step);
     for o in outcomes.read() {
-        let Ok((agent, mut feedback, mut tally)) = agents.get_mut(o.entity) else {
+        let Ok((agent, mut feedback)) = agents.get_mut(o.entity) else {
             continue;
         };
-        if feedback.step != step || feedback.outcome.is_none() {
+        if feedback.fresh(step).is_none() {
             // Its first outcome of the step: listed once.
             informed.0.push(o.entity, agent.kind);
         }
-        *feedback = Feedback {
-            step,
-            outcome: Some((o.target, o.kind, o.result.into())),
-        };
-        match o.result {
-            ActionResult::Applied { value } => {
-                tally.applied += 1;
-                if matches!(o.kind, ActionKind::Harvest { .. }) {
-                    tally.harvested += value;
-                }
-            }
-            ActionResult::Rejected { .. } => tally.rejected += 1,
-            ActionResult::Failed { .. } => {}
-        }
+        feedback.deliver(step, o.target, o.kind, o.result);
     }
 }

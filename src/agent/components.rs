@@ -1,4 +1,3 @@
-use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use rand::{Rng, SeedableRng};
@@ -35,28 +34,18 @@ impl AgentKind {
     }
 }
 
-/// Who an agent is: its stable id and its kind.
+/// Who an agent is: its stable id, its kind and its priority.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Agent {
     pub id: AgentId,
     pub kind: AgentKind,
+    pub priority: Priority,
 }
 
 /// Scheduling priority. It decides who wins a conflict (with the default
 /// strategy), which queue a waiting agent joins, and who keeps its rate under load.
 #[derive(
-    Component,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Default,
-    Serialize,
-    Deserialize,
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
 )]
 pub enum Priority {
     /// Runs when there is room; shed first under load.
@@ -83,10 +72,9 @@ impl Priority {
     }
 }
 
-/// How often an agent runs its cycle, in ticks per virtual second. Change it at
-/// any time: the next interval uses the new rate. It is capped at the step rate
-/// (an agent ticks at most once per step).
-#[derive(Component, Clone, Copy, Debug, PartialEq)]
+/// How often an agent runs its cycle, in ticks per virtual second. It is capped
+/// at the step rate (an agent ticks at most once per step).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TickRate(pub f32);
 
 impl TickRate {
@@ -97,8 +85,8 @@ impl TickRate {
     }
 }
 
-/// Where an agent is in its own schedule.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+/// Where an agent is in its own schedule, and how often it runs.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
 pub struct Cadence {
     /// The agent's current (or, between its ticks, next) due time. During the
     /// agent's tick this is the exact virtual time of the tick, which its actions
@@ -106,6 +94,9 @@ pub struct Cadence {
     pub due: SimTime,
     /// Ticks completed since the agent was admitted.
     pub ticks: u32,
+    /// Its rate. Change it at any time: the interval after the current one uses
+    /// the new rate.
+    pub rate: TickRate,
 }
 
 /// Position in the 2D continuous world, in world units.
@@ -128,21 +119,30 @@ pub struct Body {
 }
 
 /// What the agent perceived in its latest tick: the **working** tier of its
-/// memory, overwritten every tick. Fixed capacity, stored inline.
-#[derive(Component, Clone, Debug, Default, PartialEq)]
+/// memory, overwritten every tick. Fixed capacity, stored inline in 40 bytes.
+#[derive(Component, Clone, Debug, Default)]
 pub struct Perception {
-    /// Sites within the perception radius, nearest first (ties by id), at most
-    /// [`capacity`](Self::capacity).
-    pub sites: ArrayVec<SiteId, WORKING_MAX>,
+    /// The first `len` are the sites in view.
+    sites: [SiteId; WORKING_MAX],
+    len: u8,
     capacity: u8,
-    /// How many other agents are within the perception radius (kinds that sense
-    /// agents only).
-    pub neighbours: u32,
-    /// Offset from this agent to the nearest other agent in range.
-    pub nearest: Option<Vec2>,
+    /// Other agents in range, saturating.
+    neighbours: u16,
+    /// Offset to the nearest of them; meaningless while `neighbours` is 0.
+    nearest: Vec2,
     /// Candidates examined (sites and agents in the cells overlapping the radius):
     /// the deterministic cost of this perception.
     pub examined: u32,
+}
+
+impl PartialEq for Perception {
+    fn eq(&self, other: &Self) -> bool {
+        self.sites() == other.sites()
+            && self.capacity == other.capacity
+            && self.neighbours == other.neighbours
+            && self.nearest() == other.nearest()
+            && self.examined == other.examined
+    }
 }
 
 impl Perception {
@@ -159,9 +159,45 @@ impl Perception {
         usize::from(self.capacity)
     }
 
+    /// Sites within the perception radius, nearest first (ties by id), at most
+    /// [`capacity`](Self::capacity).
+    pub fn sites(&self) -> &[SiteId] {
+        &self.sites[..usize::from(self.len)]
+    }
+
+    /// Replaces the sites in view with `sites` (nearest first), keeping the first
+    /// [`capacity`](Self::capacity) of them.
+    pub fn set_sites(&mut self, sites: impl IntoIterator<Item = SiteId>) {
+        let (mut len, capacity) = (0, self.capacity());
+        for (slot, site) in self.sites[..capacity].iter_mut().zip(sites) {
+            *slot = site;
+            len += 1;
+        }
+        self.len = len;
+    }
+
+    /// How many other agents are within the perception radius (kinds that
+    /// sense agents only), up to `u16::MAX`.
+    pub fn neighbours(&self) -> u16 {
+        self.neighbours
+    }
+
+    /// Offset from this agent to the nearest other agent in range.
+    pub fn nearest(&self) -> Option<Vec2> {
+        (self.neighbours > 0).then_some(self.nearest)
+    }
+
+    /// Records the other agents in range: how many, and the offset to the
+    /// nearest (present whenever `count > 0`).
+    pub fn set_agents(&mut self, count: u32, nearest: Option<Vec2>) {
+        debug_assert_eq!(count > 0, nearest.is_some());
+        self.neighbours = count.min(u32::from(u16::MAX)) as u16;
+        self.nearest = nearest.unwrap_or_default();
+    }
+
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity.min(WORKING_MAX) as u8;
-        self.sites.truncate(self.capacity());
+        self.len = self.len.min(self.capacity);
     }
 
     /// Starts a new tick's perception: same capacity, nothing seen.
@@ -228,28 +264,53 @@ impl AgentRng {
     }
 }
 
-/// The outcome of the agent's action in its latest tick, delivered in the learn
-/// phase. `step` tells whether it is fresh.
+/// What came of the agent's actions: the outcome of its latest one, delivered
+/// in the learn phase of the step it was resolved in, and running totals.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
 pub struct Feedback {
-    /// The step the outcome belongs to.
-    pub step: u64,
+    /// The step the outcome belongs to, modulo 2^32 (see [`fresh`](Self::fresh)).
+    pub step: u32,
     pub outcome: Option<(Target, ActionKind, FeedbackResult)>,
+    pub tally: Tally,
 }
 
 impl Feedback {
-    /// The outcome, if it was produced in `step`.
+    /// The outcome, if it was produced in `step`. Steps are told apart modulo
+    /// 2^32: an agent that acted once and then not for 2^32 steps (about 500
+    /// days at 100 Hz) would see its old outcome as fresh.
     pub fn fresh(&self, step: u64) -> Option<(Target, ActionKind, FeedbackResult)> {
-        if self.step == step {
+        if self.step == step as u32 {
             self.outcome
         } else {
             None
         }
     }
+
+    /// Keeps the outcome of this step's action in `step`, and counts it.
+    pub(crate) fn deliver(
+        &mut self,
+        step: u64,
+        target: Target,
+        kind: ActionKind,
+        result: crate::action::ActionResult,
+    ) {
+        self.step = step as u32;
+        self.outcome = Some((target, kind, result.into()));
+        match result {
+            crate::action::ActionResult::Applied { value } => {
+                self.tally.applied += 1;
+                if matches!(kind, ActionKind::Harvest { .. }) {
+                    self.tally.harvested += value;
+                }
+            }
+            crate::action::ActionResult::Rejected { .. } => self.tally.rejected += 1,
+            crate::action::ActionResult::Failed { .. } => {}
+        }
+    }
 }
 
-/// An agent's share of the resources. The resource monitor moves budget between
-/// agents; the agent follows at its next tick.
+/// An agent's share of the resources, and what it used of them. The resource
+/// monitor moves budget between agents; the agent follows at its next tick.
 #[derive(Component, Clone, Copy, Debug, PartialEq)]
 pub struct Budget {
     /// Memory limit in bytes: its tiers are sized to fit.
@@ -260,6 +321,8 @@ pub struct Budget {
     pub cpu_share: f32,
     /// The monitor raised its share above the fair one.
     pub priority_boost: bool,
+    /// What its ticks cost.
+    pub usage: Usage,
 }
 
 impl Budget {
@@ -278,7 +341,7 @@ pub const WORK_ALLOWANCE: u32 = 256;
 
 /// What an agent's latest tick cost, in deterministic work units: candidates its
 /// perception examined, sites its memory consolidated, and its action.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct Usage {
     /// Units spent in the latest tick.
     pub last: u32,
@@ -317,8 +380,8 @@ impl Default for LoadShedding {
     }
 }
 
-/// Running totals of what the agent achieved.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+/// Running totals of what the agent achieved, kept in its [`Feedback`].
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct Tally {
     /// Site value harvested in total.
     pub harvested: f32,
@@ -331,6 +394,36 @@ pub struct Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn perception_keeps_its_capacity_and_reports_the_nearest_only_with_neighbours() {
+        let mut p = Perception::with_capacity(3);
+        p.set_sites((1..=5).map(SiteId));
+        assert_eq!(p.sites(), &[SiteId(1), SiteId(2), SiteId(3)]);
+        p.set_capacity(2);
+        assert_eq!(p.sites(), &[SiteId(1), SiteId(2)]);
+        p.set_sites([SiteId(9)]);
+        assert_eq!(p.sites(), &[SiteId(9)]);
+        assert_eq!(p.nearest(), None);
+        p.set_agents(70_000, Some(Vec2::new(1.0, -2.0)));
+        assert_eq!(p.neighbours(), u16::MAX, "the count saturates");
+        assert_eq!(p.nearest(), Some(Vec2::new(1.0, -2.0)));
+        p.set_agents(0, None);
+        assert_eq!(p.nearest(), None);
+        let mut fresh = p.cleared();
+        fresh.set_sites([SiteId(9)]);
+        assert_eq!(p, fresh, "stale slots do not count");
+    }
+
+    #[test]
+    fn per_agent_components_stay_small() {
+        // Every agent carries these: a byte here is a megabyte at a million.
+        assert_eq!(size_of::<Agent>(), 16);
+        assert_eq!(size_of::<Cadence>(), 16);
+        assert_eq!(size_of::<Perception>(), 40);
+        assert_eq!(size_of::<Budget>(), 20);
+        assert_eq!(size_of::<Feedback>(), 40);
+    }
 
     #[test]
     fn tick_periods_are_exact_and_never_shorter_than_a_step() {

@@ -19,5 +19,5 @@ mod schedule;
 
 pub use components::*;
 pub use plugin::{AgentPlugin, AgentSystems, ScheduleStats};
-pub use pool::{Admission, AgentBlueprint, AgentPool};
+pub use pool::{AgentBlueprint, AgentPool};
 pub use schedule::{AgentLists, AgentSchedule, DueAgents};

@@ -179,18 +179,9 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
 }
 
 type AgentBundle = (
-    (Agent, Priority, TickRate, Cadence, Admission),
+    (Agent, Cadence),
     (Position, Velocity, Body, IndexCell),
-    (
-        Perception,
-        Memory,
-        Budget,
-        Usage,
-        Intent,
-        AgentRng,
-        Feedback,
-        Tally,
-    ),
+    (Perception, Memory, Budget, Intent, AgentRng, Feedback),
 );
 
 fn agent_bundle(
@@ -220,16 +211,15 @@ fn agent_bundle(
     let caps = bp.memory.scaled_to(limit as usize);
     (
         (
-            Agent { id, kind: bp.kind },
-            bp.priority,
-            rate,
+            Agent {
+                id,
+                kind: bp.kind,
+                priority: bp.priority,
+            },
             Cadence {
                 due: first_due(w, seed, start, step_ns),
                 ticks: 0,
-            },
-            Admission {
-                requested_at: w.requested_at,
-                admitted_at: start,
+                rate,
             },
         ),
         (
@@ -245,12 +235,11 @@ fn agent_bundle(
                 memory_limit: limit,
                 cpu_share,
                 priority_boost: false,
+                usage: Usage::default(),
             },
-            Usage::default(),
             Intent::default(),
             AgentRng::new(seed, id),
             Feedback::default(),
-            Tally::default(),
         ),
     )
 }
@@ -277,7 +266,7 @@ fn reschedule(
     shedding: Res<LoadShedding>,
     mut schedule: ResMut<AgentSchedule>,
     mut stats: ResMut<ScheduleStats>,
-    mut agents: Query<(&Agent, &Priority, &TickRate, &mut Cadence)>,
+    mut agents: Query<(&Agent, &mut Cadence)>,
 ) {
     let step_ns = clock.step_ns();
     let wheel = &*schedule;
@@ -289,11 +278,11 @@ fn reschedule(
         &mut next,
         &mut tuner,
         &load,
-        |(agent, priority, rate, mut cadence), next| {
-            let rate = TickRate(rate.0 * shedding.rate_scale[*priority as usize]);
+        |(agent, mut cadence), next| {
+            let rate = TickRate(cadence.rate.0 * shedding.rate_scale[agent.priority as usize]);
             cadence.due += rate.period_ns(step_ns);
             cadence.ticks += 1;
-            *next = Some((wheel.step_of(cadence.due), agent.kind, *priority));
+            *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority));
         },
     );
     // Agents no longer there (despawned during the step) leave the schedule.

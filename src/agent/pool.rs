@@ -30,22 +30,6 @@ pub struct AgentBlueprint {
     pub lifetime: Option<f64>,
 }
 
-/// When an agent was requested and admitted.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Admission {
-    /// Virtual time the request reached the pool.
-    pub requested_at: SimTime,
-    /// Virtual time the agent started.
-    pub admitted_at: SimTime,
-}
-
-impl Admission {
-    /// Virtual seconds the agent waited in its queue.
-    pub fn waited_secs(&self) -> f64 {
-        crate::clock::sim_to_secs(self.admitted_at - self.requested_at)
-    }
-}
-
 /// A request waiting for a slot.
 #[derive(Clone, Debug)]
 pub(crate) struct Waiting {

@@ -45,7 +45,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
         memory
             .facts()
             .map(|f| f.site)
-            .chain(perception.sites.iter().copied())
+            .chain(perception.sites().iter().copied())
             .chain(board.discovered().iter().copied())
             .filter_map(|s| {
                 sites

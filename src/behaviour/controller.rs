@@ -55,7 +55,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
     let best = memory
         .facts()
         .map(|f| f.site)
-        .chain(perception.sites.iter().copied())
+        .chain(perception.sites().iter().copied())
         .chain(board.discovered().iter().copied())
         .filter_map(|s| score(s).map(|v| (v, s)))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));

@@ -29,7 +29,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
     let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
     // Publish the nearest site in view that nobody has published (as far as
     // the shared cache knows) and it has not reported itself.
-    let report = perception.sites.iter().copied().find(|&site| {
+    let report = perception.sites().iter().copied().find(|&site| {
         let reported = memory
             .fact(site)
             .is_some_and(|(f, _)| f.flags & REPORTED != 0);
@@ -38,12 +38,12 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
     // Keep apart from the nearest agent, and away from the sites it already
     // remembers: new ground is where new sites are.
     let mut push = Vec2::ZERO;
-    if let Some(offset) = perception.nearest {
+    if let Some(offset) = perception.nearest() {
         let closeness: f32 = 1.0 - offset.length() / body.perception_radius;
         push -= offset.normalize_or_zero() * params.separation * closeness.max(0.0);
     }
     let known: Vec2 = perception
-        .sites
+        .sites()
         .iter()
         .filter(|&&s| memory.knows(s))
         .filter_map(|&s| sites.get(s))

@@ -62,19 +62,12 @@ pub fn perceive(
     index: Res<AgentIndex>,
     pool: Res<AgentPool>,
     shedding: Res<LoadShedding>,
-    mut agents: Query<(
-        &Agent,
-        &Priority,
-        &Budget,
-        &Position,
-        &Body,
-        &mut Perception,
-    )>,
+    mut agents: Query<(&Agent, &Budget, &Position, &Body, &mut Perception)>,
 ) {
     let active = pool.active();
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (agent, priority, budget, pos, body, mut perception) = item;
-        let allowance = budget.work_allowance(active, shedding.cpu_scale[*priority as usize]);
+        let (agent, budget, pos, body, mut perception) = item;
+        let allowance = budget.work_allowance(active, shedding.cpu_scale[agent.priority as usize]);
         let mut view = perception.cleared();
         let radius = body.perception_radius;
         let capacity = view.capacity();
@@ -86,10 +79,10 @@ pub fn perceive(
                 .for_each_within_budget(pos.0, radius, allowance, |_, &site, dist2| {
                     insert_nearest(&mut nearest_sites, capacity, (dist2, site));
                 });
-        view.sites
-            .extend(nearest_sites.iter().map(|&(_, site)| site));
+        view.set_sites(nearest_sites.iter().map(|&(_, site)| site));
         if body.senses_agents {
             let mut nearest: Option<(f32, AgentId, Vec2)> = None;
+            let mut neighbours = 0u32;
             let left = allowance.saturating_sub(view.examined);
             view.examined +=
                 index
@@ -98,7 +91,7 @@ pub fn perceive(
                         if other.id == agent.id {
                             return;
                         }
-                        view.neighbours += 1;
+                        neighbours += 1;
                         let closer = nearest
                             .as_ref()
                             .is_none_or(|(d, id, _)| dist2 < *d || (dist2 == *d && other.id < *id));
@@ -106,7 +99,7 @@ pub fn perceive(
                             nearest = Some((dist2, other.id, p - pos.0));
                         }
                     });
-            view.nearest = nearest.map(|(_, _, offset)| offset);
+            view.set_agents(neighbours, nearest.map(|(_, _, offset)| offset));
         }
         *perception = view;
     });
@@ -243,8 +236,6 @@ pub fn act(
     mut agents: Query<(
         Entity,
         &Agent,
-        &Priority,
-        &TickRate,
         &Cadence,
         &Body,
         &Intent,
@@ -256,8 +247,8 @@ pub fn act(
     let size = map.size();
     let emitted_ref = &*emitted;
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (entity, agent, priority, rate, cadence, body, intent, mut pos, mut vel) = item;
-        let dt = rate.period_ns(step_ns) as f32 * 1e-9;
+        let (entity, agent, cadence, body, intent, mut pos, mut vel) = item;
+        let dt = cadence.rate.period_ns(step_ns) as f32 * 1e-9;
         match intent.movement {
             Movement::Stay => {}
             Movement::Drift => {
@@ -285,7 +276,7 @@ pub fn act(
                 buffer.push(Action {
                     agent: agent.id,
                     entity,
-                    priority: *priority,
+                    priority: agent.priority,
                     timestamp: cadence.due,
                     target: planned.target,
                     kind: planned.kind,

@@ -5,7 +5,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
 use crate::action::LearnSystems;
-use crate::agent::{Agent, AgentPool, Budget, Cadence, DueAgents, Intent, Perception, Usage};
+use crate::agent::{Agent, AgentPool, Budget, Cadence, DueAgents, Intent, Perception};
 use crate::archetype::Archetypes;
 use crate::clock::SimClock;
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -118,12 +118,11 @@ fn consolidate(
     cache: Res<SharedCache>,
     mut agents: Query<(
         &Agent,
-        &Budget,
+        &mut Budget,
         &Cadence,
         &Intent,
         &mut Perception,
         &mut Memory,
-        &mut Usage,
     )>,
 ) {
     let step = clock.step();
@@ -131,7 +130,7 @@ fn consolidate(
     // One pass over every due agent, whatever its kind: each pass costs a wake-up
     // of the other threads.
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (agent, budget, cadence, intent, mut perception, mut memory, mut usage) = item;
+        let (agent, mut budget, cadence, intent, mut perception, mut memory) = item;
         let rules = archetypes
             .try_get(agent.kind)
             .map_or(&fallback, |a| &a.memory);
@@ -139,7 +138,7 @@ fn consolidate(
         if memory.limit() != budget.memory_limit {
             apply_budget(*budget, rules, now, &mut memory, &mut perception);
         }
-        memory.consolidate(&perception.sites, now, rules, |site| {
+        memory.consolidate(perception.sites(), now, rules, |site| {
             cache
                 .read(site, step)
                 .map(|f| f.value)
@@ -148,10 +147,10 @@ fn consolidate(
         // This tick's cost: what perception examined, the sites consolidated
         // (and the decay sweep), and the action.
         let units = perception.examined
-            + perception.sites.len() as u32
+            + perception.sites().len() as u32
             + 1
             + u32::from(intent.action.is_some());
-        usage.spend(units);
+        budget.usage.spend(units);
     });
 }
 

@@ -10,7 +10,7 @@ use bevy_ecs::query::QueryFilter;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
-use crate::agent::{Agent, AgentPool, Budget, LoadShedding, Usage};
+use crate::agent::{Agent, AgentPool, Budget, LoadShedding};
 use crate::archetype::Archetypes;
 use crate::clock::{ClockMode, ClockSettings, SimClock, secs_to_sim};
 use crate::memory::{
@@ -26,7 +26,6 @@ type RebalancedAgent = (
     With<Budget>,
     With<Memory>,
     With<crate::agent::Perception>,
-    With<Usage>,
     With<crate::agent::Cadence>,
 );
 
@@ -127,7 +126,6 @@ fn rebalance_budgets(
             &mut Budget,
             &mut Memory,
             &mut crate::agent::Perception,
-            &Usage,
             &crate::agent::Cadence,
         ),
         RebalancedAgent,
@@ -157,10 +155,10 @@ fn rebalance_budgets(
             &mut loads[offset..offset + block.len()],
             &mut tuners.0,
             &load,
-            |(agent, budget, memory, perception, usage, cadence), out| {
+            |(agent, budget, memory, perception, cadence), out| {
                 let defaults = defaults.get(agent.kind.index()).copied().unwrap_or(0);
                 let held =
-                    memory.held_bytes() + perception.sites.len() * crate::memory::RECORD_BYTES[0];
+                    memory.held_bytes() + perception.sites().len() * crate::memory::RECORD_BYTES[0];
                 // Fill counts against what the tiers can hold within the limit
                 // (the capacities round down to whole records).
                 let usable = memory.caps().bytes().max(1) as f32;
@@ -172,7 +170,7 @@ fn rebalance_budgets(
                     memory_floor: (defaults / 4).min(budget.memory_limit),
                     memory_ceiling: ceiling.max(budget.memory_limit),
                     cpu_share: budget.cpu_share,
-                    work: usage.average,
+                    work: budget.usage.average,
                     ticks: cadence.ticks,
                 };
             },

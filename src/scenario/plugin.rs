@@ -6,7 +6,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 
 use super::{GroupSpec, Scenario};
 use crate::action::ConflictResolver;
-use crate::agent::{Agent, AgentPool, AgentSystems, Body, Priority};
+use crate::agent::{Agent, AgentPool, AgentSystems, Body};
 use crate::archetype::Archetypes;
 use crate::clock::{SimClock, secs_to_sim};
 use crate::digest::mix;
@@ -175,7 +175,7 @@ fn schedule_departures(
     mut active: ResMut<ActiveScenario>,
     archetypes: Res<Archetypes>,
     mut pool: ResMut<AgentPool>,
-    agents: Query<(Entity, &Agent, &Priority)>,
+    agents: Query<(Entity, &Agent)>,
 ) {
     let end_of_step = clock.now() + clock.step_ns();
     let mut leaving = EntityHashSet::default();
@@ -187,12 +187,12 @@ fn schedule_departures(
         let kind = departure.kind.as_deref().and_then(|k| archetypes.kind(k));
         let mut matching: Vec<_> = agents
             .iter()
-            .filter(|(e, a, p)| {
+            .filter(|(e, a)| {
                 kind.is_none_or(|k| a.kind == k)
-                    && departure.priority.is_none_or(|want| **p == want)
+                    && departure.priority.is_none_or(|want| a.priority == want)
                     && !leaving.contains(e)
             })
-            .map(|(e, a, _)| (a.id, e))
+            .map(|(e, a)| (a.id, e))
             .collect();
         matching.sort_unstable();
         for (_, entity) in matching.into_iter().take(departure.count as usize) {
