@@ -13,7 +13,7 @@ use crate::digest::{mix, unit_f64};
 use crate::memory::{Memory, MemoryPlan};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
 use crate::sets::ContinuumSystems;
-use crate::world::{IndexCell, WorldMap};
+use crate::world::WorldMap;
 
 /// Agents, their schedule and the pool that admits them.
 pub struct AgentPlugin {
@@ -180,7 +180,7 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
 
 type AgentBundle = (
     (Agent, Cadence),
-    (Position, Velocity, Body, IndexCell),
+    (Position, Velocity, Body),
     (Perception, Memory, Budget, Intent, AgentRng, Feedback),
 );
 
@@ -211,11 +211,7 @@ fn agent_bundle(
     let caps = bp.memory.scaled_to(limit as usize);
     (
         (
-            Agent {
-                id,
-                kind: bp.kind,
-                priority: bp.priority,
-            },
+            Agent::new(id, bp.kind, bp.priority),
             Cadence {
                 due: first_due(w, seed, start, step_ns),
                 ticks: 0,
@@ -226,7 +222,6 @@ fn agent_bundle(
             Position(position.clamp(Vec2::ZERO, size)),
             Velocity(Vec2::from_angle(angle) * bp.body.speed),
             bp.body,
-            IndexCell::default(),
         ),
         (
             Perception::with_capacity(usize::from(caps.working)),

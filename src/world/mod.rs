@@ -281,6 +281,15 @@ impl Sites {
                 board: Board::default(),
             })
             .collect();
+        // Exact room: a million agents' worth of sites would otherwise leave
+        // a quarter of each region's list unused.
+        let mut counts = vec![0usize; regions.len()];
+        for d in &drafts {
+            counts[d.0.0 as usize] += 1;
+        }
+        for (r, n) in regions.iter_mut().zip(counts) {
+            r.sites.reserve_exact(n);
+        }
         let mut region_of_site = Vec::with_capacity(drafts.len());
         for (n, (region, _, pos, capacity)) in drafts.into_iter().enumerate() {
             let id = SiteId(n as u32);
@@ -385,10 +394,6 @@ impl Default for AgentIndex {
         Self(CellGrid::new(Vec2::splat(1000.0), 50.0))
     }
 }
-
-/// The agent's cell in the [`AgentIndex`].
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct IndexCell(pub u32);
 
 #[cfg(test)]
 mod tests {

@@ -68,25 +68,24 @@ fn indexed(agent: &Agent) -> IndexedAgent {
 fn index_new_agent(
     added: On<Add<Agent>>,
     index: Option<ResMut<AgentIndex>>,
-    mut agents: Query<(&Agent, &Position, &mut IndexCell)>,
+    mut agents: Query<(&mut Agent, &Position)>,
 ) {
-    let (Some(mut index), Ok((agent, pos, mut cell))) = (index, agents.get_mut(added.entity))
-    else {
+    let (Some(mut index), Ok((mut agent, pos))) = (index, agents.get_mut(added.entity)) else {
         return;
     };
-    cell.0 = index.0.insert(pos.0, indexed(agent));
+    agent.index_cell = index.0.insert(pos.0, indexed(&agent));
 }
 
 fn unindex_agent(
     removed: On<Remove<Agent>>,
     index: Option<ResMut<AgentIndex>>,
-    agents: Query<(&Agent, &IndexCell)>,
+    agents: Query<&Agent>,
 ) {
-    let (Some(mut index), Ok((agent, cell))) = (index, agents.get(removed.entity)) else {
+    let (Some(mut index), Ok(agent)) = (index, agents.get(removed.entity)) else {
         return;
     };
     let id = agent.id;
-    index.0.remove(cell.0, |a| a.id == id);
+    index.0.remove(agent.index_cell, |a| a.id == id);
 }
 
 /// Where a ticked agent was in the index and where it is now.
@@ -108,7 +107,7 @@ fn index_moved_agents(
     load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     mut index: ResMut<AgentIndex>,
-    mut agents: Query<(&Agent, &Position, &mut IndexCell)>,
+    mut agents: Query<(&mut Agent, &Position)>,
 ) {
     moves.clear();
     moves.resize(due.len(), None);
@@ -119,15 +118,15 @@ fn index_moved_agents(
         &mut moves,
         &mut tuner,
         &load,
-        |(agent, pos, mut cell), relocation| {
+        |(mut agent, pos), relocation| {
             *relocation = Some(Relocation {
-                from: cell.0,
+                from: agent.index_cell,
                 pos: pos.0,
-                agent: indexed(agent),
+                agent: indexed(&agent),
             });
             let new = geometry.cell_of(pos.0);
-            if new != cell.0 {
-                cell.0 = new;
+            if new != agent.index_cell {
+                agent.index_cell = new;
             }
         },
     );
