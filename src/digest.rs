@@ -176,7 +176,7 @@ fn hash_memory(h: &mut DigestHasher, memory: &Memory) {
 }
 
 fn hash_intent(h: &mut DigestHasher, intent: &Intent) {
-    h.word(intent.goal.map_or(u64::MAX, |s| u64::from(s.0)));
+    h.word(intent.goal().map_or(u64::MAX, |s| u64::from(s.0)));
     match intent.movement {
         Movement::Stay => h.word(0),
         Movement::Drift => h.word(1),

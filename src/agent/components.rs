@@ -251,13 +251,54 @@ pub struct PlannedAction {
 }
 
 /// What the agent decided in its latest think phase.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Component, Clone, Copy, PartialEq)]
 pub struct Intent {
-    /// The site the agent is working towards, kept from tick to tick.
-    pub goal: Option<SiteId>,
+    /// The site the agent is working towards, kept from tick to tick, or
+    /// [`NO_GOAL`]: without an `Option`'s tag the component takes 32 bytes.
+    goal: SiteId,
     pub movement: Movement,
     /// At most one action per tick.
     pub action: Option<PlannedAction>,
+}
+
+/// The id no site has (ids count up from zero), standing for no goal.
+const NO_GOAL: SiteId = SiteId(u32::MAX);
+
+impl Intent {
+    /// An intent to work towards `goal` (if any), move and act.
+    pub fn new(goal: Option<SiteId>, movement: Movement, action: Option<PlannedAction>) -> Self {
+        Self {
+            goal: goal.unwrap_or(NO_GOAL),
+            movement,
+            action,
+        }
+    }
+
+    /// The site the agent is working towards.
+    pub fn goal(&self) -> Option<SiteId> {
+        (self.goal != NO_GOAL).then_some(self.goal)
+    }
+
+    /// Sets (or, with `None`, drops) the goal.
+    pub fn set_goal(&mut self, goal: Option<SiteId>) {
+        self.goal = goal.unwrap_or(NO_GOAL);
+    }
+}
+
+impl Default for Intent {
+    fn default() -> Self {
+        Self::new(None, Movement::Stay, None)
+    }
+}
+
+impl std::fmt::Debug for Intent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intent")
+            .field("goal", &self.goal())
+            .field("movement", &self.movement)
+            .field("action", &self.action)
+            .finish()
+    }
 }
 
 /// The agent's own random generator (PCG32), seeded from the scenario seed and the
@@ -448,6 +489,8 @@ mod tests {
         assert_eq!(size_of::<Perception>(), 40);
         assert_eq!(size_of::<Budget>(), 20);
         assert_eq!(size_of::<Feedback>(), 40);
+        assert_eq!(size_of::<Intent>(), 32);
+        assert_eq!(size_of::<crate::memory::Memory>(), 24);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
                 .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
     };
     let board = sites.board(ctx.map.region_of(pos.0));
-    let goal = intent.goal.filter(|&g| needs_assessment(g)).or_else(|| {
+    let goal = intent.goal().filter(|&g| needs_assessment(g)).or_else(|| {
         memory
             .facts()
             .map(|f| f.site)
@@ -100,7 +100,7 @@ pub(super) fn learn(
                 };
                 if let FeedbackResult::Applied(value) = result {
                     memory.learn(site, value, mem_time(cadence.due), ASSESSED_BY_ME, rules);
-                    intent.goal = None;
+                    intent.set_goal(None);
                 }
             },
         );

@@ -59,7 +59,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
         .chain(board.discovered().iter().copied())
         .filter_map(|s| score(s).map(|v| (v, s)))
         .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
-    let current = intent.goal.and_then(|g| score(g).map(|v| (v, g)));
+    let current = intent.goal().and_then(|g| score(g).map(|v| (v, g)));
     let goal = match (current, best) {
         (Some((cur, g)), Some((top, _))) if cur * SWITCH_MARGIN >= top => Some(g),
         (_, best) => best.map(|(_, g)| g),
@@ -113,15 +113,15 @@ pub(super) fn learn(
                         let left = cache.peek(site).map_or(0.0, |f| f.value);
                         memory.learn(site, left, now, 0, rules);
                         if left < params.min_estimate {
-                            intent.goal = None;
+                            intent.set_goal(None);
                         }
                     }
                     FeedbackResult::Failed(FailReason::Depleted) => {
                         memory.contradict(site, Some(0.0), now, rules);
-                        intent.goal = None;
+                        intent.set_goal(None);
                     }
                     FeedbackResult::Rejected => memory.contradict(site, None, now, rules),
-                    FeedbackResult::Failed(_) => intent.goal = None,
+                    FeedbackResult::Failed(_) => intent.set_goal(None),
                 }
             },
         );

@@ -58,14 +58,14 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
         push,
         rng,
     );
-    *intent = Intent {
-        goal: None,
-        movement: Movement::Drift,
-        action: report.map(|site| PlannedAction {
+    *intent = Intent::new(
+        None,
+        Movement::Drift,
+        report.map(|site| PlannedAction {
             target: Target::Site(site),
             kind: ActionKind::Report,
         }),
-    };
+    );
 }
 
 /// A report, applied or beaten by someone else's in the same step, means the

@@ -317,26 +317,18 @@ pub(super) fn pursue(
     action: impl FnOnce(&mut AgentRng) -> crate::action::ActionKind,
 ) -> Intent {
     match goal {
-        Some(site) if within_reach(pos, site.pos, reach) => Intent {
-            goal: Some(site.id),
-            movement: Movement::Stay,
-            action: Some(PlannedAction {
+        Some(site) if within_reach(pos, site.pos, reach) => Intent::new(
+            Some(site.id),
+            Movement::Stay,
+            Some(PlannedAction {
                 target: crate::action::Target::Site(site.id),
                 kind: action(rng),
             }),
-        },
-        Some(site) => Intent {
-            goal: Some(site.id),
-            movement: Movement::Toward(site.pos),
-            action: None,
-        },
+        ),
+        Some(site) => Intent::new(Some(site.id), Movement::Toward(site.pos), None),
         None => {
             velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, Vec2::ZERO, rng);
-            Intent {
-                goal: None,
-                movement: Movement::Drift,
-                action: None,
-            }
+            Intent::new(None, Movement::Drift, None)
         }
     }
 }

@@ -287,8 +287,12 @@ fn class_for(len: usize) -> usize {
 }
 
 /// A vector of at most [`SLAB_VEC_MAX`] records whose storage is a block of its
-/// type's [`Slab`]: eight bytes inline, the block sized to what it holds, no
+/// type's [`Slab`]: six bytes inline, the block sized to what it holds, no
 /// block while empty. It dereferences to a slice.
+///
+/// Packed to an alignment of two so that a `Memory` with two of them takes 24
+/// bytes, not 28: its fields are only ever read and written by value.
+#[repr(C, packed(2))]
 pub struct SlabVec<T: SlabRecord> {
     /// The block, valid while `class > 0`.
     id: u32,
