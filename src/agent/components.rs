@@ -4,7 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ActionKind, FeedbackResult, Target};
+use crate::action::{ActionKind, ActionResult, FeedbackResult, Target};
 use crate::clock::SimTime;
 use crate::memory::WORKING_MAX;
 use crate::world::SiteId;
@@ -358,19 +358,19 @@ impl Feedback {
         step: u64,
         target: Target,
         kind: ActionKind,
-        result: crate::action::ActionResult,
+        result: ActionResult,
     ) {
         self.step = step as u32;
         self.outcome = Some((target, kind, result.into()));
         match result {
-            crate::action::ActionResult::Applied { value } => {
+            ActionResult::Applied { value } => {
                 self.tally.applied += 1;
                 if matches!(kind, ActionKind::Harvest { .. }) {
                     self.tally.harvested += value;
                 }
             }
-            crate::action::ActionResult::Rejected { .. } => self.tally.rejected += 1,
-            crate::action::ActionResult::Failed { .. } => {}
+            ActionResult::Rejected { .. } => self.tally.rejected += 1,
+            ActionResult::Failed { .. } => {}
         }
     }
 }
