@@ -1,8 +1,8 @@
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bevy_ecs::prelude::*;
-use bevy_utils::Parallel;
+use thread_local::ThreadLocal;
 
 use crate::agent::AgentId;
 use crate::clock::SimTime;
@@ -21,13 +21,16 @@ pub struct SharedFact {
 
 /// One site's entry: 32 bytes, aligned so that a read touches one cache line
 /// (an `Option<SharedFact>` and its stamp took 40, and every other read two
-/// lines).
+/// lines). Reads never write to it, so during a parallel pass its line stays
+/// shared between the cores' caches.
 #[repr(align(32))]
 struct Slot {
     at: SimTime,
     by: u64,
-    /// The step of the latest access (read or publication).
-    last_access: AtomicU64,
+    /// The step of the latest publication, or a later read step folded in
+    /// by eviction. The entry's recency is the latest of this and the
+    /// readers' stamps ([`SharedCache::last_access`]).
+    stamp: u64,
     value: f32,
     held: bool,
 }
@@ -37,7 +40,7 @@ impl Slot {
         Self {
             at: 0,
             by: 0,
-            last_access: AtomicU64::new(0),
+            stamp: 0,
             value: 0.0,
             held: false,
         }
@@ -57,6 +60,47 @@ impl Slot {
 }
 
 const _: () = assert!(size_of::<Slot>() == 32);
+
+/// What one reading thread keeps: its hit and miss counts, and the latest step
+/// in which it read each site. Only its own thread writes it (plain loads and
+/// stores), so reads from many threads never write to the same cache line;
+/// aligned so that two threads' counters never share one either.
+#[repr(align(128))]
+struct Reader {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// By site: the latest step this thread read its fact in, saturating at
+    /// `u32::MAX` (reads stop renewing an entry after 2^32 steps, 16 months
+    /// of 100 Hz steps; publications still do). Zero: never.
+    stamps: Box<[AtomicU32]>,
+}
+
+impl Reader {
+    fn new(sites: usize) -> Self {
+        // Zeroed memory from the allocator: pages a thread never reads in are
+        // never touched.
+        let zeroed = std::mem::ManuallyDrop::new(vec![0u32; sites].into_boxed_slice());
+        // SAFETY: `AtomicU32` has the size, alignment and bit validity of
+        // `u32`, so the allocation is a valid `[AtomicU32]` of the same
+        // length, and ownership passes to the new box.
+        let stamps = unsafe {
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                zeroed.as_ptr().cast_mut().cast::<AtomicU32>(),
+                zeroed.len(),
+            ))
+        };
+        Self {
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            stamps,
+        }
+    }
+
+    /// Adds one to a counter only this thread writes.
+    fn count(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
 
 /// Hit, miss and eviction counters of the [`SharedCache`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -79,7 +123,11 @@ pub struct CacheStats {
 /// Recency is kept per step, so that reads from many threads give the same
 /// result in any order: a read stamps the entry with the current step; the
 /// entry evicted first is the one with the oldest stamp, ties going to the lowest
-/// site id. Reads count hits and misses.
+/// site id. Reads count hits and misses. Each reading thread keeps its own
+/// stamps and counters, and an entry's stamp is the latest of its
+/// publication's and the threads': a read writes only to memory of its own
+/// thread, so threads reading the same facts do not take cache lines from
+/// each other.
 ///
 /// The eviction order is a queue of per-step buckets of site ids, filed lazily:
 /// every held entry is in exactly one bucket, whose step is at most its stamp.
@@ -95,8 +143,9 @@ pub struct SharedCache {
     order: VecDeque<Bucket>,
     len: usize,
     capacity: usize,
-    /// Hits and misses counted on each thread since the latest settle.
-    counters: Parallel<Counters>,
+    /// Each reading thread's stamps, and its hits and misses since the latest
+    /// settle.
+    readers: ThreadLocal<Reader>,
     totals: Counters,
     evictions: u64,
     publications: u64,
@@ -135,7 +184,7 @@ impl SharedCache {
             order: VecDeque::new(),
             len: 0,
             capacity,
-            counters: Parallel::default(),
+            readers: ThreadLocal::new(),
             totals: Counters::default(),
             evictions: 0,
             publications: 0,
@@ -145,19 +194,30 @@ impl SharedCache {
     /// Reads the fact about `site` in step `step`: counts a hit or a miss and, on
     /// a hit, marks the fact as used in this step. Safe to call from many threads.
     pub fn read(&self, site: SiteId, step: u64) -> Option<SharedFact> {
-        let slot = self.slots.get(site.0 as usize);
-        let found = slot.and_then(|s| s.fact().map(|f| (s, f)));
-        self.counters.scope(|c| match found {
-            Some(_) => c.hits += 1,
-            None => c.misses += 1,
-        });
-        let (slot, fact) = found?;
-        // Most reads find the entry already stamped: look before writing, so the
-        // cache line stays shared between threads.
-        if slot.last_access.load(Ordering::Relaxed) < step {
-            slot.last_access.fetch_max(step, Ordering::Relaxed);
+        let i = site.0 as usize;
+        let fact = self.slots.get(i).and_then(Slot::fact);
+        let reader = self.readers.get_or(|| Reader::new(self.slots.len()));
+        match fact {
+            Some(_) => {
+                Reader::count(&reader.hits);
+                let stamp = &reader.stamps[i];
+                let step = step.min(u64::from(u32::MAX)) as u32;
+                if stamp.load(Ordering::Relaxed) < step {
+                    stamp.store(step, Ordering::Relaxed);
+                }
+            }
+            None => Reader::count(&reader.misses),
         }
-        Some(fact)
+        fact
+    }
+
+    /// The step of the latest access to `site`'s entry: its publication or the
+    /// latest read on any thread.
+    fn last_access(&self, site: usize) -> u64 {
+        self.readers
+            .iter()
+            .map(|r| u64::from(r.stamps[site].load(Ordering::Relaxed)))
+            .fold(self.slots[site].stamp, u64::max)
     }
 
     /// The fact about `site`, without counting or marking anything.
@@ -203,10 +263,10 @@ impl SharedCache {
 
     /// Every held fact with its last access step, in site order (for digests).
     pub fn iter(&self) -> impl Iterator<Item = (SiteId, SharedFact, u64)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.fact()
-                .map(|f| (SiteId(i as u32), f, s.last_access.load(Ordering::Relaxed)))
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.fact().map(|f| (SiteId(i as u32), f, self.last_access(i))))
     }
 
     /// Files `site` in the bucket of `step`, made if there is none.
@@ -237,9 +297,9 @@ impl SharedCache {
 
     /// Brings the hit and miss counters up to date with the reads so far.
     pub fn settle(&mut self) {
-        for c in self.counters.iter_mut() {
-            self.totals.hits += std::mem::take(&mut c.hits);
-            self.totals.misses += std::mem::take(&mut c.misses);
+        for r in self.readers.iter_mut() {
+            self.totals.hits += std::mem::take(r.hits.get_mut());
+            self.totals.misses += std::mem::take(r.misses.get_mut());
         }
     }
 
@@ -255,11 +315,13 @@ impl SharedCache {
             while bucket.cursor < bucket.sites.len() {
                 let site = bucket.sites[bucket.cursor];
                 bucket.cursor += 1;
-                let slot = &mut self.slots[site.0 as usize];
-                if !slot.held {
+                let i = site.0 as usize;
+                if !self.slots[i].held {
                     continue;
                 }
-                let stamp = *slot.last_access.get_mut();
+                let stamp = self.last_access(i);
+                let slot = &mut self.slots[i];
+                slot.stamp = stamp;
                 if stamp == bucket.step {
                     slot.held = false;
                     self.len -= 1;
@@ -293,7 +355,7 @@ impl SharedCache {
         let slot = &mut self.slots[site.0 as usize];
         let new = !slot.held;
         slot.set(fact);
-        *slot.last_access.get_mut() = step;
+        slot.stamp = step;
         if new {
             self.file(site, step);
         }
