@@ -2,11 +2,14 @@
 //! chunk sizes that follow the measured cost of the work.
 //!
 //! Every built-in per-agent system goes through [`for_each_due`]; a game's systems
-//! can too. A pass starts one task per thread, and the tasks claim chunks of the
-//! agents from a shared counter until none are left: large chunks first, smaller
-//! ones towards the end (guided scheduling), so that the threads finish a pass
-//! together and a worker that starts late only takes less of it. Chunk sizes and
-//! timings change how the work is spread over threads, never its results.
+//! can too. A pass splits the agents into one lane per thread; each thread works
+//! through its own lane in chunks and then takes the back half of the fullest
+//! lane left ([`Chunks`]), so that the threads finish a pass together, a worker
+//! that starts late only takes less of it, and each thread keeps to the same
+//! agents from one pass to the next. Through a step the compute workers spin,
+//! and a pass is handed to them directly rather than started as tasks on the
+//! pool. Lanes, chunk sizes and timings change how the work is spread over
+//! threads, never its results.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -50,6 +53,8 @@ pub struct ThreadLoad {
     workers_awake: std::sync::atomic::AtomicBool,
     /// Share every pass, however small ([`sharing_every_pass`](Self::sharing_every_pass)).
     share_all: bool,
+    /// The spinning workers and the pass handed to them.
+    spin: std::sync::Arc<Spin>,
 }
 
 impl ThreadLoad {
@@ -533,42 +538,173 @@ pub fn for_each_chunk<T: Send>(
     });
 }
 
-/// Starts one task per thread on the compute pool, the calling thread taking
-/// part, each with a worker from `worker` that it runs on chunk after chunk
-/// of `chunks` until none is left; returns when all are done.
-fn share<'a, W: FnMut(Range<usize>) + Send + 'a>(
+/// Runs a pass on `threads` threads, the calling thread taking part: each
+/// runs a worker from `worker` on chunk after chunk of its lane of `chunks`
+/// until none is left; returns when all are done.
+///
+/// While the compute workers spin ([`wake_workers`]) the pass is handed to
+/// them directly ([`Spin::broadcast`]): they pick it up within a poll, where
+/// starting a task on the pool costs tens of microseconds a pass. Otherwise
+/// one task a thread is started on the compute pool.
+fn share<'a, W: FnMut(Range<usize>) + 'a>(
     threads: usize,
     chunks: &'a Chunks,
     load: &'a ThreadLoad,
-    mut worker: impl FnMut() -> W,
+    worker: impl Fn() -> W + Sync,
 ) {
-    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
     let caller = std::thread::current().id();
+    let task = || {
+        let _timer = BusyTimer::start(load);
+        let mut work = worker();
+        let lane = chunks.take_lane(home_lane(caller, chunks.lanes()));
+        while let Some(range) = chunks.claim(lane) {
+            work(range);
+        }
+    };
+    if load.workers_awake() && load.spin.broadcast(&task) {
+        return;
+    }
+    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
+    let task = &task;
     pool.scope(|scope| {
         for _ in 0..threads {
-            let mut work = worker();
-            scope.spawn(async move {
-                let _timer = BusyTimer::start(load);
-                let lane = chunks.take_lane(home_lane(caller, chunks.lanes()));
-                while let Some(range) = chunks.claim(lane) {
-                    work(range);
-                }
-            });
+            scope.spawn(async move { task() });
         }
     });
 }
 
-/// Keeps the compute workers awake through a step's parallel passes.
+/// Keeps the compute workers awake through a step's parallel passes, and hands
+/// them the passes.
 ///
 /// A worker with nothing to do goes to sleep, and waking it again costs tens of
 /// microseconds on a virtual machine: paid at every pass, that is a large share
 /// of a pass of a few hundred microseconds. Between [`wake_workers`] and
-/// [`release_workers`] each worker polls a task that yields at once whenever it
-/// runs, so the worker stays awake and picks up the tasks of the next pass as
-/// soon as they are started.
-#[derive(Resource, Default)]
-pub struct WorkerSpin {
-    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// [`release_workers`] each worker runs a task that looks for a pass to join
+/// and otherwise yields at once (so the worker still runs whatever else the
+/// pool is given), and a pass is started by publishing it here.
+#[derive(Default)]
+struct Spin {
+    /// Whether a step is handing passes to the workers (between
+    /// [`wake_workers`] and [`release_workers`]).
+    running: AtomicBool,
+    /// Spinning tasks alive.
+    spinners: AtomicUsize,
+    /// Bits 0-31: the latest pass's number; bit 32: the pass is open to
+    /// workers; bits 33-63: the workers inside it.
+    state: AtomicU64,
+    /// The pass: valid while it is open or a worker is inside.
+    job: std::cell::UnsafeCell<Option<Job>>,
+    /// Only one pass at a time is broadcast (a game's systems may start
+    /// passes from several threads; the others use the pool).
+    busy: AtomicBool,
+    /// A panic of a worker inside a pass, raised again on the thread that
+    /// started it.
+    panic: std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+/// A pass with its lifetime erased; [`Spin::broadcast`] keeps it alive for as
+/// long as anyone may call it.
+#[derive(Clone, Copy)]
+struct Job(*const (dyn Fn() + Sync + 'static));
+
+const OPEN: u64 = 1 << 32;
+const ONE_WORKER: u64 = 1 << 33;
+
+// SAFETY: `job` is written only by the thread that holds `busy`, while no
+// worker may read it (the pass is closed and nobody is inside), and read by
+// workers only inside an open pass; the pass itself is `Sync`.
+unsafe impl Sync for Spin {}
+// SAFETY: as above; nothing in it belongs to a thread.
+unsafe impl Send for Spin {}
+
+impl Spin {
+    /// Runs `job` on this thread and on every spinning worker that joins
+    /// before it is done here; returns once all of them are done, or `false`
+    /// at once (without running it) if another pass is being broadcast.
+    fn broadcast(&self, job: &(dyn Fn() + Sync)) -> bool {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: only the lifetime changes. Workers call the job only
+        // between opening and the wait below for the last of them to leave,
+        // all within this call, while `job` is borrowed.
+        let erased = unsafe {
+            std::mem::transmute::<*const (dyn Fn() + Sync + '_), *const (dyn Fn() + Sync + 'static)>(
+                job,
+            )
+        };
+        // SAFETY: `busy` is ours, no pass is open and nobody is inside one
+        // (the previous broadcast waited for them): nobody reads `job`.
+        unsafe { *self.job.get() = Some(Job(erased)) };
+        let number = (self.state.load(Ordering::Relaxed) as u32).wrapping_add(1);
+        self.state
+            .store(u64::from(number) | OPEN, Ordering::Release);
+        /// Closes the pass and waits for the workers inside, even if the job
+        /// panics here.
+        struct Close<'a>(&'a Spin);
+        impl Drop for Close<'_> {
+            fn drop(&mut self) {
+                self.0.state.fetch_and(!OPEN, Ordering::AcqRel);
+                while self.0.state.load(Ordering::Acquire) >= ONE_WORKER {
+                    std::hint::spin_loop();
+                }
+                if std::thread::panicking() {
+                    // This thread's panic goes on; a worker's is dropped.
+                    self.0
+                        .panic
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                }
+                self.0.busy.store(false, Ordering::Release);
+            }
+        }
+        let close = Close(self);
+        job();
+        drop(close);
+        let panic = self
+            .panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+        true
+    }
+
+    /// Joins the open pass if there is one newer than `seen`, and runs it.
+    /// Returns whether it ran one.
+    fn join(&self, seen: &mut u32) -> bool {
+        let now = self.state.load(Ordering::Acquire);
+        if now & OPEN == 0 || now as u32 == *seen {
+            return false;
+        }
+        if self
+            .state
+            .compare_exchange(now, now + ONE_WORKER, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false; // closed or joined meanwhile: look again
+        }
+        *seen = now as u32;
+        // SAFETY: the pass is open and this worker is counted inside it, so
+        // `broadcast` is still waiting and the job is alive; it was written
+        // before the pass opened (the acquire above sees it).
+        let Some(Job(job)) = (unsafe { *self.job.get() }) else {
+            unreachable!("an open pass has a job");
+        };
+        // SAFETY: as above.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (*job)() }));
+        if let Err(payload) = result {
+            *self
+                .panic
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(payload);
+        }
+        self.state.fetch_sub(ONE_WORKER, Ordering::Release);
+        true
+    }
 }
 
 /// Due agents below which a step's passes are mostly too small to share: the
@@ -576,32 +712,85 @@ pub struct WorkerSpin {
 /// process's other threads).
 pub const SPIN_MIN_DUE: usize = 2048;
 
-/// Starts a spinning task for each compute worker, when there is more than one
+/// How long a spinning worker goes on after [`release_workers`] before it
+/// goes to sleep: steps that follow one another at once (fast mode) then
+/// find it awake, and do not pay for waking it.
+pub const SPIN_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Keeps a spinning task on each compute worker, when there is more than one
 /// thread and enough due agents for the passes to be shared.
-pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>, spin: Res<WorkerSpin>) {
-    use std::sync::atomic::Ordering;
-    if load.threads() <= 1 || due.len() < SPIN_MIN_DUE || spin.running.swap(true, Ordering::AcqRel)
-    {
-        return;
-    }
-    load.workers_awake.store(true, Ordering::Relaxed);
-    let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
-    for _ in 1..load.threads() {
-        let running = spin.running.clone();
-        pool.spawn(async move {
-            while running.load(Ordering::Acquire) {
-                YieldNow(false).await;
-            }
-        })
-        .detach();
+pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>) {
+    if load.threads() > 1 && due.len() >= SPIN_MIN_DUE {
+        load.wake_workers();
     }
 }
 
-/// Lets the workers sleep again.
-pub fn release_workers(load: Res<ThreadLoad>, spin: Res<WorkerSpin>) {
-    use std::sync::atomic::Ordering;
-    load.workers_awake.store(false, Ordering::Relaxed);
-    spin.running.store(false, Ordering::Release);
+/// Ends the handing of passes to the workers for this step; they go to sleep
+/// once [`SPIN_LINGER`] has passed without another step.
+pub fn release_workers(load: Res<ThreadLoad>) {
+    load.release_workers();
+}
+
+impl ThreadLoad {
+    /// Hands the passes that start from now on to spinning compute workers,
+    /// starting the spinning tasks that are missing (one a worker; a task
+    /// lingers [`SPIN_LINGER`] after [`release_workers`](Self::release_workers)
+    /// before it ends).
+    pub fn wake_workers(&self) {
+        let Some(wanted) = self.threads().checked_sub(1).filter(|&w| w > 0) else {
+            return;
+        };
+        let spin = &self.spin;
+        self.workers_awake.store(true, Ordering::Relaxed);
+        spin.running.store(true, Ordering::SeqCst);
+        let live = spin.spinners.load(Ordering::SeqCst);
+        if live >= wanted {
+            return;
+        }
+        spin.spinners.fetch_add(wanted - live, Ordering::SeqCst);
+        let pool = bevy_tasks::ComputeTaskPool::get_or_init(Default::default);
+        // Passes from the next one on: a task that starts late still joins
+        // the pass under way.
+        let seen = spin.state.load(Ordering::Relaxed) as u32;
+        for _ in live..wanted {
+            pool.spawn(spin.clone().spinning(seen)).detach();
+        }
+    }
+
+    /// Stops handing passes to the workers; they sleep again once
+    /// [`SPIN_LINGER`] has passed without a call to
+    /// [`wake_workers`](Self::wake_workers).
+    pub fn release_workers(&self) {
+        self.workers_awake.store(false, Ordering::Relaxed);
+        self.spin.running.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Spin {
+    /// A worker's spinning task: joins every pass after the one numbered
+    /// `seen`, and yields to the pool's other tasks in between.
+    async fn spinning(self: std::sync::Arc<Self>, mut seen: u32) {
+        let mut idle_since = None;
+        loop {
+            if self.join(&mut seen) {
+                idle_since = None;
+                continue;
+            }
+            if self.running.load(Ordering::SeqCst) {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= SPIN_LINGER {
+                // Leave, unless a step woke the workers meanwhile (it counted
+                // this task as live and started none in its place).
+                self.spinners.fetch_sub(1, Ordering::SeqCst);
+                if !self.running.load(Ordering::SeqCst) {
+                    return;
+                }
+                self.spinners.fetch_add(1, Ordering::SeqCst);
+                idle_since = None;
+            }
+            YieldNow(false).await;
+        }
+    }
 }
 
 /// A future that is pending once, waking itself: the executor runs whatever
@@ -701,6 +890,30 @@ mod tests {
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
             });
             assert_cover(claimed.into_iter().flatten().collect(), 100_000);
+        }
+    }
+
+    /// Passes handed to spinning workers reach every item exactly once, pass
+    /// after pass, and a panic inside one reaches the caller without leaving
+    /// the workers stuck.
+    #[test]
+    fn passes_handed_to_spinning_workers_reach_every_item_once() {
+        let load = ThreadLoad::with_threads(2);
+        let mut items = vec![0u32; 20_000];
+        for pass in 1..=50 {
+            load.wake_workers();
+            assert!(load.workers_awake());
+            for_each_chunk(&mut items, &load, |x| *x += 1);
+            assert!(items.iter().all(|&x| x == pass), "pass {pass}");
+            if pass % 10 == 0 {
+                let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    for_each_chunk(&mut items, &load, |x| {
+                        assert!(*x != pass, "a failing pass");
+                    });
+                }));
+                assert!(failed.is_err(), "the panic reaches the caller");
+            }
+            load.release_workers();
         }
     }
 

@@ -48,7 +48,6 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
             .init_resource::<ThreadLoad>()
-            .init_resource::<crate::parallel::WorkerSpin>()
             .init_resource::<LoadShedding>()
             .init_resource::<ScheduleStats>()
             .add_systems(Startup, size_schedule)
