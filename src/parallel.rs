@@ -68,8 +68,9 @@ impl ThreadLoad {
     }
 
     /// Shares every pass between the threads in chunks of [`MIN_CHUNK`] agents,
-    /// however small the pass: slower, but a test's small world then runs
-    /// every parallel path that a large one does.
+    /// however small the pass, and keeps the workers spinning through every
+    /// step (passes are handed to them as in a large world): slower, but a
+    /// test's small world then runs every parallel path that a large one does.
     pub fn sharing_every_pass(mut self) -> Self {
         self.share_all = true;
         self
@@ -720,7 +721,7 @@ pub const SPIN_LINGER: std::time::Duration = std::time::Duration::from_millis(1)
 /// Keeps a spinning task on each compute worker, when there is more than one
 /// thread and enough due agents for the passes to be shared.
 pub fn wake_workers(load: Res<ThreadLoad>, due: Res<DueAgents>) {
-    if load.threads() > 1 && due.len() >= SPIN_MIN_DUE {
+    if load.threads() > 1 && (due.len() >= SPIN_MIN_DUE || load.share_all) {
         load.wake_workers();
     }
 }
