@@ -30,8 +30,6 @@ use std::collections::VecDeque;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::AgentId;
-
 /// How budgets are rebalanced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -200,7 +198,6 @@ pub fn decide_overload(
 /// What the rebalancer knows of one agent.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AgentLoad {
-    pub id: AgentId,
     /// Memory limit, bytes.
     pub memory_limit: u32,
     /// Bytes its memory holds now.
@@ -220,7 +217,7 @@ pub struct AgentLoad {
 /// A budget change for one agent (index into the slice given to [`rebalance`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BudgetUpdate {
-    pub index: usize,
+    pub index: u32,
     pub memory_limit: u32,
     pub cpu_share: f32,
     pub priority_boost: bool,
@@ -239,12 +236,19 @@ pub struct RebalanceSummary {
 /// Rebalances memory and CPU budgets. `memory_total` is what all agents' limits
 /// may add up to; the result never exceeds it (nor does it take from agents
 /// below their floor). Agents are considered in the order given (ids, ties).
+///
+/// # Panics
+/// If there are 2^32 agents or more (updates name them by a 32-bit index).
 pub fn rebalance(
     agents: &[AgentLoad],
     memory_total: u64,
     fair_share: f32,
     rules: &RebalanceRules,
 ) -> (Vec<BudgetUpdate>, RebalanceSummary) {
+    assert!(
+        u32::try_from(agents.len()).is_ok(),
+        "fewer than 2^32 agents"
+    );
     let mut summary = RebalanceSummary::default();
     let mut limits: Vec<u32> = agents.iter().map(|a| a.memory_limit).collect();
     let used: u64 = limits.iter().map(|&l| u64::from(l)).sum();
@@ -270,19 +274,19 @@ pub fn rebalance(
             }
         }
     }
-    let mut needy: Vec<usize> = (0..agents.len())
+    let mut needy: Vec<u32> = (0..agents.len() as u32)
         .filter(|&i| {
-            pressure(&agents[i]) >= rules.memory_high
-                && agents[i].memory_limit < agents[i].memory_ceiling
+            let a = &agents[i as usize];
+            pressure(a) >= rules.memory_high && a.memory_limit < a.memory_ceiling
         })
         .collect();
     // The fullest first; ties in the given order.
     needy.sort_by(|&a, &b| {
-        pressure(&agents[b])
-            .total_cmp(&pressure(&agents[a]))
+        pressure(&agents[b as usize])
+            .total_cmp(&pressure(&agents[a as usize]))
             .then(a.cmp(&b))
     });
-    for i in needy {
+    for i in needy.into_iter().map(|i| i as usize) {
         let a = &agents[i];
         let want = ((a.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
             .min(a.memory_ceiling - a.memory_limit);
@@ -324,7 +328,7 @@ pub fn rebalance(
         .enumerate()
         .filter(|(i, a)| limits[*i] != a.memory_limit || shares[*i] != a.cpu_share)
         .map(|(i, _)| BudgetUpdate {
-            index: i,
+            index: i as u32,
             memory_limit: limits[i],
             cpu_share: shares[i],
             priority_boost: shares[i] > fair_share,

@@ -164,7 +164,6 @@ fn rebalance_budgets(
                 let usable = memory.caps().bytes().max(1) as f32;
                 let pressure = held as f32 / usable;
                 *out = AgentLoad {
-                    id: agent.id,
                     memory_limit: budget.memory_limit,
                     memory_held: (pressure * budget.memory_limit as f32) as u32,
                     memory_floor: (defaults / 4).min(budget.memory_limit),
@@ -196,8 +195,8 @@ fn rebalance_budgets(
     for_each_block(&ids, |offset, block| {
         let first = next;
         picked.clear();
-        while next < updates.len() && updates[next].index < offset + block.len() {
-            picked.push(block[updates[next].index - offset]);
+        while next < updates.len() && (updates[next].index as usize) < offset + block.len() {
+            picked.push(block[updates[next].index as usize - offset]);
             next += 1;
         }
         // SAFETY: distinct indices (they strictly increase) into a block of

@@ -61,9 +61,8 @@ fn levels_shed_background_first_and_never_touch_high_priority() {
     assert!(LEVELS.last().unwrap().hold_admission);
 }
 
-fn agent(id: u64, limit: u32, held: u32, work: f32) -> AgentLoad {
+fn agent(limit: u32, held: u32, work: f32) -> AgentLoad {
     AgentLoad {
-        id: AgentId(id),
         memory_limit: limit,
         memory_held: held,
         memory_floor: 50,
@@ -77,16 +76,16 @@ fn agent(id: u64, limit: u32, held: u32, work: f32) -> AgentLoad {
 #[test]
 fn memory_moves_from_idle_agents_to_full_ones_within_the_total() {
     let agents = [
-        agent(0, 200, 190, 10.0), // full
-        agent(1, 200, 20, 10.0),  // nearly empty: gives 50
-        agent(2, 200, 100, 10.0), // in between: untouched
-        agent(3, 200, 200, 10.0), // full
+        agent(200, 190, 10.0), // full
+        agent(200, 20, 10.0),  // nearly empty: gives 50
+        agent(200, 100, 10.0), // in between: untouched
+        agent(200, 200, 10.0), // full
     ];
     let (updates, summary) = rebalance(&agents, 800, 0.25, &RebalanceRules::default());
     let limit = |i: usize| {
         updates
             .iter()
-            .find(|u| u.index == i)
+            .find(|u| u.index as usize == i)
             .map_or(agents[i].memory_limit, |u| u.memory_limit)
     };
     assert_eq!(limit(1), 150);
@@ -107,16 +106,12 @@ fn memory_moves_from_idle_agents_to_full_ones_within_the_total() {
 
 #[test]
 fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
-    let agents = [
-        agent(0, 390, 390, 1.0),
-        agent(1, 60, 0, 1.0),
-        agent(2, 100, 95, 1.0),
-    ];
+    let agents = [agent(390, 390, 1.0), agent(60, 0, 1.0), agent(100, 95, 1.0)];
     let (updates, _) = rebalance(&agents, 2_000, 1.0 / 3.0, &RebalanceRules::default());
     let limit = |i: usize| {
         updates
             .iter()
-            .find(|u| u.index == i)
+            .find(|u| u.index as usize == i)
             .map_or(agents[i].memory_limit, |u| u.memory_limit)
     };
     assert_eq!(limit(0), 400, "capped at the ceiling");
@@ -128,7 +123,6 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
                 let h = crate::digest::mix(seed, i);
                 let limit = 50 + (h % 300) as u32;
                 agent(
-                    i,
                     limit,
                     (crate::digest::mix(h, 1) % u64::from(limit + 1)) as u32,
                     (h % 7) as f32,
@@ -146,7 +140,7 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
                 u64::from(
                     updates
                         .iter()
-                        .find(|u| u.index == i)
+                        .find(|u| u.index as usize == i)
                         .map_or(agents[i].memory_limit, |u| u.memory_limit),
                 )
             })
@@ -156,7 +150,7 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
             .map(|i| {
                 updates
                     .iter()
-                    .find(|u| u.index == i)
+                    .find(|u| u.index as usize == i)
                     .map_or(agents[i].cpu_share, |u| u.cpu_share)
             })
             .sum();
@@ -170,10 +164,10 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
 #[test]
 fn busy_agents_get_larger_cpu_shares_and_idle_ones_smaller() {
     let mut agents = [
-        agent(0, 100, 50, 40.0),
-        agent(1, 100, 50, 10.0),
-        agent(2, 100, 50, 2.0),
-        agent(3, 100, 50, 8.0),
+        agent(100, 50, 40.0),
+        agent(100, 50, 10.0),
+        agent(100, 50, 2.0),
+        agent(100, 50, 8.0),
     ];
     for a in &mut agents {
         a.cpu_share = 0.2;
@@ -182,7 +176,7 @@ fn busy_agents_get_larger_cpu_shares_and_idle_ones_smaller() {
     let share = |i: usize| {
         updates
             .iter()
-            .find(|u| u.index == i)
+            .find(|u| u.index as usize == i)
             .map_or(agents[i].cpu_share, |u| u.cpu_share)
     };
     assert_eq!((summary.boosted, summary.trimmed), (1, 1));
