@@ -257,18 +257,19 @@ impl Chunks {
     }
 
     /// The lane a task takes: `home` (modulo the lanes) if no task has it yet,
-    /// or else the first free one, or else `home` all the same (it is then
-    /// shared, which is still correct).
-    pub fn take_lane(&self, home: usize) -> usize {
+    /// or else the first free one; `None` when every lane has a task. A lane
+    /// has one task at most, and only that task takes from its front; a task
+    /// without a lane has nothing to do, since the tasks that own lanes work
+    /// until every lane is empty.
+    pub fn take_lane(&self, home: usize) -> Option<usize> {
         let n = self.lanes.len();
         (0..n)
             .map(|k| (home + k) % n)
             .find(|&lane| !self.lanes[lane].taken.swap(true, Ordering::Relaxed))
-            .unwrap_or(home % n)
     }
 
-    /// The next chunk for the task of `lane`, or `None` once every lane is
-    /// empty. Every index is in exactly one chunk.
+    /// The next chunk for the task that took `lane` ([`take_lane`](Self::take_lane)),
+    /// or `None` once every lane is empty. Every index is in exactly one chunk.
     pub fn claim(&self, lane: usize) -> Option<Range<usize>> {
         loop {
             if let Some(chunk) = self.take_front(lane) {
@@ -557,7 +558,11 @@ fn share<'a, W: FnMut(Range<usize>) + 'a>(
     let task = || {
         let _timer = BusyTimer::start(load);
         let mut work = worker();
-        let lane = chunks.take_lane(home_lane(caller, chunks.lanes()));
+        // More tasks than lanes (workers left spinning by a step with more
+        // threads): the extra ones have nothing to do.
+        let Some(lane) = chunks.take_lane(home_lane(caller, chunks.lanes())) else {
+            return;
+        };
         while let Some(range) = chunks.claim(lane) {
             work(range);
         }
@@ -845,7 +850,7 @@ mod tests {
             (5, 4, 1),
         ] {
             let chunks = Chunks::new(len, threads, min);
-            let ranges = drain(&chunks, chunks.take_lane(0));
+            let ranges = drain(&chunks, chunks.take_lane(0).unwrap());
             assert!(ranges.iter().all(|r| r.len() <= min), "{ranges:?}");
             // Its own lane first, in order, then stolen halves.
             if len > 0 {
@@ -862,8 +867,9 @@ mod tests {
     #[test]
     fn each_task_starts_on_its_own_lane_and_the_last_one_steals_the_rest() {
         let chunks = Chunks::new(1000, 2, 10);
-        let (a, b) = (chunks.take_lane(0), chunks.take_lane(0));
+        let (a, b) = (chunks.take_lane(0).unwrap(), chunks.take_lane(0).unwrap());
         assert_eq!((a, b), (0, 1), "the second task takes the free lane");
+        assert_eq!(chunks.take_lane(1), None, "a lane has one task at most");
         assert_eq!(chunks.claim(a), Some(0..10));
         assert_eq!(chunks.claim(b), Some(500..510));
         assert_eq!(chunks.claim(a), Some(10..20));
@@ -877,15 +883,21 @@ mod tests {
         assert_cover(ranges, 1000);
     }
 
+    /// Four threads, on four lanes or on two (the two without a lane do
+    /// nothing), take every index exactly once.
     #[test]
     fn chunks_claimed_from_many_threads_are_disjoint() {
-        for min in [1, 16, 1000] {
-            let chunks = Chunks::new(100_000, 4, min);
+        for (lanes, min) in [(4, 1), (4, 16), (4, 1000), (2, 1), (2, 16)] {
+            let chunks = Chunks::new(100_000, lanes, min);
             let claimed: Vec<Vec<Range<usize>>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..4)
                     .map(|t| {
                         let chunks = &chunks;
-                        s.spawn(move || drain(chunks, chunks.take_lane(t)))
+                        s.spawn(move || {
+                            chunks
+                                .take_lane(t)
+                                .map_or_else(Vec::new, |lane| drain(chunks, lane))
+                        })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -914,6 +926,23 @@ mod tests {
                 }));
                 assert!(failed.is_err(), "the panic reaches the caller");
             }
+            load.release_workers();
+        }
+    }
+
+    /// Workers left spinning by a step with more threads join the passes of
+    /// one with fewer: more tasks than lanes, and still every item once.
+    #[test]
+    fn more_spinning_workers_than_lanes_still_reach_every_item_once() {
+        let mut load = ThreadLoad::with_threads(3);
+        load.wake_workers();
+        load.release_workers();
+        load.set_threads(2);
+        let mut items = vec![0u32; 20_000];
+        for pass in 1..=50 {
+            load.wake_workers();
+            for_each_chunk(&mut items, &load, |x| *x += 1);
+            assert!(items.iter().all(|&x| x == pass), "pass {pass}");
             load.release_workers();
         }
     }
