@@ -54,7 +54,7 @@ pub struct ThreadLoad {
     /// Share every pass, however small ([`sharing_every_pass`](Self::sharing_every_pass)).
     share_all: bool,
     /// The spinning workers and the pass handed to them.
-    spin: std::sync::Arc<Spin>,
+    spin: SpinHandle,
 }
 
 impl ThreadLoad {
@@ -759,7 +759,8 @@ impl ThreadLoad {
         // the pass under way.
         let seen = spin.state.load(Ordering::Relaxed) as u32;
         for _ in live..wanted {
-            pool.spawn(spin.clone().spinning(seen)).detach();
+            pool.spawn(std::sync::Arc::clone(&self.spin.0).spinning(seen))
+                .detach();
         }
     }
 
@@ -769,6 +770,26 @@ impl ThreadLoad {
     pub fn release_workers(&self) {
         self.workers_awake.store(false, Ordering::Relaxed);
         self.spin.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// [`ThreadLoad`]'s share of the [`Spin`]: when the resource goes (an app
+/// dropped between [`wake_workers`](ThreadLoad::wake_workers) and
+/// [`release_workers`](ThreadLoad::release_workers), by a panic mid-step), the
+/// workers still go to sleep.
+#[derive(Default)]
+struct SpinHandle(std::sync::Arc<Spin>);
+
+impl std::ops::Deref for SpinHandle {
+    type Target = std::sync::Arc<Spin>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for SpinHandle {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::SeqCst);
     }
 }
 
