@@ -48,9 +48,6 @@ pub struct ThreadLoad {
     local: Parallel<(Option<String>, u64)>,
     totals: BTreeMap<String, u64>,
     since: Option<Instant>,
-    /// Whether the compute workers are kept awake in this step
-    /// ([`wake_workers`]).
-    workers_awake: std::sync::atomic::AtomicBool,
     /// Share every pass, however small ([`sharing_every_pass`](Self::sharing_every_pass)).
     share_all: bool,
     /// The spinning workers and the pass handed to them.
@@ -102,8 +99,7 @@ impl ThreadLoad {
     /// Whether the compute workers are kept awake in this step, so that a pass
     /// handed to them starts at once.
     pub fn workers_awake(&self) -> bool {
-        self.workers_awake
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.spin.running.load(Ordering::Relaxed)
     }
 
     fn record(&self, ns: u64) {
@@ -747,7 +743,6 @@ impl ThreadLoad {
             return;
         };
         let spin = &self.spin;
-        self.workers_awake.store(true, Ordering::Relaxed);
         spin.running.store(true, Ordering::SeqCst);
         let live = spin.spinners.load(Ordering::SeqCst);
         if live >= wanted {
@@ -768,7 +763,6 @@ impl ThreadLoad {
     /// [`SPIN_LINGER`] has passed without a call to
     /// [`wake_workers`](Self::wake_workers).
     pub fn release_workers(&self) {
-        self.workers_awake.store(false, Ordering::Relaxed);
         self.spin.running.store(false, Ordering::SeqCst);
     }
 }
