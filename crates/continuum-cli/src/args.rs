@@ -1,0 +1,174 @@
+//! The command line's arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "continuum", version, about = "Run many agents continuously.")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a scenario headless and report on it.
+    Run(RunArgs),
+    /// Check a scenario file: prints `ok`, or the error (exit code 2).
+    Validate {
+        /// The scenario file (RON).
+        scenario: PathBuf,
+    },
+    /// Draw a metrics time series (from `run --metrics`) as a PNG or SVG picture.
+    Plot {
+        /// The time series (.csv, .jsonl).
+        metrics: PathBuf,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Measure agent-ticks per second and bytes per agent in fast mode.
+    Bench(BenchArgs),
+    /// Compare thread counts within one run: the same simulation switches
+    /// between them every few steps, so that a shared machine's drifting speed
+    /// affects them alike.
+    BenchPair(BenchPairArgs),
+    /// One benchmark measurement in this process, as a JSON line.
+    #[command(hide = true)]
+    BenchOne(BenchOneArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The scenario file (RON).
+    pub scenario: PathBuf,
+    /// As fast as the machine allows.
+    #[arg(long, conflicts_with = "realtime")]
+    pub fast: bool,
+    /// Paced to the wall clock (times --speed).
+    #[arg(long)]
+    pub realtime: bool,
+    /// Virtual seconds to run (overrides the scenario).
+    #[arg(long, value_parser = positive_f64)]
+    pub duration: Option<f64>,
+    /// Scale the scenario's groups to this many agents in total.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub agents: Option<u64>,
+    /// Seed (overrides the scenario).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Threads working on the simulation, the main thread included (default: one per core)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Virtual seconds per real second in realtime mode.
+    #[arg(long, value_parser = positive_f64)]
+    pub speed: Option<f64>,
+    /// Write the final report (JSON) here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Stream the metrics time series here, one row per interval (.csv, or .jsonl
+    /// for JSON lines).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Virtual seconds between two rows of the time series.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    pub metrics_interval: f64,
+    /// Draw the time series at the end of the run (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Plain status lines even on a terminal.
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// No dashboard and no status lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run without the resource monitor (no budget rebalancing, no load
+    /// shedding), e.g. to see what it saves under overload.
+    #[arg(long)]
+    pub no_monitor: bool,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Populations to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+    pub agents: Vec<u64>,
+    /// Virtual seconds measured at each population.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_f64)]
+    pub seconds: f64,
+    /// Thread counts to measure each size with, comma-separated; each counts the
+    /// main thread (default: one per core). With several, the table gives each
+    /// one's speed-up over the first.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Vec<u16>,
+    /// Measure every size and thread count this many times, in turns, and keep
+    /// the fastest run of each (runs on a shared machine vary).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub repeat: u16,
+    /// Steps per virtual second.
+    #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
+    pub fixed_hz: f64,
+    /// Ticks per virtual second of every agent.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    pub tick_hz: f64,
+    /// Also write the results (every run) as JSON lines here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Measure each size with and without the live metrics (twice each,
+    /// alternating, best of two) and print what they cost.
+    #[arg(long)]
+    pub metrics_cost: bool,
+}
+
+#[derive(Args)]
+pub struct BenchPairArgs {
+    /// The population.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub agents: u64,
+    /// Virtual seconds measured, shared by the thread counts.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    pub seconds: f64,
+    /// Thread counts to compare, comma-separated; the first is the baseline.
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Vec<u16>,
+    /// Steps each thread count runs before the next one takes over.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub block: u32,
+    /// Steps per virtual second.
+    #[arg(long, default_value_t = 100.0, value_parser = positive_f64)]
+    pub fixed_hz: f64,
+    /// Ticks per virtual second of every agent.
+    #[arg(long, default_value_t = 10.0, value_parser = positive_f64)]
+    pub tick_hz: f64,
+    /// Print the result as a JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct BenchOneArgs {
+    #[arg(long)]
+    pub agents: u64,
+    #[arg(long)]
+    pub seconds: f64,
+    #[arg(long)]
+    pub threads: usize,
+    #[arg(long)]
+    pub fixed_hz: f64,
+    #[arg(long)]
+    pub tick_hz: f32,
+    #[arg(long)]
+    pub no_live_metrics: bool,
+}
+
+pub fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(x) => Err(format!("expected a positive number, got {x}")),
+        Err(e) => Err(format!("expected a number: {e}")),
+    }
+}

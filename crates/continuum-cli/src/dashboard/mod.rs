@@ -1,0 +1,251 @@
+//! The live dashboard: what a run is doing, redrawn once a second. The drawing
+//! is a pure function of [`DashboardState`], so it renders the same into a real
+//! terminal or into ratatui's `TestBackend`.
+
+pub mod terminal;
+
+use std::collections::VecDeque;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Sparkline};
+
+use continuum::clock::ClockMode;
+use continuum::metrics::Snapshot;
+
+/// Seconds of history the sparklines show.
+pub const HISTORY_SECS: usize = 60;
+/// Log lines the dashboard keeps.
+pub const LOG_LINES: usize = 4;
+
+/// The last minute of a few figures, one value a second.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    pub ticks_per_sec: VecDeque<u64>,
+    pub actions_per_sec: VecDeque<u64>,
+    pub conflicts_per_sec: VecDeque<u64>,
+    pub cpu_percent: VecDeque<u64>,
+}
+
+impl History {
+    /// Adds this second's values, dropping those older than a minute.
+    pub fn push(&mut self, s: &Snapshot) {
+        for (series, value) in [
+            (&mut self.ticks_per_sec, s.agent_ticks_per_sec),
+            (&mut self.actions_per_sec, s.actions_per_sec),
+            (&mut self.conflicts_per_sec, s.conflicts_per_sec),
+            (&mut self.cpu_percent, s.cpu_percent),
+        ] {
+            if series.len() == HISTORY_SECS {
+                series.pop_front();
+            }
+            series.push_back(value.max(0.0).round() as u64);
+        }
+    }
+}
+
+/// Everything the dashboard shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DashboardState {
+    pub scenario: String,
+    pub mode: ClockMode,
+    pub threads: usize,
+    /// Virtual seconds the run lasts, if known.
+    pub duration: Option<f64>,
+    pub snapshot: Snapshot,
+    /// Kind names, in kind order.
+    pub kinds: Vec<String>,
+    pub history: History,
+    /// The latest log lines.
+    pub log: VecDeque<String>,
+}
+
+/// Compact numbers: 1234 → 1.2k, 2_500_000 → 2.50M.
+pub fn si(x: f64) -> String {
+    match x.abs() {
+        v if v >= 1e6 => format!("{:.2}M", x / 1e6),
+        v if v >= 1e3 => format!("{:.1}k", x / 1e3),
+        _ => format!("{x:.0}"),
+    }
+}
+
+/// Bytes as MiB.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+impl DashboardState {
+    /// Fraction done, real-time speed-up and seconds left, in fast mode with a
+    /// known duration.
+    pub fn progress(&self) -> Option<(f64, f64, f64)> {
+        let duration = self.duration.filter(|_| self.mode == ClockMode::Fast)?;
+        let s = &self.snapshot;
+        let done = (s.virtual_seconds / duration).clamp(0.0, 1.0);
+        let speed = if s.wall_seconds > 0.0 {
+            s.virtual_seconds / s.wall_seconds
+        } else {
+            0.0
+        };
+        let eta = if speed > 0.0 {
+            (duration - s.virtual_seconds).max(0.0) / speed
+        } else {
+            f64::INFINITY
+        };
+        Some((done, speed, eta))
+    }
+}
+
+fn row(label: &str, value: String) -> Line<'static> {
+    Line::from(vec![
+        Span::styled(format!("{label:<14}"), Style::default().fg(Color::Gray)),
+        Span::styled(value, Style::default().add_modifier(Modifier::BOLD)),
+    ])
+}
+
+/// Draws the dashboard over the whole frame.
+pub fn draw(frame: &mut Frame, state: &DashboardState) {
+    let s = &state.snapshot;
+    let log_height = if state.log.is_empty() {
+        0
+    } else {
+        state.log.len() as u16 + 2
+    };
+    let [header, progress, tables, sparks, log, footer] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(if state.progress().is_some() { 3 } else { 0 }),
+        Constraint::Length(9),
+        Constraint::Min(8),
+        Constraint::Length(log_height),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+
+    let title = format!(" Continuum · {} ", state.scenario);
+    let line = Line::from(vec![
+        Span::raw(format!(
+            "virtual {:.1} s   wall {:.1} s   ",
+            s.virtual_seconds, s.wall_seconds
+        )),
+        Span::styled(
+            format!("real-time ratio {:.3}", s.realtime_ratio),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Span::raw(format!(
+            "   {} mode, {} thread(s)",
+            state.mode.as_str(),
+            state.threads
+        )),
+    ]);
+    frame.render_widget(
+        Paragraph::new(line).block(Block::default().borders(Borders::ALL).title(title)),
+        header,
+    );
+
+    if let Some((done, speed, eta)) = state.progress() {
+        let label = format!(
+            "{:.0} %   ×{speed:.1} real time   ETA {eta:.1} s",
+            done * 100.0
+        );
+        frame.render_widget(
+            Gauge::default()
+                .block(Block::default().borders(Borders::ALL).title(" Progress "))
+                .gauge_style(Style::default().fg(Color::Green))
+                .ratio(done)
+                .label(label),
+            progress,
+        );
+    }
+
+    let [agents, actions, resources] =
+        Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(tables);
+    let mut agent_rows = vec![
+        row("active", s.agents_active.to_string()),
+        row("queued", s.agents_queued.to_string()),
+        row("retired", s.agents_retired.to_string()),
+        row("ticks/s", si(s.agent_ticks_per_sec)),
+    ];
+    for (name, rate) in state.kinds.iter().zip(&s.ticks_per_sec_by_kind) {
+        agent_rows.push(row(&format!("  {name}"), format!("{}/s", si(*rate))));
+    }
+    frame.render_widget(
+        Paragraph::new(agent_rows).block(Block::default().borders(Borders::ALL).title(" Agents ")),
+        agents,
+    );
+    frame.render_widget(
+        Paragraph::new(vec![
+            row("submitted/s", si(s.actions_per_sec)),
+            row("applied/s", si(s.applied_per_sec)),
+            row("rejected/s", si(s.rejected_per_sec)),
+            row("conflicts/s", si(s.conflicts_per_sec)),
+            row("conflicts", s.conflicts.to_string()),
+            row("cache hits", format!("{:.1} %", s.cache_hit_rate * 100.0)),
+        ])
+        .block(Block::default().borders(Borders::ALL).title(" Actions ")),
+        actions,
+    );
+    frame.render_widget(
+        Paragraph::new(vec![
+            row("CPU", format!("{:.0} %", s.cpu_percent)),
+            row("RSS", mib(s.rss_bytes)),
+            row("step p50", format!("{:.3} ms", s.step_ms_p50)),
+            row("step p99", format!("{:.3} ms", s.step_ms_p99)),
+            row("step max", format!("{:.3} ms", s.step_ms_max)),
+            row("steps", s.steps.to_string()),
+        ])
+        .block(Block::default().borders(Borders::ALL).title(" Resources ")),
+        resources,
+    );
+
+    let h = &state.history;
+    let spark_areas = Layout::vertical([Constraint::Ratio(1, 4); 4]).split(sparks);
+    for (area, (title, data, color)) in spark_areas.iter().zip([
+        (
+            format!(" agent ticks/s  {} ", si(s.agent_ticks_per_sec)),
+            &h.ticks_per_sec,
+            Color::Green,
+        ),
+        (
+            format!(" actions/s  {} ", si(s.actions_per_sec)),
+            &h.actions_per_sec,
+            Color::Blue,
+        ),
+        (
+            format!(" conflicts/s  {} ", si(s.conflicts_per_sec)),
+            &h.conflicts_per_sec,
+            Color::Magenta,
+        ),
+        (
+            format!(" CPU %  {:.0} ", s.cpu_percent),
+            &h.cpu_percent,
+            Color::Yellow,
+        ),
+    ]) {
+        let data: Vec<u64> = data.iter().copied().collect();
+        frame.render_widget(
+            Sparkline::default()
+                .block(Block::default().borders(Borders::TOP).title(title))
+                .data(&data)
+                .style(Style::default().fg(color)),
+            *area,
+        );
+    }
+
+    if !state.log.is_empty() {
+        let lines: Vec<Line> = state.log.iter().map(|l| Line::raw(l.clone())).collect();
+        frame.render_widget(
+            Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Log ")),
+            log,
+        );
+    }
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            " q or Ctrl-C: stop (the report is still written) · last 60 s above",
+            Style::default().fg(Color::DarkGray),
+        )),
+        footer,
+    );
+}

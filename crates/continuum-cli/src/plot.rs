@@ -1,0 +1,262 @@
+//! Pictures of a run: agents, action rate, conflicts, CPU and memory over virtual
+//! time, one panel each, from a metrics time series. PNG or SVG by extension.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use std::process::ExitCode;
+
+use crate::invalid;
+use crate::series::{MetricsRow, read_series};
+
+/// Why a plot could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("nothing to plot: the time series has no rows")]
+    Empty,
+    #[error("expected a .png or .svg file name, got {0}")]
+    Format(String),
+    #[error("cannot draw the plot: {0}")]
+    Draw(String),
+}
+
+const FONT: &str = "sans-serif";
+static FONT_ONCE: Once = Once::new();
+
+/// Plots use the embedded DejaVu Sans: no system fonts needed.
+fn register_font() {
+    FONT_ONCE.call_once(|| {
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+/// One line of a panel: its name, colour, and how to read it from a row and the
+/// row before it (rates are differences of totals over virtual time).
+struct Series {
+    name: &'static str,
+    color: RGBColor,
+    value: fn(&MetricsRow, &MetricsRow) -> f64,
+}
+
+/// The change of a total per virtual second between two rows.
+fn per_virtual_sec(now: &MetricsRow, before: &MetricsRow, total: fn(&MetricsRow) -> u64) -> f64 {
+    let dt = now.virtual_time - before.virtual_time;
+    if dt > 0.0 {
+        total(now).saturating_sub(total(before)) as f64 / dt
+    } else {
+        0.0
+    }
+}
+
+struct Panel {
+    title: &'static str,
+    unit: &'static str,
+    series: Vec<Series>,
+}
+
+fn panels() -> Vec<Panel> {
+    vec![
+        Panel {
+            title: "Agents",
+            unit: "agents",
+            series: vec![
+                Series {
+                    name: "active",
+                    color: RGBColor(31, 119, 180),
+                    value: |r, _| r.agents_active as f64,
+                },
+                Series {
+                    name: "queued",
+                    color: RGBColor(255, 127, 14),
+                    value: |r, _| r.agents_queued as f64,
+                },
+            ],
+        },
+        Panel {
+            title: "Actions per virtual second",
+            unit: "actions/s",
+            series: vec![
+                Series {
+                    name: "submitted",
+                    color: RGBColor(31, 119, 180),
+                    value: |r, b| per_virtual_sec(r, b, |x| x.actions_submitted),
+                },
+                Series {
+                    name: "applied",
+                    color: RGBColor(44, 160, 44),
+                    value: |r, b| per_virtual_sec(r, b, |x| x.actions_applied),
+                },
+                Series {
+                    name: "rejected",
+                    color: RGBColor(214, 39, 40),
+                    value: |r, b| per_virtual_sec(r, b, |x| x.actions_rejected),
+                },
+            ],
+        },
+        Panel {
+            title: "Conflicts per virtual second",
+            unit: "conflicts/s",
+            series: vec![Series {
+                name: "conflicts",
+                color: RGBColor(148, 103, 189),
+                value: |r, b| per_virtual_sec(r, b, |x| x.conflicts),
+            }],
+        },
+        Panel {
+            title: "CPU (percent of one core)",
+            unit: "%",
+            series: vec![Series {
+                name: "CPU",
+                color: RGBColor(140, 86, 75),
+                value: |r, _| r.cpu_percent,
+            }],
+        },
+        Panel {
+            title: "Resident memory",
+            unit: "MiB",
+            series: vec![Series {
+                name: "RSS",
+                color: RGBColor(23, 190, 207),
+                value: |r, _| r.rss_bytes as f64 / (1024.0 * 1024.0),
+            }],
+        },
+    ]
+}
+
+/// Draws `rows` to `path` (`.png` or `.svg`).
+pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
+    if rows.is_empty() {
+        return Err(PlotError::Empty);
+    }
+    register_font();
+    let size = (1200, 1500);
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    let draw = |e: Box<dyn std::error::Error>| PlotError::Draw(e.to_string());
+    match ext.as_deref() {
+        Some("png") => {
+            let root = BitMapBackend::new(path, size).into_drawing_area();
+            draw_all(&root, rows).map_err(draw)?;
+            root.present().map_err(|e| PlotError::Draw(e.to_string()))
+        }
+        Some("svg") => {
+            let root = SVGBackend::new(path, size).into_drawing_area();
+            draw_all(&root, rows).map_err(draw)?;
+            root.present().map_err(|e| PlotError::Draw(e.to_string()))
+        }
+        _ => Err(PlotError::Format(path.display().to_string())),
+    }
+}
+
+fn draw_all<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    rows: &[MetricsRow],
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let run = &rows[0].run;
+    let (title, body) = root.split_vertically(50);
+    title.titled(
+        &format!(
+            "{run}: {} rows, {:.0} virtual s",
+            rows.len(),
+            rows.last().map_or(0.0, |r| r.virtual_time)
+        ),
+        (FONT, 26).into_font().style(FontStyle::Bold),
+    )?;
+    let panels = panels();
+    let areas = body.split_evenly((panels.len(), 1));
+    let x_max = rows
+        .iter()
+        .map(|r| r.virtual_time)
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        let start = MetricsRow::default(); // the run's start: all totals zero
+        let start = &start;
+        let points = |s: &Series| {
+            let value = s.value;
+            rows.iter().enumerate().map(move |(i, r)| {
+                let before = if i == 0 { start } else { &rows[i - 1] };
+                (r.virtual_time, value(r, before))
+            })
+        };
+        let y_max = panel
+            .series
+            .iter()
+            .flat_map(|s| points(s).map(|(_, y)| y))
+            .fold(0.0, f64::max);
+        let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+        let mut chart = ChartBuilder::on(area)
+            .caption(panel.title, (FONT, 20).into_font().style(FontStyle::Bold))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("virtual time (s)")
+            .y_desc(panel.unit)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()?;
+        for s in &panel.series {
+            let color = s.color;
+            chart
+                .draw_series(LineSeries::new(points(s), color.stroke_width(2)))?
+                .label(s.name)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        if panel.series.len() > 1 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.8))
+                .border_style(RGBColor(200, 200, 200))
+                .draw()?;
+        }
+    }
+    Ok(())
+}
+
+pub fn is_picture(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png") || e.eq_ignore_ascii_case("svg"))
+}
+
+pub fn plot_command(metrics: &Path, output: &Path) -> ExitCode {
+    if !is_picture(output) {
+        return invalid(&format!(
+            "{}: expected a .png or .svg file name",
+            output.display()
+        ));
+    }
+    let rows = match read_series(metrics) {
+        Ok(rows) => rows,
+        Err(e) => return invalid(&e),
+    };
+    match plot(&rows, output) {
+        Ok(()) => {
+            println!("wrote {} ({} rows)", output.display(), rows.len());
+            ExitCode::SUCCESS
+        }
+        Err(PlotError::Empty) => invalid(&format!("{}: {}", metrics.display(), PlotError::Empty)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Monitoring: the live metrics agree with the report, the time series has one
+//! row per interval, plots are real pictures, the dashboard shows the numbers,
+//! and a live run samples the machine.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use continuum::action::ResolverDiagnostics;
+use continuum::clock::ClockMode;
+use continuum::metrics::{Metrics, RunStats};
+use continuum::prelude::*;
+use continuum_cli::dashboard::{DashboardState, History, draw};
+use continuum_cli::plot::plot;
+use continuum_cli::report::{RunContext, RunReport};
+use continuum_cli::series::{MetricsRecorder, MetricsRow, SeriesWriter, read_series};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitoring");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn quickstart_with_recorder(seconds: f64, interval: f64) -> SimHarness {
+    let mut sim = SimHarness::with(common::shipped("quickstart.ron"), |app| {
+        continuum_cli::series::record(app, "quickstart/test", interval);
+    });
+    sim.run_for(seconds);
+    sim
+}
+
+#[test]
+fn live_metrics_match_the_report() {
+    let mut sim = quickstart_with_recorder(12.0, 1.0);
+    let snapshot = sim.world().resource::<Metrics>().snapshot().clone();
+    let stats = sim.world().resource::<RunStats>().clone();
+    let diag = sim.world().resource::<ResolverDiagnostics>().clone();
+    let report = RunReport::gather(
+        sim.world_mut(),
+        &RunContext {
+            scenario: "quickstart".into(),
+            threads: 1,
+            mode: ClockMode::Fast,
+            speed: 1.0,
+            wall_seconds: 1.0,
+            interrupted: false,
+        },
+    );
+    assert_eq!(snapshot.steps, 1200);
+    assert_eq!(snapshot.steps, report.steps);
+    assert!((snapshot.virtual_seconds - report.virtual_seconds).abs() < 1e-9);
+    assert_eq!(snapshot.agent_ticks, report.agent_ticks);
+    assert_eq!(snapshot.agent_ticks, stats.agent_ticks);
+    assert_eq!(snapshot.actions_submitted, report.actions_submitted);
+    assert_eq!(snapshot.actions_applied, report.actions_applied);
+    assert_eq!(snapshot.actions_rejected, report.actions_rejected);
+    assert_eq!(snapshot.conflicts, report.conflicts);
+    assert_eq!(snapshot.conflicts, diag.conflicts);
+    assert_eq!(snapshot.agents_active, report.agents_active);
+    assert!(snapshot.agent_ticks_per_sec > 0.0 && snapshot.cache_hit_rate > 0.5);
+    let by_kind: f64 = snapshot.ticks_per_sec_by_kind.iter().sum();
+    assert!((by_kind - snapshot.agent_ticks_per_sec).abs() < 1e-6 * by_kind.max(1.0));
+}
+
+#[test]
+fn the_time_series_has_one_row_per_interval_with_the_right_columns() {
+    let mut sim = quickstart_with_recorder(10.0, 0.5);
+    let rows = sim.world_mut().resource_mut::<MetricsRecorder>().take();
+    assert_eq!(rows.len(), 20);
+    for (i, row) in rows.iter().enumerate() {
+        assert!(
+            (row.virtual_time - 0.5 * (i + 1) as f64).abs() < 1e-9,
+            "{row:?}"
+        );
+        assert_eq!(row.run, "quickstart/test");
+        assert_eq!(row.agents_active, 300);
+    }
+    assert!(rows.windows(2).all(|w| w[1].agent_ticks > w[0].agent_ticks));
+
+    let csv = tmp("series.csv");
+    let mut writer = SeriesWriter::create(&csv).unwrap();
+    for row in &rows {
+        writer.write(row).unwrap();
+    }
+    drop(writer);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header = text.lines().next().unwrap();
+    for column in [
+        "run",
+        "virtual_time",
+        "wall_time",
+        "agents_active",
+        "actions_per_sec",
+        "conflicts",
+        "cpu_percent",
+        "rss_bytes",
+        "cache_hit_rate",
+    ] {
+        assert!(
+            header.split(',').any(|c| c == column),
+            "no column {column} in {header}"
+        );
+    }
+    assert_eq!(text.lines().count(), 21);
+    same_rows(&read_series(&csv).unwrap(), &rows);
+
+    let jsonl = tmp("series.jsonl");
+    let mut writer = SeriesWriter::create(&jsonl).unwrap();
+    for row in &rows {
+        writer.write(row).unwrap();
+    }
+    drop(writer);
+    same_rows(&read_series(&jsonl).unwrap(), &rows);
+}
+
+/// Counts come back exactly, rates to within a rounding of their last digit.
+fn same_rows(back: &[MetricsRow], rows: &[MetricsRow]) {
+    assert_eq!(back.len(), rows.len());
+    for (a, b) in back.iter().zip(rows) {
+        assert_eq!(
+            (&a.run, a.steps, a.agent_ticks, a.conflicts, a.rss_bytes),
+            (&b.run, b.steps, b.agent_ticks, b.conflicts, b.rss_bytes)
+        );
+        for (x, y) in [
+            (a.virtual_time, b.virtual_time),
+            (a.cache_hit_rate, b.cache_hit_rate),
+            (a.actions_per_sec, b.actions_per_sec),
+        ] {
+            assert!((x - y).abs() <= 1e-12 * y.abs().max(1.0), "{x} != {y}");
+        }
+    }
+}
+
+#[test]
+fn plots_are_real_pictures() {
+    let mut sim = quickstart_with_recorder(30.0, 1.0);
+    let rows: Vec<MetricsRow> = sim.world_mut().resource_mut::<MetricsRecorder>().take();
+    let png = tmp("plot.png");
+    plot(&rows, &png).unwrap();
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(bytes.len() > 50_000, "a {}-byte PNG", bytes.len());
+    let svg = tmp("plot.svg");
+    plot(&rows, &svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.contains("Conflicts per virtual second"));
+    assert!(text.len() > 20_000);
+    assert!(plot(&[], &png).is_err());
+}
+
+#[test]
+fn the_dashboard_shows_the_numbers() {
+    let sim = quickstart_with_recorder(6.0, 1.0);
+    let snapshot = sim.world().resource::<Metrics>().snapshot().clone();
+    let mut history = History::default();
+    history.push(&snapshot);
+    let state = DashboardState {
+        scenario: "quickstart".into(),
+        mode: ClockMode::Fast,
+        threads: 2,
+        duration: Some(60.0),
+        snapshot: snapshot.clone(),
+        kinds: vec!["explorer".into(), "analyzer".into(), "controller".into()],
+        history,
+        log: ["a warning".to_string()].into(),
+    };
+    let mut terminal = Terminal::new(TestBackend::new(110, 40)).unwrap();
+    terminal.draw(|frame| draw(frame, &state)).unwrap();
+    let screen: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .chunks(110)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+        .collect();
+    for expected in [
+        "Continuum · quickstart",
+        "virtual 6.0 s",
+        "fast mode, 2 thread(s)",
+        "active        300",
+        &format!("conflicts     {}", snapshot.conflicts),
+        &format!("steps         {}", snapshot.steps),
+        "10 %",
+        "explorer",
+        "a warning",
+    ] {
+        assert!(
+            screen.contains(expected),
+            "{expected:?} not on the dashboard:\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn the_cli_streams_metrics_and_plots() {
+    let csv = tmp("cli.csv");
+    let png = tmp("cli.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args([
+            "run",
+            "scenarios/quickstart.ron",
+            "--duration",
+            "5",
+            "--metrics",
+        ])
+        .arg(&csv)
+        .arg("--plot")
+        .arg(&png)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("real-time ratio"),
+        "a plain status line when stderr is not a terminal"
+    );
+    assert_eq!(read_series(&csv).unwrap().len(), 5);
+    assert!(std::fs::metadata(&png).unwrap().len() > 50_000);
+
+    let svg = tmp("cli.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .arg("plot")
+        .arg(&csv)
+        .arg("-o")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let bad = tmp("bad.csv");
+    std::fs::write(&bad, "run,virtual_time\nx,not-a-number\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .arg("plot")
+        .arg(&bad)
+        .args(["-o", "x.png"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:2"));
+}
+
+#[test]
+fn a_live_run_samples_cpu_and_memory() {
+    let report = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args([
+            "run",
+            "scenarios/quickstart.ron",
+            "--realtime",
+            "--speed",
+            "12",
+            "--duration",
+            "30",
+            "--quiet",
+        ])
+        .arg("--report")
+        .arg(&report)
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = &json["resources"];
+    assert!(r["samples"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["rss_bytes_max"].as_u64().unwrap() > 1_000_000, "{r}");
+    assert!(r["cpu_percent_max"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["machine_memory_bytes"].as_u64().unwrap() > 0, "{r}");
+    assert!(!r["threads"].as_array().unwrap().is_empty(), "{r}");
+}

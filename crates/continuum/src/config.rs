@@ -1,0 +1,444 @@
+//! Reading RON configuration (scenarios, archetypes) with errors a person can act
+//! on: every error names the file, line and column, the field at fault, and what
+//! was expected.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A configuration file that could not be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file (or a name for an in-memory source).
+    pub file: PathBuf,
+    /// 1-based line and column of the fault, when known.
+    pub line: usize,
+    pub column: usize,
+    /// Path of the field at fault, e.g. `groups[1].tick_hz` (empty for the whole file).
+    pub field: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and parses a RON file.
+pub fn read_ron<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    let value = parse_ron(&source, path)?;
+    Ok((value, source))
+}
+
+/// Parses RON text. `Option` fields may be written without `Some(..)`.
+pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, ConfigError> {
+    let options =
+        ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+    let mut de =
+        ron::Deserializer::from_str_with_options(source, &options).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: e.span.start.line,
+            column: e.span.start.col,
+            field: String::new(),
+            message: e.code.to_string(),
+        })?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // serde_path_to_error writes `?` for a segment it could not name (e.g. in
+        // the middle of a syntax error); the path up to there is still useful.
+        let field = e.path().to_string().replace(".?", "").replace('?', "");
+        let spanned = de.span_error(e.into_inner());
+        ConfigError {
+            file: file.to_path_buf(),
+            line: spanned.span.start.line,
+            column: spanned.span.start.col,
+            field: if field == "." { String::new() } else { field },
+            message: spanned.code.to_string(),
+        }
+    })?;
+    de.end().map_err(|e| {
+        let spanned = de.span_error(e);
+        ConfigError {
+            file: file.to_path_buf(),
+            line: spanned.span.start.line,
+            column: spanned.span.start.col,
+            field: String::new(),
+            message: spanned.code.to_string(),
+        }
+    })?;
+    Ok(value)
+}
+
+/// One step of a path into a RON value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathSeg {
+    Field(&'static str),
+    Index(usize),
+}
+
+/// Checks a parsed value and reports the first problem with the path of the
+/// field at fault.
+#[derive(Default)]
+pub struct Validator {
+    path: Vec<PathSeg>,
+    error: Option<(Vec<PathSeg>, String)>,
+}
+
+impl Validator {
+    /// Runs `f` with `seg` appended to the current path.
+    pub fn at<R>(&mut self, seg: PathSeg, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.path.push(seg);
+        let r = f(self);
+        self.path.pop();
+        r
+    }
+
+    /// Runs `f` inside field `name`.
+    pub fn field<R>(&mut self, name: &'static str, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.at(PathSeg::Field(name), f)
+    }
+
+    /// Records `message` against field `name` of the current value unless `ok`.
+    pub fn check(&mut self, ok: bool, name: &'static str, message: impl FnOnce() -> String) {
+        if !ok && self.error.is_none() {
+            let mut path = self.path.clone();
+            if !name.is_empty() {
+                path.push(PathSeg::Field(name));
+            }
+            self.error = Some((path, message()));
+        }
+    }
+
+    /// Whether a problem was found.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The first problem, located in `source`.
+    pub fn finish(self, source: &str, file: &Path) -> Result<(), ConfigError> {
+        let Some((path, message)) = self.error else {
+            return Ok(());
+        };
+        let (line, column) = locate(source, &path).unwrap_or((0, 0));
+        Err(ConfigError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            field: path_string(&path),
+            message,
+        })
+    }
+}
+
+/// Renders a path like `groups[1].tick_hz`.
+pub fn path_string(path: &[PathSeg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Field(name) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(name);
+            }
+            PathSeg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// Finds the 1-based line and column where the value at `path` starts in RON
+/// `source`. Fields that are absent resolve to the start of the enclosing value.
+pub fn locate(source: &str, path: &[PathSeg]) -> Option<(usize, usize)> {
+    let mut cur = Cursor {
+        s: source.as_bytes(),
+        i: 0,
+    };
+    cur.skip_trivia();
+    cur.skip_attributes();
+    for seg in path {
+        let start = cur.i;
+        let found = match seg {
+            PathSeg::Field(name) => cur.enter_field(name),
+            PathSeg::Index(i) => cur.enter_index(*i),
+        };
+        if !found {
+            cur.i = start;
+            break;
+        }
+    }
+    Some(line_col(source, cur.i))
+}
+
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_trivia(&mut self) {
+        loop {
+            match (self.peek(), self.s.get(self.i + 1).copied()) {
+                (Some(c), _) if c.is_ascii_whitespace() => self.i += 1,
+                (Some(b'/'), Some(b'/')) => {
+                    while self.peek().is_some_and(|c| c != b'\n') {
+                        self.i += 1;
+                    }
+                }
+                (Some(b'/'), Some(b'*')) => {
+                    self.i += 2;
+                    while self.i < self.s.len() && !self.s[self.i..].starts_with(b"*/") {
+                        self.i += 1;
+                    }
+                    self.i = (self.i + 2).min(self.s.len());
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Skips `#![enable(...)]` lines.
+    fn skip_attributes(&mut self) {
+        while self.s[self.i..].starts_with(b"#!") {
+            while self.peek().is_some_and(|c| c != b']') {
+                self.i += 1;
+            }
+            self.i += 1;
+            self.skip_trivia();
+        }
+    }
+
+    fn ident(&mut self) -> &[u8] {
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
+            self.i += 1;
+        }
+        &self.s[start..self.i]
+    }
+
+    /// Moves past an optional struct/variant name and one or more opening
+    /// parentheses, into the innermost struct body.
+    fn open_struct(&mut self) -> bool {
+        self.ident();
+        self.skip_trivia();
+        if self.peek() != Some(b'(') {
+            return false;
+        }
+        self.i += 1;
+        self.skip_trivia();
+        // A newtype variant wrapping a struct: `Explorer((momentum: 0.8))` or
+        // `Explorer(ExplorerParams(..))`. Step in while the body does not start
+        // with `name:`.
+        let save = self.i;
+        let _ = self.ident();
+        self.skip_trivia();
+        let named_field = self.peek() == Some(b':');
+        self.i = save;
+        if !named_field
+            && self
+                .peek()
+                .is_some_and(|c| c == b'(' || c.is_ascii_alphabetic())
+        {
+            let inner = self.i;
+            if self.open_struct() {
+                return true;
+            }
+            self.i = inner;
+        }
+        true
+    }
+
+    fn enter_field(&mut self, name: &str) -> bool {
+        if !self.open_struct() {
+            return false;
+        }
+        loop {
+            self.skip_trivia();
+            match self.peek() {
+                None | Some(b')') => return false,
+                _ => {}
+            }
+            let key = self.ident().to_vec();
+            self.skip_trivia();
+            if self.peek() != Some(b':') {
+                return false;
+            }
+            self.i += 1;
+            self.skip_trivia();
+            if key == name.as_bytes() {
+                return true;
+            }
+            self.skip_value();
+            self.skip_trivia();
+            if self.peek() == Some(b',') {
+                self.i += 1;
+            }
+        }
+    }
+
+    fn enter_index(&mut self, index: usize) -> bool {
+        if !matches!(self.peek(), Some(b'[') | Some(b'(')) {
+            return false;
+        }
+        self.i += 1;
+        for _ in 0..index {
+            self.skip_trivia();
+            if matches!(self.peek(), None | Some(b']') | Some(b')')) {
+                return false;
+            }
+            self.skip_value();
+            self.skip_trivia();
+            if self.peek() == Some(b',') {
+                self.i += 1;
+            }
+        }
+        self.skip_trivia();
+        !matches!(self.peek(), None | Some(b']') | Some(b')'))
+    }
+
+    fn skip_string(&mut self) {
+        let quote = self.s[self.i];
+        self.i += 1;
+        while let Some(c) = self.peek() {
+            self.i += 1;
+            if c == b'\\' {
+                self.i += 1;
+            } else if c == quote {
+                return;
+            }
+        }
+    }
+
+    fn skip_value(&mut self) {
+        self.skip_trivia();
+        match self.peek() {
+            Some(b'"') | Some(b'\'') => self.skip_string(),
+            Some(b'(') | Some(b'[') | Some(b'{') => self.skip_group(),
+            _ => {
+                while self
+                    .peek()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || b"_.+-".contains(&c))
+                {
+                    self.i += 1;
+                }
+                let save = self.i;
+                self.skip_trivia();
+                if self.peek() == Some(b'(') {
+                    self.skip_group();
+                } else {
+                    self.i = save;
+                }
+            }
+        }
+    }
+
+    fn skip_group(&mut self) {
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            match c {
+                b'"' | b'\'' => {
+                    self.skip_string();
+                    continue;
+                }
+                b'/' if matches!(self.s.get(self.i + 1), Some(b'/') | Some(b'*')) => {
+                    self.skip_trivia();
+                    continue;
+                }
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PathSeg::*;
+
+    const SRC: &str = r#"// a comment
+Scenario(
+    name: "demo", // trailing
+    clock: (fixed_hz: 100),
+    groups: [
+        (kind: "explorer", count: 10),
+        (kinds: ["a", "b"], count: 5, tick_hz: -1.0),
+    ],
+    behaviour: Explorer((momentum: 0.5)),
+)"#;
+
+    #[test]
+    fn locates_nested_fields_and_indices() {
+        assert_eq!(locate(SRC, &[Field("name")]), Some((3, 11)));
+        assert_eq!(
+            locate(SRC, &[Field("clock"), Field("fixed_hz")]),
+            Some((4, 23))
+        );
+        assert_eq!(
+            locate(SRC, &[Field("groups"), Index(1), Field("tick_hz")]),
+            Some((7, 48))
+        );
+        assert_eq!(locate(SRC, &[Field("groups"), Index(1)]), Some((7, 9)));
+        assert_eq!(
+            locate(SRC, &[Field("behaviour"), Field("momentum")]),
+            Some((9, 36))
+        );
+    }
+
+    #[test]
+    fn a_missing_field_points_at_its_parent() {
+        assert_eq!(
+            locate(SRC, &[Field("clock"), Field("speed")]),
+            Some((4, 12))
+        );
+    }
+
+    #[test]
+    fn path_strings_read_like_rust() {
+        assert_eq!(
+            path_string(&[Field("groups"), Index(1), Field("tick_hz")]),
+            "groups[1].tick_hz"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! # Continuum
+//!
+//! Runs many agents continuously inside one Bevy ECS world: every agent perceives,
+//! thinks, acts and learns at its own rate, in real time or as fast as the machine
+//! allows, and the same scenario and seed give the same result on every run and
+//! every thread count.
+//!
+//! ## Three ways in
+//! - **Headless**: `continuum run scenarios/quickstart.ron` (see the `continuum`
+//!   binary and [`headless`]).
+//! - **In a game**: add [`ContinuumPlugins`] to your `App` (it never adds
+//!   `TimePlugin` or `TaskPoolPlugin`: your game has them), request agents through
+//!   the [`AgentPool`](agent::AgentPool), and order your systems against
+//!   [`ContinuumSystems`].
+//! - **In tests**: [`harness::SimHarness`] builds the same `App` on a manual clock
+//!   and steps it exactly.
+//!
+//! ## Plugins
+//! | plugin | concern |
+//! | --- | --- |
+//! | [`ClockPlugin`](clock::ClockPlugin) | the phases of a step ([`ContinuumSystems`]), the step counter |
+//! | [`AgentPlugin`](agent::AgentPlugin) | agents, their schedule (timing wheel), the pool that admits them |
+//! | [`WorldPlugin`](world::WorldPlugin) | the map, regions, sites, spatial indices |
+//! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
+//! | [`MemoryPlugin`](memory::MemoryPlugin) | four memory tiers, consolidation, budgets, the shared cache |
+//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / act, and the explorer, analyzer and controller kinds |
+//! | [`MetricsPlugin`](metrics::MetricsPlugin) | run statistics, live metrics, CPU and memory sampling |
+//! | [`ResourceMonitorPlugin`](monitor::ResourceMonitorPlugin) | budget rebalancing, load shedding under overload |
+//!
+//! Swap one out like any Bevy plugin group:
+//! `ContinuumPlugins::default().build().disable::<BehaviourPlugin>()`.
+
+// Bevy systems take their data as parameters and queries as tuple types: these
+// two lints fire on ordinary systems.
+#![allow(clippy::too_many_arguments, clippy::type_complexity)]
+
+pub mod action;
+pub mod agent;
+pub mod archetype;
+pub mod behaviour;
+pub mod clock;
+pub mod config;
+pub mod digest;
+pub mod harness;
+pub mod headless;
+pub mod memory;
+pub mod metrics;
+pub mod monitor;
+pub mod parallel;
+pub mod scenario;
+mod sets;
+pub mod world;
+
+pub use sets::ContinuumSystems;
+
+use bevy_app::{FixedUpdate, PluginGroup, PluginGroupBuilder};
+use bevy_ecs::intern::Interned;
+use bevy_ecs::schedule::ScheduleLabel;
+
+/// Everything a user of the library needs most.
+pub mod prelude {
+    pub use crate::ContinuumPlugins;
+    pub use crate::ContinuumSystems;
+    pub use crate::action::{
+        Action, ActionKind, ActionResult, ConflictResolver, ConflictRule, ConflictStrategy,
+        Outcome, Target,
+    };
+    pub use crate::agent::{
+        Agent, AgentBlueprint, AgentId, AgentKind, AgentPool, AgentRng, Body, Cadence, DueAgents,
+        Feedback, Intent, Movement, Perception, Position, Priority, Tally, TickRate, Velocity,
+    };
+    pub use crate::archetype::{Archetype, Archetypes, Behaviour};
+    pub use crate::clock::{ClockMode, ClockSettings, SimClock, SimSeed};
+    pub use crate::digest::{StateDigest, state_digest};
+    pub use crate::harness::SimHarness;
+    pub use crate::memory::{Budget, Memory, MemoryBudget, MemorySettings, SharedCache, TierCaps};
+    pub use crate::scenario::{Scenario, ScenarioPlugin};
+    pub use crate::world::{SiteId, Sites, WorldMap, WorldSettings};
+}
+
+/// All of Continuum's plugins, running the simulation step in one host schedule
+/// (`FixedUpdate` by default).
+pub struct ContinuumPlugins {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl ContinuumPlugins {
+    /// Runs the simulation step in `schedule`.
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Default for ContinuumPlugins {
+    fn default() -> Self {
+        Self::new(FixedUpdate)
+    }
+}
+
+impl PluginGroup for ContinuumPlugins {
+    fn build(self) -> PluginGroupBuilder {
+        let s = self.schedule;
+        PluginGroupBuilder::start::<Self>()
+            .add(clock::ClockPlugin::new(s))
+            .add(agent::AgentPlugin::new(s))
+            .add(world::WorldPlugin::new(s))
+            .add(action::ActionPlugin::new(s))
+            .add(memory::MemoryPlugin::new(s))
+            .add(behaviour::BehaviourPlugin::new(s))
+            .add(metrics::MetricsPlugin::new(s))
+            .add(monitor::ResourceMonitorPlugin::new(s))
+    }
+}

@@ -1,0 +1,76 @@
+//! What a run has done so far, and how fast it goes.
+//!
+//! - [`RunStats`]: agent ticks (in total and by kind) and the wall time of every
+//!   step, in a histogram.
+//! - [`Metrics`]: a [`Snapshot`] of the run at the end of every step: totals,
+//!   rates over a sliding window of real time, CPU and memory, step-time
+//!   percentiles, the real-time ratio.
+//! - [`ProcessSampler`]: CPU and memory readings from a thread of their own.
+//!
+//! The resolver keeps its own counters in
+//! [`ResolverDiagnostics`](crate::action::ResolverDiagnostics).
+
+mod live;
+mod plugin;
+mod process;
+
+pub use live::{Metrics, Snapshot, TRACKED_KINDS};
+pub use plugin::{MetricsPlugin, MetricsSettings, MetricsSystems};
+pub use process::{ProcessSample, ProcessSampler, current_rss_bytes, peak_rss_bytes};
+
+use std::time::Instant;
+
+use bevy_ecs::prelude::*;
+use hdrhistogram::Histogram;
+
+/// Longest step the histogram records exactly (longer ones are clamped), in ns.
+const MAX_STEP_NS: u64 = 60 * 1_000_000_000;
+
+/// Counters and step times of the run, cumulative from its start.
+#[derive(Resource, Clone, Debug)]
+pub struct RunStats {
+    /// Steps completed.
+    pub steps: u64,
+    /// Agent ticks (one agent running one perceive-think-act-learn cycle).
+    pub agent_ticks: u64,
+    /// Agent ticks by kind, indexed by kind.
+    pub ticks_by_kind: Vec<u64>,
+    /// Wall time of each step, in nanoseconds.
+    pub step_times: Histogram<u64>,
+    /// Wall time of the latest step, in nanoseconds.
+    pub last_step_ns: u64,
+    /// Wall time of all steps so far, in nanoseconds.
+    pub busy_ns: u64,
+    pub(crate) step_started: Option<Instant>,
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self {
+            steps: 0,
+            agent_ticks: 0,
+            ticks_by_kind: Vec::new(),
+            step_times: Histogram::new_with_bounds(1, MAX_STEP_NS, 3)
+                .expect("static histogram bounds are valid"),
+            last_step_ns: 0,
+            busy_ns: 0,
+            step_started: None,
+        }
+    }
+}
+
+impl RunStats {
+    /// A step-time quantile in milliseconds (0 before the first step).
+    pub fn step_ms_quantile(&self, q: f64) -> f64 {
+        if self.step_times.is_empty() {
+            0.0
+        } else {
+            self.step_times.value_at_quantile(q) as f64 / 1e6
+        }
+    }
+
+    /// The longest step in milliseconds.
+    pub fn step_ms_max(&self) -> f64 {
+        self.step_times.max() as f64 / 1e6
+    }
+}

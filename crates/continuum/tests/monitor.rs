@@ -1,0 +1,212 @@
+//! The resource monitor through the harness: budgets start from the formulae,
+//! rebalancing keeps within the total, load is shed in order and restored with
+//! hysteresis when fed synthetic step times.
+
+mod common;
+
+use bevy_ecs::prelude::*;
+use continuum::agent::{LoadShedding, ScheduleStats};
+use continuum::clock::{ClockMode, ClockSettings};
+use continuum::memory::MemoryPlan;
+use continuum::metrics::RunStats;
+use continuum::monitor::{BudgetLog, LEVELS, ResourceStats};
+use continuum::prelude::*;
+
+fn three_priorities() -> Scenario {
+    common::scenario(&format!(
+        r#"Scenario(
+            name: "priorities",
+            world: (sites: 40),
+            clock: (fixed_hz: 100.0, mode: Fast),
+            max_agents: 40,
+            archetypes: [{}],
+            groups: [
+                (kind: "idle", count: 10, priority: High),
+                (kind: "idle", count: 10, priority: Normal),
+                (kind: "idle", count: 10, priority: Background),
+            ],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    ))
+}
+
+#[test]
+fn budgets_start_from_the_formulae() {
+    let mut sim = SimHarness::new(three_priorities());
+    sim.step(1);
+    let per_agent = sim.world().resource::<MemoryPlan>().per_agent_bytes;
+    for (_, budget) in sim.agents::<Budget>() {
+        assert_eq!(
+            budget.cpu_share,
+            1.0 / 40.0,
+            "a fair share: one over max_agents"
+        );
+        assert_eq!(u64::from(budget.memory_limit), per_agent);
+        assert!(!budget.priority_boost);
+    }
+}
+
+/// Synthetic load: the step loop's busy time per step, in nanoseconds.
+#[derive(Resource, Default)]
+struct FakeBusy {
+    per_step: u64,
+    total: u64,
+}
+
+fn fake_busy(mut fake: ResMut<FakeBusy>, mut stats: ResMut<RunStats>) {
+    fake.total += fake.per_step;
+    stats.busy_ns = fake.total;
+}
+
+fn ticks(sim: &SimHarness) -> [u64; 3] {
+    sim.world().resource::<ScheduleStats>().ticks_by_priority
+}
+
+#[test]
+fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hysteresis() {
+    let mut sim = SimHarness::with(three_priorities(), |app| {
+        app.init_resource::<FakeBusy>().add_systems(
+            bevy_app::FixedUpdate,
+            fake_busy.in_set(ContinuumSystems::Resolve),
+        );
+    });
+    // The harness steps on a manual clock; the policy acts in realtime mode only.
+    sim.world_mut().resource_mut::<ClockSettings>().mode = ClockMode::Realtime;
+    let step = 10_000_000; // ns: each step advances Bevy's real clock by 10 ms
+    sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
+    sim.run_for(3.05); // evaluations at 1, 2 and 3 s: load 0.98 each time
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
+    assert_eq!(
+        sim.world().resource::<LoadShedding>().rate_scale,
+        LEVELS[3].rate
+    );
+    let log = sim.world().resource::<BudgetLog>().clone();
+    let sheds: Vec<_> = log
+        .recent
+        .iter()
+        .filter(|c| c.what.starts_with("shed"))
+        .collect();
+    assert_eq!(sheds.len(), 3);
+    assert!(sheds[0].what.starts_with("shed: level 1") && sheds[0].why.contains("98 %"));
+    assert_eq!(
+        (sheds[0].at, sheds[2].at),
+        (1.0, 3.0),
+        "logged at their virtual times"
+    );
+
+    let before = ticks(&sim);
+    sim.run_for(2.0);
+    let after = ticks(&sim);
+    let per_sec = |p: usize| (after[p] - before[p]) as f64 / 2.0;
+    assert_eq!(per_sec(2), 100.0, "10 high-priority agents keep 10 Hz each");
+    assert_eq!(
+        per_sec(1),
+        100.0,
+        "normal agents are untouched before background is cut deep"
+    );
+    assert!(
+        per_sec(0) <= 30.0,
+        "background agents slowed to a quarter: {}",
+        per_sec(0)
+    );
+    assert_eq!(
+        sim.world().resource::<ResourceStats>().overload.level,
+        5,
+        "still overloaded: two more levels"
+    );
+    assert!(
+        sim.world().resource::<LoadShedding>().rate_scale[1] < 1.0,
+        "then normal agents go"
+    );
+
+    // Calm: a level comes back only after three calm evaluations in a row.
+    sim.world_mut().resource_mut::<FakeBusy>().per_step = step / 5;
+    sim.run_for(2.0);
+    assert_eq!(
+        sim.world().resource::<ResourceStats>().overload.level,
+        5,
+        "two calm evaluations: hold"
+    );
+    sim.run_for(1.0);
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 4);
+    sim.run_for(3.0 * 4.0);
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
+    assert_eq!(
+        *sim.world().resource::<LoadShedding>(),
+        LoadShedding::default()
+    );
+    let log = sim.world().resource::<BudgetLog>();
+    assert!(
+        log.recent
+            .back()
+            .unwrap()
+            .what
+            .starts_with("restored: level 0")
+    );
+}
+
+#[test]
+fn fast_runs_never_shed() {
+    let mut sim = SimHarness::with(three_priorities(), |app| {
+        app.init_resource::<FakeBusy>().add_systems(
+            bevy_app::FixedUpdate,
+            fake_busy.in_set(ContinuumSystems::Resolve),
+        );
+    });
+    sim.world_mut().resource_mut::<FakeBusy>().per_step = 100_000_000;
+    sim.run_for(5.0);
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
+    assert_eq!(ticks(&sim), [500, 500, 500]);
+}
+
+#[test]
+fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
+    // Watchers stand among many sites and fill their memories; blind agents see
+    // nothing and keep theirs empty. 200 bytes each: a little more than the
+    // defaults take.
+    let scenario = common::scenario(&format!(
+        r#"Scenario(
+            name: "rebalance",
+            world: (size: (300.0, 300.0), sites: 400),
+            clock: (fixed_hz: 100.0, mode: Fast),
+            memory: (budget: Bytes(100000), shared_fraction: 0.2),
+            // Watchers hold about two thirds of what their tiers can: count that
+            // as pressure here.
+            monitor: (rebalance: (memory_high: 0.6)),
+            archetypes: [{}],
+            groups: [
+                (kind: "still", count: 200, perception_radius: 40.0),
+                (kind: "still", count: 200, perception_radius: 0.01),
+            ],
+        )"#,
+        common::idle_kind("still", 10.0)
+    ));
+    let mut sim = SimHarness::new(scenario);
+    sim.run_for(30.0);
+    let plan = sim.world().resource::<MemoryPlan>().clone();
+    let limits: Vec<u32> = sim
+        .agents::<Budget>()
+        .into_iter()
+        .map(|(_, b)| b.memory_limit)
+        .collect();
+    let total: u64 = limits.iter().map(|&l| u64::from(l)).sum();
+    assert!(
+        total <= plan.per_agent_bytes * 400,
+        "{total} > {}",
+        plan.per_agent_bytes * 400
+    );
+    assert!(
+        limits.iter().any(|&l| u64::from(l) > plan.per_agent_bytes),
+        "some agents got more"
+    );
+    assert!(
+        limits.iter().any(|&l| u64::from(l) < plan.per_agent_bytes),
+        "some gave some up"
+    );
+    let log = sim.world().resource::<BudgetLog>();
+    assert!(log.recent.iter().any(|c| c.what.starts_with("memory:")));
+    // Tiers follow the new limits.
+    for (id, memory) in sim.agents::<Memory>() {
+        assert!(memory.caps().bytes() <= memory.limit() as usize, "{id}");
+    }
+}
