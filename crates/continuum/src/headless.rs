@@ -70,7 +70,7 @@ pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App
     .add_plugins(TimePlugin)
     .add_plugins(plugins);
     if let Some(threads) = threads {
-        app.insert_resource(ThreadLoad::with_threads(threads));
+        app.insert_resource(ThreadLoad::with_threads(threads).spinning_workers());
     }
     let loops: [Interned<dyn ScheduleLabel>; 11] = [
         First.intern(),

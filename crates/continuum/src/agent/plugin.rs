@@ -58,11 +58,11 @@ impl Plugin for AgentPlugin {
                     (
                         admit_agents::<false>.in_set(AgentSystems::Admit),
                         pick_due,
-                        crate::parallel::wake_workers,
+                        start_passes,
                     )
                         .chain()
                         .in_set(ContinuumSystems::Clock),
-                    crate::parallel::release_workers.in_set(ContinuumSystems::Monitor),
+                    end_passes.in_set(ContinuumSystems::Monitor),
                     (
                         reschedule,
                         retire_agents.in_set(AgentSystems::Retire),
@@ -236,6 +236,17 @@ fn agent_bundle(
             Feedback::default(),
         ),
     )
+}
+
+/// The step's parallel passes begin: with spinning workers on (the headless
+/// runner's choice), a large step wakes them.
+fn start_passes(load: Res<ThreadLoad>, due: Res<DueAgents>) {
+    load.start_step(due.len());
+}
+
+/// The step's parallel passes are done.
+fn end_passes(load: Res<ThreadLoad>) {
+    load.end_step();
 }
 
 fn pick_due(
