@@ -7,14 +7,13 @@ use bevy_ecs::prelude::*;
 use serde::Serialize;
 
 use continuum::action::ResolverDiagnostics;
-use continuum::agent::{AgentPool, Perception, Priority, ScheduleStats};
+use continuum::agent::{AgentPool, Priority, ScheduleStats};
 use continuum::archetype::Archetypes;
 use continuum::clock::{ClockMode, SimClock, SimSeed};
 use continuum::digest::state_digest;
-use continuum::headless::realtime_ratio;
-use continuum::memory::{Memory, MemoryPlan, SharedCache};
+use continuum::memory::{Memory, MemoryPlan, Perception, SharedCache};
 use continuum::metrics::RunStats;
-use continuum::metrics::{current_rss_bytes, peak_rss_bytes};
+use continuum::metrics::{current_rss_bytes, peak_rss_bytes, realtime_ratio};
 use continuum::monitor::{BudgetChange, BudgetLog, ResourceStats};
 use continuum::parallel::ThreadLoad;
 use continuum::world::Sites;

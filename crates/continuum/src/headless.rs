@@ -140,15 +140,6 @@ pub struct RunEnd {
     pub interrupted: bool,
 }
 
-/// Virtual seconds per (wall second × speed): 1.0 is exactly real time.
-pub fn realtime_ratio(virtual_seconds: f64, wall_seconds: f64, speed: f64) -> f64 {
-    if wall_seconds <= 0.0 {
-        0.0
-    } else {
-        virtual_seconds / (wall_seconds * speed)
-    }
-}
-
 /// Drives a primed `app` until its clock reaches the scenario's duration or
 /// `stop` is set. `observe` is called about every `period` of real time, and once
 /// more at the end: it can read the app (e.g. its

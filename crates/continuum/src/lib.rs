@@ -19,11 +19,12 @@
 //! | plugin | concern |
 //! | --- | --- |
 //! | [`ClockPlugin`](clock::ClockPlugin) | the phases of a step ([`ContinuumSystems`]), the step counter |
-//! | [`AgentPlugin`](agent::AgentPlugin) | agents, their schedule (timing wheel), the pool that admits them |
-//! | [`WorldPlugin`](world::WorldPlugin) | the map, regions, sites, spatial indices |
-//! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
+//! | [`AgentPlugin`](agent::AgentPlugin) | agents, their schedule (timing wheel), their spatial index, the pool that admits them |
+//! | [`WorldPlugin`](world::WorldPlugin) | the map, regions and sites |
 //! | [`MemoryPlugin`](memory::MemoryPlugin) | four memory tiers, consolidation, budgets, the shared cache |
-//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / act, and the explorer, analyzer and controller kinds |
+//! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
+//! | [`ArchetypePlugin`](archetype::ArchetypePlugin) | the agent kinds and their per-kind tables |
+//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / think / act, and the explorer, analyzer and controller kinds |
 //! | [`MetricsPlugin`](metrics::MetricsPlugin) | run statistics, live metrics, CPU and memory sampling |
 //! | [`ResourceMonitorPlugin`](monitor::ResourceMonitorPlugin) | budget rebalancing, load shedding under overload |
 //!
@@ -42,16 +43,19 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod harness;
+pub mod hash;
 pub mod headless;
 pub mod memory;
 pub mod metrics;
 pub mod monitor;
 pub mod parallel;
+pub mod phases;
+pub mod process;
 pub mod scenario;
-mod sets;
+pub mod spatial;
 pub mod world;
 
-pub use sets::ContinuumSystems;
+pub use phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
 
 use bevy_app::{FixedUpdate, PluginGroup, PluginGroupBuilder};
 use bevy_ecs::intern::Interned;
@@ -59,23 +63,28 @@ use bevy_ecs::schedule::ScheduleLabel;
 
 /// Everything a user of the library needs most.
 pub mod prelude {
-    pub use crate::ContinuumPlugins;
-    pub use crate::ContinuumSystems;
     pub use crate::action::{
-        Action, ActionKind, ActionResult, ConflictResolver, ConflictRule, ConflictStrategy,
-        Outcome, Target,
+        Action, ActionKind, ActionPlugin, ActionResult, ConflictContext, ConflictResolver,
+        ConflictRule, ConflictStrategy, Feedback, FeedbackResult, InformedAgents, Outcome,
+        PlannedAction, ResolverDiagnostics, Tally, Target,
     };
     pub use crate::agent::{
-        Agent, AgentBlueprint, AgentId, AgentKind, AgentPool, AgentRng, Body, Cadence, DueAgents,
-        Feedback, Intent, Movement, Perception, Position, Priority, Tally, TickRate, Velocity,
+        Admitted, Agent, AgentBlueprint, AgentId, AgentIndex, AgentKind, AgentPlugin, AgentPool,
+        AgentRng, AgentsAdmitted, Body, Cadence, DueAgents, Position, Priority, TickRate, Velocity,
     };
-    pub use crate::archetype::{Archetype, Archetypes, Behaviour};
-    pub use crate::clock::{ClockMode, ClockSettings, SimClock, SimSeed};
+    pub use crate::archetype::{Archetype, ArchetypePlugin, Archetypes, Behaviour};
+    pub use crate::behaviour::{BehaviourPlugin, Intent, Movement};
+    pub use crate::clock::{ClockMode, ClockPlugin, ClockSettings, SimClock, SimSeed};
     pub use crate::digest::{StateDigest, state_digest};
     pub use crate::harness::SimHarness;
-    pub use crate::memory::{Budget, Memory, MemoryBudget, MemorySettings, SharedCache, TierCaps};
+    pub use crate::memory::{
+        Memory, MemoryBudget, MemoryPlugin, MemorySettings, Perception, SharedCache, TierCaps,
+    };
+    pub use crate::metrics::{Metrics, MetricsPlugin, RunStats};
+    pub use crate::monitor::{Budget, ResourceMonitorPlugin};
     pub use crate::scenario::{Scenario, ScenarioPlugin};
-    pub use crate::world::{SiteId, Sites, WorldMap, WorldSettings};
+    pub use crate::world::{SiteId, Sites, WorldMap, WorldPlugin, WorldSettings};
+    pub use crate::{ContinuumPlugins, ContinuumStartup, ContinuumSystems, LearnSystems};
 }
 
 /// All of Continuum's plugins, running the simulation step in one host schedule
@@ -106,8 +115,9 @@ impl PluginGroup for ContinuumPlugins {
             .add(clock::ClockPlugin::new(s))
             .add(agent::AgentPlugin::new(s))
             .add(world::WorldPlugin::new(s))
-            .add(action::ActionPlugin::new(s))
             .add(memory::MemoryPlugin::new(s))
+            .add(action::ActionPlugin::new(s))
+            .add(archetype::ArchetypePlugin::new(s))
             .add(behaviour::BehaviourPlugin::new(s))
             .add(metrics::MetricsPlugin::new(s))
             .add(monitor::ResourceMonitorPlugin::new(s))

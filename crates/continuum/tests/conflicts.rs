@@ -10,7 +10,7 @@ use continuum::action::{
     Action, ActionKind, ActionResult, ConflictContext, FeedbackResult, Outcome,
     ResolverDiagnostics, Target,
 };
-use continuum::agent::PlannedAction;
+
 use continuum::prelude::*;
 
 /// Contenders: (priority, phase within their 100 ms period). All are due in the

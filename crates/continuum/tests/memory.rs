@@ -133,7 +133,7 @@ fn a_small_shared_cache_evicts_and_counts() {
 }
 
 #[test]
-fn a_changed_budget_resizes_the_tiers_at_the_next_tick() {
+fn a_changed_limit_resizes_the_tiers_at_the_next_tick() {
     let mut sim = with_budget("Auto");
     sim.run_for(20.0);
     let victim = {
@@ -145,11 +145,14 @@ fn a_changed_budget_resizes_the_tiers_at_the_next_tick() {
             .expect("a busy memory")
     };
     sim.world_mut()
-        .get_mut::<Budget>(victim)
+        .get_mut::<Memory>(victim)
         .unwrap()
-        .memory_limit = 40;
+        .set_limit(40);
+    let before = sim.world().get::<Memory>(victim).unwrap().caps();
+    assert!(before.bytes() > 40, "resized only at the agent's tick");
     sim.run_for(0.2); // agents tick at 10 Hz
     let m = sim.world().get::<Memory>(victim).unwrap();
+    assert!(!m.resize_pending());
     assert_eq!(m.limit(), 40);
     assert!(m.caps().bytes() <= 40);
     let (st, im, lt) = m.lens();

@@ -5,11 +5,11 @@
 mod common;
 
 use bevy_ecs::prelude::*;
-use continuum::agent::{LoadShedding, ScheduleStats};
+use continuum::agent::{PriorityRates, ScheduleStats};
 use continuum::clock::{ClockMode, ClockSettings};
 use continuum::memory::MemoryPlan;
 use continuum::metrics::RunStats;
-use continuum::monitor::{BudgetLog, LEVELS, ResourceStats};
+use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, ResourceStats};
 use continuum::prelude::*;
 
 fn three_priorities() -> Scenario {
@@ -41,8 +41,10 @@ fn budgets_start_from_the_formulae() {
             1.0 / 40.0,
             "a fair share: one over max_agents"
         );
-        assert_eq!(u64::from(budget.memory_limit), per_agent);
         assert!(!budget.priority_boost);
+    }
+    for (_, memory) in sim.agents::<Memory>() {
+        assert_eq!(u64::from(memory.limit()), per_agent);
     }
 }
 
@@ -76,10 +78,7 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
     sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
     sim.run_for(3.05); // evaluations at 1, 2 and 3 s: load 0.98 each time
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
-    assert_eq!(
-        sim.world().resource::<LoadShedding>().rate_scale,
-        LEVELS[3].rate
-    );
+    assert_eq!(sim.world().resource::<PriorityRates>().0, LEVELS[3].rate);
     let log = sim.world().resource::<BudgetLog>().clone();
     let sheds: Vec<_> = log
         .recent
@@ -115,7 +114,7 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
         "still overloaded: two more levels"
     );
     assert!(
-        sim.world().resource::<LoadShedding>().rate_scale[1] < 1.0,
+        sim.world().resource::<PriorityRates>().0[1] < 1.0,
         "then normal agents go"
     );
 
@@ -131,6 +130,10 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 4);
     sim.run_for(3.0 * 4.0);
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
+    assert_eq!(
+        *sim.world().resource::<PriorityRates>(),
+        PriorityRates::default()
+    );
     assert_eq!(
         *sim.world().resource::<LoadShedding>(),
         LoadShedding::default()
@@ -185,9 +188,9 @@ fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
     sim.run_for(30.0);
     let plan = sim.world().resource::<MemoryPlan>().clone();
     let limits: Vec<u32> = sim
-        .agents::<Budget>()
+        .agents::<Memory>()
         .into_iter()
-        .map(|(_, b)| b.memory_limit)
+        .map(|(_, m)| m.limit())
         .collect();
     let total: u64 = limits.iter().map(|&l| u64::from(l)).sum();
     assert!(

@@ -5,7 +5,7 @@ mod common;
 
 use bevy_ecs::prelude::*;
 use continuum::action::{Action, ActionKind, Target};
-use continuum::agent::PlannedAction;
+
 use continuum::clock::NANOS_PER_SEC;
 use continuum::metrics::RunStats;
 use continuum::prelude::*;

@@ -7,14 +7,14 @@
 //! wins, chosen by the configured [`ConflictStrategy`]; the others are rejected.
 //! Winners are applied to the world. Every action gets exactly one [`Outcome`]
 //! message, and the learn phase delivers it to the agent's
-//! [`Feedback`](crate::agent::Feedback).
+//! [`Feedback`].
 //!
 //! Before resolution the actions are put in a total order (target, agent id,
 //! timestamp, kind), so nothing depends on which thread emitted what first.
 
 mod plugin;
 
-pub use plugin::{ActionPlugin, InformedAgents, LearnSystems};
+pub use plugin::{ActionPlugin, InformedAgents};
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentId, Priority};
+use crate::agent::{Agent, AgentId, Priority};
 use crate::clock::SimTime;
 use crate::world::SiteId;
 
@@ -72,6 +72,43 @@ pub struct Action {
     pub kind: ActionKind,
     /// Where the agent stood when it acted.
     pub origin: Vec2,
+}
+
+impl Action {
+    /// The action of `agent` (the entity `entity`), stamped with the virtual
+    /// time `timestamp` (its tick's due time, `Cadence::due`), on `target`.
+    /// It is taken from the origin of the world until [`from`](Self::from)
+    /// says where the agent stands, which matters for actions that need reach.
+    pub fn new(
+        entity: Entity,
+        agent: &Agent,
+        timestamp: SimTime,
+        target: Target,
+        kind: ActionKind,
+    ) -> Self {
+        Self {
+            agent: agent.id,
+            entity,
+            priority: agent.priority,
+            timestamp,
+            target,
+            kind,
+            origin: Vec2::ZERO,
+        }
+    }
+
+    /// The same action, taken from `origin`.
+    pub fn from(mut self, origin: Vec2) -> Self {
+        self.origin = origin;
+        self
+    }
+}
+
+/// An action planned by the think phase, for the act phase to emit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlannedAction {
+    pub target: Target,
+    pub kind: ActionKind,
 }
 
 /// Why an action that won (or had no contender) could not be applied.
@@ -125,6 +162,62 @@ impl From<ActionResult> for FeedbackResult {
             ActionResult::Failed { reason } => FeedbackResult::Failed(reason),
         }
     }
+}
+
+/// What came of the agent's actions: the outcome of its latest one, delivered
+/// in the learn phase of the step it was resolved in, and running totals.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Feedback {
+    /// The step the outcome belongs to, modulo 2^32 (see [`fresh`](Self::fresh)).
+    pub step: u32,
+    pub outcome: Option<(Target, ActionKind, FeedbackResult)>,
+    pub tally: Tally,
+}
+
+impl Feedback {
+    /// The outcome, if it was produced in `step`. Steps are told apart modulo
+    /// 2^32: an agent that acted once and then not for 2^32 steps (about 500
+    /// days at 100 Hz) would see its old outcome as fresh.
+    pub fn fresh(&self, step: u64) -> Option<(Target, ActionKind, FeedbackResult)> {
+        if self.step == step as u32 {
+            self.outcome
+        } else {
+            None
+        }
+    }
+
+    /// Keeps the outcome of this step's action in `step`, and counts it.
+    pub(crate) fn deliver(
+        &mut self,
+        step: u64,
+        target: Target,
+        kind: ActionKind,
+        result: ActionResult,
+    ) {
+        self.step = step as u32;
+        self.outcome = Some((target, kind, result.into()));
+        match result {
+            ActionResult::Applied { value } => {
+                self.tally.applied += 1;
+                if matches!(kind, ActionKind::Harvest { .. }) {
+                    self.tally.harvested += value;
+                }
+            }
+            ActionResult::Rejected { .. } => self.tally.rejected += 1,
+            ActionResult::Failed { .. } => {}
+        }
+    }
+}
+
+/// Running totals of what the agent achieved, kept in its [`Feedback`].
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Tally {
+    /// Site value harvested in total.
+    pub harvested: f32,
+    /// Actions applied to the world.
+    pub applied: u32,
+    /// Actions that lost a conflict.
+    pub rejected: u32,
 }
 
 /// What a conflict rule may look at besides the contenders.
@@ -206,8 +299,7 @@ impl ConflictStrategy {
             ConflictStrategy::Timestamp => index_of_min(&|a| (0, a.timestamp, a.agent)),
             ConflictStrategy::Random => {
                 let Target::Site(site) = contenders[0].target;
-                let h =
-                    crate::digest::mix(crate::digest::mix(ctx.seed, ctx.step), u64::from(site.0));
+                let h = crate::hash::mix(crate::hash::mix(ctx.seed, ctx.step), u64::from(site.0));
                 (h % contenders.len() as u64) as usize
             }
             ConflictStrategy::Custom(rule) => {

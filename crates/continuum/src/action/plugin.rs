@@ -8,13 +8,21 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_tasks::ComputeTaskPool;
 
 use super::*;
-use crate::agent::{Agent, AgentLists, Feedback};
-use crate::clock::{SimClock, SimSeed};
-use crate::memory::{SharedCache, SharedFact};
-use crate::sets::ContinuumSystems;
-use crate::world::{Region, SiteId, Sites, WorldMap};
+use crate::agent::{Agent, AgentLists};
+use crate::clock::{SimClock, SimSeed, configure_phases};
+use crate::memory::{Publication, SharedCache, SharedFact};
+use crate::parallel::ThreadLoad;
+use crate::phases::{ContinuumSystems, LearnSystems};
+use crate::world::{Region, Sites, WorldMap};
 
 /// Actions as messages, the conflict resolver, and delivery of outcomes.
+///
+/// The step's [`Action`] messages stay readable like any Bevy message (the
+/// resolver reads them, it does not take them away): a game system after
+/// [`ContinuumSystems::Resolve`], or in `Update`, sees every action of the
+/// steps that ran, and the [`Outcome`] of each. Facts that applying an action
+/// teaches everyone are written as [`Publication`] messages for the memory
+/// plugin. Every agent gets a [`Feedback`] (a required component of `Agent`).
 ///
 /// To swap the resolver, set [`ConflictResolver::strategy`] to
 /// [`ConflictStrategy::Custom`]; to replace resolution altogether, disable this
@@ -35,33 +43,23 @@ impl ActionPlugin {
 
 impl Plugin for ActionPlugin {
     fn build(&self, app: &mut App) {
-        app.add_message::<Action>()
+        configure_phases(app, self.schedule);
+        app.register_required_components::<Agent, Feedback>()
+            .add_message::<Action>()
             .add_message::<Outcome>()
+            .add_message::<Publication>()
             .init_resource::<ConflictResolver>()
             .init_resource::<ResolverDiagnostics>()
             .init_resource::<InformedAgents>()
+            .init_resource::<ThreadLoad>()
             .add_systems(
                 self.schedule,
                 (
                     resolve_actions.in_set(ContinuumSystems::Resolve),
-                    deliver_outcomes
-                        .in_set(ContinuumSystems::Learn)
-                        .before(LearnSystems::Behaviours),
+                    deliver_outcomes.in_set(LearnSystems::Deliver),
                 ),
-            )
-            .configure_sets(
-                self.schedule,
-                LearnSystems::Behaviours.in_set(ContinuumSystems::Learn),
             );
     }
-}
-
-/// Inside [`ContinuumSystems::Learn`]: outcomes are delivered to `Feedback`
-/// (and the agents that got one listed in [`InformedAgents`]) before the systems
-/// in this set run. Put learn systems that read `Feedback` here.
-#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LearnSystems {
-    Behaviours,
 }
 
 /// Per-region work buffers, kept between steps so that resolution allocates
@@ -78,7 +76,7 @@ struct ResolveScratch {
 struct RegionOut {
     outcomes: Vec<Outcome>,
     /// Facts to publish in the shared cache, in the region's resolution order.
-    published: Vec<(SiteId, SharedFact)>,
+    published: Vec<Publication>,
     tally: RegionTally,
 }
 
@@ -107,10 +105,11 @@ fn total_order(a: &Action, b: &Action) -> Ordering {
 }
 
 fn resolve_actions(
-    mut actions: ResMut<Messages<Action>>,
+    mut actions: MessageReader<Action>,
     mut outcomes: MessageWriter<Outcome>,
+    mut publications: MessageWriter<Publication>,
     mut sites: ResMut<Sites>,
-    mut cache: ResMut<SharedCache>,
+    cache: Res<SharedCache>,
     (resolver, map, clock, seed): (
         Res<ConflictResolver>,
         Res<WorldMap>,
@@ -119,7 +118,7 @@ fn resolve_actions(
     ),
     mut diagnostics: ResMut<ResolverDiagnostics>,
     mut scratch: Local<ResolveScratch>,
-    load: Res<crate::parallel::ThreadLoad>,
+    load: Res<ThreadLoad>,
 ) {
     let started = Instant::now();
     let scratch = &mut *scratch;
@@ -128,7 +127,7 @@ fn resolve_actions(
     scratch.regions.resize_with(regions, RegionOut::default);
 
     let mut submitted = 0u64;
-    for action in actions.drain() {
+    for &action in actions.read() {
         submitted += 1;
         let Target::Site(site) = action.target;
         match sites.region_of(site) {
@@ -152,7 +151,6 @@ fn resolve_actions(
         );
     }
 
-    cache.settle();
     let rules = Rules {
         resolver: &resolver,
         reach: map.reach(),
@@ -200,7 +198,6 @@ fn resolve_actions(
     }
 
     // Merge in region order: the same on every run, whichever thread finished first.
-    let step = clock.step();
     let mut total = RegionTally {
         failed: scratch.unresolvable.len() as u64,
         ..Default::default()
@@ -213,9 +210,7 @@ fn resolve_actions(
         total.failed += t.failed;
         total.conflicts += t.conflicts;
         outcomes.write_batch(out.outcomes.drain(..));
-        for (site, fact) in out.published.drain(..) {
-            cache.publish(site, fact, step);
-        }
+        publications.write_batch(out.published.drain(..));
     }
     diagnostics.submitted += submitted;
     diagnostics.applied += total.applied;
@@ -279,7 +274,7 @@ fn apply(
     region: &mut Region,
     action: &Action,
     rules: &Rules,
-    published: &mut Vec<(SiteId, SharedFact)>,
+    published: &mut Vec<Publication>,
 ) -> ActionResult {
     let Target::Site(id) = action.target;
     let Some(site) = region.site_mut(id) else {
@@ -290,10 +285,13 @@ fn apply(
     let t = action.timestamp;
     let reach = rules.reach;
     let in_reach = action.origin.distance_squared(site.pos) <= reach * reach;
-    let fact = |value: f32| SharedFact {
-        value,
-        at: t,
-        by: action.agent,
+    let fact = |value: f32| Publication {
+        site: id,
+        fact: SharedFact {
+            value,
+            at: t,
+            by: action.agent,
+        },
     };
     match action.kind {
         ActionKind::Report => {
@@ -305,7 +303,7 @@ fn apply(
             // Publish the discovery unless the cache still holds the site (it may
             // have been evicted since someone else found it).
             if rules.cache.peek(id).is_none() {
-                published.push((id, fact(f32::NAN)));
+                published.push(fact(f32::NAN));
             }
             ActionResult::Applied {
                 value: if new { 1.0 } else { 0.0 },
@@ -320,7 +318,7 @@ fn apply(
             let value = (site.value_at(t) * (1.0 + noise)).max(0.0);
             site.assessments += 1;
             region.board.publish_estimate(id, value);
-            published.push((id, fact(value)));
+            published.push(fact(value));
             ActionResult::Applied { value }
         }
         ActionKind::Harvest { amount } => {
@@ -331,7 +329,7 @@ fn apply(
             site.harvested += taken;
             // The harvester saw what is left: that is the freshest estimate.
             region.board.publish_estimate(id, remaining);
-            published.push((id, fact(remaining)));
+            published.push(fact(remaining));
             if available < DEPLETED {
                 ActionResult::Failed {
                     reason: FailReason::Depleted,

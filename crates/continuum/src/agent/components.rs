@@ -4,10 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{ActionKind, ActionResult, FeedbackResult, Target};
 use crate::clock::SimTime;
-use crate::memory::WORKING_MAX;
-use crate::world::SiteId;
 
 /// An agent's stable identity: assigned in request order from the scenario's
 /// groups and arrivals, the same on every run. Digests, conflict tie-breaks and
@@ -23,7 +20,8 @@ impl std::fmt::Display for AgentId {
     }
 }
 
-/// Index of an agent kind in [`Archetypes`](crate::archetype::Archetypes).
+/// An agent kind: an index into the tables of kinds (the built-in ones are
+/// [`Archetypes`](crate::archetype::Archetypes)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct AgentKind(pub u16);
 
@@ -40,8 +38,7 @@ pub struct Agent {
     pub id: AgentId,
     pub kind: AgentKind,
     pub priority: Priority,
-    /// The cell of the [`AgentIndex`](crate::world::AgentIndex) that holds the
-    /// agent. It sits in what would be padding: a component of its own would
+    /// The cell of the [`AgentIndex`] that holds the agent. It sits in what would be padding: a component of its own would
     /// cost every agent 12 bytes (4, and 8 of change ticks).
     pub(crate) index_cell: u32,
 }
@@ -143,164 +140,6 @@ pub struct Body {
     pub senses_agents: bool,
 }
 
-/// What the agent perceived in its latest tick: the **working** tier of its
-/// memory, overwritten every tick. Fixed capacity, stored inline in 40 bytes.
-#[derive(Component, Clone, Debug, Default)]
-pub struct Perception {
-    /// The first `len` are the sites in view.
-    sites: [SiteId; WORKING_MAX],
-    len: u8,
-    capacity: u8,
-    /// Other agents in range, saturating.
-    neighbours: u16,
-    /// Offset to the nearest of them; meaningless while `neighbours` is 0.
-    nearest: Vec2,
-    /// Candidates examined (sites and agents in the cells overlapping the radius):
-    /// the deterministic cost of this perception.
-    pub examined: u32,
-}
-
-impl PartialEq for Perception {
-    fn eq(&self, other: &Self) -> bool {
-        self.sites() == other.sites()
-            && self.capacity == other.capacity
-            && self.neighbours == other.neighbours
-            && self.nearest() == other.nearest()
-            && self.examined == other.examined
-    }
-}
-
-impl Perception {
-    /// An empty perception holding at most `capacity` sites.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.min(WORKING_MAX) as u8,
-            ..Default::default()
-        }
-    }
-
-    /// Most sites perceived per tick (the working tier's capacity).
-    pub fn capacity(&self) -> usize {
-        usize::from(self.capacity)
-    }
-
-    /// Sites within the perception radius, nearest first (ties by id), at most
-    /// [`capacity`](Self::capacity).
-    pub fn sites(&self) -> &[SiteId] {
-        &self.sites[..usize::from(self.len)]
-    }
-
-    /// Replaces the sites in view with `sites` (nearest first), keeping the first
-    /// [`capacity`](Self::capacity) of them.
-    pub fn set_sites(&mut self, sites: impl IntoIterator<Item = SiteId>) {
-        let (mut len, capacity) = (0, self.capacity());
-        for (slot, site) in self.sites[..capacity].iter_mut().zip(sites) {
-            *slot = site;
-            len += 1;
-        }
-        self.len = len;
-    }
-
-    /// How many other agents are within the perception radius (kinds that
-    /// sense agents only), up to `u16::MAX`.
-    pub fn neighbours(&self) -> u16 {
-        self.neighbours
-    }
-
-    /// Offset from this agent to the nearest other agent in range.
-    pub fn nearest(&self) -> Option<Vec2> {
-        (self.neighbours > 0).then_some(self.nearest)
-    }
-
-    /// Records the other agents in range: how many, and the offset to the
-    /// nearest (present whenever `count > 0`).
-    pub fn set_agents(&mut self, count: u32, nearest: Option<Vec2>) {
-        debug_assert_eq!(count > 0, nearest.is_some());
-        self.neighbours = count.min(u32::from(u16::MAX)) as u16;
-        self.nearest = nearest.unwrap_or_default();
-    }
-
-    pub(crate) fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity.min(WORKING_MAX) as u8;
-        self.len = self.len.min(self.capacity);
-    }
-
-    /// Starts a new tick's perception: same capacity, nothing seen.
-    pub fn cleared(&self) -> Self {
-        Self::with_capacity(self.capacity())
-    }
-}
-
-/// How an agent means to move during its act phase.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum Movement {
-    /// Stay where it is.
-    #[default]
-    Stay,
-    /// Keep going along its [`Velocity`].
-    Drift,
-    /// Head for a point at full speed, stopping there.
-    Toward(Vec2),
-}
-
-/// An action planned by the think phase, emitted by the act phase.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PlannedAction {
-    pub target: Target,
-    pub kind: ActionKind,
-}
-
-/// What the agent decided in its latest think phase.
-#[derive(Component, Clone, Copy, PartialEq)]
-pub struct Intent {
-    /// The site the agent is working towards, kept from tick to tick, or
-    /// [`NO_GOAL`]: without an `Option`'s tag the component takes 32 bytes.
-    goal: SiteId,
-    pub movement: Movement,
-    /// At most one action per tick.
-    pub action: Option<PlannedAction>,
-}
-
-/// The id no site has (ids count up from zero), standing for no goal.
-const NO_GOAL: SiteId = SiteId(u32::MAX);
-
-impl Intent {
-    /// An intent to work towards `goal` (if any), move and act.
-    pub fn new(goal: Option<SiteId>, movement: Movement, action: Option<PlannedAction>) -> Self {
-        Self {
-            goal: goal.unwrap_or(NO_GOAL),
-            movement,
-            action,
-        }
-    }
-
-    /// The site the agent is working towards.
-    pub fn goal(&self) -> Option<SiteId> {
-        (self.goal != NO_GOAL).then_some(self.goal)
-    }
-
-    /// Sets (or, with `None`, drops) the goal.
-    pub fn set_goal(&mut self, goal: Option<SiteId>) {
-        self.goal = goal.unwrap_or(NO_GOAL);
-    }
-}
-
-impl Default for Intent {
-    fn default() -> Self {
-        Self::new(None, Movement::Stay, None)
-    }
-}
-
-impl std::fmt::Debug for Intent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intent")
-            .field("goal", &self.goal())
-            .field("movement", &self.movement)
-            .field("action", &self.action)
-            .finish()
-    }
-}
-
 /// The agent's own random generator (PCG32), seeded from the scenario seed and the
 /// agent's id. Draw from it only inside this agent's own phases: results then do
 /// not depend on thread count or iteration order.
@@ -310,7 +149,7 @@ pub struct AgentRng(pub Pcg32);
 impl AgentRng {
     /// The generator of agent `id` in a run seeded with `seed`.
     pub fn new(seed: u64, id: AgentId) -> Self {
-        Self(Pcg32::seed_from_u64(crate::digest::mix(seed, id.0)))
+        Self(Pcg32::seed_from_u64(crate::hash::mix(seed, id.0)))
     }
 
     /// A uniform draw in `[0, 1)`.
@@ -330,131 +169,32 @@ impl AgentRng {
     }
 }
 
-/// What came of the agent's actions: the outcome of its latest one, delivered
-/// in the learn phase of the step it was resolved in, and running totals.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
-pub struct Feedback {
-    /// The step the outcome belongs to, modulo 2^32 (see [`fresh`](Self::fresh)).
-    pub step: u32,
-    pub outcome: Option<(Target, ActionKind, FeedbackResult)>,
-    pub tally: Tally,
-}
-
-impl Feedback {
-    /// The outcome, if it was produced in `step`. Steps are told apart modulo
-    /// 2^32: an agent that acted once and then not for 2^32 steps (about 500
-    /// days at 100 Hz) would see its old outcome as fresh.
-    pub fn fresh(&self, step: u64) -> Option<(Target, ActionKind, FeedbackResult)> {
-        if self.step == step as u32 {
-            self.outcome
-        } else {
-            None
-        }
-    }
-
-    /// Keeps the outcome of this step's action in `step`, and counts it.
-    pub(crate) fn deliver(
-        &mut self,
-        step: u64,
-        target: Target,
-        kind: ActionKind,
-        result: ActionResult,
-    ) {
-        self.step = step as u32;
-        self.outcome = Some((target, kind, result.into()));
-        match result {
-            ActionResult::Applied { value } => {
-                self.tally.applied += 1;
-                if matches!(kind, ActionKind::Harvest { .. }) {
-                    self.tally.harvested += value;
-                }
-            }
-            ActionResult::Rejected { .. } => self.tally.rejected += 1,
-            ActionResult::Failed { .. } => {}
-        }
-    }
-}
-
-/// An agent's share of the resources, and what it used of them. The resource
-/// monitor moves budget between agents; the agent follows at its next tick.
-#[derive(Component, Clone, Copy, Debug, PartialEq)]
-pub struct Budget {
-    /// Memory limit in bytes: its tiers are sized to fit.
-    pub memory_limit: u32,
-    /// Its share of the run's work per tick (the shares of all agents add up to
-    /// about 1). Perception stops examining candidates once the agent has spent
-    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick.
-    pub cpu_share: f32,
-    /// The monitor raised its share above the fair one.
-    pub priority_boost: bool,
-    /// What its ticks cost.
-    pub usage: Usage,
-}
-
-impl Budget {
-    /// Work units the agent may spend per tick when `agents` are active, with its
-    /// share scaled by `scale` (load shedding).
-    pub fn work_allowance(&self, agents: usize, scale: f32) -> u32 {
-        let units = f64::from(self.cpu_share * scale) * agents as f64 * f64::from(WORK_ALLOWANCE);
-        units.clamp(1.0, f64::from(u32::MAX)) as u32
-    }
-}
-
-/// Work units an agent with a fair share may spend per tick: enough that an
-/// agent's view is never cut short at ordinary densities (a perception examines
-/// a few dozen candidates).
-pub const WORK_ALLOWANCE: u32 = 256;
-
-/// What an agent's latest tick cost, in deterministic work units: candidates its
-/// perception examined, sites its memory consolidated, and its action.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub struct Usage {
-    /// Units spent in the latest tick.
-    pub last: u32,
-    /// Moving average of units per tick.
-    pub average: f32,
-}
-
-impl Usage {
-    /// Takes in one tick's units.
-    pub fn spend(&mut self, units: u32) {
-        self.last = units;
-        self.average = if self.average == 0.0 {
-            units as f32
-        } else {
-            0.9 * self.average + 0.1 * units as f32
-        };
-    }
-}
-
-/// How much the monitor has slowed each priority down, indexed by
-/// `Priority as usize` (background, normal, high). 1.0 is full rate.
+/// Tick-rate multipliers by priority, indexed by `Priority as usize`
+/// (background, normal, high): the interval after an agent's tick is its
+/// period at `rate × multiplier`. 1.0 is full rate; the resource monitor
+/// lowers them to shed load.
 #[derive(Resource, Clone, Debug, PartialEq)]
-pub struct LoadShedding {
-    /// Tick rate multipliers.
-    pub rate_scale: [f32; 3],
-    /// CPU share multipliers.
-    pub cpu_scale: [f32; 3],
-}
+pub struct PriorityRates(pub [f32; 3]);
 
-impl Default for LoadShedding {
+impl Default for PriorityRates {
     fn default() -> Self {
-        Self {
-            rate_scale: [1.0; 3],
-            cpu_scale: [1.0; 3],
-        }
+        Self([1.0; 3])
     }
 }
 
-/// Running totals of what the agent achieved, kept in its [`Feedback`].
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub struct Tally {
-    /// Site value harvested in total.
-    pub harvested: f32,
-    /// Actions applied to the world.
-    pub applied: u32,
-    /// Actions that lost a conflict.
-    pub rejected: u32,
+/// The farthest any agent perceives, in world units: the side of the spatial
+/// indices' cells, so that a query looks at 3 × 3 cells at most. Whoever
+/// defines the kinds sets it (the built-in [`ArchetypePlugin`] does, from the
+/// largest perception radius) before the world is generated.
+///
+/// [`ArchetypePlugin`]: crate::archetype::ArchetypePlugin
+#[derive(Resource, Clone, Copy, Debug, PartialEq)]
+pub struct PerceptionReach(pub f32);
+
+impl Default for PerceptionReach {
+    fn default() -> Self {
+        Self(50.0)
+    }
 }
 
 #[cfg(test)]
@@ -462,35 +202,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn perception_keeps_its_capacity_and_reports_the_nearest_only_with_neighbours() {
-        let mut p = Perception::with_capacity(3);
-        p.set_sites((1..=5).map(SiteId));
-        assert_eq!(p.sites(), &[SiteId(1), SiteId(2), SiteId(3)]);
-        p.set_capacity(2);
-        assert_eq!(p.sites(), &[SiteId(1), SiteId(2)]);
-        p.set_sites([SiteId(9)]);
-        assert_eq!(p.sites(), &[SiteId(9)]);
-        assert_eq!(p.nearest(), None);
-        p.set_agents(70_000, Some(Vec2::new(1.0, -2.0)));
-        assert_eq!(p.neighbours(), u16::MAX, "the count saturates");
-        assert_eq!(p.nearest(), Some(Vec2::new(1.0, -2.0)));
-        p.set_agents(0, None);
-        assert_eq!(p.nearest(), None);
-        let mut fresh = p.cleared();
-        fresh.set_sites([SiteId(9)]);
-        assert_eq!(p, fresh, "stale slots do not count");
-    }
-
-    #[test]
     fn per_agent_components_stay_small() {
         // Every agent carries these: a byte here is a megabyte at a million.
         assert_eq!(size_of::<Agent>(), 16);
         assert_eq!(size_of::<Cadence>(), 16);
-        assert_eq!(size_of::<Perception>(), 40);
-        assert_eq!(size_of::<Budget>(), 20);
-        assert_eq!(size_of::<Feedback>(), 40);
-        assert_eq!(size_of::<Intent>(), 32);
-        assert_eq!(size_of::<crate::memory::Memory>(), 24);
     }
 
     #[test]

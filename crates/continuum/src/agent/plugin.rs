@@ -2,20 +2,18 @@ use bevy_app::prelude::*;
 use bevy_ecs::entity::Entities;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
-use bevy_ecs::schedule::ScheduleLabel;
+use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
 use bevy_math::Vec2;
 
+use super::index::{index_admitted, index_moved_agents, unindex};
 use super::pool::Waiting;
 use super::*;
-use crate::archetype::Archetypes;
-use crate::clock::{SimClock, SimSeed, SimTime};
-use crate::digest::{mix, unit_f64};
-use crate::memory::{Memory, MemoryPlan};
+use crate::clock::{SimClock, SimSeed, SimTime, configure_phases};
+use crate::hash::{mix, unit_f64};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
-use crate::sets::ContinuumSystems;
-use crate::world::WorldMap;
+use crate::phases::{ContinuumStartup, ContinuumSystems};
 
-/// Agents, their schedule and the pool that admits them.
+/// Agents, their schedule, their spatial index and the pool that admits them.
 pub struct AgentPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
@@ -32,26 +30,59 @@ impl AgentPlugin {
 /// The agent plugin's systems, for ordering against.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AgentSystems {
-    /// Admits waiting agents: at the start of a step (in
-    /// [`ContinuumSystems::Clock`]) and after retirements (in
-    /// [`ContinuumSystems::Pool`]).
+    /// Admits waiting agents: at startup (in [`ContinuumStartup::Admit`]), at
+    /// the start of a step (in [`ContinuumSystems::Clock`]) and after
+    /// retirements (in [`ContinuumSystems::Pool`]).
     Admit,
     /// Retires agents whose time is up or who were asked to leave (in
     /// [`ContinuumSystems::Pool`]).
     Retire,
 }
 
+/// Runs right after each batch of agents is admitted, with the batch in
+/// [`Admitted`]: plugins give the new agents their starting values here (the
+/// memory plugin sizes their tiers to the budget, the monitor gives them their
+/// fair share), and a game can too. Commands issued here are applied before
+/// the admission returns.
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AgentsAdmitted;
+
+/// The agents of the latest admission batch, in admission order (see
+/// [`AgentsAdmitted`]).
+#[derive(Resource, Default)]
+pub struct Admitted(pub(crate) AgentLists);
+
+impl std::ops::Deref for Admitted {
+    type Target = AgentLists;
+    fn deref(&self) -> &AgentLists {
+        &self.0
+    }
+}
+
 impl Plugin for AgentPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<Archetypes>()
-            .init_resource::<AgentPool>()
+        configure_phases(app, self.schedule);
+        app.init_resource::<AgentPool>()
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()
+            .init_resource::<Admitted>()
             .init_resource::<ThreadLoad>()
-            .init_resource::<LoadShedding>()
+            .init_resource::<PriorityRates>()
+            .init_resource::<PerceptionReach>()
+            .init_resource::<AgentIndex>()
             .init_resource::<ScheduleStats>()
-            .add_systems(Startup, size_schedule)
+            .init_schedule(AgentsAdmitted)
+            .edit_schedule(AgentsAdmitted, |schedule| {
+                schedule.set_executor(SingleThreadedExecutor::new());
+            })
             .add_observer(release_slot)
+            .add_systems(
+                PostStartup,
+                (size_schedule, admit_agents::<false>)
+                    .chain()
+                    .in_set(AgentSystems::Admit)
+                    .in_set(ContinuumStartup::Admit),
+            )
             .add_systems(
                 self.schedule,
                 (
@@ -62,14 +93,15 @@ impl Plugin for AgentPlugin {
                     )
                         .chain()
                         .in_set(ContinuumSystems::Clock),
-                    end_passes.in_set(ContinuumSystems::Monitor),
                     (
+                        index_moved_agents,
                         reschedule,
                         retire_agents.in_set(AgentSystems::Retire),
                         admit_agents::<true>.in_set(AgentSystems::Admit),
                     )
                         .chain()
                         .in_set(ContinuumSystems::Pool),
+                    end_passes.in_set(ContinuumSystems::Last),
                 ),
             );
     }
@@ -86,8 +118,11 @@ fn size_schedule(clock: Res<SimClock>, mut schedule: ResMut<AgentSchedule>) {
     }
 }
 
-/// Admits waiting agents into free slots. At the start of a step (`NEXT_STEP =
-/// false`) they may already be due in this step; at its end, from the next one.
+/// Admits waiting agents into free slots: spawns them, gives them the
+/// components their requests carry, puts them in the spatial index and the
+/// schedule, and runs [`AgentsAdmitted`]. At startup and at the start of a
+/// step (`NEXT_STEP = false`) they may already be due in this step; at its
+/// end, from the next one.
 fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     let clock = world.resource::<SimClock>().clone();
     let start = clock.now() + if NEXT_STEP { clock.step_ns() } else { 0 };
@@ -95,43 +130,28 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     if waiting.is_empty() {
         return;
     }
-    let kinds = world
-        .get_resource::<Archetypes>()
-        .map_or(0, Archetypes::len);
-    for w in waiting.iter().filter(|w| w.blueprint.kind.index() >= kinds) {
-        tracing::warn!(
-            agent = %w.id,
-            kind = w.blueprint.kind.0,
-            "agent requested with a kind no archetype defines: it will run no behaviour"
-        );
-    }
     tracing::debug!(count = waiting.len(), at = start, "agents admitted");
     let seed = world.resource::<SimSeed>().0;
+    // Agents start within the area the spatial index covers (the world's).
     let size = world
-        .get_resource::<WorldMap>()
-        .map_or(Vec2::splat(1000.0), |w| w.size());
+        .get_resource::<AgentIndex>()
+        .map_or(Vec2::splat(1000.0), |index| index.0.geometry().size());
     let step_ns = clock.step_ns();
-    let memory_limit = world
-        .get_resource::<MemoryPlan>()
-        .map(|p| p.per_agent_bytes);
-    // A fair share of the work: one over the most agents the pool runs (or, for
-    // an unlimited pool, over the agents running after this admission).
-    let pool = world.resource::<AgentPool>();
-    let cpu_share = 1.0
-        / if pool.max_agents() == usize::MAX {
-            pool.active().max(1)
-        } else {
-            pool.max_agents().max(1)
-        } as f32;
     // Bundles are built as they are spawned: admitting a million agents never
     // holds a million bundles at once.
     let entities: Vec<Entity> = world
         .spawn_batch(
             waiting
                 .iter()
-                .map(|w| agent_bundle(w, seed, size, start, step_ns, memory_limit, cpu_share)),
+                .map(|w| agent_bundle(w, seed, size, start, step_ns)),
         )
         .collect();
+    for (&entity, w) in entities.iter().zip(&waiting) {
+        if w.blueprint.has_extras() {
+            w.blueprint.insert_extras(&mut world.entity_mut(entity));
+        }
+    }
+    index_admitted(world, &entities);
     let mut schedule = world.resource_mut::<AgentSchedule>();
     for (&entity, w) in entities.iter().zip(&waiting) {
         schedule.insert(entity, first_due(w, seed, start, step_ns), w.blueprint.kind);
@@ -142,6 +162,14 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
             pool.expire_at(start + crate::clock::secs_to_sim(lifetime), w.id, entity);
         }
     }
+    let mut admitted = world.resource_mut::<Admitted>();
+    admitted.0.clear(clock.step());
+    for (&entity, w) in entities.iter().zip(&waiting) {
+        admitted.0.push(entity, w.blueprint.kind);
+    }
+    drop(waiting);
+    drop(entities);
+    let _ = world.try_run_schedule(AgentsAdmitted);
 }
 
 /// Despawns the agents that leave in this step (whose time is up by its end);
@@ -160,10 +188,19 @@ fn retire_agents(world: &mut World) {
     }
 }
 
-/// Whoever despawns an agent (the pool, or a game), its slot is released.
-fn release_slot(_: On<Remove<Agent>>, pool: Option<ResMut<AgentPool>>) {
+/// Whoever despawns an agent (the pool, or a game), its slot is released and
+/// it leaves the spatial index.
+fn release_slot(
+    removed: On<Remove<Agent>>,
+    pool: Option<ResMut<AgentPool>>,
+    index: Option<ResMut<AgentIndex>>,
+    agents: Query<&Agent>,
+) {
     if let Some(mut pool) = pool {
         pool.release();
+    }
+    if let (Some(mut index), Ok(agent)) = (index, agents.get(removed.entity)) {
+        unindex(&mut index, agent);
     }
 }
 
@@ -177,21 +214,9 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
     start + ((phase.clamp(0.0, 1.0) * period as f64) as u64).min(period - 1)
 }
 
-type AgentBundle = (
-    (Agent, Cadence),
-    (Position, Velocity, Body),
-    (Perception, Memory, Budget, Intent, AgentRng, Feedback),
-);
+type AgentBundle = ((Agent, Cadence), (Position, Velocity, Body), AgentRng);
 
-fn agent_bundle(
-    w: &Waiting,
-    seed: u64,
-    size: Vec2,
-    start: SimTime,
-    step_ns: u64,
-    memory_limit: Option<u64>,
-    cpu_share: f32,
-) -> AgentBundle {
+fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
     let bp = &w.blueprint;
     let id = w.id;
     let rate = TickRate(bp.tick_hz);
@@ -203,11 +228,6 @@ fn agent_bundle(
         )
     });
     let angle = unit_f64(mix(seed ^ HEADING_SALT, id.0)) as f32 * std::f32::consts::TAU;
-    // Without a memory plan (no memory plugin) the blueprint's capacities stand.
-    let limit = memory_limit
-        .unwrap_or(bp.memory.bytes() as u64)
-        .min(u64::from(u32::MAX)) as u32;
-    let caps = bp.memory.scaled_to(limit as usize);
     (
         (
             Agent::new(id, bp.kind, bp.priority),
@@ -222,19 +242,7 @@ fn agent_bundle(
             Velocity(Vec2::from_angle(angle) * bp.body.speed),
             bp.body,
         ),
-        (
-            Perception::with_capacity(usize::from(caps.working)),
-            Memory::with_caps(caps, limit),
-            Budget {
-                memory_limit: limit,
-                cpu_share,
-                priority_boost: false,
-                usage: Usage::default(),
-            },
-            Intent::default(),
-            AgentRng::new(seed, id),
-            Feedback::default(),
-        ),
+        AgentRng::new(seed, id),
     )
 }
 
@@ -268,7 +276,7 @@ fn reschedule(
     load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     due: Res<DueAgents>,
-    shedding: Res<LoadShedding>,
+    rates: Res<PriorityRates>,
     mut schedule: ResMut<AgentSchedule>,
     mut stats: ResMut<ScheduleStats>,
     mut agents: Query<(&Agent, &mut Cadence)>,
@@ -284,7 +292,7 @@ fn reschedule(
         &mut tuner,
         &load,
         |(agent, mut cadence), next| {
-            let rate = TickRate(cadence.rate.0 * shedding.rate_scale[agent.priority as usize]);
+            let rate = TickRate(cadence.rate.0 * rates.0[agent.priority as usize]);
             cadence.due += rate.period_ns(step_ns);
             cadence.ticks += 1;
             *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority));

@@ -1,5 +1,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
@@ -9,17 +10,15 @@ use super::*;
 use crate::clock::SimTime;
 
 /// Everything needed to start one agent. Build one with
-/// [`Archetypes::blueprint`](crate::archetype::Archetypes::blueprint) and adjust
-/// fields before requesting it.
-#[derive(Clone, Debug, PartialEq)]
+/// [`Archetypes::blueprint`](crate::archetype::Archetypes::blueprint) (or
+/// [`AgentBlueprint::new`]) and adjust fields before requesting it.
+#[derive(Clone)]
 pub struct AgentBlueprint {
     pub kind: AgentKind,
     pub priority: Priority,
     /// Ticks per virtual second.
     pub tick_hz: f32,
     pub body: Body,
-    /// Tier capacities before the memory budget scales them.
-    pub memory: crate::memory::TierCaps,
     /// Where the agent starts; `None` places it uniformly at random (seeded by
     /// the scenario seed and the agent's id).
     pub position: Option<Vec2>,
@@ -28,6 +27,94 @@ pub struct AgentBlueprint {
     pub phase: Option<f64>,
     /// Virtual seconds the agent runs before it retires; `None` runs forever.
     pub lifetime: Option<f64>,
+    /// Components of the caller's own, inserted when the agent is admitted.
+    extras: Option<Arc<Extras>>,
+}
+
+/// Inserts a request's own components into its newly spawned agent.
+type Extras = dyn Fn(&mut EntityWorldMut) + Send + Sync;
+
+impl AgentBlueprint {
+    /// An agent of `kind` at 10 Hz and normal priority that neither moves nor
+    /// perceives, placed at random.
+    pub fn new(kind: AgentKind) -> Self {
+        Self {
+            kind,
+            priority: Priority::Normal,
+            tick_hz: 10.0,
+            body: Body {
+                speed: 0.0,
+                perception_radius: 1.0,
+                senses_agents: false,
+            },
+            position: None,
+            phase: None,
+            lifetime: None,
+            extras: None,
+        }
+    }
+
+    /// Gives the agent `bundle` (components of a game's own, or a plugin's
+    /// starting values for its components) when it is admitted, after the
+    /// agent's own components and before the [`AgentsAdmitted`] schedule
+    /// runs. Blueprints cloned from this one share the bundle; each agent
+    /// gets a clone.
+    ///
+    /// [`AgentsAdmitted`]: super::AgentsAdmitted
+    pub fn with(mut self, bundle: impl Bundle + Clone) -> Self {
+        let before = self.extras.take();
+        self.extras = Some(Arc::new(move |entity: &mut EntityWorldMut| {
+            if let Some(before) = &before {
+                before(entity);
+            }
+            entity.insert(bundle.clone());
+        }));
+        self
+    }
+
+    /// Inserts the bundles given to [`with`](Self::with) into `entity`.
+    pub(crate) fn insert_extras(&self, entity: &mut EntityWorldMut) {
+        if let Some(extras) = &self.extras {
+            extras(entity);
+        }
+    }
+
+    /// Whether [`with`](Self::with) gave it components of its own.
+    pub fn has_extras(&self) -> bool {
+        self.extras.is_some()
+    }
+}
+
+impl std::fmt::Debug for AgentBlueprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentBlueprint")
+            .field("kind", &self.kind)
+            .field("priority", &self.priority)
+            .field("tick_hz", &self.tick_hz)
+            .field("body", &self.body)
+            .field("position", &self.position)
+            .field("phase", &self.phase)
+            .field("lifetime", &self.lifetime)
+            .field("extras", &self.extras.is_some())
+            .finish()
+    }
+}
+
+/// Blueprints compare by their fields; two with bundles are equal only when
+/// they share them (clones of one blueprint).
+impl PartialEq for AgentBlueprint {
+    fn eq(&self, other: &Self) -> bool {
+        let extras = match (&self.extras, &other.extras) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        extras
+            && (self.kind, self.priority, self.tick_hz, self.body)
+                == (other.kind, other.priority, other.tick_hz, other.body)
+            && (self.position, self.phase, self.lifetime)
+                == (other.position, other.phase, other.lifetime)
+    }
 }
 
 /// A request waiting for a slot.

@@ -5,15 +5,26 @@
 //! behaviour's parameters. The built-in kinds are read from
 //! `assets/archetypes/*.ron` (embedded in the library at build time, so a game or
 //! a test needs no files at run time); a scenario can add kinds or redefine them.
+//!
+//! [`ArchetypePlugin`] keeps the [`Archetypes`] resource and fills the tables
+//! other plugins keep per kind from it: the memory rules
+//! ([`MemoryKinds`]) and how far agents perceive ([`PerceptionReach`]).
 
 use std::path::Path;
 
+use bevy_app::prelude::*;
+use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentBlueprint, AgentKind, Body, Priority};
+use crate::agent::{
+    Admitted, AgentBlueprint, AgentKind, AgentsAdmitted, Body, PerceptionReach, Priority,
+};
+use crate::clock::configure_phases;
 use crate::config::{ConfigError, Validator, parse_ron};
-use crate::memory::MemoryRules;
+use crate::memory::{MemoryKinds, MemoryRules};
+use crate::phases::{ContinuumStartup, ContinuumSystems};
 
 /// Explorer parameters: a random walk with momentum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -257,22 +268,87 @@ impl Archetypes {
         self.kinds.is_empty()
     }
 
-    /// A blueprint for an agent of `kind` with the archetype's defaults.
+    /// A blueprint for an agent of `kind` with the archetype's defaults (its
+    /// memory's capacities come from the kind's rules when it is admitted).
     pub fn blueprint(&self, kind: AgentKind) -> AgentBlueprint {
         let a = self.get(kind);
-        AgentBlueprint {
-            kind,
-            priority: a.priority,
-            tick_hz: a.tick_hz,
-            body: Body {
-                speed: a.speed,
-                perception_radius: a.perception_radius,
-                senses_agents: a.perceives_agents,
-            },
-            memory: a.memory.capacity,
-            position: None,
-            phase: None,
-            lifetime: None,
+        let mut blueprint = AgentBlueprint::new(kind);
+        blueprint.priority = a.priority;
+        blueprint.tick_hz = a.tick_hz;
+        blueprint.body = Body {
+            speed: a.speed,
+            perception_radius: a.perception_radius,
+            senses_agents: a.perceives_agents,
+        };
+        blueprint
+    }
+
+    /// The farthest any kind perceives, if there is a kind.
+    pub fn largest_perception_radius(&self) -> Option<f32> {
+        self.kinds
+            .iter()
+            .map(|a| a.perception_radius)
+            .max_by(f32::total_cmp)
+    }
+}
+
+/// The agent kinds: keeps [`Archetypes`] (the built-in kinds unless a
+/// scenario or a game inserts others) and, at startup and whenever they
+/// change, fills the memory plugin's rules per kind ([`MemoryKinds`]) and the
+/// spatial indices' reach ([`PerceptionReach`]) from them.
+pub struct ArchetypePlugin {
+    schedule: Interned<dyn ScheduleLabel>,
+}
+
+impl ArchetypePlugin {
+    /// Kinds of a simulation stepped in `schedule` (usually `FixedUpdate`).
+    pub fn new(schedule: impl ScheduleLabel) -> Self {
+        Self {
+            schedule: schedule.intern(),
+        }
+    }
+}
+
+impl Plugin for ArchetypePlugin {
+    fn build(&self, app: &mut App) {
+        configure_phases(app, self.schedule);
+        app.init_resource::<Archetypes>()
+            .init_resource::<MemoryKinds>()
+            .init_resource::<PerceptionReach>()
+            .add_systems(Startup, publish_kinds.in_set(ContinuumStartup::Kinds))
+            .add_systems(
+                self.schedule,
+                publish_kinds
+                    .run_if(resource_changed::<Archetypes>)
+                    .in_set(ContinuumSystems::First),
+            )
+            .add_systems(AgentsAdmitted, warn_of_unknown_kinds);
+    }
+}
+
+/// Fills the other plugins' per-kind tables from the archetypes. (The reach
+/// sizes the spatial indices when the world is generated; a later change
+/// leaves them as they are.)
+fn publish_kinds(
+    archetypes: Res<Archetypes>,
+    mut memory: ResMut<MemoryKinds>,
+    mut reach: ResMut<PerceptionReach>,
+) {
+    memory.0 = archetypes.iter().map(|a| a.memory.clone()).collect();
+    *reach = archetypes
+        .largest_perception_radius()
+        .map_or_else(PerceptionReach::default, PerceptionReach);
+}
+
+/// Agents requested with a kind that no archetype defines run no behaviour.
+fn warn_of_unknown_kinds(admitted: Res<Admitted>, archetypes: Res<Archetypes>) {
+    for (kind, count) in admitted.counts_by_kind() {
+        if count > 0 && archetypes.try_get(kind).is_none() {
+            tracing::warn!(
+                kind = kind.0,
+                count,
+                "agents admitted with a kind no archetype defines: they run no behaviour"
+            );
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use bevy_ecs::prelude::*;
 
+use super::Intent;
 use super::{ThinkContext, Thinker, pursue};
-use crate::action::{ActionKind, FeedbackResult, InformedAgents, Target};
+use crate::action::{ActionKind, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{AnalyzerParams, Archetypes, Behaviour};
 use crate::clock::{SimClock, secs_to_sim};

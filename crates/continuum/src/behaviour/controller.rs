@@ -4,8 +4,9 @@
 
 use bevy_ecs::prelude::*;
 
+use super::Intent;
 use super::{ThinkContext, Thinker, pursue};
-use crate::action::{ActionKind, FailReason, FeedbackResult, InformedAgents, Target};
+use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour, ControllerParams};
 use crate::clock::SimClock;

@@ -5,8 +5,9 @@
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
+use super::{Intent, Movement};
 use super::{ThinkContext, Thinker, wander};
-use crate::action::{ActionKind, InformedAgents, Target};
+use crate::action::{ActionKind, Feedback, InformedAgents, PlannedAction, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour, ExplorerParams};
 use crate::clock::SimClock;

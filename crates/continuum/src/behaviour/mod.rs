@@ -9,7 +9,9 @@
 mod analyzer;
 mod controller;
 mod explorer;
+mod intent;
 mod plugin;
 
+pub use intent::{Intent, Movement};
 pub use plugin::{BehaviourPlugin, act, perceive, think, wander};
 use plugin::{ThinkContext, Thinker, pursue};

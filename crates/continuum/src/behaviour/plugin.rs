@@ -6,19 +6,20 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_math::Vec2;
 use bevy_utils::Parallel;
 
-use super::{analyzer, controller, explorer};
-use crate::action::{Action, LearnSystems};
+use super::{Intent, Movement, analyzer, controller, explorer};
+use crate::action::{Action, PlannedAction};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
-use crate::clock::SimClock;
-use crate::memory::WORKING_MAX;
-use crate::memory::{Memory, SharedCache};
+use crate::clock::{SimClock, configure_phases};
+use crate::memory::{Memory, Perception, SharedCache, WORKING_MAX};
+use crate::monitor::{Budget, LoadShedding, fair_share, work_allowance};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::sets::ContinuumSystems;
-use crate::world::{AgentIndex, SiteId, Sites, WorldMap};
+use crate::phases::{ContinuumSystems, LearnSystems};
+use crate::world::{SiteId, Sites, WorldMap};
 
 /// Perception, movement and action emission for every agent, and the think and
-/// learn systems of the built-in kinds. Disable it to drive agents entirely with
+/// learn systems of the built-in kinds. Every agent gets an [`Intent`] (a
+/// required component of `Agent`). Disable it to drive agents entirely with
 /// systems of your own.
 pub struct BehaviourPlugin {
     schedule: Interned<dyn ScheduleLabel>,
@@ -35,17 +36,29 @@ impl BehaviourPlugin {
 
 impl Plugin for BehaviourPlugin {
     fn build(&self, app: &mut App) {
-        app.add_systems(
-            self.schedule,
-            (
-                perceive.in_set(ContinuumSystems::Perceive),
-                think.in_set(ContinuumSystems::Think),
-                act.in_set(ContinuumSystems::Act),
-                (explorer::learn, analyzer::learn, controller::learn)
-                    .chain()
-                    .in_set(LearnSystems::Behaviours),
-            ),
-        );
+        configure_phases(app, self.schedule);
+        app.register_required_components::<Agent, Intent>()
+            .add_message::<Action>()
+            .init_resource::<Archetypes>()
+            .init_resource::<Sites>()
+            .init_resource::<WorldMap>()
+            .init_resource::<SharedCache>()
+            .init_resource::<AgentIndex>()
+            .init_resource::<AgentPool>()
+            .init_resource::<DueAgents>()
+            .init_resource::<crate::action::InformedAgents>()
+            .init_resource::<ThreadLoad>()
+            .add_systems(
+                self.schedule,
+                (
+                    perceive.in_set(ContinuumSystems::Perceive),
+                    think.in_set(ContinuumSystems::Think),
+                    act.in_set(ContinuumSystems::Act),
+                    (explorer::learn, analyzer::learn, controller::learn)
+                        .chain()
+                        .in_set(LearnSystems::Behaviours),
+                ),
+            );
     }
 }
 
@@ -53,7 +66,8 @@ impl Plugin for BehaviourPlugin {
 /// agents' spatial indices: the nearest sites within its radius, up to its
 /// working capacity (ties broken by id), and, for kinds that sense agents, how
 /// many other agents are in range and the offset to the nearest. An agent
-/// examines no more candidates than its [`Budget`] allows.
+/// examines no more candidates than its [`Budget`] allows (the fair share
+/// without the resource monitor).
 pub fn perceive(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
@@ -61,13 +75,16 @@ pub fn perceive(
     sites: Res<Sites>,
     index: Res<AgentIndex>,
     pool: Res<AgentPool>,
-    shedding: Res<LoadShedding>,
-    mut agents: Query<(&Agent, &Budget, &Position, &Body, &mut Perception)>,
+    shedding: Option<Res<LoadShedding>>,
+    mut agents: Query<(&Agent, Option<&Budget>, &Position, &Body, &mut Perception)>,
 ) {
     let active = pool.active();
+    let fair = fair_share(&pool);
+    let cpu_scale = shedding.map_or([1.0; 3], |s| s.cpu_scale);
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
         let (agent, budget, pos, body, mut perception) = item;
-        let allowance = budget.work_allowance(active, shedding.cpu_scale[agent.priority as usize]);
+        let share = budget.map_or(fair, |b| b.cpu_share);
+        let allowance = work_allowance(share, active, cpu_scale[agent.priority as usize]);
         let mut view = perception.cleared();
         let radius = body.perception_radius;
         let capacity = view.capacity();
@@ -225,6 +242,9 @@ pub fn wander(
 
 /// Moves each due agent according to its [`Intent`] for the length of its tick
 /// interval, and emits its planned action, stamped with its exact due time.
+/// The tick's cost in work units goes into the agent's [`Budget`]: the
+/// candidates its perception examined, the sites it will consolidate, and
+/// its action.
 pub fn act(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
@@ -239,6 +259,8 @@ pub fn act(
         &Cadence,
         &Body,
         &Intent,
+        &Perception,
+        Option<&mut Budget>,
         &mut Position,
         &mut Velocity,
     )>,
@@ -247,7 +269,15 @@ pub fn act(
     let size = map.size();
     let emitted_ref = &*emitted;
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (entity, agent, cadence, body, intent, mut pos, mut vel) = item;
+        let (entity, agent, cadence, body, intent, perception, budget, mut pos, mut vel) = item;
+        if let Some(mut budget) = budget {
+            budget.spend(
+                perception.examined
+                    + perception.sites().len() as u32
+                    + 1
+                    + u32::from(intent.action.is_some()),
+            );
+        }
         let dt = cadence.rate.period_ns(step_ns) as f32 * 1e-9;
         match intent.movement {
             Movement::Stay => {}
@@ -273,15 +303,10 @@ pub fn act(
         }
         if let Some(planned) = intent.action {
             emitted_ref.scope(|buffer| {
-                buffer.push(Action {
-                    agent: agent.id,
-                    entity,
-                    priority: agent.priority,
-                    timestamp: cadence.due,
-                    target: planned.target,
-                    kind: planned.kind,
-                    origin: pos.0,
-                });
+                buffer.push(
+                    Action::new(entity, agent, cadence.due, planned.target, planned.kind)
+                        .from(pos.0),
+                );
             });
         }
     });

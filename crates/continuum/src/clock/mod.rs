@@ -15,6 +15,7 @@
 mod plugin;
 
 pub use plugin::ClockPlugin;
+pub(crate) use plugin::configure_phases;
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -6,11 +6,11 @@ use bevy_time::prelude::*;
 use std::time::Duration;
 
 use super::{ClockSettings, PhaseTimes, SimClock, SimSeed, sim_running};
-use crate::sets::ContinuumSystems;
+use crate::phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
 
-/// Configures the phases of a step in the host schedule and counts the steps.
-///
-/// Every other Continuum plugin relies on the sets this plugin chains.
+/// Counts the steps, applies [`ClockSettings`] to Bevy's clocks, and times
+/// each phase ([`PhaseTimes`]). Without it (a game with a clock of its own)
+/// the phases still run, in order, but nothing advances [`SimClock`].
 pub struct ClockPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
@@ -32,22 +32,14 @@ impl Default for ClockPlugin {
 
 impl Plugin for ClockPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<SimClock>()
-            .init_resource::<SimSeed>()
-            .add_systems(PreStartup, apply_clock_settings)
+        configure_phases(app, self.schedule);
+        app.add_systems(PreStartup, apply_clock_settings)
             .add_systems(
                 self.schedule,
                 advance_step
                     .after(ContinuumSystems::Last)
                     .run_if(sim_running),
             );
-        for set in ContinuumSystems::ALL {
-            app.configure_sets(self.schedule, set.run_if(sim_running));
-        }
-        // Chained, in the order of `ALL`.
-        for pair in ContinuumSystems::ALL.windows(2) {
-            app.configure_sets(self.schedule, pair[1].after(pair[0]));
-        }
         // A lap of the phase clock after each phase: the sets are chained, so the
         // time since the previous lap is the phase's own.
         app.init_resource::<PhaseTimes>();
@@ -59,6 +51,50 @@ impl Plugin for ClockPlugin {
                 None => app.add_systems(self.schedule, system.before(advance_step)),
             };
         }
+    }
+}
+
+/// The schedules whose phases are configured.
+#[derive(Resource, Default)]
+struct ConfiguredPhases(Vec<Interned<dyn ScheduleLabel>>);
+
+/// What every Continuum plugin stands on, set up once whichever plugin comes
+/// first: the simulation clock and seed, the chained phases of a step in
+/// `schedule` (running while the clock runs), the sub-phases of learning, and
+/// the startup sets. Each plugin calls it, so that any of them can be left out
+/// of the group.
+pub(crate) fn configure_phases(app: &mut App, schedule: Interned<dyn ScheduleLabel>) {
+    app.init_resource::<SimClock>()
+        .init_resource::<SimSeed>()
+        .init_resource::<ConfiguredPhases>();
+    let mut configured = app.world_mut().resource_mut::<ConfiguredPhases>();
+    if configured.0.contains(&schedule) {
+        return;
+    }
+    let first = configured.0.is_empty();
+    configured.0.push(schedule);
+    for set in ContinuumSystems::ALL {
+        app.configure_sets(schedule, set.run_if(sim_running));
+    }
+    // Chained, in the order of `ALL`.
+    for pair in ContinuumSystems::ALL.windows(2) {
+        app.configure_sets(schedule, pair[1].after(pair[0]));
+    }
+    for set in LearnSystems::ALL {
+        app.configure_sets(schedule, set.in_set(ContinuumSystems::Learn));
+    }
+    for pair in LearnSystems::ALL.windows(2) {
+        app.configure_sets(schedule, pair[1].after(pair[0]));
+    }
+    if first {
+        app.configure_sets(
+            Startup,
+            (ContinuumStartup::Kinds, ContinuumStartup::World).chain(),
+        )
+        .configure_sets(
+            PostStartup,
+            (ContinuumStartup::Plan, ContinuumStartup::Admit).chain(),
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Agent memory: four bounded tiers, consolidation, a shared cache, and budgets.
 //!
 //! - **working**: what the agent perceives this tick, in its
-//!   [`Perception`](crate::agent::Perception), cleared every tick;
+//!   [`Perception`], cleared every tick;
 //! - **short-term**: a ring of recent sightings ([`Observation`]s) of sites not
 //!   yet known, with their virtual times and counts;
 //! - **intermediate**: consolidated [`Fact`]s (a site, its value, when, whether the
@@ -23,17 +23,20 @@
 //! published facts sized from the memory budget ([`MemoryPlan`]).
 
 mod cache;
+mod perception;
 mod plugin;
 mod slab;
 
 pub use cache::{CacheStats, SharedCache, SharedFact};
-pub use plugin::{MemoryPlugin, MemorySystems, apply_budget};
+pub use perception::Perception;
+pub use plugin::MemoryPlugin;
 pub use slab::SlabUsage;
 use slab::{SLAB_VEC_MAX, SlabRecord, SlabVec};
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::AgentKind;
 use crate::clock::SimTime;
 use crate::world::SiteId;
 
@@ -58,6 +61,17 @@ pub const LONG_TERM_MAX: usize = 4;
 // The facts of both tiers share one slab vector, the observations another.
 const _: () = assert!(INTERMEDIATE_MAX + LONG_TERM_MAX <= SLAB_VEC_MAX);
 const _: () = assert!(SHORT_TERM_MAX <= SLAB_VEC_MAX);
+
+/// A fact published for every agent to read in the [`SharedCache`]: a
+/// message that whoever learns it (the resolver, applying actions) writes
+/// and the memory plugin takes in at the start of the learn phase
+/// ([`LearnSystems::Publish`](crate::phases::LearnSystems::Publish)), in the
+/// order written.
+#[derive(Message, Clone, Copy, Debug, PartialEq)]
+pub struct Publication {
+    pub site: SiteId,
+    pub fact: SharedFact,
+}
 
 /// Bytes one record of each tier takes: working, short-term, intermediate, long-term.
 pub const RECORD_BYTES: [usize; 4] = [
@@ -215,21 +229,59 @@ impl MemoryRules {
     }
 }
 
+/// The rules of a kind that defines none of its own.
+pub const DEFAULT_RULES: MemoryRules = MemoryRules {
+    capacity: TierCaps {
+        working: 6,
+        short_term: 6,
+        intermediate: 4,
+        long_term: 3,
+    },
+    promote_after: 2,
+    long_term_after: 3,
+    half_life: 30.0,
+    forget_below: 0.25,
+    contradiction: 0.5,
+};
+
 impl Default for MemoryRules {
     fn default() -> Self {
-        Self {
-            capacity: TierCaps {
-                working: 6,
-                short_term: 6,
-                intermediate: 4,
-                long_term: 3,
-            },
-            promote_after: 2,
-            long_term_after: 3,
-            half_life: 30.0,
-            forget_below: 0.25,
-            contradiction: 0.5,
-        }
+        DEFAULT_RULES
+    }
+}
+
+/// The memory rules of every agent kind, indexed by kind. Whoever defines the
+/// kinds fills it (the built-in
+/// [`ArchetypePlugin`](crate::archetype::ArchetypePlugin) does, from each
+/// archetype's `memory` section); a kind without an entry has
+/// [`DEFAULT_RULES`].
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct MemoryKinds(pub Vec<MemoryRules>);
+
+impl MemoryKinds {
+    /// The rules of `kind`, if it has its own.
+    pub fn get(&self, kind: AgentKind) -> Option<&MemoryRules> {
+        self.0.get(kind.index())
+    }
+
+    /// The rules of `kind`: its own, or [`DEFAULT_RULES`].
+    pub fn rules(&self, kind: AgentKind) -> &MemoryRules {
+        self.get(kind).unwrap_or(&DEFAULT_RULES)
+    }
+
+    /// Bytes of the largest default capacities of any kind: what an agent
+    /// needs under an automatic budget.
+    pub fn largest_default_bytes(&self) -> u64 {
+        let kinds = if self.0.is_empty() {
+            std::slice::from_ref(&DEFAULT_RULES)
+        } else {
+            &self.0[..]
+        };
+        kinds
+            .iter()
+            .map(|r| r.capacity.clamped().bytes() as u64)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -312,8 +364,14 @@ pub enum Tier {
 ///
 /// The records live in blocks of the memory slab ([`SlabVec`]), sized to what
 /// the agent holds now rather than to what it may hold: the component itself is
-/// 28 bytes. The facts sit in one vector, long-term first, then intermediate,
+/// 24 bytes. The facts sit in one vector, long-term first, then intermediate,
 /// so that looking a site up reads one block.
+///
+/// Its capacities follow its byte limit: when the agent is admitted they are
+/// its kind's defaults (or those it was requested with,
+/// [`with_base`](Self::with_base)) scaled to the memory budget, and after
+/// [`set_limit`](Self::set_limit) they are scaled to the new limit at its next
+/// tick.
 #[derive(Component, Clone, Debug, PartialEq, Default)]
 pub struct Memory {
     caps: TierCaps,
@@ -324,6 +382,22 @@ pub struct Memory {
     short_term: SlabVec<Observation>,
     /// How many of `facts` are long-term.
     long_term: u8,
+    sizing: Sizing,
+}
+
+/// How a memory's capacities stand against its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+enum Sizing {
+    /// Not admitted yet: its kind's default capacities will be scaled to the
+    /// budget.
+    #[default]
+    Kind,
+    /// Not admitted yet: `caps` will be scaled to the budget.
+    Base,
+    /// The capacities fit `limit`.
+    Sized,
+    /// `limit` changed: its kind's capacities are scaled to it at the next tick.
+    Resize,
 }
 
 slab::slab_record!(Fact);
@@ -346,6 +420,19 @@ impl Memory {
         Self {
             caps: caps.clamped(),
             limit,
+            sizing: Sizing::Sized,
+            ..Default::default()
+        }
+    }
+
+    /// An empty memory for an agent not yet admitted, whose capacities start
+    /// from `caps` rather than its kind's defaults: at admission they are
+    /// scaled to the memory budget. Give it to a request with
+    /// [`AgentBlueprint::with`](crate::agent::AgentBlueprint::with).
+    pub fn with_base(caps: TierCaps) -> Self {
+        Self {
+            caps,
+            sizing: Sizing::Base,
             ..Default::default()
         }
     }
@@ -355,8 +442,55 @@ impl Memory {
         self.limit
     }
 
-    pub(crate) fn set_limit(&mut self, limit: u32) {
+    /// Gives the memory a new limit in bytes; at the agent's next tick its
+    /// tiers take the capacities of its kind scaled to it (dropping their
+    /// least useful records if they shrink).
+    pub fn set_limit(&mut self, limit: u32) {
         self.limit = limit;
+        self.sizing = Sizing::Resize;
+    }
+
+    /// Whether the tiers wait to be resized to a limit given by
+    /// [`set_limit`](Self::set_limit).
+    pub fn resize_pending(&self) -> bool {
+        self.sizing == Sizing::Resize
+    }
+
+    /// Sizes the tiers of a newly admitted agent: the starting capacities (its
+    /// kind's, under `rules`, or those of [`with_base`](Self::with_base))
+    /// scaled to `limit` bytes, or, without a budget (`None`), to what they
+    /// take. The working tier is the perception's.
+    pub fn admit(&mut self, perception: &mut Perception, limit: Option<u64>, rules: &MemoryRules) {
+        let base = match self.sizing {
+            Sizing::Kind => rules.capacity,
+            Sizing::Base => self.caps,
+            Sizing::Sized | Sizing::Resize => return,
+        };
+        let limit = limit
+            .unwrap_or(base.bytes() as u64)
+            .min(u64::from(u32::MAX)) as u32;
+        let caps = base.scaled_to(limit as usize);
+        *perception = Perception::with_capacity(usize::from(caps.working));
+        *self = Memory::with_caps(caps, limit);
+    }
+
+    /// Gives the tiers the capacities `rules` allow within `limit` bytes: the
+    /// kind's default capacities scaled to the limit (and to the tier maxima),
+    /// the working tier's included. Tiers that shrink drop their least useful
+    /// records.
+    pub fn resize(
+        &mut self,
+        perception: &mut Perception,
+        limit: u32,
+        rules: &MemoryRules,
+        now: MemTime,
+    ) {
+        let caps = rules.capacity.scaled_to(limit as usize);
+        tracing::debug!(from = self.limit, to = limit, ?caps, "memory limit changed");
+        self.set_caps(caps, now, rules);
+        self.limit = limit;
+        self.sizing = Sizing::Sized;
+        perception.set_capacity(usize::from(caps.working));
     }
 
     /// The tiers' capacities.
@@ -776,8 +910,6 @@ impl MemoryPlan {
         }
     }
 }
-
-pub use crate::agent::Budget;
 
 #[cfg(test)]
 mod tests;

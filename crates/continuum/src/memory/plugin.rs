@@ -4,15 +4,17 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
-use crate::action::LearnSystems;
-use crate::agent::{Agent, AgentPool, Budget, Cadence, DueAgents, Intent, Perception};
-use crate::archetype::Archetypes;
-use crate::clock::SimClock;
+use crate::agent::{Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, DueAgents};
+use crate::clock::{SimClock, configure_phases};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::sets::ContinuumSystems;
+use crate::phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
 use crate::world::Sites;
 
 /// Memory tiers, their consolidation, budgets, and the shared cache.
+///
+/// Every agent gets a [`Perception`] and a [`Memory`] (required components of
+/// `Agent`), sized to the budget when it is admitted. Facts reach the shared
+/// cache as [`Publication`] messages, taken in at the start of the learn phase.
 pub struct MemoryPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
@@ -26,43 +28,28 @@ impl MemoryPlugin {
     }
 }
 
-/// The memory plugin's systems, for ordering against.
-#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MemorySystems {
-    /// In [`ContinuumSystems::Learn`], after the behaviours' learn systems: the
-    /// due agents' perceptions are consolidated into their memories.
-    Consolidate,
-}
-
 impl Plugin for MemoryPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<MemorySettings>()
+        configure_phases(app, self.schedule);
+        app.register_required_components::<Agent, Perception>()
+            .register_required_components::<Agent, Memory>()
+            .add_message::<Publication>()
+            .init_resource::<MemorySettings>()
+            .init_resource::<MemoryKinds>()
             .init_resource::<SharedCache>()
-            .add_systems(PostStartup, plan_memory)
-            .configure_sets(
-                self.schedule,
-                MemorySystems::Consolidate
-                    .in_set(ContinuumSystems::Learn)
-                    .after(LearnSystems::Behaviours),
-            )
+            .init_resource::<DueAgents>()
+            .init_resource::<ThreadLoad>()
+            .add_systems(PostStartup, plan_memory.in_set(ContinuumStartup::Plan))
+            .add_systems(AgentsAdmitted, size_new_memories)
             .add_systems(
                 self.schedule,
                 (
-                    consolidate.in_set(MemorySystems::Consolidate),
+                    publish_facts.in_set(LearnSystems::Publish),
+                    consolidate.in_set(LearnSystems::Consolidate),
                     settle_cache.in_set(ContinuumSystems::Monitor),
                 ),
             );
     }
-}
-
-/// Bytes of the largest default capacities of any kind: what an agent needs
-/// under an automatic budget.
-fn default_agent_bytes(archetypes: &Archetypes) -> u64 {
-    archetypes
-        .iter()
-        .map(|a| a.memory.capacity.clamped().bytes() as u64)
-        .max()
-        .unwrap_or(0)
 }
 
 fn machine_memory_bytes() -> u64 {
@@ -78,24 +65,26 @@ fn machine_memory_bytes() -> u64 {
 fn plan_memory(
     mut commands: Commands,
     settings: Res<MemorySettings>,
-    archetypes: Res<Archetypes>,
-    pool: Res<AgentPool>,
+    kinds: Res<MemoryKinds>,
+    pool: Option<Res<AgentPool>>,
     sites: Option<Res<Sites>>,
 ) {
     let machine = match settings.budget {
         MemoryBudget::MachineFraction(_) => machine_memory_bytes(),
         _ => 0,
     };
-    let max_agents = (pool.max_agents() != usize::MAX).then_some(pool.max_agents());
+    let max_agents = pool
+        .map(|p| p.max_agents())
+        .filter(|&max| max != usize::MAX);
     let site_count = sites.map_or(0, |s| s.len());
     let mut plan = MemoryPlan::new(
         &settings,
         max_agents,
-        default_agent_bytes(&archetypes),
+        kinds.largest_default_bytes(),
         machine,
         site_count,
     );
-    plan.baseline_rss = crate::metrics::current_rss_bytes();
+    plan.baseline_rss = crate::process::current_rss_bytes();
     tracing::info!(
         total = plan.total_bytes,
         per_agent = plan.per_agent_bytes,
@@ -106,37 +95,58 @@ fn plan_memory(
     commands.insert_resource(plan);
 }
 
+/// Sizes the tiers of the agents just admitted: their starting capacities
+/// scaled to each agent's share of the budget.
+fn size_new_memories(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
+    admitted: Res<Admitted>,
+    plan: Option<Res<MemoryPlan>>,
+    kinds: Res<MemoryKinds>,
+    mut agents: Query<(&Agent, &mut Memory, &mut Perception)>,
+) {
+    let limit = plan.map(|p| p.per_agent_bytes);
+    for_each_due(&mut agents, admitted.all(), &mut tuner, &load, |item| {
+        let (agent, mut memory, mut perception) = item;
+        memory.admit(&mut perception, limit, kinds.rules(agent.kind));
+    });
+}
+
+/// Takes the step's publications into the shared cache, in the order they
+/// were written.
+fn publish_facts(
+    clock: Res<SimClock>,
+    mut publications: MessageReader<Publication>,
+    mut cache: ResMut<SharedCache>,
+) {
+    let step = clock.step();
+    for p in publications.read() {
+        cache.publish(p.site, p.fact, step);
+    }
+}
+
 /// Consolidates what each due agent perceived this tick into its memory, with
 /// the rules of its kind and the values the shared cache holds. An agent whose
-/// [`Budget`] changed first gets tier capacities that fit its new limit.
+/// limit changed ([`Memory::set_limit`]) first gets tier capacities that fit it.
 fn consolidate(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
+    kinds: Res<MemoryKinds>,
     cache: Res<SharedCache>,
-    mut agents: Query<(
-        &Agent,
-        &mut Budget,
-        &Cadence,
-        &Intent,
-        &mut Perception,
-        &mut Memory,
-    )>,
+    mut agents: Query<(&Agent, &Cadence, &mut Perception, &mut Memory)>,
 ) {
     let step = clock.step();
-    let fallback = MemoryRules::default();
-    // One pass over every due agent, whatever its kind: each pass costs a wake-up
-    // of the other threads.
+    // One pass over every due agent, whatever its kind: each pass costs a
+    // hand-over to the other threads.
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (agent, mut budget, cadence, intent, mut perception, mut memory) = item;
-        let rules = archetypes
-            .try_get(agent.kind)
-            .map_or(&fallback, |a| &a.memory);
+        let (agent, cadence, mut perception, mut memory) = item;
+        let rules = kinds.rules(agent.kind);
         let now = mem_time(cadence.due);
-        if memory.limit() != budget.memory_limit {
-            apply_budget(*budget, rules, now, &mut memory, &mut perception);
+        if memory.resize_pending() {
+            let limit = memory.limit();
+            memory.resize(&mut perception, limit, rules, now);
         }
         memory.consolidate(perception.sites(), now, rules, |site| {
             cache
@@ -144,35 +154,7 @@ fn consolidate(
                 .map(|f| f.value)
                 .filter(|v| !v.is_nan())
         });
-        // This tick's cost: what perception examined, the sites consolidated
-        // (and the decay sweep), and the action.
-        let units = perception.examined
-            + perception.sites().len() as u32
-            + 1
-            + u32::from(intent.action.is_some());
-        budget.usage.spend(units);
     });
-}
-
-/// Gives an agent the tier capacities its budget allows under `rules`: the
-/// kind's default capacities scaled to the limit (and to the tier maxima).
-pub fn apply_budget(
-    budget: Budget,
-    rules: &MemoryRules,
-    now: MemTime,
-    memory: &mut Memory,
-    perception: &mut Perception,
-) {
-    let caps = rules.capacity.scaled_to(budget.memory_limit as usize);
-    tracing::debug!(
-        from = memory.limit(),
-        to = budget.memory_limit,
-        ?caps,
-        "memory budget changed"
-    );
-    memory.set_caps(caps, now, rules);
-    memory.set_limit(budget.memory_limit);
-    perception.set_capacity(usize::from(caps.working));
 }
 
 fn settle_cache(mut cache: ResMut<SharedCache>) {

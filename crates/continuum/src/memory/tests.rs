@@ -103,7 +103,7 @@ fn tiers_never_exceed_their_capacities() {
     for t in 0..5_000u32 {
         let seen: Vec<SiteId> = (0..6)
             .map(|_| {
-                rng = crate::digest::mix(rng, 7);
+                rng = crate::hash::mix(rng, 7);
                 s((rng % 12) as u32)
             })
             .collect();
@@ -272,7 +272,7 @@ fn the_cache_matches_a_reference_lru() {
         let mut reference: Vec<SiteId> = Vec::new(); // least recent first
         let mut h = seed;
         for step in 1..400u64 {
-            h = crate::digest::mix(h, step);
+            h = crate::hash::mix(h, step);
             let site = s((h % 16) as u32);
             if h % 3 == 0 {
                 cache.publish(site, fact(step as f32), step);

@@ -12,11 +12,10 @@
 
 mod live;
 mod plugin;
-mod process;
 
+pub use crate::process::{ProcessSample, ProcessSampler, current_rss_bytes, peak_rss_bytes};
 pub use live::{Metrics, Snapshot, TRACKED_KINDS};
 pub use plugin::{MetricsPlugin, MetricsSettings, MetricsSystems};
-pub use process::{ProcessSample, ProcessSampler, current_rss_bytes, peak_rss_bytes};
 
 use std::time::Instant;
 
@@ -56,6 +55,15 @@ impl Default for RunStats {
             busy_ns: 0,
             step_started: None,
         }
+    }
+}
+
+/// Virtual seconds per (wall second × speed): 1.0 is exactly real time.
+pub fn realtime_ratio(virtual_seconds: f64, wall_seconds: f64, speed: f64) -> f64 {
+    if wall_seconds <= 0.0 {
+        0.0
+    } else {
+        virtual_seconds / (wall_seconds * speed)
     }
 }
 

@@ -9,9 +9,10 @@ use super::live::Totals;
 use super::*;
 use crate::action::ResolverDiagnostics;
 use crate::agent::{AgentPool, DueAgents};
-use crate::clock::{ClockSettings, SimClock};
+use crate::clock::{ClockSettings, SimClock, configure_phases};
 use crate::memory::SharedCache;
-use crate::sets::ContinuumSystems;
+use crate::phases::ContinuumStartup;
+use crate::phases::ContinuumSystems;
 
 /// How metrics are gathered.
 #[derive(Resource, Clone, Debug, PartialEq)]
@@ -62,9 +63,12 @@ pub enum MetricsSystems {
 
 impl Plugin for MetricsPlugin {
     fn build(&self, app: &mut App) {
+        configure_phases(app, self.schedule);
         app.init_resource::<RunStats>()
             .init_resource::<MetricsSettings>()
-            .add_systems(Startup, start_metrics)
+            .init_resource::<DueAgents>()
+            .init_resource::<AgentPool>()
+            .add_systems(Startup, start_metrics.in_set(ContinuumStartup::World))
             .add_systems(
                 self.schedule,
                 (
@@ -126,7 +130,7 @@ fn finish_step(mut stats: ResMut<RunStats>) {
 fn update_metrics(
     clock: Res<SimClock>,
     stats: Res<RunStats>,
-    diag: Res<ResolverDiagnostics>,
+    diag: Option<Res<ResolverDiagnostics>>,
     pool: Res<AgentPool>,
     cache: Option<Res<SharedCache>>,
     sampler: Option<Res<ProcessSampler>>,
@@ -137,6 +141,7 @@ fn update_metrics(
     // `clock.step()` is still this step's index: the step counter advances after.
     let virtual_secs = (clock.step() + 1) as f64 * clock.step_secs();
     let cache = cache.map(|c| c.stats()).unwrap_or_default();
+    let diag = diag.map(|d| d.clone()).unwrap_or_default();
     let mut by_kind = [0; TRACKED_KINDS];
     for (slot, n) in by_kind.iter_mut().zip(&stats.ticks_by_kind) {
         *slot = *n;
@@ -183,7 +188,7 @@ fn update_metrics(
         step_ms_p50: p50,
         step_ms_p99: p99,
         step_ms_max: max,
-        realtime_ratio: crate::headless::realtime_ratio(virtual_secs, wall, speed),
+        realtime_ratio: super::realtime_ratio(virtual_secs, wall, speed),
         ..Default::default()
     };
     metrics.record(totals, snapshot);

@@ -30,6 +30,99 @@ use std::collections::VecDeque;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::AgentPool;
+
+/// An agent's share of the run's work, and what its ticks cost. The resource
+/// monitor gives every agent one (a required component of `Agent`) with the
+/// fair share, and moves shares between agents. Its memory limit is its
+/// [`Memory`](crate::memory::Memory)'s.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+pub struct Budget {
+    /// Its share of the run's work per tick (the shares of all agents add up to
+    /// about 1). Perception stops examining candidates once the agent has spent
+    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick.
+    pub cpu_share: f32,
+    /// The monitor raised its share above the fair one.
+    pub priority_boost: bool,
+    /// What its ticks cost.
+    pub usage: Usage,
+}
+
+impl Budget {
+    /// Work units the agent may spend per tick when `agents` are active, with its
+    /// share scaled by `scale` (load shedding).
+    pub fn work_allowance(&self, agents: usize, scale: f32) -> u32 {
+        work_allowance(self.cpu_share, agents, scale)
+    }
+
+    /// Takes in one tick's work units (see [`Usage::spend`]).
+    pub fn spend(&mut self, units: u32) {
+        self.usage.spend(units);
+    }
+}
+
+/// Work units an agent with `cpu_share` may spend per tick when `agents` are
+/// active, with its share scaled by `scale` (load shedding).
+pub fn work_allowance(cpu_share: f32, agents: usize, scale: f32) -> u32 {
+    let units = f64::from(cpu_share * scale) * agents as f64 * f64::from(WORK_ALLOWANCE);
+    units.clamp(1.0, f64::from(u32::MAX)) as u32
+}
+
+/// The fair share of the run's work: one over the most agents the pool runs
+/// (or, for an unlimited pool, over the agents running now). Agents start
+/// with it, and without the resource monitor keep it.
+pub fn fair_share(pool: &AgentPool) -> f32 {
+    1.0 / if pool.max_agents() == usize::MAX {
+        pool.active().max(1)
+    } else {
+        pool.max_agents().max(1)
+    } as f32
+}
+
+/// Work units an agent with a fair share may spend per tick: enough that an
+/// agent's view is never cut short at ordinary densities (a perception examines
+/// a few dozen candidates).
+pub const WORK_ALLOWANCE: u32 = 256;
+
+/// What an agent's latest tick cost, in deterministic work units: candidates its
+/// perception examined, sites its memory consolidated, and its action.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Usage {
+    /// Units spent in the latest tick.
+    pub last: u32,
+    /// Moving average of units per tick.
+    pub average: f32,
+}
+
+impl Usage {
+    /// Takes in one tick's units.
+    pub fn spend(&mut self, units: u32) {
+        self.last = units;
+        self.average = if self.average == 0.0 {
+            units as f32
+        } else {
+            0.9 * self.average + 0.1 * units as f32
+        };
+    }
+}
+
+/// How much the monitor has cut each priority's CPU share, indexed by
+/// `Priority as usize` (background, normal, high). 1.0 is the full share. (It
+/// slows their tick rates through [`PriorityRates`](crate::agent::PriorityRates).)
+#[derive(Resource, Clone, Debug, PartialEq)]
+pub struct LoadShedding {
+    /// CPU share multipliers.
+    pub cpu_scale: [f32; 3],
+}
+
+impl Default for LoadShedding {
+    fn default() -> Self {
+        Self {
+            cpu_scale: [1.0; 3],
+        }
+    }
+}
+
 /// How budgets are rebalanced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

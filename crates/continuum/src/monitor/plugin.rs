@@ -10,27 +10,30 @@ use bevy_ecs::query::QueryFilter;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
-use crate::agent::{Agent, AgentPool, Budget, LoadShedding};
-use crate::archetype::Archetypes;
-use crate::clock::{ClockMode, ClockSettings, SimClock, secs_to_sim};
+use crate::agent::{Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, PriorityRates};
+use crate::clock::{ClockMode, ClockSettings, SimClock, configure_phases, secs_to_sim};
 use crate::memory::{
-    INTERMEDIATE_MAX, LONG_TERM_MAX, Memory, MemoryPlan, SHORT_TERM_MAX, TierCaps, WORKING_MAX,
+    INTERMEDIATE_MAX, LONG_TERM_MAX, Memory, MemoryKinds, MemoryPlan, Perception, SHORT_TERM_MAX,
+    TierCaps, WORKING_MAX,
 };
-use crate::metrics::{ProcessSampler, RunStats};
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
-use crate::sets::ContinuumSystems;
+use crate::metrics::RunStats;
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due, for_each_due_into};
+use crate::phases::ContinuumSystems;
+use crate::process::ProcessSampler;
 
 /// The agents whose budgets the rebalancer manages.
 type RebalancedAgent = (
     With<Agent>,
     With<Budget>,
     With<Memory>,
-    With<crate::agent::Perception>,
-    With<crate::agent::Cadence>,
+    With<Perception>,
+    With<Cadence>,
 );
 
 /// Budgets that follow use, and load shedding under overload. See the
-/// [module docs](super). Remove it from the group to run without.
+/// [module docs](super). Every agent gets a [`Budget`] (a required component
+/// of `Agent`) with the fair share. Remove it from the group to run without:
+/// every agent then keeps the fair share.
 pub struct ResourceMonitorPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
@@ -56,11 +59,19 @@ struct OverloadClock {
 
 impl Plugin for ResourceMonitorPlugin {
     fn build(&self, app: &mut App) {
-        app.init_resource::<MonitorSettings>()
+        configure_phases(app, self.schedule);
+        app.register_required_components::<Agent, Budget>()
+            .init_resource::<MonitorSettings>()
             .init_resource::<ThreadLoad>()
+            .init_resource::<AgentPool>()
+            .init_resource::<PriorityRates>()
+            .init_resource::<LoadShedding>()
+            .init_resource::<MemoryKinds>()
+            .init_resource::<RunStats>()
             .init_resource::<BudgetLog>()
             .init_resource::<ResourceStats>()
             .init_resource::<OverloadClock>()
+            .add_systems(AgentsAdmitted, give_fair_shares)
             .add_systems(
                 self.schedule,
                 (take_samples, rebalance_budgets, shed_load)
@@ -68,6 +79,26 @@ impl Plugin for ResourceMonitorPlugin {
                     .in_set(ContinuumSystems::Monitor),
             );
     }
+}
+
+/// The agents just admitted start with the fair share of the work.
+fn give_fair_shares(
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
+    admitted: Res<Admitted>,
+    pool: Res<AgentPool>,
+    mut budgets: Query<&mut Budget>,
+) {
+    let fair = fair_share(&pool);
+    for_each_due(
+        &mut budgets,
+        admitted.all(),
+        &mut tuner,
+        &load,
+        |mut budget| {
+            budget.cpu_share = fair;
+        },
+    );
 }
 
 /// Folds new CPU and memory samples into [`ResourceStats`].
@@ -113,7 +144,7 @@ fn ceiling_bytes() -> u32 {
 fn rebalance_budgets(
     clock: Res<SimClock>,
     settings: Res<MonitorSettings>,
-    archetypes: Res<Archetypes>,
+    kinds: Res<MemoryKinds>,
     pool: Res<AgentPool>,
     plan: Option<Res<MemoryPlan>>,
     load: Res<ThreadLoad>,
@@ -121,13 +152,7 @@ fn rebalance_budgets(
     mut log: ResMut<BudgetLog>,
     ids: Query<Entity, RebalancedAgent>,
     mut agents: Query<
-        (
-            &Agent,
-            &mut Budget,
-            &mut Memory,
-            &mut crate::agent::Perception,
-            &crate::agent::Cadence,
-        ),
+        (&Agent, &mut Budget, &mut Memory, &mut Perception, &Cadence),
         RebalancedAgent,
     >,
 ) {
@@ -142,9 +167,10 @@ fn rebalance_budgets(
         return;
     };
     let ceiling = ceiling_bytes();
-    let defaults: Vec<u32> = archetypes
+    let defaults: Vec<u32> = kinds
+        .0
         .iter()
-        .map(|a| a.memory.capacity.clamped().bytes() as u32)
+        .map(|rules| rules.capacity.clamped().bytes() as u32)
         .collect();
     // Table order: the same on every run and thread count.
     let mut loads = vec![AgentLoad::default(); ids.iter().len()];
@@ -163,11 +189,12 @@ fn rebalance_budgets(
                 // (the capacities round down to whole records).
                 let usable = memory.caps().bytes().max(1) as f32;
                 let pressure = held as f32 / usable;
+                let limit = memory.limit();
                 *out = AgentLoad {
-                    memory_limit: budget.memory_limit,
-                    memory_held: (pressure * budget.memory_limit as f32) as u32,
-                    memory_floor: (defaults / 4).min(budget.memory_limit),
-                    memory_ceiling: ceiling.max(budget.memory_limit),
+                    memory_limit: limit,
+                    memory_held: (pressure * limit as f32) as u32,
+                    memory_floor: (defaults / 4).min(limit),
+                    memory_ceiling: ceiling.max(limit),
                     cpu_share: budget.cpu_share,
                     work: budget.usage.average,
                     ticks: cadence.ticks,
@@ -181,7 +208,7 @@ fn rebalance_budgets(
         pool.max_agents()
     };
     let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-    let fair = 1.0 / slots.max(1) as f32;
+    let fair = fair_share(&pool);
     let (mut updates, summary) = rebalance(&loads, total, fair, rules);
     if updates.is_empty() {
         return;
@@ -209,22 +236,15 @@ fn rebalance_budgets(
             &mut tuners.1,
             &load,
             |(agent, mut budget, mut memory, mut perception, ..), update| {
-                let resized = budget.memory_limit != update.memory_limit;
-                budget.memory_limit = update.memory_limit;
                 budget.cpu_share = update.cpu_share;
                 budget.priority_boost = update.priority_boost;
-                // The tiers fit a new limit at once: an agent never holds more.
-                if !resized {
+                if memory.limit() == update.memory_limit {
                     return;
                 }
-                if let Some(archetype) = archetypes.try_get(agent.kind) {
-                    crate::memory::apply_budget(
-                        *budget,
-                        &archetype.memory,
-                        now,
-                        &mut memory,
-                        &mut perception,
-                    );
+                // The tiers fit a new limit at once: an agent never holds more.
+                match kinds.get(agent.kind) {
+                    Some(rules) => memory.resize(&mut perception, update.memory_limit, rules, now),
+                    None => memory.set_limit(update.memory_limit),
                 }
             },
         );
@@ -297,6 +317,7 @@ fn shed_load(
     mut clock: ResMut<OverloadClock>,
     mut stats: ResMut<ResourceStats>,
     mut shedding: ResMut<LoadShedding>,
+    mut rates: ResMut<PriorityRates>,
     mut pool: ResMut<AgentPool>,
     mut log: ResMut<BudgetLog>,
     real: Option<Res<Time<Real>>>,
@@ -339,7 +360,7 @@ fn shed_load(
         return;
     }
     let level = LEVELS[state.level];
-    shedding.rate_scale = level.rate;
+    rates.0 = level.rate;
     shedding.cpu_scale = level.cpu;
     if level.hold_admission {
         let active = pool.active();

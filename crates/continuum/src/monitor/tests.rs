@@ -120,11 +120,11 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
     for seed in 0..50u64 {
         let agents: Vec<AgentLoad> = (0..40)
             .map(|i| {
-                let h = crate::digest::mix(seed, i);
+                let h = crate::hash::mix(seed, i);
                 let limit = 50 + (h % 300) as u32;
                 agent(
                     limit,
-                    (crate::digest::mix(h, 1) % u64::from(limit + 1)) as u32,
+                    (crate::hash::mix(h, 1) % u64::from(limit + 1)) as u32,
                     (h % 7) as f32,
                 )
             })

@@ -9,8 +9,9 @@ use crate::action::ConflictResolver;
 use crate::agent::{Agent, AgentPool, AgentSystems, Body};
 use crate::archetype::Archetypes;
 use crate::clock::{SimClock, secs_to_sim};
-use crate::digest::mix;
-use crate::sets::ContinuumSystems;
+use crate::hash::mix;
+use crate::memory::Memory;
+use crate::phases::ContinuumSystems;
 
 /// Seeds an `App` from a [`Scenario`]: the seed, clock, world, pool, conflict
 /// strategy and kinds as resources; the scenario's groups as spawn requests at
@@ -118,28 +119,34 @@ fn request_group(
             perception_radius: group.perception_radius.unwrap_or(bp.body.perception_radius),
             ..bp.body
         };
-        bp.memory = group.memory.unwrap_or(bp.memory);
         bp.lifetime = group.lifetime;
         bp.phase = Some(f64::from(i) / f64::from(group.count));
+        if let Some(caps) = group.memory {
+            bp = bp.with(Memory::with_base(caps));
+        }
         pool.request(bp);
     }
 }
 
+/// Requests the starting groups, and the arrivals due at the very start, so
+/// that they are admitted before the first step.
 fn request_groups(
+    clock: Res<SimClock>,
     mut active: ResMut<ActiveScenario>,
     archetypes: Res<Archetypes>,
     mut pool: ResMut<AgentPool>,
 ) {
-    let active = &mut *active;
-    for group in &active.scenario.groups {
+    let state = &mut *active;
+    for group in &state.scenario.groups {
         request_group(
             group,
-            active.scenario.seed,
-            &mut active.requested,
+            state.scenario.seed,
+            &mut state.requested,
             &archetypes,
             &mut pool,
         );
     }
+    request_due_arrivals(&clock, &mut active, &archetypes, &mut pool);
 }
 
 /// Requests the arrivals whose time has come (at the first step boundary at or
@@ -150,7 +157,15 @@ fn request_arrivals(
     archetypes: Res<Archetypes>,
     mut pool: ResMut<AgentPool>,
 ) {
-    let active = &mut *active;
+    request_due_arrivals(&clock, &mut active, &archetypes, &mut pool);
+}
+
+fn request_due_arrivals(
+    clock: &SimClock,
+    active: &mut ActiveScenario,
+    archetypes: &Archetypes,
+    pool: &mut AgentPool,
+) {
     let now = clock.now();
     while let Some(arrival) = active.scenario.arrivals.get(active.arrivals_done) {
         if secs_to_sim(arrival.at) > now {
@@ -161,8 +176,8 @@ fn request_arrivals(
             &arrival.group,
             seed,
             &mut active.requested,
-            &archetypes,
-            &mut pool,
+            archetypes,
+            pool,
         );
         active.arrivals_done += 1;
     }

@@ -9,10 +9,8 @@
 //! stores its value at the last change and regrows analytically
 //! ([`Site::value_at`]): exact at any virtual time, at no cost per step.
 
-mod grid;
 mod plugin;
 
-pub use grid::{CellGrid, GridGeometry, UniformGrid};
 pub use plugin::WorldPlugin;
 
 use arrayvec::ArrayVec;
@@ -22,7 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentId;
 use crate::clock::{SimTime, sim_to_secs};
-use crate::digest::{mix, unit_f64};
+use crate::hash::{mix, unit_f64};
+use crate::spatial::UniformGrid;
 
 /// A site's stable index. Sites of one region have consecutive ids.
 #[derive(
@@ -71,6 +70,14 @@ pub struct WorldMap {
     regions_x: u32,
     regions_y: u32,
     reach: f32,
+}
+
+impl Default for WorldMap {
+    /// The map of the default [`WorldSettings`].
+    fn default() -> Self {
+        let settings = WorldSettings::default();
+        Self::new(settings.size, settings.regions, settings.reach)
+    }
 }
 
 impl WorldMap {
@@ -369,29 +376,6 @@ impl Sites {
     /// The static spatial index of sites.
     pub fn index(&self) -> &UniformGrid<SiteId> {
         &self.index
-    }
-}
-
-/// An agent as the spatial index sees it: its id (with its position, 16 bytes
-/// an entry).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub struct IndexedAgent {
-    pub id: AgentId,
-}
-
-/// Every agent's position, for agents to perceive each other without an
-/// all-pairs scan.
-///
-/// Kept current at a cost proportional to the agents that moved: agents are
-/// inserted when admitted, removed when despawned, and relocated after each of
-/// their ticks (the only time the built-in systems move them). A position changed
-/// by other code outside the agent's tick shows up here at its next tick.
-#[derive(Resource, Clone, Debug)]
-pub struct AgentIndex(pub CellGrid<IndexedAgent>);
-
-impl Default for AgentIndex {
-    fn default() -> Self {
-        Self(CellGrid::new(Vec2::splat(1000.0), 50.0))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The public phases of one simulation step.
+//! The public phases of one simulation step, and the startup sets.
 
 use bevy_ecs::schedule::SystemSet;
 
@@ -56,4 +56,50 @@ impl ContinuumSystems {
         ContinuumSystems::Monitor,
         ContinuumSystems::Last,
     ];
+}
+
+/// Inside [`ContinuumSystems::Learn`], in this order: what the step
+/// published reaches the shared cache, outcomes reach the agents'
+/// `Feedback` (and [`InformedAgents`](crate::action::InformedAgents)), the
+/// behaviours learn from them, and memories consolidate. Put learn systems
+/// that read `Feedback` in [`Behaviours`](Self::Behaviours).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LearnSystems {
+    /// Facts published by the step's actions enter the shared cache.
+    Publish,
+    /// Every outcome of the step is delivered to its agent.
+    Deliver,
+    /// The kinds' own learning from their outcomes.
+    Behaviours,
+    /// Due agents consolidate what they perceived into their memories.
+    Consolidate,
+}
+
+impl LearnSystems {
+    /// Every sub-phase, in execution order.
+    pub const ALL: [LearnSystems; 4] = [
+        LearnSystems::Publish,
+        LearnSystems::Deliver,
+        LearnSystems::Behaviours,
+        LearnSystems::Consolidate,
+    ];
+}
+
+/// What Continuum sets up before the first step, in order. `Kinds` and
+/// `World` run in `Startup`, `Plan` and `Admit` in `PostStartup`, so a game's
+/// own `Startup` systems (requesting agents, say) run before the agents are
+/// admitted; order a system against these to read what they make.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContinuumStartup {
+    /// `Startup`: the agent kinds fill the other plugins' per-kind tables
+    /// (memory rules, how far agents perceive).
+    Kinds,
+    /// `Startup`: the world is generated (`Sites`, `WorldMap`, the agents'
+    /// spatial index) and the metrics start.
+    World,
+    /// `PostStartup`: the memory budget is planned and the shared cache sized.
+    Plan,
+    /// `PostStartup`: agents requested so far are admitted, so that they exist
+    /// before the first step.
+    Admit,
 }

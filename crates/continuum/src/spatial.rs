@@ -1,3 +1,5 @@
+//! Uniform grids over the plane: the spatial indices of sites and agents.
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bevy_math::Vec2;
@@ -423,7 +425,7 @@ impl<T: Copy + Default> CellGrid<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::{mix, unit_f64};
+    use crate::hash::{mix, unit_f64};
 
     fn points(n: u64, size: Vec2, seed: u64) -> Vec<(Vec2, u32)> {
         (0..n)

@@ -1,0 +1,119 @@
+//! The agents' spatial index: where every agent is, for agents to perceive
+//! each other without an all-pairs scan.
+
+use bevy_ecs::prelude::*;
+use bevy_math::Vec2;
+
+use super::{Agent, AgentId, DueAgents, Position};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
+use crate::spatial::CellGrid;
+
+/// An agent as the spatial index sees it: its id (with its position, 16 bytes
+/// an entry).
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct IndexedAgent {
+    pub id: AgentId,
+}
+
+/// Every agent's position, for agents to perceive each other without an
+/// all-pairs scan.
+///
+/// Kept current at a cost proportional to the agents that moved: agents are
+/// inserted when admitted, removed when despawned, and relocated after each of
+/// their ticks (the only time the built-in systems move them). A position changed
+/// by other code outside the agent's tick shows up here at its next tick.
+#[derive(Resource, Clone, Debug)]
+pub struct AgentIndex(pub CellGrid<IndexedAgent>);
+
+impl Default for AgentIndex {
+    fn default() -> Self {
+        Self(CellGrid::new(
+            Vec2::splat(1000.0),
+            super::PerceptionReach::default().0,
+        ))
+    }
+}
+
+fn indexed(agent: &Agent) -> IndexedAgent {
+    IndexedAgent { id: agent.id }
+}
+
+/// Puts newly admitted agents into the index, in admission order (which the
+/// order of a cell's entries follows), if there is an index.
+pub(super) fn index_admitted(world: &mut World, entities: &[Entity]) {
+    if !world.contains_resource::<AgentIndex>() {
+        return;
+    }
+    world.resource_scope(|world, mut index: Mut<AgentIndex>| {
+        for &entity in entities {
+            let mut agent = world.entity_mut(entity);
+            let pos = agent.get::<Position>().map_or(Vec2::ZERO, |p| p.0);
+            if let Some(mut agent) = agent.get_mut::<Agent>() {
+                agent.index_cell = index.0.insert(pos, indexed(&agent));
+            }
+        }
+    });
+}
+
+/// Takes an agent that leaves out of the index.
+pub(super) fn unindex(index: &mut AgentIndex, agent: &Agent) {
+    let id = agent.id;
+    index.0.remove(agent.index_cell, |a| a.id == id);
+}
+
+/// Where a ticked agent was in the index and where it is now.
+#[derive(Clone, Copy)]
+pub(super) struct Relocation {
+    from: u32,
+    pos: Vec2,
+    agent: IndexedAgent,
+}
+
+/// Moves the agents that ticked in this step to their new places in the index,
+/// in three passes: the agents note where they were and are (in parallel); the
+/// ones still in their cell move their own entries there (in parallel, reading
+/// only the notes, which keeps the index's cache misses apart from the ECS's);
+/// the few that change cells are then moved in the due order.
+pub(super) fn index_moved_agents(
+    mut tuner: Local<BatchTuner>,
+    mut moves: Local<Vec<Option<Relocation>>>,
+    load: Res<ThreadLoad>,
+    due: Res<DueAgents>,
+    mut index: ResMut<AgentIndex>,
+    mut agents: Query<(&mut Agent, &Position)>,
+) {
+    moves.clear();
+    moves.resize(due.len(), None);
+    let geometry = *index.0.geometry();
+    for_each_due_into(
+        &mut agents,
+        due.all(),
+        &mut moves,
+        &mut tuner,
+        &load,
+        |(mut agent, pos), relocation| {
+            *relocation = Some(Relocation {
+                from: agent.index_cell,
+                pos: pos.0,
+                agent: indexed(&agent),
+            });
+            let new = geometry.cell_of(pos.0);
+            if new != agent.index_cell {
+                agent.index_cell = new;
+            }
+        },
+    );
+    let grid = &index.0;
+    for_each_chunk(&mut moves, &load, |relocation| {
+        if let Some(r) = relocation
+            && grid.move_within(r.from, r.pos, |a| a.id == r.agent.id)
+        {
+            *relocation = None;
+        }
+    });
+    let grid = &mut index.0;
+    for r in moves.iter().flatten() {
+        let id = r.agent.id;
+        grid.relocate(r.from, r.pos, r.agent, |a| a.id == id);
+    }
+}
