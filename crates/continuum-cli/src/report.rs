@@ -9,13 +9,14 @@ use serde::Serialize;
 use continuum::action::ResolverDiagnostics;
 use continuum::agent::{AgentPool, Priority, ScheduleStats};
 use continuum::archetype::Archetypes;
-use continuum::clock::{ClockMode, SimClock, SimSeed};
+use continuum::clock::{SimClock, SimSeed};
 use continuum::digest::state_digest;
 use continuum::memory::{Memory, MemoryPlan, Perception, SharedCache};
 use continuum::metrics::RunStats;
 use continuum::metrics::{current_rss_bytes, peak_rss_bytes, realtime_ratio};
 use continuum::monitor::{BudgetChange, BudgetLog, ResourceStats};
 use continuum::parallel::ThreadLoad;
+use continuum::scenario::ClockMode;
 use continuum::world::Sites;
 
 /// Step-time percentiles in milliseconds of wall time.

@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use bevy_app::PluginGroup;
 use continuum::ContinuumPlugins;
 use continuum::archetype::Archetypes;
-use continuum::clock::ClockMode;
-use continuum::headless::{build_app_with, default_threads, prime, run, set_mode};
+use continuum::headless::{build_app_with, default_threads, prime, run, set_pacing};
 use continuum::metrics::Metrics;
 use continuum::monitor::ResourceMonitorPlugin;
-use continuum::scenario::Scenario;
+use continuum::scenario::{ClockMode, Scenario};
 
 use crate::args::RunArgs;
 use crate::dashboard::{DashboardState, mib, si, terminal::Tui};
@@ -62,18 +61,19 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         scenario.clock.duration = Some(d);
     }
     if let Some(speed) = args.speed {
-        scenario.clock.speed = speed;
+        scenario.pacing.speed = speed;
     }
     if args.fast {
-        scenario.clock.mode = ClockMode::Fast;
+        scenario.pacing.mode = ClockMode::Fast;
     } else if args.realtime {
-        scenario.clock.mode = ClockMode::Realtime;
+        scenario.pacing.mode = ClockMode::Realtime;
     }
-    let mode = scenario.clock.mode;
+    let pacing = scenario.pacing;
+    let mode = pacing.mode;
     let speed = if mode == ClockMode::Fast {
         1.0
     } else {
-        scenario.clock.speed
+        pacing.speed
     };
     let threads = args.threads.map_or_else(default_threads, usize::from);
     let name = scenario.name.clone();
@@ -136,7 +136,7 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     if args.metrics.is_some() || args.plot.is_some() {
         crate::series::record(&mut app, run_label, args.metrics_interval);
     }
-    set_mode(&mut app, mode);
+    set_pacing(&mut app, pacing);
     prime(&mut app);
     let kinds: Vec<String> = app
         .world()

@@ -24,7 +24,7 @@ fn write(name: &str, text: &str) -> PathBuf {
 
 const GOOD: &str = r#"Scenario(
     name: "good",
-    clock: (fixed_hz: 100.0, mode: Fast, duration: 1.0),
+    clock: (fixed_hz: 100.0, duration: 1.0), pacing: (mode: Fast),
     groups: [
         (kind: "explorer", count: 10),
         (kind: "controller", count: 5, tick_hz: 5.0),
@@ -183,6 +183,16 @@ fn a_bad_clock_is_an_error() {
         "fixed_hz: 100.0",
         "fixed_hz: 0.0",
         &["clock.ron:3:23:", "`clock.fixed_hz`"],
+    );
+}
+
+#[test]
+fn pacing_in_the_clock_section_says_where_it_went() {
+    rejects(
+        "old-clock.ron",
+        "clock: (fixed_hz: 100.0, duration: 1.0), pacing: (mode: Fast),",
+        "clock: (fixed_hz: 100.0, mode: Fast, duration: 1.0),",
+        &["old-clock.ron:3:30:", "`clock.mode`", "pacing: (mode: Fast"],
     );
 }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use continuum::action::ResolverDiagnostics;
-use continuum::clock::ClockMode;
 use continuum::metrics::{Metrics, RunStats};
 use continuum::prelude::*;
+use continuum::scenario::ClockMode;
 use continuum_cli::dashboard::{DashboardState, History, draw};
 use continuum_cli::plot::plot;
 use continuum_cli::report::{RunContext, RunReport};

@@ -26,15 +26,17 @@ impl std::fmt::Display for StateDigest {
     }
 }
 
+/// An agent's state: its own components, and those of the plugins that may be
+/// left out of the group (hashed when present).
 type DigestQuery<'a> = (
     &'a Agent,
     &'a Cadence,
     &'a Position,
     &'a Velocity,
-    &'a Memory,
-    &'a Intent,
+    Option<&'a Memory>,
+    Option<&'a Intent>,
     &'a AgentRng,
-    &'a Feedback,
+    Option<&'a Feedback>,
 );
 
 /// The digest of the whole simulation state in `world`.
@@ -55,22 +57,16 @@ pub fn state_digest(world: &mut World) -> StateDigest {
             .word(cadence.due)
             .word(u64::from(cadence.ticks));
         h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
-        hash_memory(&mut h, memory);
-        hash_intent(&mut h, intent);
-        h.word(rng.fingerprint());
-        h.word(u64::from(feedback.step));
-        if let Some((target, kind, result)) = feedback.outcome {
-            hash_action(&mut h, target, kind);
-            match result {
-                FeedbackResult::Applied(v) => h.word(1).f32(v),
-                FeedbackResult::Rejected => h.word(2),
-                FeedbackResult::Failed(reason) => h.word(3).word(reason as u64),
-            };
+        if let Some(memory) = memory {
+            hash_memory(&mut h, memory);
         }
-        let tally = feedback.tally;
-        h.f32(tally.harvested)
-            .word(u64::from(tally.applied))
-            .word(u64::from(tally.rejected));
+        if let Some(intent) = intent {
+            hash_intent(&mut h, intent);
+        }
+        h.word(rng.fingerprint());
+        if let Some(feedback) = feedback {
+            hash_feedback(&mut h, feedback);
+        }
     }
     if let Some(sites) = world.get_resource::<Sites>() {
         h.word(sites.len() as u64);
@@ -100,6 +96,22 @@ pub fn state_digest(world: &mut World) -> StateDigest {
         }
     }
     StateDigest(h.finish())
+}
+
+fn hash_feedback(h: &mut DigestHasher, feedback: &Feedback) {
+    h.word(u64::from(feedback.step));
+    if let Some((target, kind, result)) = feedback.outcome {
+        hash_action(h, target, kind);
+        match result {
+            FeedbackResult::Applied(v) => h.word(1).f32(v),
+            FeedbackResult::Rejected => h.word(2),
+            FeedbackResult::Failed(reason) => h.word(3).word(reason as u64),
+        };
+    }
+    let tally = feedback.tally;
+    h.f32(tally.harvested)
+        .word(u64::from(tally.applied))
+        .word(u64::from(tally.rejected));
 }
 
 fn hash_memory(h: &mut DigestHasher, memory: &Memory) {

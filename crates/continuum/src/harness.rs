@@ -16,9 +16,9 @@
 use bevy_app::App;
 use bevy_ecs::prelude::*;
 
-use crate::clock::{ClockMode, SimClock};
+use crate::clock::SimClock;
 use crate::digest::{StateDigest, state_digest};
-use crate::headless::{base_app, prime, set_mode};
+use crate::headless::{FAST, base_app, prime, set_pacing};
 use crate::scenario::{Scenario, ScenarioPlugin};
 
 /// An `App` built from a scenario on a manual clock: every [`step`](Self::step)
@@ -46,7 +46,7 @@ impl SimHarness {
     /// Wraps an `App` that already has task pools, `TimePlugin` and Continuum's
     /// plugins: puts it on the manual clock and primes it.
     pub fn from_app(mut app: App) -> Self {
-        set_mode(&mut app, ClockMode::Fast);
+        set_pacing(&mut app, FAST);
         prime(&mut app);
         Self { app }
     }

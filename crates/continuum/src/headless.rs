@@ -15,9 +15,9 @@ use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
 use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy, Virtual};
 
 use crate::ContinuumPlugins;
-use crate::clock::{ClockMode, ClockSettings, SimClock};
+use crate::clock::{SimClock, paced_in_real_time};
 use crate::parallel::ThreadLoad;
-use crate::scenario::{Scenario, ScenarioPlugin};
+use crate::scenario::{ClockMode, Pacing, Scenario, ScenarioPlugin};
 
 /// Threads working on the simulation by default: one per core (the main thread
 /// and `cores - 1` compute workers).
@@ -106,22 +106,26 @@ pub fn build_app_with(scenario: Scenario, threads: usize, plugins: PluginGroupBu
     app
 }
 
-/// Puts Bevy's clocks in `mode`: realtime reads the wall clock; fast advances
-/// exactly one step per update (virtual speed is then 1, whatever the scenario
-/// says).
-pub fn set_mode(app: &mut App, mode: ClockMode) {
-    let strategy = match mode {
-        ClockMode::Realtime => TimeUpdateStrategy::Automatic,
-        ClockMode::Fast => TimeUpdateStrategy::FixedTimesteps(1),
+/// Paces `app` as `pacing` says, through Bevy's clocks: realtime reads the wall
+/// clock and runs virtual time at `pacing.speed` (`Time<Virtual>`'s relative
+/// speed, which a game or the dashboard may change later); fast advances
+/// exactly one step per update (virtual speed 1, whatever the scenario says).
+pub fn set_pacing(app: &mut App, pacing: Pacing) {
+    let (strategy, speed) = match pacing.mode {
+        ClockMode::Realtime => (TimeUpdateStrategy::Automatic, pacing.speed),
+        ClockMode::Fast => (TimeUpdateStrategy::FixedTimesteps(1), 1.0),
     };
     app.insert_resource(strategy);
-    if let Some(mut settings) = app.world_mut().get_resource_mut::<ClockSettings>() {
-        settings.mode = mode;
-        if mode == ClockMode::Fast {
-            settings.speed = 1.0;
-        }
+    if let Some(mut virt) = app.world_mut().get_resource_mut::<Time<Virtual>>() {
+        virt.set_relative_speed_f64(speed);
     }
 }
+
+/// The fast pacing: one step per update, as fast as the machine allows.
+pub const FAST: Pacing = Pacing {
+    mode: ClockMode::Fast,
+    speed: 1.0,
+};
 
 /// Runs Bevy's plugin `finish`/`cleanup` and one priming update: startup systems
 /// run, Bevy's real clock takes its first reading, and no step runs yet.
@@ -144,18 +148,15 @@ pub struct RunEnd {
 /// `stop` is set. `observe` is called about every `period` of real time, and once
 /// more at the end: it can read the app (e.g. its
 /// [`Metrics`](crate::metrics::Metrics)), take recorded rows, or set `stop`. In
-/// realtime mode the loop sleeps until the next step is due; in fast mode it
-/// never sleeps.
+/// realtime mode (when Bevy's clock follows the wall clock) the loop sleeps
+/// until the next step is due; in fast mode it never sleeps.
 pub fn run(
     app: &mut App,
     stop: &AtomicBool,
     period: Duration,
     mut observe: impl FnMut(&mut App),
 ) -> RunEnd {
-    let realtime = app
-        .world()
-        .get_resource::<ClockSettings>()
-        .is_none_or(|s| s.mode == ClockMode::Realtime);
+    let realtime = paced_in_real_time(app.world().get_resource::<TimeUpdateStrategy>());
     let start = Instant::now();
     let mut next_observation = period;
     let mut interrupted = false;

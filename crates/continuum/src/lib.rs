@@ -74,7 +74,7 @@ pub mod prelude {
     };
     pub use crate::archetype::{Archetype, ArchetypePlugin, Archetypes, Behaviour};
     pub use crate::behaviour::{BehaviourPlugin, Intent, Movement};
-    pub use crate::clock::{ClockMode, ClockPlugin, ClockSettings, SimClock, SimSeed};
+    pub use crate::clock::{ClockPlugin, ClockSettings, SimClock, SimSeed};
     pub use crate::digest::{StateDigest, state_digest};
     pub use crate::harness::SimHarness;
     pub use crate::memory::{
@@ -82,7 +82,7 @@ pub mod prelude {
     };
     pub use crate::metrics::{Metrics, MetricsPlugin, RunStats};
     pub use crate::monitor::{Budget, ResourceMonitorPlugin};
-    pub use crate::scenario::{Scenario, ScenarioPlugin};
+    pub use crate::scenario::{ClockMode, Pacing, Scenario, ScenarioPlugin};
     pub use crate::world::{SiteId, Sites, WorldMap, WorldPlugin, WorldSettings};
     pub use crate::{ContinuumPlugins, ContinuumStartup, ContinuumSystems, LearnSystems};
 }

@@ -11,7 +11,7 @@ fn world_of(groups: &str) -> SimHarness {
             name: "jobs",
             seed: 3,
             world: (size: (400.0, 400.0), regions: (2, 2), sites: 60, regrow_per_sec: 0.05),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             // Room in the shared cache for every site.
             memory: (budget: Bytes(2000000)),
             archetypes: [{}],

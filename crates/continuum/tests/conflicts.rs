@@ -30,7 +30,7 @@ fn arena() -> Scenario {
             name: "arena",
             seed: 11,
             world: (size: (100.0, 100.0), regions: (2, 2), sites: 4),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             max_agents: 100,
             archetypes: [{}, {}],
             groups: [(kind: "bystander", count: 1)],

@@ -71,7 +71,7 @@ fn with_budget(budget: &str) -> SimHarness {
         r#"Scenario(
             name: "budget",
             world: (sites: 200),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             max_agents: 100,
             memory: (budget: {budget}, shared_fraction: 0.25),
             groups: [(kind: "explorer", count: 40), (kind: "controller", count: 40)],

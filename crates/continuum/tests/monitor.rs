@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bevy_ecs::prelude::*;
+use bevy_time::TimeUpdateStrategy;
 use continuum::agent::{PriorityRates, ScheduleStats};
-use continuum::clock::{ClockMode, ClockSettings};
 use continuum::memory::MemoryPlan;
 use continuum::metrics::RunStats;
 use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, ResourceStats};
@@ -17,7 +19,7 @@ fn three_priorities() -> Scenario {
         r#"Scenario(
             name: "priorities",
             world: (sites: 40),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             max_agents: 40,
             archetypes: [{}],
             groups: [
@@ -72,9 +74,13 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
             fake_busy.in_set(ContinuumSystems::Resolve),
         );
     });
-    // The harness steps on a manual clock; the policy acts in realtime mode only.
-    sim.world_mut().resource_mut::<ClockSettings>().mode = ClockMode::Realtime;
-    let step = 10_000_000; // ns: each step advances Bevy's real clock by 10 ms
+    // The policy acts only while steps follow real time: here a manual real
+    // clock that advances by one 10 ms step each update.
+    let step = 10_000_000; // ns
+    sim.world_mut()
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
+            step,
+        )));
     sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
     sim.run_for(3.05); // evaluations at 1, 2 and 3 s: load 0.98 each time
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
@@ -171,7 +177,7 @@ fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
         r#"Scenario(
             name: "rebalance",
             world: (size: (300.0, 300.0), sites: 400),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             memory: (budget: Bytes(100000), shared_fraction: 0.2),
             // Watchers hold about two thirds of what their tiers can: count that
             // as pressure here.

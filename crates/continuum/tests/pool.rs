@@ -16,7 +16,7 @@ fn pool_scenario(groups: &str, max_agents: usize, extra: &str) -> Scenario {
         r#"Scenario(
             name: "pool",
             world: (sites: 1),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             max_agents: {max_agents},
             archetypes: [{}],
             groups: [{groups}],

@@ -16,7 +16,7 @@ fn rates_scenario() -> Scenario {
         r#"Scenario(
             name: "rates",
             world: (sites: 1),
-            clock: (fixed_hz: 100.0, mode: Fast),
+            clock: (fixed_hz: 100.0),
             archetypes: [{}],
             groups: [
                 (kind: "ticker", count: 4, tick_hz: 100.0),
@@ -167,6 +167,65 @@ fn actions_carry_the_exact_due_time_of_their_tick() {
             *step,
             timestamp / step_ns,
             "an action belongs to the step containing its time"
+        );
+    }
+}
+
+/// A game's own system writes an action for every due ticker, built with
+/// `Action::new`; the resolver settles it like any other.
+fn act_by_hand(
+    due: Res<DueAgents>,
+    agents: Query<(Entity, &Agent, &Cadence, &Position)>,
+    mut actions: MessageWriter<Action>,
+) {
+    for (entity, agent, cadence, pos) in agents.iter_many(due.all()).flatten() {
+        let kind = ActionKind::Custom {
+            code: 1,
+            value: agent.id.0 as f32,
+        };
+        actions.write(
+            Action::new(entity, agent, cadence.due, Target::Site(SiteId(0)), kind).from(pos.0),
+        );
+    }
+}
+
+#[derive(Resource, Default)]
+struct Outcomes(Vec<Outcome>);
+
+fn record_outcomes(mut outcomes: MessageReader<Outcome>, mut log: ResMut<Outcomes>) {
+    log.0.extend(outcomes.read().copied());
+}
+
+#[test]
+fn an_action_built_by_hand_is_resolved_like_any_other() {
+    let mut sim = SimHarness::with(rates_scenario(), |app| {
+        app.init_resource::<Outcomes>().add_systems(
+            bevy_app::FixedUpdate,
+            (
+                act_by_hand.in_set(ContinuumSystems::Act),
+                record_outcomes.after(ContinuumSystems::Resolve),
+            ),
+        );
+    });
+    sim.step(10);
+    let outcomes = &sim.world().resource::<Outcomes>().0;
+    // The four 100 Hz tickers act every step; all on site 0, so one wins each.
+    assert!(outcomes.len() >= 40, "{}", outcomes.len());
+    for step in outcomes.chunk_by(|a, b| a.timestamp / 10_000_000 == b.timestamp / 10_000_000) {
+        let winners: Vec<_> = step
+            .iter()
+            .filter(|o| matches!(o.result, ActionResult::Applied { .. }))
+            .collect();
+        assert_eq!(winners.len(), 1, "one winner per step: {step:?}");
+        // Equal priorities: the earliest due time wins, then the lowest id.
+        let best = step.iter().min_by_key(|o| (o.timestamp, o.agent)).unwrap();
+        assert_eq!(winners[0].agent, best.agent);
+        assert_eq!(
+            winners[0].result,
+            ActionResult::Applied {
+                value: best.agent.0 as f32
+            },
+            "a custom action reports its own value"
         );
     }
 }

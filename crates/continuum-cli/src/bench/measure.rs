@@ -11,11 +11,12 @@ use bevy_app::App;
 
 use serde::{Deserialize, Serialize};
 
-use continuum::clock::ClockMode;
-use continuum::headless::{build_app, prime, set_mode};
+use continuum::clock::ClockSettings;
+use continuum::headless::{FAST, build_app, prime, set_pacing};
 use continuum::metrics::RunStats;
 use continuum::metrics::current_rss_bytes;
-use continuum::scenario::{ClockSpec, GroupSpec, Scenario, WorldSpec};
+use continuum::scenario::{ClockMode, GroupSpec, Scenario};
+use continuum::world::WorldSettings;
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -129,18 +130,17 @@ pub fn bench_scenario(agents: u64, fixed_hz: f64, tick_hz: f32) -> Scenario {
     };
     Scenario {
         seed: 1,
-        world: WorldSpec {
-            size: (side, side),
+        world: WorldSettings {
+            size: bevy_math::Vec2::splat(side),
             regions: (regions, regions),
             sites: (agents / 5).max(1) as u32,
-            ..WorldSpec::default()
+            ..WorldSettings::default()
         },
-        clock: ClockSpec {
+        clock: ClockSettings {
             fixed_hz,
-            mode: ClockMode::Fast,
-            speed: 1.0,
             duration: None,
         },
+        pacing: FAST,
         ..Scenario::new(format!("bench-{agents}"), vec![group])
     }
 }
@@ -154,7 +154,7 @@ fn warmed_up(scenario: Scenario, threads: usize, live_metrics: bool, warmup: f64
         live: live_metrics,
         ..Default::default()
     });
-    set_mode(&mut app, ClockMode::Fast);
+    set_pacing(&mut app, FAST);
     prime(&mut app);
     for _ in 0..(warmup * fixed_hz).round() as u64 {
         app.update();

@@ -12,8 +12,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Sparkline};
 
-use continuum::clock::ClockMode;
 use continuum::metrics::Snapshot;
+use continuum::scenario::ClockMode;
 
 /// Seconds of history the sparklines show.
 pub const HISTORY_SECS: usize = 60;

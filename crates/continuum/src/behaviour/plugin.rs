@@ -37,6 +37,10 @@ impl BehaviourPlugin {
 impl Plugin for BehaviourPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
+        // What the behaviours read of the memory plugin's, so that they still
+        // run without it (the memory plugin may have required them already).
+        let _ = app.try_register_required_components::<Agent, Perception>();
+        let _ = app.try_register_required_components::<Agent, Memory>();
         app.register_required_components::<Agent, Intent>()
             .add_message::<Action>()
             .init_resource::<Archetypes>()

@@ -36,36 +36,17 @@ pub fn sim_to_secs(t: SimTime) -> f64 {
     t as f64 / NANOS_PER_SEC as f64
 }
 
-/// How the headless runner paces the steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum ClockMode {
-    /// Paced to the wall clock: virtual time advances as real time times `speed`.
-    #[default]
-    Realtime,
-    /// As fast as the machine allows: every update advances exactly one step.
-    Fast,
-}
-
-impl ClockMode {
-    /// The lower-case name used by the CLI and the report.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClockMode::Realtime => "realtime",
-            ClockMode::Fast => "fast",
-        }
-    }
-}
-
-/// Clock configuration, seeded by a scenario or a game; read at startup.
-#[derive(Resource, Debug, Clone, PartialEq)]
+/// The simulation clock's configuration (a scenario's `clock` section), read
+/// at startup: the clock plugin sets `Time<Fixed>` to this step rate, and
+/// [`SimClock`] stops after `duration`. How fast steps follow one another in
+/// real time is Bevy's `Time<Virtual>` (its relative speed and pause) and the
+/// runner's business, not the simulation's.
+#[derive(Resource, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClockSettings {
     /// Steps per virtual second.
     pub fixed_hz: f64,
-    /// Pacing of the headless runner.
-    pub mode: ClockMode,
-    /// Virtual seconds per real second in realtime mode (1.0 = real time).
-    pub speed: f64,
-    /// Virtual seconds to run; `None` runs until stopped.
+    /// Virtual seconds to run; `None` (absent) runs until stopped.
     pub duration: Option<f64>,
 }
 
@@ -73,8 +54,6 @@ impl Default for ClockSettings {
     fn default() -> Self {
         Self {
             fixed_hz: 100.0,
-            mode: ClockMode::Realtime,
-            speed: 1.0,
             duration: None,
         }
     }
@@ -167,9 +146,18 @@ impl SimClock {
         !self.is_running()
     }
 
-    pub(crate) fn advance(&mut self) {
+    /// Counts a step as done. The clock plugin does it after every step; a
+    /// game that replaces that plugin does it itself.
+    pub fn advance(&mut self) {
         self.step += 1;
     }
+}
+
+/// Whether steps follow real time: Bevy's clock reads the wall clock (or a
+/// manual real clock), rather than advancing a fixed number of steps per
+/// update as a fast run does. Load shedding acts only then.
+pub fn paced_in_real_time(strategy: Option<&bevy_time::TimeUpdateStrategy>) -> bool {
+    strategy.is_some_and(|s| !matches!(s, bevy_time::TimeUpdateStrategy::FixedTimesteps(_)))
 }
 
 /// Run condition: the simulation clock has not reached its end.

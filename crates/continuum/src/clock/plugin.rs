@@ -33,7 +33,8 @@ impl Default for ClockPlugin {
 impl Plugin for ClockPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
-        app.add_systems(PreStartup, apply_clock_settings)
+        app.init_resource::<ClockSettings>()
+            .add_systems(PreStartup, apply_clock_settings)
             .add_systems(
                 self.schedule,
                 advance_step
@@ -98,30 +99,24 @@ pub(crate) fn configure_phases(app: &mut App, schedule: Interned<dyn ScheduleLab
     }
 }
 
-/// Applies [`ClockSettings`] (if a scenario or game inserted them) to Bevy's clocks and
-/// sets the step length of [`SimClock`]; without settings the clock adopts the
-/// existing `Time<Fixed>` timestep.
+/// Applies [`ClockSettings`] to Bevy's fixed clock and sets the step length
+/// and end of [`SimClock`]: the settings are the one source of the step rate
+/// (100 Hz unless a scenario or a game says otherwise).
 fn apply_clock_settings(
-    settings: Option<Res<ClockSettings>>,
+    settings: Res<ClockSettings>,
     mut clock: ResMut<SimClock>,
     fixed: Option<ResMut<Time<Fixed>>>,
     virt: Option<ResMut<Time<Virtual>>>,
 ) {
-    let step_ns = match (&settings, &fixed) {
-        (Some(s), _) => s.step_ns(),
-        (None, Some(f)) => f.timestep().as_nanos() as u64,
-        (None, None) => ClockSettings::default().step_ns(),
-    };
+    let step_ns = settings.step_ns();
     let end_step = settings
-        .as_ref()
-        .and_then(|s| s.duration)
+        .duration
         .map(|secs| (secs * 1e9 / step_ns as f64).round() as u64);
     *clock = SimClock::new(step_ns, end_step);
     if let Some(mut fixed) = fixed {
         fixed.set_timestep(Duration::from_nanos(step_ns));
     }
-    if let (Some(settings), Some(mut virt)) = (settings, virt) {
-        virt.set_relative_speed_f64(settings.speed);
+    if let Some(mut virt) = virt {
         // Let a slow step be caught up rather than silently dropping virtual time,
         // up to a second of it per frame.
         let step = Duration::from_nanos(step_ns);

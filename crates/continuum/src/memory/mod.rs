@@ -826,9 +826,13 @@ pub enum MemoryBudget {
     MachineFraction(f64),
 }
 
-/// Memory settings, seeded by a scenario or a game.
-#[derive(Resource, Clone, Debug, PartialEq)]
+/// Memory settings (a scenario's `memory` section), seeded by a scenario or a
+/// game.
+#[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MemorySettings {
+    /// `Auto` (enough for every agent's default capacities), `Bytes(n)`, or
+    /// `MachineFraction(f)` of the machine's memory.
     pub budget: MemoryBudget,
     /// Share of the budget given to the shared cache, in `[0, 1)`.
     pub shared_fraction: f64,

@@ -8,7 +8,7 @@ use crate::world::SiteId;
 
 /// What the agent perceived in its latest tick: the **working** tier of its
 /// memory, overwritten every tick. Fixed capacity, stored inline in 40 bytes.
-#[derive(Component, Clone, Debug, Default)]
+#[derive(Component, Clone, Debug)]
 pub struct Perception {
     /// The first `len` are the sites in view.
     sites: [SiteId; WORKING_MAX],
@@ -33,12 +33,24 @@ impl PartialEq for Perception {
     }
 }
 
+/// The working tier of the default memory rules: what an agent perceives
+/// before (or without) the memory plugin sizing its tiers.
+impl Default for Perception {
+    fn default() -> Self {
+        Self::with_capacity(usize::from(super::DEFAULT_RULES.capacity.working))
+    }
+}
+
 impl Perception {
     /// An empty perception holding at most `capacity` sites.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
+            sites: [SiteId::default(); WORKING_MAX],
+            len: 0,
             capacity: capacity.min(WORKING_MAX) as u8,
-            ..Default::default()
+            neighbours: 0,
+            nearest: Vec2::ZERO,
+            examined: 0,
         }
     }
 

@@ -31,9 +31,11 @@ impl MemoryPlugin {
 impl Plugin for MemoryPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
-        app.register_required_components::<Agent, Perception>()
-            .register_required_components::<Agent, Memory>()
-            .add_message::<Publication>()
+        // The behaviours require them too, to run without this plugin: whoever
+        // comes first registers them.
+        let _ = app.try_register_required_components::<Agent, Perception>();
+        let _ = app.try_register_required_components::<Agent, Memory>();
+        app.add_message::<Publication>()
             .init_resource::<MemorySettings>()
             .init_resource::<MemoryKinds>()
             .init_resource::<SharedCache>()

@@ -9,7 +9,7 @@ use super::live::Totals;
 use super::*;
 use crate::action::ResolverDiagnostics;
 use crate::agent::{AgentPool, DueAgents};
-use crate::clock::{ClockSettings, SimClock, configure_phases};
+use crate::clock::{SimClock, configure_phases};
 use crate::memory::SharedCache;
 use crate::phases::ContinuumStartup;
 use crate::phases::ContinuumSystems;
@@ -134,7 +134,7 @@ fn update_metrics(
     pool: Res<AgentPool>,
     cache: Option<Res<SharedCache>>,
     sampler: Option<Res<ProcessSampler>>,
-    settings: Option<Res<ClockSettings>>,
+    virt: Option<Res<bevy_time::Time<bevy_time::Virtual>>>,
     mut metrics: ResMut<Metrics>,
 ) {
     let wall = metrics.wall_now();
@@ -159,7 +159,7 @@ fn update_metrics(
         by_kind,
     };
     let sample = sampler.and_then(|s| s.latest());
-    let speed = settings.map_or(1.0, |s| s.speed);
+    let speed = virt.map_or(1.0, |v| v.relative_speed_f64());
     // Percentiles walk the histogram: only as often as the window takes a sample.
     let (p50, p99, max) = if metrics.samples_at(wall) {
         (

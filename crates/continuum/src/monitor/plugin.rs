@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use bevy_time::{Real, Time};
+use bevy_time::{Real, Time, TimeUpdateStrategy, Virtual};
 
 use bevy_app::prelude::*;
 use bevy_ecs::entity::UniqueEntitySlice;
@@ -11,7 +11,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
 use crate::agent::{Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, PriorityRates};
-use crate::clock::{ClockMode, ClockSettings, SimClock, configure_phases, secs_to_sim};
+use crate::clock::{SimClock, configure_phases, paced_in_real_time, secs_to_sim};
 use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, Memory, MemoryKinds, MemoryPlan, Perception, SHORT_TERM_MAX,
     TierCaps, WORKING_MAX,
@@ -306,12 +306,14 @@ fn for_each_block<F: QueryFilter>(
     }
 }
 
-/// In realtime mode, every `overload.evaluate_every` real seconds: measures how
-/// busy the step loop was and sheds or restores one level (see
-/// [`decide_overload`]).
+/// While steps follow real time ([`paced_in_real_time`]), every
+/// `overload.evaluate_every` real seconds: measures how busy the step loop was
+/// against the real time allowed a step at the current speed of
+/// `Time<Virtual>`, and sheds or restores one level (see [`decide_overload`]).
 fn shed_load(
     settings: Res<MonitorSettings>,
-    clock_settings: Option<Res<ClockSettings>>,
+    strategy: Option<Res<TimeUpdateStrategy>>,
+    virt: Option<Res<Time<Virtual>>>,
     sim: Res<SimClock>,
     run: Res<RunStats>,
     mut clock: ResMut<OverloadClock>,
@@ -323,9 +325,7 @@ fn shed_load(
     real: Option<Res<Time<Real>>>,
 ) {
     let rules = &settings.overload;
-    let realtime = clock_settings
-        .as_ref()
-        .is_some_and(|s| s.mode == ClockMode::Realtime);
+    let realtime = paced_in_real_time(strategy.as_deref());
     let Some(real) = real.filter(|_| rules.enabled && realtime) else {
         return;
     };
@@ -347,7 +347,7 @@ fn shed_load(
     // while the loop catches up after a slow spell.)
     let steps = run.steps - clock.steps_at_last_eval;
     let mean_step_ns = (run.busy_ns - clock.busy_at_last_eval) as f64 / steps as f64;
-    let speed = clock_settings.as_ref().map_or(1.0, |s| s.speed).max(1e-9);
+    let speed = virt.map_or(1.0, |v| v.relative_speed_f64()).max(1e-9);
     let allowed_ns = sim.step_ns() as f64 / speed;
     let load = mean_step_ns / allowed_ns;
     clock.last_eval = Some(now);

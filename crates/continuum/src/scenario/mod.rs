@@ -5,7 +5,8 @@
 //!     name: "quickstart",
 //!     seed: 7,
 //!     world: (size: (800.0, 800.0), regions: (4, 4), sites: 300),
-//!     clock: (fixed_hz: 100.0, mode: Fast, duration: 30.0),
+//!     clock: (fixed_hz: 100.0, duration: 30.0),
+//!     pacing: (mode: Fast),
 //!     groups: [
 //!         (kind: "explorer", count: 150),
 //!         (kinds: ["analyzer", "controller"], count: 150, tick_hz: 5.0, priority: High),
@@ -15,22 +16,25 @@
 //! ```
 //!
 //! Unknown fields are errors; everything but `name` and `groups` has a default.
-//! [`Scenario::load`] parses and validates, and every error names the file, line,
-//! column and field. [`ScenarioPlugin`] seeds an `App`'s resources from it.
+//! The `world`, `clock`, `memory` and `monitor` sections are the plugins' own
+//! settings types ([`WorldSettings`], [`ClockSettings`], [`MemorySettings`],
+//! [`MonitorSettings`]), so a field has one default whether it comes from a
+//! file or from a game. [`Scenario::load`] parses and validates, and every error
+//! names the file, line, column and field. [`ScenarioPlugin`] seeds an `App`'s
+//! resources from it.
 
 mod plugin;
 
-pub use plugin::ScenarioPlugin;
+pub use plugin::{ActiveScenario, ScenarioPlugin};
 
 use std::path::Path;
 
-use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
 use crate::action::ConflictStrategyKind;
 use crate::agent::Priority;
 use crate::archetype::{Archetype, Archetypes};
-use crate::clock::{ClockMode, ClockSettings};
+use crate::clock::ClockSettings;
 use crate::config::{ConfigError, PathSeg, Validator, parse_ron, read_ron};
 use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
@@ -39,81 +43,45 @@ use crate::memory::{
 use crate::monitor::MonitorSettings;
 use crate::world::WorldSettings;
 
-/// The world of a scenario.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorldSpec {
-    /// Width and height in world units.
-    pub size: (f32, f32),
-    /// Regions along x and y.
-    pub regions: (u32, u32),
-    /// Number of sites.
-    pub sites: u32,
-    /// Range of site capacities (value units).
-    pub site_capacity: (f32, f32),
-    /// Regrowth as a fraction of capacity per virtual second.
-    pub regrow_per_sec: f32,
-    /// How close (world units) an agent must stand to a site to act on it.
-    pub reach: f32,
+/// How a run paces its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ClockMode {
+    /// Paced to the wall clock: virtual time advances as real time times `speed`.
+    #[default]
+    Realtime,
+    /// As fast as the machine allows: every update advances exactly one step.
+    Fast,
 }
 
-impl Default for WorldSpec {
-    fn default() -> Self {
-        let w = WorldSettings::default();
-        Self {
-            size: (w.size.x, w.size.y),
-            regions: w.regions,
-            sites: 200,
-            site_capacity: w.site_capacity,
-            regrow_per_sec: w.regrow_per_sec,
-            reach: w.reach,
+impl ClockMode {
+    /// The lower-case name used by the CLI and the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockMode::Realtime => "realtime",
+            ClockMode::Fast => "fast",
         }
     }
 }
 
-/// The clock of a scenario.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// How the headless runner paces a scenario (its `pacing` section). The
+/// simulation does not read it: the runner turns it into Bevy's
+/// `TimeUpdateStrategy` and the relative speed of `Time<Virtual>`
+/// ([`set_pacing`](crate::headless::set_pacing)); the test harness always
+/// steps exactly, one step per update.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ClockSpec {
-    /// Steps per virtual second.
-    pub fixed_hz: f64,
+pub struct Pacing {
     /// `Realtime` (paced to the wall clock) or `Fast` (as fast as possible).
     pub mode: ClockMode,
-    /// Virtual seconds per real second in realtime mode.
+    /// Virtual seconds per real second in realtime mode (1.0 = real time).
     pub speed: f64,
-    /// Virtual seconds to run; absent runs until interrupted.
-    pub duration: Option<f64>,
 }
 
-impl Default for ClockSpec {
+impl Default for Pacing {
     fn default() -> Self {
-        let c = ClockSettings::default();
         Self {
-            fixed_hz: c.fixed_hz,
-            mode: c.mode,
-            speed: c.speed,
-            duration: c.duration,
-        }
-    }
-}
-
-/// The memory budget of a scenario.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MemorySpec {
-    /// `Auto` (enough for every agent's default capacities), `Bytes(n)`, or
-    /// `MachineFraction(f)` of the machine's memory.
-    pub budget: MemoryBudget,
-    /// Share of the budget for the shared cache, in `[0, 1)`.
-    pub shared_fraction: f64,
-}
-
-impl Default for MemorySpec {
-    fn default() -> Self {
-        let m = MemorySettings::default();
-        Self {
-            budget: m.budget,
-            shared_fraction: m.shared_fraction,
+            mode: ClockMode::Realtime,
+            speed: 1.0,
         }
     }
 }
@@ -207,10 +175,15 @@ pub struct Scenario {
     /// Every generator in the run derives from this.
     #[serde(default)]
     pub seed: u64,
+    /// The world: its size, regions and sites.
     #[serde(default)]
-    pub world: WorldSpec,
+    pub world: WorldSettings,
+    /// The step rate and the run's duration.
     #[serde(default)]
-    pub clock: ClockSpec,
+    pub clock: ClockSettings,
+    /// How the headless runner paces the steps.
+    #[serde(default)]
+    pub pacing: Pacing,
     /// Most agents active at once (default: all of the groups and arrivals).
     #[serde(default)]
     pub max_agents: Option<usize>,
@@ -227,13 +200,23 @@ pub struct Scenario {
     pub conflicts: ConflictStrategyKind,
     /// The memory budget and the shared cache's share of it.
     #[serde(default)]
-    pub memory: MemorySpec,
+    pub memory: MemorySettings,
     /// Budget rebalancing and load shedding.
     #[serde(default)]
     pub monitor: MonitorSettings,
     /// Extra kinds, or new definitions of built-in ones.
     #[serde(default)]
     pub archetypes: Vec<Archetype>,
+}
+
+/// Says where a field of an older scenario format went.
+fn moved_fields(mut e: ConfigError) -> ConfigError {
+    if matches!(e.field.as_str(), "clock.mode" | "clock.speed") {
+        e.message.push_str(
+            "; how a run is paced has a section of its own: `pacing: (mode: Fast, speed: 1.0)`",
+        );
+    }
+    e
 }
 
 /// Most regions along one axis.
@@ -247,8 +230,9 @@ impl Scenario {
         Self {
             name: name.into(),
             seed: 0,
-            world: WorldSpec::default(),
-            clock: ClockSpec::default(),
+            world: WorldSettings::default(),
+            clock: ClockSettings::default(),
+            pacing: Pacing::default(),
             max_agents: None,
             groups,
             arrivals: Vec::new(),
@@ -262,14 +246,14 @@ impl Scenario {
 
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let (scenario, source): (Scenario, String) = read_ron(path)?;
+        let (scenario, source): (Scenario, String) = read_ron(path).map_err(moved_fields)?;
         scenario.validate(&source, path)?;
         Ok(scenario)
     }
 
     /// Parses and validates scenario text; `file` names it in errors.
     pub fn from_ron(source: &str, file: &Path) -> Result<Self, ConfigError> {
-        let scenario: Scenario = parse_ron(source, file)?;
+        let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
         scenario.validate(source, file)?;
         Ok(scenario)
     }
@@ -329,37 +313,6 @@ impl Scenario {
         self.groups.retain(|g| g.count > 0);
     }
 
-    /// The world settings this scenario describes.
-    pub fn world_settings(&self) -> WorldSettings {
-        let w = &self.world;
-        WorldSettings {
-            size: Vec2::new(w.size.0, w.size.1),
-            regions: w.regions,
-            sites: w.sites,
-            site_capacity: w.site_capacity,
-            regrow_per_sec: w.regrow_per_sec,
-            reach: w.reach,
-        }
-    }
-
-    /// The memory settings this scenario describes.
-    pub fn memory_settings(&self) -> MemorySettings {
-        MemorySettings {
-            budget: self.memory.budget,
-            shared_fraction: self.memory.shared_fraction,
-        }
-    }
-
-    /// The clock settings this scenario describes.
-    pub fn clock_settings(&self) -> ClockSettings {
-        ClockSettings {
-            fixed_hz: self.clock.fixed_hz,
-            mode: self.clock.mode,
-            speed: self.clock.speed,
-            duration: self.clock.duration,
-        }
-    }
-
     /// Checks every value; the first problem is reported with its position in
     /// `source`.
     pub fn validate(&self, source: &str, file: &Path) -> Result<(), ConfigError> {
@@ -375,7 +328,7 @@ impl Scenario {
         v.field("world", |v| {
             let w = &self.world;
             let positive = |x: f32| x.is_finite() && x > 0.0;
-            v.check(positive(w.size.0) && positive(w.size.1), "size", || {
+            v.check(positive(w.size.x) && positive(w.size.y), "size", || {
                 format!("expected a positive width and height, got {:?}", w.size)
             });
             let regions_ok = |n: u32| (1..=MAX_REGIONS_PER_AXIS).contains(&n);
@@ -422,14 +375,17 @@ impl Scenario {
                     )
                 },
             );
-            v.check(c.speed.is_finite() && c.speed > 0.0, "speed", || {
-                format!("expected a positive speed factor, got {}", c.speed)
-            });
             if let Some(d) = c.duration {
                 v.check(d.is_finite() && d > 0.0, "duration", || {
                     format!("expected a positive number of virtual seconds, got {d}")
                 });
             }
+        });
+        v.field("pacing", |v| {
+            let p = &self.pacing;
+            v.check(p.speed.is_finite() && p.speed > 0.0, "speed", || {
+                format!("expected a positive speed factor, got {}", p.speed)
+            });
         });
         if let Some(max) = self.max_agents {
             v.check(max >= 1, "max_agents", || {
@@ -639,6 +595,26 @@ mod tests {
             max_agents: Some(50),
             ..Scenario::new("t", groups)
         }
+    }
+
+    #[test]
+    fn sections_and_fields_left_out_take_the_settings_defaults() {
+        let parse = |text: &str| Scenario::from_ron(text, Path::new("d.ron")).unwrap();
+        let s = parse(r#"Scenario(name: "d", groups: [(kind: "explorer", count: 1)])"#);
+        assert_eq!(s.world, WorldSettings::default());
+        assert_eq!(s.world.sites, 200, "one default, in a file or in a game");
+        assert_eq!(s.clock, ClockSettings::default());
+        assert_eq!(s.memory, MemorySettings::default());
+        assert_eq!(s.monitor, MonitorSettings::default());
+        assert_eq!(s.pacing, Pacing::default());
+        let s = parse(
+            r#"Scenario(name: "d", world: (sites: 7), clock: (duration: 2.0),
+                groups: [(kind: "explorer", count: 1)])"#,
+        );
+        assert_eq!(s.world.sites, 7);
+        assert_eq!(s.world.size, WorldSettings::default().size);
+        assert_eq!(s.clock.fixed_hz, ClockSettings::default().fixed_hz);
+        assert_eq!(s.clock.duration, Some(2.0));
     }
 
     #[test]

@@ -57,15 +57,15 @@ impl Plugin for ScenarioPlugin {
         timeline.arrivals.sort_by(|a, b| a.at.total_cmp(&b.at));
         timeline.departures.sort_by(|a, b| a.at.total_cmp(&b.at));
         app.insert_resource(crate::clock::SimSeed(s.seed))
-            .insert_resource(s.clock_settings())
-            .insert_resource(s.world_settings())
+            .insert_resource(s.clock.clone())
+            .insert_resource(s.world.clone())
             .insert_resource(AgentPool::new(s.max_agents()))
             .insert_resource(ConflictResolver {
                 strategy: s.conflicts.into(),
                 ..Default::default()
             })
             .insert_resource(s.archetypes())
-            .insert_resource(s.memory_settings())
+            .insert_resource(s.memory.clone())
             .insert_resource(s.monitor.clone())
             .insert_resource(ActiveScenario {
                 scenario: timeline,

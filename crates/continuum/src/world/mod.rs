@@ -33,10 +33,13 @@ pub struct SiteId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RegionId(pub u32);
 
-/// How the world is generated; seeded by a scenario or a game before startup.
-#[derive(Resource, Clone, Debug, PartialEq)]
+/// How the world is generated (a scenario's `world` section); seeded by a
+/// scenario or a game before startup.
+#[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct WorldSettings {
-    /// Width and height in world units.
+    /// Width and height in world units, written `(width, height)`.
+    #[serde(with = "vec2_pair")]
     pub size: Vec2,
     /// Regions along x and y.
     pub regions: (u32, u32),
@@ -55,11 +58,26 @@ impl Default for WorldSettings {
         Self {
             size: Vec2::new(1000.0, 1000.0),
             regions: (4, 4),
-            sites: 0,
+            sites: 200,
             site_capacity: (10.0, 30.0),
             regrow_per_sec: 0.02,
             reach: 5.0,
         }
+    }
+}
+
+/// A `Vec2` written as a pair `(x, y)`.
+mod vec2_pair {
+    use bevy_math::Vec2;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Vec2, s: S) -> Result<S::Ok, S::Error> {
+        (v.x, v.y).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec2, D::Error> {
+        let (x, y) = <(f32, f32)>::deserialize(d)?;
+        Ok(Vec2::new(x, y))
     }
 }
 
