@@ -123,3 +123,24 @@ impl PluginGroup for ContinuumPlugins {
             .add(monitor::ResourceMonitorPlugin::new(s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every agent carries these (plus 8 bytes of change ticks each): a byte
+    /// here is a megabyte at a million agents.
+    #[test]
+    fn per_agent_components_stay_small() {
+        use crate::prelude::*;
+        assert_eq!(size_of::<Agent>(), 16);
+        assert_eq!(size_of::<Cadence>(), 16);
+        assert_eq!(size_of::<Position>(), 8);
+        assert_eq!(size_of::<Velocity>(), 8);
+        assert_eq!(size_of::<Body>(), 12);
+        assert_eq!(size_of::<AgentRng>(), 16);
+        assert_eq!(size_of::<Perception>(), 40);
+        assert_eq!(size_of::<Memory>(), 24);
+        assert_eq!(size_of::<Feedback>(), 40);
+        assert_eq!(size_of::<Intent>(), 32);
+        assert_eq!(size_of::<Budget>(), 16);
+    }
+}

@@ -202,13 +202,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_agent_components_stay_small() {
-        // Every agent carries these: a byte here is a megabyte at a million.
-        assert_eq!(size_of::<Agent>(), 16);
-        assert_eq!(size_of::<Cadence>(), 16);
-    }
-
-    #[test]
     fn tick_periods_are_exact_and_never_shorter_than_a_step() {
         assert_eq!(TickRate(10.0).period_ns(10_000_000), 100_000_000);
         assert_eq!(TickRate(3.0).period_ns(10_000_000), 333_333_333);

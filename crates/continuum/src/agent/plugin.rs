@@ -47,8 +47,8 @@ pub enum AgentSystems {
 #[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AgentsAdmitted;
 
-/// The agents of the latest admission batch, in admission order (see
-/// [`AgentsAdmitted`]).
+/// The agents of the admission batch under way, in admission order: read it
+/// in the [`AgentsAdmitted`] schedule (it is empty outside it).
 #[derive(Resource, Default)]
 pub struct Admitted(pub(crate) AgentLists);
 
@@ -106,6 +106,9 @@ impl Plugin for AgentPlugin {
             );
     }
 }
+
+/// Agents the admission lists keep room for between batches.
+const ADMITTED_KEPT: usize = 4096;
 
 /// Salt for start positions, so they do not correlate with other per-id draws.
 const POSITION_SALT: u64 = 0x706f_7369_7469_6f6e;
@@ -170,6 +173,8 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     drop(waiting);
     drop(entities);
     let _ = world.try_run_schedule(AgentsAdmitted);
+    // A startup batch of a million agents would otherwise keep 16 MB of lists.
+    world.resource_mut::<Admitted>().0.release(ADMITTED_KEPT);
 }
 
 /// Despawns the agents that leave in this step (whose time is up by its end);

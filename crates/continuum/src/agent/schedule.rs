@@ -173,6 +173,17 @@ impl AgentLists {
         self.by_kind.iter_mut().for_each(Vec::clear);
     }
 
+    /// Empties the lists and gives back what a large batch left them, keeping
+    /// room for `keep` agents.
+    pub(crate) fn release(&mut self, keep: usize) {
+        self.all.clear();
+        self.all.shrink_to(keep);
+        for list in &mut self.by_kind {
+            list.clear();
+            list.shrink_to(keep);
+        }
+    }
+
     /// Adds an agent. Callers guarantee it is not in the lists yet.
     pub(crate) fn push(&mut self, entity: Entity, kind: AgentKind) {
         self.all.push(entity);

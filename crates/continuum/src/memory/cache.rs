@@ -173,8 +173,11 @@ impl Default for SharedCache {
 }
 
 impl SharedCache {
-    /// Bytes one held fact costs: the fact, its slot and its places in the
-    /// eviction queue. Budgets are turned into capacities with it.
+    /// Bytes a held fact is counted at when a budget is turned into a
+    /// capacity: its 32-byte slot, its place in the eviction queue (4 bytes)
+    /// and each reading thread's 4-byte stamp, rounded up to leave room for
+    /// up to seven readers. (Slots and stamps exist for every site, held or
+    /// not; what the cache takes beyond its budget is the unheld sites'.)
     pub const ENTRY_BYTES: usize = 64;
 
     /// A cache for sites `0..sites` holding at most `capacity` facts.

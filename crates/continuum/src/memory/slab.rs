@@ -3,7 +3,7 @@
 //!
 //! Most agents hold two or three records at a time, yet a tier must be able to
 //! hold its full capacity. Inline arrays pay for that capacity in every agent;
-//! a `SlabVec` is eight bytes in the agent and takes a block only as large as
+//! a `SlabVec` is six bytes in the agent and takes a block only as large as
 //! what it holds (two, four, eight or sixteen records), and none while empty.
 //!
 //! Blocks come from chunks that are allocated once and never move or go back to

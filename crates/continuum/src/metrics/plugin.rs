@@ -75,9 +75,10 @@ impl Plugin for MetricsPlugin {
                     start_step.in_set(ContinuumSystems::First),
                     gather_thread_load.in_set(ContinuumSystems::Monitor),
                     count_ticks.in_set(ContinuumSystems::Monitor),
-                    (finish_step, update_metrics.in_set(MetricsSystems::Update))
-                        .chain()
-                        .in_set(ContinuumSystems::Last),
+                    finish_step
+                        .in_set(ContinuumSystems::Last)
+                        .before(MetricsSystems::Update),
+                    update_metrics.in_set(MetricsSystems::Update),
                 ),
             )
             .configure_sets(
