@@ -119,7 +119,7 @@ impl Default for AgentSchedule {
 }
 
 /// A set of agents for one step: all of them, and split by kind. No entity
-/// appears twice (see [`unique`]).
+/// appears twice.
 #[derive(Default)]
 pub struct AgentLists {
     step: u64,

@@ -12,7 +12,7 @@ pub enum Movement {
     /// Stay where it is.
     #[default]
     Stay,
-    /// Keep going along its [`Velocity`].
+    /// Keep going along its [`Velocity`](crate::agent::Velocity).
     Drift,
     /// Head for a point at full speed, stopping there.
     Toward(Vec2),

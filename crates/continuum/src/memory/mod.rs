@@ -15,7 +15,7 @@
 //! [`MemoryRules::long_term_after`] times moves to long-term; a contradicted fact
 //! (a site found empty, a lost conflict) loses confidence, and a long-term fact
 //! that is contradicted falls back to intermediate. Every tier has a fixed
-//! capacity; its records live in blocks of a shared slab ([`SlabVec`]) sized to
+//! capacity; its records live in blocks of a shared slab (`SlabVec`) sized to
 //! what the agent holds, so nothing is allocated from the heap per agent and an
 //! agent that knows little takes little room.
 //!
@@ -362,7 +362,7 @@ pub enum Tier {
 
 /// An agent's memory beyond the working tier. See the [module docs](self).
 ///
-/// The records live in blocks of the memory slab ([`SlabVec`]), sized to what
+/// The records live in blocks of the memory slab (`SlabVec`), sized to what
 /// the agent holds now rather than to what it may hold: the component itself is
 /// 24 bytes. The facts sit in one vector, long-term first, then intermediate,
 /// so that looking a site up reads one block.

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-/// How long a spinning worker goes on after [`release_workers`] before it
+/// How long a spinning worker goes on after
+/// [`release_workers`](super::ThreadLoad::release_workers) before it
 /// goes to sleep: steps that follow one another at once (fast mode) then
 /// find it awake, and do not pay for waking it.
 pub const SPIN_LINGER: std::time::Duration = std::time::Duration::from_millis(1);
