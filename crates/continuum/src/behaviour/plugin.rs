@@ -41,6 +41,9 @@ impl Plugin for BehaviourPlugin {
         // run without it (the memory plugin may have required them already).
         let _ = app.try_register_required_components::<Agent, Perception>();
         let _ = app.try_register_required_components::<Agent, Memory>();
+        // And the monitor's budget, which perception obeys and action spends
+        // (without the monitor: the fair share).
+        let _ = app.try_register_required_components::<Agent, Budget>();
         app.register_required_components::<Agent, Intent>()
             .add_message::<Action>()
             .init_resource::<Archetypes>()
@@ -71,7 +74,7 @@ impl Plugin for BehaviourPlugin {
 /// working capacity (ties broken by id), and, for kinds that sense agents, how
 /// many other agents are in range and the offset to the nearest. An agent
 /// examines no more candidates than its [`Budget`] allows (the fair share
-/// without the resource monitor).
+/// until the resource monitor gives it one).
 pub fn perceive(
     mut tuner: Local<BatchTuner>,
     load: Res<ThreadLoad>,
@@ -80,14 +83,14 @@ pub fn perceive(
     index: Res<AgentIndex>,
     pool: Res<AgentPool>,
     shedding: Option<Res<LoadShedding>>,
-    mut agents: Query<(&Agent, Option<&Budget>, &Position, &Body, &mut Perception)>,
+    mut agents: Query<(&Agent, &Budget, &Position, &Body, &mut Perception)>,
 ) {
     let active = pool.active();
     let fair = fair_share(&pool);
     let cpu_scale = shedding.map_or([1.0; 3], |s| s.cpu_scale);
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
         let (agent, budget, pos, body, mut perception) = item;
-        let share = budget.map_or(fair, |b| b.cpu_share);
+        let share = budget.share_or(fair);
         let allowance = work_allowance(share, active, cpu_scale[agent.priority as usize]);
         let mut view = perception.cleared();
         let radius = body.perception_radius;
@@ -264,7 +267,7 @@ pub fn act(
         &Body,
         &Intent,
         &Perception,
-        Option<&mut Budget>,
+        &mut Budget,
         &mut Position,
         &mut Velocity,
     )>,
@@ -273,15 +276,13 @@ pub fn act(
     let size = map.size();
     let emitted_ref = &*emitted;
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (entity, agent, cadence, body, intent, perception, budget, mut pos, mut vel) = item;
-        if let Some(mut budget) = budget {
-            budget.spend(
-                perception.examined
-                    + perception.sites().len() as u32
-                    + 1
-                    + u32::from(intent.action.is_some()),
-            );
-        }
+        let (entity, agent, cadence, body, intent, perception, mut budget, mut pos, mut vel) = item;
+        budget.spend(
+            perception.examined
+                + perception.sites().len() as u32
+                + 1
+                + u32::from(intent.action.is_some()),
+        );
         let dt = cadence.rate.period_ns(step_ns) as f32 * 1e-9;
         match intent.movement {
             Movement::Stay => {}

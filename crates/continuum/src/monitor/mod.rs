@@ -40,7 +40,8 @@ use crate::agent::AgentPool;
 pub struct Budget {
     /// Its share of the run's work per tick (the shares of all agents add up to
     /// about 1). Perception stops examining candidates once the agent has spent
-    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick.
+    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick. Zero until
+    /// the monitor gives the agent a share: the fair share ([`fair_share`]).
     pub cpu_share: f32,
     /// The monitor raised its share above the fair one.
     pub priority_boost: bool,
@@ -53,6 +54,15 @@ impl Budget {
     /// share scaled by `scale` (load shedding).
     pub fn work_allowance(&self, agents: usize, scale: f32) -> u32 {
         work_allowance(self.cpu_share, agents, scale)
+    }
+
+    /// Its share, or `fair` while the monitor has given it none.
+    pub fn share_or(&self, fair: f32) -> f32 {
+        if self.cpu_share > 0.0 {
+            self.cpu_share
+        } else {
+            fair
+        }
     }
 
     /// Takes in one tick's work units (see [`Usage::spend`]).

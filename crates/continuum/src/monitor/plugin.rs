@@ -60,8 +60,8 @@ struct OverloadClock {
 impl Plugin for ResourceMonitorPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
-        app.register_required_components::<Agent, Budget>()
-            .init_resource::<MonitorSettings>()
+        let _ = app.try_register_required_components::<Agent, Budget>();
+        app.init_resource::<MonitorSettings>()
             .init_resource::<ThreadLoad>()
             .init_resource::<AgentPool>()
             .init_resource::<PriorityRates>()
