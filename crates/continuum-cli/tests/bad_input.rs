@@ -4,15 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn continuum(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("the continuum binary runs")
-}
+use common::continuum;
 
 fn write(name: &str, text: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-input");

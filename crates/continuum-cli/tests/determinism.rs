@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use continuum::parallel::ThreadLoad;
 use continuum::prelude::*;
@@ -33,15 +32,18 @@ fn harness_digest(seed: Option<u64>) -> String {
 
 fn binary_digest(scenario: &str, seconds: u32, threads: u32, out: &Path) -> String {
     let report = out.join(format!("{scenario}-{threads}.json"));
-    let status = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args(["run", &format!("scenarios/{scenario}"), "--fast", "--quiet"])
-        .args(["--duration", &seconds.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .arg("--report")
-        .arg(&report)
-        .current_dir(common::root())
-        .output()
-        .expect("the continuum binary runs");
+    let status = common::continuum([
+        "run",
+        &format!("scenarios/{scenario}"),
+        "--fast",
+        "--quiet",
+        "--duration",
+        &seconds.to_string(),
+        "--threads",
+        &threads.to_string(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert!(
         status.status.success(),
         "{}",

@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use continuum::action::ResolverDiagnostics;
 use continuum::metrics::{Metrics, RunStats};
@@ -198,20 +197,16 @@ fn the_dashboard_shows_the_numbers() {
 fn the_cli_streams_metrics_and_plots() {
     let csv = tmp("cli.csv");
     let png = tmp("cli.png");
-    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args([
-            "run",
-            "scenarios/quickstart.ron",
-            "--duration",
-            "5",
-            "--metrics",
-        ])
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&png)
-        .current_dir(common::root())
-        .output()
-        .unwrap();
+    let out = common::continuum([
+        "run",
+        "scenarios/quickstart.ron",
+        "--duration",
+        "5",
+        "--metrics",
+        csv.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -226,24 +221,13 @@ fn the_cli_streams_metrics_and_plots() {
     assert!(std::fs::metadata(&png).unwrap().len() > 50_000);
 
     let svg = tmp("cli.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .arg("plot")
-        .arg(&csv)
-        .arg("-o")
-        .arg(&svg)
-        .output()
-        .unwrap();
+    let out = common::continuum(["plot", csv.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
     assert!(out.status.success());
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
     let bad = tmp("bad.csv");
     std::fs::write(&bad, "run,virtual_time\nx,not-a-number\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .arg("plot")
-        .arg(&bad)
-        .args(["-o", "x.png"])
-        .output()
-        .unwrap();
+    let out = common::continuum(["plot", bad.to_str().unwrap(), "-o", "x.png"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv:2"));
 }
@@ -251,22 +235,18 @@ fn the_cli_streams_metrics_and_plots() {
 #[test]
 fn a_live_run_samples_cpu_and_memory() {
     let report = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args([
-            "run",
-            "scenarios/quickstart.ron",
-            "--realtime",
-            "--speed",
-            "12",
-            "--duration",
-            "30",
-            "--quiet",
-        ])
-        .arg("--report")
-        .arg(&report)
-        .current_dir(common::root())
-        .output()
-        .unwrap();
+    let out = common::continuum([
+        "run",
+        "scenarios/quickstart.ron",
+        "--realtime",
+        "--speed",
+        "12",
+        "--duration",
+        "30",
+        "--quiet",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

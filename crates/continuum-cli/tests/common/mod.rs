@@ -1,31 +1,25 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the command's integration tests: the library's, and a way
+//! to run the command.
 #![allow(dead_code)]
 
-use std::path::Path;
+#[path = "../../../continuum/tests/common/mod.rs"]
+mod library;
 
-use continuum::prelude::*;
+use std::ffi::OsStr;
+use std::process::{Command, Output};
 
-/// Parses and validates a scenario written inline in a test.
-pub fn scenario(ron: &str) -> Scenario {
-    Scenario::from_ron(ron, Path::new("test.ron")).unwrap_or_else(|e| panic!("{e}"))
-}
+pub use library::*;
 
-/// A scenario file shipped in `scenarios/`.
-pub fn shipped(name: &str) -> Scenario {
-    let path = root().join("scenarios").join(name);
-    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// An archetype of kind `name` that does nothing by itself (its agents are
-/// driven by the test's own systems), at `tick_hz`.
-pub fn idle_kind(name: &str, tick_hz: f32) -> String {
-    format!(
-        r#"Archetype(kind: "{name}", tick_hz: {tick_hz:?}, speed: 0.0, perception_radius: 10.0,
-                     behaviour: Idle)"#
-    )
-}
-
-/// The repository's root, where `scenarios/` is.
-pub fn root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// Runs the `continuum` command with `args` in the repository's root and
+/// waits for it.
+pub fn continuum<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("the continuum binary runs")
 }
