@@ -57,7 +57,7 @@ fn rejects(name: &str, line: &str, with: &str, expected: &[&str]) {
 #[test]
 fn the_good_scenario_and_every_shipped_one_validate() {
     let path = write("good.ron", GOOD);
-    let out = continuum(&["validate", path.to_str().unwrap()]);
+    let out = continuum(["validate", path.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -67,7 +67,7 @@ fn the_good_scenario_and_every_shipped_one_validate() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
     for entry in std::fs::read_dir(common::root().join("scenarios")).unwrap() {
         let path = entry.unwrap().path();
-        let out = continuum(&["validate", path.to_str().unwrap()]);
+        let out = continuum(["validate", path.to_str().unwrap()]);
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -126,7 +126,7 @@ fn a_group_of_zero_agents_is_an_error() {
 #[test]
 fn a_scenario_without_agents_is_an_error() {
     let path = write("empty.ron", "Scenario(name: \"empty\", groups: [])\n");
-    let out = continuum(&["validate", path.to_str().unwrap()]);
+    let out = continuum(["validate", path.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -192,7 +192,7 @@ fn pacing_in_the_clock_section_says_where_it_went() {
 
 #[test]
 fn a_missing_file_is_an_error() {
-    let out = continuum(&["run", "no/such/scenario.ron"]);
+    let out = continuum(["run", "no/such/scenario.ron"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/scenario.ron: cannot read"));
 }
