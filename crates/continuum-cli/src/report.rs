@@ -398,10 +398,7 @@ fn memory_summary(world: &mut World) -> Option<MemorySummary> {
     })
 }
 
-/// Writes the report as pretty JSON.
+/// Writes the report as pretty JSON, atomically: a failed write keeps the previous report.
 pub fn write_report(path: &Path, report: &RunReport) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, report.to_json() + "\n")
+    continuum::atomic_file::write_bytes_atomically(path, (report.to_json() + "\n").as_bytes())
 }

@@ -38,6 +38,7 @@
 pub mod action;
 pub mod agent;
 pub mod archetype;
+pub mod atomic_file;
 pub mod behaviour;
 pub mod clock;
 pub mod config;
