@@ -40,6 +40,7 @@ pub mod agent;
 pub mod archetype;
 pub mod atomic_file;
 pub mod behaviour;
+pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod digest;

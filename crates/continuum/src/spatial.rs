@@ -277,6 +277,16 @@ impl<T: Copy + Default> CellGrid<T> {
         }
     }
 
+    /// Every item with its position, cell by cell, each cell in its order:
+    /// inserting them into an empty grid of the same geometry in this order
+    /// gives a grid that answers every query the same way.
+    pub fn iter_in_order(&self) -> impl Iterator<Item = (Vec2, &T)> + '_ {
+        self.cells.iter().flat_map(move |c| {
+            let (inline, spilled) = self.entries(c);
+            inline.iter().chain(spilled).map(|(p, t)| (p.get(), t))
+        })
+    }
+
     /// Adds `item` at `pos`; returns its cell.
     pub fn insert(&mut self, pos: Vec2, item: T) -> u32 {
         let index = self.geometry.cell_of(pos);

@@ -28,13 +28,13 @@ use crate::world::SiteId;
 
 /// What an action is aimed at. Actions on the same target in the same step
 /// conflict: at most one of them is applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Target {
     Site(SiteId),
 }
 
 /// What an agent wants to do to its target.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ActionKind {
     /// Publish a site the agent discovered (explorers).
     Report,
@@ -105,7 +105,7 @@ impl Action {
 }
 
 /// An action planned by the think phase, for the act phase to emit.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedAction {
     pub target: Target,
     pub kind: ActionKind,
@@ -147,7 +147,7 @@ pub struct Outcome {
 }
 
 /// The compact form of a result kept in an agent's `Feedback`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum FeedbackResult {
     Applied(f32),
     Rejected,
@@ -166,7 +166,7 @@ impl From<ActionResult> for FeedbackResult {
 
 /// What came of the agent's actions: the outcome of its latest one, delivered
 /// in the learn phase of the step it was resolved in, and running totals.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Feedback {
     /// The step the outcome belongs to, modulo 2^32 (see [`fresh`](Self::fresh)).
     pub step: u32,
@@ -210,7 +210,7 @@ impl Feedback {
 }
 
 /// Running totals of what the agent achieved, kept in its [`Feedback`].
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Tally {
     /// Site value harvested in total.
     pub harvested: f32,
@@ -328,7 +328,7 @@ impl Default for ConflictResolver {
 }
 
 /// Counters of the resolver, cumulative since the start of the run.
-#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolverDiagnostics {
     /// Actions emitted.
     pub submitted: u64,

@@ -22,7 +22,9 @@ impl std::fmt::Display for AgentId {
 
 /// An agent kind: an index into the tables of kinds (the built-in ones are
 /// [`Archetypes`](crate::archetype::Archetypes)).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct AgentKind(pub u16);
 
 impl AgentKind {
@@ -33,13 +35,14 @@ impl AgentKind {
 }
 
 /// Who an agent is: its stable id, its kind and its priority.
-#[derive(Component, Clone, Copy, Debug)]
+#[derive(Component, Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Agent {
     pub id: AgentId,
     pub kind: AgentKind,
     pub priority: Priority,
     /// The cell of the [`AgentIndex`] that holds the agent. It sits in what would be padding: a component of its own would
     /// cost every agent 12 bytes (4, and 8 of change ticks).
+    #[serde(skip)]
     pub(crate) index_cell: u32,
 }
 
@@ -96,7 +99,7 @@ impl Priority {
 
 /// How often an agent runs its cycle, in ticks per virtual second. It is capped
 /// at the step rate (an agent ticks at most once per step).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TickRate(pub f32);
 
 impl TickRate {
@@ -108,7 +111,7 @@ impl TickRate {
 }
 
 /// Where an agent is in its own schedule, and how often it runs.
-#[derive(Component, Clone, Copy, Debug, PartialEq)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cadence {
     /// The agent's current (or, between its ticks, next) due time. During the
     /// agent's tick this is the exact virtual time of the tick, which its actions
@@ -122,15 +125,15 @@ pub struct Cadence {
 }
 
 /// Position in the 2D continuous world, in world units.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Position(pub Vec2);
 
 /// Velocity in world units per virtual second.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Velocity(pub Vec2);
 
 /// Physical traits, from the archetype and the group's overrides.
-#[derive(Component, Clone, Copy, Debug, PartialEq)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Body {
     /// Top speed in world units per virtual second.
     pub speed: f32,
@@ -143,7 +146,7 @@ pub struct Body {
 /// The agent's own random generator (PCG32), seeded from the scenario seed and the
 /// agent's id. Draw from it only inside this agent's own phases: results then do
 /// not depend on thread count or iteration order.
-#[derive(Component, Clone, Debug, PartialEq, Eq)]
+#[derive(Component, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentRng(pub Pcg32);
 
 impl AgentRng {
@@ -173,7 +176,7 @@ impl AgentRng {
 /// (background, normal, high): the interval after an agent's tick is its
 /// period at `rate × multiplier`. 1.0 is full rate; the resource monitor
 /// lowers them to shed load.
-#[derive(Resource, Clone, Debug, PartialEq)]
+#[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PriorityRates(pub [f32; 3]);
 
 impl Default for PriorityRates {

@@ -22,5 +22,7 @@ mod schedule;
 pub use components::*;
 pub use index::{AgentIndex, IndexedAgent};
 pub use plugin::{Admitted, AgentPlugin, AgentSystems, AgentsAdmitted, ScheduleStats};
+pub(crate) use pool::PoolImage;
 pub use pool::{AgentBlueprint, AgentPool};
+pub(crate) use schedule::ScheduleImage;
 pub use schedule::{AgentLists, AgentSchedule, DueAgents};

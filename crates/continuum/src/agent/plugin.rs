@@ -313,7 +313,7 @@ fn reschedule(
 }
 
 /// Ticks counted as agents are rescheduled.
-#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScheduleStats {
     /// Agent ticks by priority (`Priority as usize`: background, normal, high).
     pub ticks_by_priority: [u64; 3],

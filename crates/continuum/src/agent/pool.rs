@@ -311,6 +311,183 @@ impl AgentPool {
     }
 }
 
+/// An [`AgentBlueprint`] as a checkpoint holds it; `X` stands for its extra
+/// components, which the checkpoint saves in its own way.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct BlueprintImage<X> {
+    kind: AgentKind,
+    priority: Priority,
+    tick_hz: f32,
+    body: Body,
+    position: Option<Vec2>,
+    phase: Option<f64>,
+    lifetime: Option<f64>,
+    extras: X,
+}
+
+impl AgentBlueprint {
+    /// This blueprint for a checkpoint, its extras as `extras` made them.
+    pub(crate) fn image<X>(&self, extras: X) -> BlueprintImage<X> {
+        BlueprintImage {
+            kind: self.kind,
+            priority: self.priority,
+            tick_hz: self.tick_hz,
+            body: self.body,
+            position: self.position,
+            phase: self.phase,
+            lifetime: self.lifetime,
+            extras,
+        }
+    }
+
+    /// The blueprint a checkpoint held, and its saved extras.
+    pub(crate) fn from_image<X>(image: BlueprintImage<X>) -> (Self, X) {
+        let blueprint = Self {
+            kind: image.kind,
+            priority: image.priority,
+            tick_hz: image.tick_hz,
+            body: image.body,
+            position: image.position,
+            phase: image.phase,
+            lifetime: image.lifetime,
+            extras: None,
+        };
+        (blueprint, image.extras)
+    }
+}
+
+/// An [`AgentPool`] as a checkpoint holds it: agents named by id, waiting
+/// times as the histograms' recorded `(value, count)` pairs.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct PoolImage<X> {
+    max_agents: usize,
+    limit: usize,
+    next_id: u64,
+    active: usize,
+    retired: u64,
+    incoming: Vec<(AgentId, BlueprintImage<X>)>,
+    /// `(id, blueprint, requested at)` of each queue, highest priority first.
+    queues: [Vec<(AgentId, BlueprintImage<X>, SimTime)>; 3],
+    expiries: Vec<(SimTime, AgentId)>,
+    leaving: Vec<AgentId>,
+    waits: [Vec<(u64, u64)>; 3],
+}
+
+impl AgentPool {
+    /// The blueprints of every request not yet admitted, in the order
+    /// [`image`](Self::image) saves them.
+    pub(crate) fn blueprints(&self) -> impl Iterator<Item = &AgentBlueprint> {
+        self.incoming
+            .iter()
+            .map(|(_, b)| b)
+            .chain(self.queues.iter().flatten().map(|w| &w.blueprint))
+    }
+
+    /// Allows up to `max` agents at once if that is more than now (a branch
+    /// of a checkpointed run with a larger population).
+    pub(crate) fn raise_max_agents(&mut self, max: usize) {
+        if max > self.max_agents {
+            self.limit = self.limit.saturating_add(max - self.max_agents);
+            self.max_agents = max;
+        }
+    }
+
+    /// The pool for a checkpoint: `extras` saves a blueprint's extra
+    /// components (or refuses them), `id_of` names an agent's entity.
+    pub(crate) fn image<X, E>(
+        &self,
+        mut extras: impl FnMut(&AgentBlueprint) -> Result<X, E>,
+        id_of: impl Fn(Entity) -> Option<AgentId>,
+    ) -> Result<PoolImage<X>, E> {
+        let mut blueprint =
+            |b: &AgentBlueprint| -> Result<BlueprintImage<X>, E> { Ok(b.image(extras(b)?)) };
+        let incoming = self
+            .incoming
+            .iter()
+            .map(|(id, b)| Ok((*id, blueprint(b)?)))
+            .collect::<Result<_, E>>()?;
+        let mut queues: [Vec<_>; 3] = Default::default();
+        for (queue, image) in self.queues.iter().zip(&mut queues) {
+            for w in queue {
+                image.push((w.id, blueprint(&w.blueprint)?, w.requested_at));
+            }
+        }
+        let mut expiries: Vec<(SimTime, AgentId)> = self
+            .expiries
+            .iter()
+            .filter(|Reverse((_, _, e))| id_of(*e).is_some())
+            .map(|Reverse((at, id, _))| (*at, *id))
+            .collect();
+        expiries.sort_unstable();
+        let waits = std::array::from_fn(|q| {
+            self.waits[q]
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect()
+        });
+        Ok(PoolImage {
+            max_agents: self.max_agents,
+            limit: self.limit,
+            next_id: self.next_id,
+            active: self.active,
+            retired: self.retired,
+            incoming,
+            queues,
+            expiries,
+            leaving: self.leaving.iter().filter_map(|&e| id_of(e)).collect(),
+            waits,
+        })
+    }
+
+    /// The pool a checkpoint held: `extras` turns a saved blueprint and its
+    /// extras back into a blueprint, `entity_of` finds an agent's entity.
+    pub(crate) fn from_image<X>(
+        image: PoolImage<X>,
+        mut extras: impl FnMut(AgentBlueprint, X) -> AgentBlueprint,
+        entity_of: impl Fn(AgentId) -> Option<Entity>,
+    ) -> Result<Self, String> {
+        let mut pool = Self::new(image.max_agents);
+        pool.limit = image.limit.min(image.max_agents);
+        pool.next_id = image.next_id;
+        pool.active = image.active;
+        pool.retired = image.retired;
+        let mut blueprint = |b: BlueprintImage<X>| {
+            let (blueprint, x) = AgentBlueprint::from_image(b);
+            extras(blueprint, x)
+        };
+        for (id, b) in image.incoming {
+            pool.incoming.push((id, blueprint(b)));
+        }
+        for (queue, saved) in pool.queues.iter_mut().zip(image.queues) {
+            for (id, b, requested_at) in saved {
+                queue.push_back(Waiting {
+                    id,
+                    blueprint: blueprint(b),
+                    requested_at,
+                });
+            }
+        }
+        for (at, id) in image.expiries {
+            let entity = entity_of(id)
+                .ok_or_else(|| format!("an expiry names agent {id}, which is not saved"))?;
+            pool.expiries.push(Reverse((at, id, entity)));
+        }
+        for id in image.leaving {
+            let entity = entity_of(id)
+                .ok_or_else(|| format!("a departure names agent {id}, which is not saved"))?;
+            pool.leaving.push(entity);
+        }
+        for (histogram, values) in pool.waits.iter_mut().zip(image.waits) {
+            for (value, count) in values {
+                histogram
+                    .record_n(value, count)
+                    .map_err(|e| format!("a waiting time out of range: {e}"))?;
+            }
+        }
+        Ok(pool)
+    }
+}
+
 fn queue_index(priority: Priority) -> usize {
     match priority {
         Priority::High => 0,

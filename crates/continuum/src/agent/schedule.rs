@@ -112,6 +112,62 @@ impl AgentSchedule {
     }
 }
 
+/// An [`AgentSchedule`] as a checkpoint holds it: each slot's entries in
+/// order, agents named by id.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ScheduleImage {
+    step_ns: u64,
+    /// `(slot, agent, lap, kind)`, slot by slot, each slot in its order.
+    entries: Vec<(u16, super::AgentId, u32, AgentKind)>,
+}
+
+impl ScheduleImage {
+    /// The step length the schedule was made for.
+    pub(crate) fn step_ns(&self) -> u64 {
+        self.step_ns
+    }
+}
+
+impl AgentSchedule {
+    /// The schedule's entries for a checkpoint, agents named by `id_of`;
+    /// entries of agents that are gone (and would be dropped when due) are
+    /// left out.
+    pub(crate) fn image(&self, id_of: impl Fn(Entity) -> Option<super::AgentId>) -> ScheduleImage {
+        let mut entries = Vec::with_capacity(self.len);
+        for (slot, list) in self.slots.iter().enumerate() {
+            for e in list {
+                if let Some(id) = id_of(e.entity) {
+                    entries.push((slot as u16, id, e.lap, e.kind));
+                }
+            }
+        }
+        ScheduleImage {
+            step_ns: self.step_ns,
+            entries,
+        }
+    }
+
+    /// The schedule a checkpoint held, agents found by `entity_of`. Fails on
+    /// an entry that names no agent or no slot.
+    pub(crate) fn from_image(
+        image: ScheduleImage,
+        entity_of: impl Fn(super::AgentId) -> Option<Entity>,
+    ) -> Result<Self, String> {
+        let mut schedule = Self::new(image.step_ns.max(1));
+        for (slot, id, lap, kind) in image.entries {
+            let entity = entity_of(id)
+                .ok_or_else(|| format!("the schedule names agent {id}, which is not saved"))?;
+            let list = schedule
+                .slots
+                .get_mut(usize::from(slot))
+                .ok_or_else(|| format!("schedule slot {slot} out of range"))?;
+            list.push(Entry { entity, lap, kind });
+            schedule.len += 1;
+        }
+        Ok(schedule)
+    }
+}
+
 impl Default for AgentSchedule {
     fn default() -> Self {
         Self::new(crate::clock::ClockSettings::default().step_ns())

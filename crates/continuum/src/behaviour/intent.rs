@@ -2,12 +2,13 @@
 
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
+use serde::{Deserialize, Serialize};
 
 use crate::action::PlannedAction;
 use crate::world::SiteId;
 
 /// How an agent means to move during its act phase.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub enum Movement {
     /// Stay where it is.
     #[default]
@@ -19,7 +20,7 @@ pub enum Movement {
 }
 
 /// What the agent decided in its latest think phase.
-#[derive(Component, Clone, Copy, PartialEq)]
+#[derive(Component, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
     /// The site the agent is working towards, kept from tick to tick, or
     /// [`NO_GOAL`]: without an `Option`'s tag the component takes 32 bytes.

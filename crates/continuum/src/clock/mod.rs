@@ -101,6 +101,12 @@ impl SimClock {
         self.step
     }
 
+    /// Puts the clock at `step` steps completed (a run resumed from a
+    /// checkpoint).
+    pub(crate) fn set_step(&mut self, step: u64) {
+        self.step = step;
+    }
+
     /// Length of one step in nanoseconds of virtual time.
     pub fn step_ns(&self) -> u64 {
         self.step_ns

@@ -2,6 +2,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bevy_ecs::prelude::*;
+use serde::{Deserialize, Serialize};
 use thread_local::ThreadLocal;
 
 use crate::agent::AgentId;
@@ -361,6 +362,86 @@ impl SharedCache {
         slot.stamp = step;
         if new {
             self.file(site, step);
+        }
+    }
+}
+
+/// A [`SharedCache`] as a checkpoint holds it: every slot with its recency
+/// (the readers' stamps folded in), the eviction queue as it stands, and the
+/// counters.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CacheImage {
+    /// `(value, at, by, stamp, held)` of every site's slot.
+    slots: Vec<(f32, SimTime, u64, u64, bool)>,
+    /// `(step, sites, sorted, cursor)` of every bucket, oldest first.
+    order: Vec<(u64, Vec<SiteId>, bool, usize)>,
+    len: usize,
+    capacity: usize,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    publications: u64,
+}
+
+impl SharedCache {
+    /// The cache's whole state, for a checkpoint. Call between steps, after
+    /// [`settle`](Self::settle).
+    pub(crate) fn image(&self) -> CacheImage {
+        CacheImage {
+            slots: (0..self.slots.len())
+                .map(|i| {
+                    let s = &self.slots[i];
+                    (s.value, s.at, s.by, self.last_access(i), s.held)
+                })
+                .collect(),
+            order: self
+                .order
+                .iter()
+                .map(|b| (b.step, b.sites.clone(), b.sorted, b.cursor))
+                .collect(),
+            len: self.len,
+            capacity: self.capacity,
+            hits: self.totals.hits,
+            misses: self.totals.misses,
+            evictions: self.evictions,
+            publications: self.publications,
+        }
+    }
+
+    /// The cache a checkpoint held; it behaves from here on exactly as the
+    /// cache it was taken from.
+    pub(crate) fn from_image(image: CacheImage) -> Self {
+        Self {
+            slots: image
+                .slots
+                .into_iter()
+                .map(|(value, at, by, stamp, held)| Slot {
+                    at,
+                    by,
+                    stamp,
+                    value,
+                    held,
+                })
+                .collect(),
+            order: image
+                .order
+                .into_iter()
+                .map(|(step, sites, sorted, cursor)| Bucket {
+                    step,
+                    sites,
+                    sorted,
+                    cursor,
+                })
+                .collect(),
+            len: image.len,
+            capacity: image.capacity,
+            readers: ThreadLocal::new(),
+            totals: Counters {
+                hits: image.hits,
+                misses: image.misses,
+            },
+            evictions: image.evictions,
+            publications: image.publications,
         }
     }
 }

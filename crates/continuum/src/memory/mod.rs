@@ -27,6 +27,7 @@ mod perception;
 mod plugin;
 mod slab;
 
+pub(crate) use cache::CacheImage;
 pub use cache::{CacheStats, SharedCache, SharedFact};
 pub use perception::Perception;
 pub use plugin::MemoryPlugin;
@@ -287,7 +288,7 @@ impl MemoryKinds {
 
 /// A site seen recently: when last, and how many times since it entered the
 /// ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub site: SiteId,
     pub at: MemTime,
@@ -300,7 +301,7 @@ pub const REPORTED: u8 = 1;
 pub const ASSESSED_BY_ME: u8 = 2;
 
 /// What an agent holds about one site.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fact {
     pub site: SiteId,
     /// Best known value (`NAN` while unknown).
@@ -372,7 +373,10 @@ pub enum Tier {
 /// [`with_base`](Self::with_base)) scaled to the memory budget, and after
 /// [`set_limit`](Self::set_limit) they are scaled to the new limit at its next
 /// tick.
-#[derive(Component, Clone, Debug, PartialEq, Default)]
+///
+/// It serialises as its records (what a checkpoint saves), not as slab blocks.
+#[derive(Component, Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(from = "MemoryImage", into = "MemoryImage")]
 pub struct Memory {
     caps: TierCaps,
     /// The budget (bytes) the capacities were derived from.
@@ -385,8 +389,51 @@ pub struct Memory {
     sizing: Sizing,
 }
 
+/// A [`Memory`] as it is saved: its records rather than its slab blocks.
+#[derive(Serialize, Deserialize)]
+struct MemoryImage {
+    caps: TierCaps,
+    limit: u32,
+    facts: Vec<Fact>,
+    short_term: Vec<Observation>,
+    long_term: u8,
+    sizing: Sizing,
+}
+
+impl From<Memory> for MemoryImage {
+    fn from(m: Memory) -> Self {
+        Self {
+            caps: m.caps,
+            limit: m.limit,
+            facts: m.facts.to_vec(),
+            short_term: m.short_term.to_vec(),
+            long_term: m.long_term,
+            sizing: m.sizing,
+        }
+    }
+}
+
+impl From<MemoryImage> for Memory {
+    fn from(image: MemoryImage) -> Self {
+        let mut memory = Memory {
+            caps: image.caps,
+            limit: image.limit,
+            long_term: image.long_term.min(image.facts.len() as u8),
+            sizing: image.sizing,
+            ..Default::default()
+        };
+        for fact in image.facts {
+            memory.facts.push(fact);
+        }
+        for observation in image.short_term {
+            memory.short_term.push(observation);
+        }
+        memory
+    }
+}
+
 /// How a memory's capacities stand against its limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 enum Sizing {
     /// Not admitted yet: its kind's default capacities will be scaled to the
     /// budget.
@@ -848,7 +895,7 @@ impl Default for MemorySettings {
 }
 
 /// The memory budget worked out at startup.
-#[derive(Resource, Clone, Debug, PartialEq)]
+#[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryPlan {
     /// The whole budget in bytes.
     pub total_bytes: u64,

@@ -2,13 +2,14 @@
 
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
+use serde::{Deserialize, Serialize};
 
 use super::WORKING_MAX;
 use crate::world::SiteId;
 
 /// What the agent perceived in its latest tick: the **working** tier of its
 /// memory, overwritten every tick. Fixed capacity, stored inline in 40 bytes.
-#[derive(Component, Clone, Debug)]
+#[derive(Component, Clone, Debug, Serialize, Deserialize)]
 pub struct Perception {
     /// The first `len` are the sites in view.
     sites: [SiteId; WORKING_MAX],

@@ -43,6 +43,50 @@ pub struct RunStats {
     pub(crate) step_started: Option<Instant>,
 }
 
+/// The counters of [`RunStats`] as a checkpoint holds them (step times as the
+/// histogram's recorded `(value, count)` pairs).
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct RunStatsImage {
+    steps: u64,
+    agent_ticks: u64,
+    ticks_by_kind: Vec<u64>,
+    busy_ns: u64,
+    step_times: Vec<(u64, u64)>,
+}
+
+impl RunStats {
+    /// The counters, for a checkpoint.
+    pub(crate) fn image(&self) -> RunStatsImage {
+        RunStatsImage {
+            steps: self.steps,
+            agent_ticks: self.agent_ticks,
+            ticks_by_kind: self.ticks_by_kind.clone(),
+            busy_ns: self.busy_ns,
+            step_times: self
+                .step_times
+                .iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect(),
+        }
+    }
+
+    /// The counters a checkpoint held: the resumed run's report counts the
+    /// whole run.
+    pub(crate) fn from_image(image: RunStatsImage) -> Self {
+        let mut stats = Self {
+            steps: image.steps,
+            agent_ticks: image.agent_ticks,
+            ticks_by_kind: image.ticks_by_kind,
+            busy_ns: image.busy_ns,
+            ..Self::default()
+        };
+        for (value, count) in image.step_times {
+            stats.step_times.saturating_record_n(value, count);
+        }
+        stats
+    }
+}
+
 impl Default for RunStats {
     fn default() -> Self {
         Self {

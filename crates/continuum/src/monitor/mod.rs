@@ -36,7 +36,7 @@ use crate::agent::AgentPool;
 /// monitor gives every agent one (a required component of `Agent`) with the
 /// fair share, and moves shares between agents. Its memory limit is its
 /// [`Memory`](crate::memory::Memory)'s.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Budget {
     /// Its share of the run's work per tick (the shares of all agents add up to
     /// about 1). Perception stops examining candidates once the agent has spent
@@ -96,7 +96,7 @@ pub const WORK_ALLOWANCE: u32 = 256;
 
 /// What an agent's latest tick cost, in deterministic work units: candidates its
 /// perception examined, sites its memory consolidated, and its action.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Usage {
     /// Units spent in the latest tick.
     pub last: u32,
@@ -119,7 +119,7 @@ impl Usage {
 /// How much the monitor has cut each priority's CPU share, indexed by
 /// `Priority as usize` (background, normal, high). 1.0 is the full share. (It
 /// slows their tick rates through [`PriorityRates`](crate::agent::PriorityRates).)
-#[derive(Resource, Clone, Debug, PartialEq)]
+#[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadShedding {
     /// CPU share multipliers.
     pub cpu_scale: [f32; 3],
@@ -441,7 +441,7 @@ pub fn rebalance(
 }
 
 /// One change of budgets or load shedding.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BudgetChange {
     /// Virtual seconds.
     pub at: f64,
@@ -453,7 +453,7 @@ pub struct BudgetChange {
 pub const LOG_KEEP: usize = 32;
 
 /// Every budget change the monitor made: a count and the latest few.
-#[derive(Resource, Clone, Debug, Default, PartialEq)]
+#[derive(Resource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BudgetLog {
     pub count: u64,
     pub recent: VecDeque<BudgetChange>,

@@ -25,6 +25,7 @@
 
 mod plugin;
 
+pub(crate) use plugin::TimelineImage;
 pub use plugin::{ActiveScenario, ScenarioPlugin};
 
 use std::path::Path;

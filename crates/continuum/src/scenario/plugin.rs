@@ -48,6 +48,53 @@ pub struct ActiveScenario {
     /// Arrivals and departures already handled, in time order.
     arrivals_done: usize,
     departures_done: usize,
+    /// The starting groups have been requested (a run resumed from a
+    /// checkpoint starts with them in place).
+    started: bool,
+}
+
+/// How far a scenario's timeline has run, as a checkpoint holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct TimelineImage {
+    requested: u64,
+    arrivals_done: usize,
+    departures_done: usize,
+}
+
+impl ActiveScenario {
+    /// How far the timeline has run.
+    pub(crate) fn image(&self) -> TimelineImage {
+        TimelineImage {
+            requested: self.requested,
+            arrivals_done: self.arrivals_done,
+            departures_done: self.departures_done,
+        }
+    }
+
+    /// Continues the timeline from where `image` left it: the starting
+    /// groups are not requested again.
+    pub(crate) fn resume_from(&mut self, image: TimelineImage) {
+        self.requested = image.requested;
+        self.arrivals_done = image.arrivals_done.min(self.scenario.arrivals.len());
+        self.departures_done = image.departures_done.min(self.scenario.departures.len());
+        self.started = true;
+    }
+
+    /// Requests `count` more agents now, shared among the starting groups in
+    /// their proportions (as `--agents` scales them): a run resumed from a
+    /// checkpoint can branch into a larger population.
+    pub fn request_more(&mut self, count: u64, archetypes: &Archetypes, pool: &mut AgentPool) {
+        if count == 0 {
+            return;
+        }
+        let mut extra = self.scenario.clone();
+        extra.max_agents = None;
+        extra.scale_agents(count);
+        let seed = self.scenario.seed;
+        for group in &extra.groups {
+            request_group(group, seed, &mut self.requested, archetypes, pool);
+        }
+    }
 }
 
 impl Plugin for ScenarioPlugin {
@@ -72,6 +119,7 @@ impl Plugin for ScenarioPlugin {
                 requested: 0,
                 arrivals_done: 0,
                 departures_done: 0,
+                started: false,
             })
             .add_systems(Startup, request_groups)
             .add_systems(
@@ -136,6 +184,10 @@ fn request_groups(
     archetypes: Res<Archetypes>,
     mut pool: ResMut<AgentPool>,
 ) {
+    if active.started {
+        return;
+    }
+    active.started = true;
     let state = &mut *active;
     for group in &state.scenario.groups {
         request_group(

@@ -141,7 +141,7 @@ impl WorldMap {
 }
 
 /// Something of value in the world.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Site {
     pub id: SiteId,
     pub pos: Vec2,
@@ -191,7 +191,7 @@ pub const BOARD_BEST: usize = 8;
 
 /// A region's notice board: what agents in the region have published. Agents read
 /// the board of the region they stand in.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Board {
     /// Recently discovered sites, newest last.
     discovered: ArrayVec<SiteId, BOARD_DISCOVERED>,
@@ -379,6 +379,43 @@ impl Sites {
     /// All regions.
     pub fn regions(&self) -> &[Region] {
         &self.regions
+    }
+
+    /// What changes in the sites as a run goes (every site and each region's
+    /// board), for a checkpoint.
+    pub(crate) fn image(&self) -> Vec<(Vec<Site>, Board)> {
+        self.regions
+            .iter()
+            .map(|r| (r.sites.clone(), r.board.clone()))
+            .collect()
+    }
+
+    /// Puts back what [`image`](Self::image) saved into sites generated from
+    /// the same settings and seed; fails if they are not the same sites.
+    pub(crate) fn restore(&mut self, image: Vec<(Vec<Site>, Board)>) -> Result<(), String> {
+        if image.len() != self.regions.len() {
+            return Err(format!(
+                "{} regions saved, {} in the world",
+                image.len(),
+                self.regions.len()
+            ));
+        }
+        for (region, (sites, board)) in self.regions.iter_mut().zip(image) {
+            let same = sites.len() == region.sites.len()
+                && sites
+                    .iter()
+                    .zip(&region.sites)
+                    .all(|(a, b)| a.id == b.id && a.pos == b.pos);
+            if !same {
+                return Err(format!(
+                    "the sites of region {} are not the ones saved",
+                    region.id.0
+                ));
+            }
+            region.sites = sites;
+            region.board = board;
+        }
+        Ok(())
     }
 
     /// All regions, for the resolver (one writer per region).

@@ -1,0 +1,149 @@
+//! Checkpoints: a run resumed from one reaches the state of the same run never
+//! interrupted; damaged checkpoints are refused.
+
+mod common;
+
+use std::path::Path;
+
+use bevy_app::App;
+use continuum::checkpoint::{self, Checkpoint, CheckpointError};
+use continuum::digest::{StateDigest, state_digest};
+use continuum::headless::{FAST, build_app, prime, set_pacing};
+use continuum::scenario::Scenario;
+
+fn app(scenario: Scenario) -> App {
+    let mut app = build_app(scenario, 1);
+    set_pacing(&mut app, FAST);
+    app
+}
+
+fn steps(app: &mut App, n: u64) {
+    for _ in 0..n {
+        app.update();
+    }
+}
+
+fn digest_after(scenario: &Scenario, n: u64) -> StateDigest {
+    let mut app = app(scenario.clone());
+    prime(&mut app);
+    steps(&mut app, n);
+    state_digest(app.world_mut())
+}
+
+/// Runs `k` steps, checkpoints, resumes in a fresh app and runs to `n`.
+fn resumed_digest(scenario: &Scenario, k: u64, n: u64) -> StateDigest {
+    let mut first = app(scenario.clone());
+    prime(&mut first);
+    steps(&mut first, k);
+    let bytes = checkpoint::save(first.world_mut()).expect("saved");
+    drop(first);
+    let checkpoint = Checkpoint::from_bytes(bytes, Path::new("mem.ckpt")).expect("read back");
+    assert_eq!(checkpoint.step(), k);
+    let mut second = app(checkpoint.scenario().expect("its scenario"));
+    checkpoint.restore(&mut second).expect("restored");
+    steps(&mut second, n - k);
+    state_digest(second.world_mut())
+}
+
+/// Arrivals beyond the pool's room, lifetimes, departures: queues, expiries
+/// and a pool that changes while the run goes.
+fn churn() -> Scenario {
+    let mut s = common::shipped("arrivals.ron");
+    s.scale_agents(120);
+    for a in &mut s.arrivals {
+        a.at /= 10.0;
+        a.group.count /= 10;
+        a.group.lifetime = a.group.lifetime.map(|l| l / 10.0);
+    }
+    for d in &mut s.departures {
+        d.at /= 10.0;
+        d.count /= 10;
+    }
+    for g in &mut s.groups {
+        g.lifetime = g.lifetime.map(|l| l / 10.0);
+    }
+    s
+}
+
+#[test]
+fn a_resumed_run_reaches_the_uninterrupted_state() {
+    let mut quickstart = common::shipped("quickstart.ron");
+    quickstart.scale_agents(200);
+    for (scenario, n) in [(quickstart, 240), (churn(), 400)] {
+        let whole = digest_after(&scenario, n);
+        for k in [0, 1, 97, n / 2 + 3] {
+            assert_eq!(
+                resumed_digest(&scenario, k, n),
+                whole,
+                "{}: checkpoint at step {k} of {n}",
+                scenario.name
+            );
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_keeps_the_queues_and_the_counters() {
+    let scenario = churn();
+    let mut first = app(scenario.clone());
+    prime(&mut first);
+    steps(&mut first, 60);
+    let world = first.world();
+    let pool = world.resource::<continuum::agent::AgentPool>();
+    let (queued, active, retired) = (pool.queued(), pool.active(), pool.retired());
+    assert!(queued > 0, "the test wants waiting agents: {queued}");
+    let ticks = world.resource::<continuum::metrics::RunStats>().agent_ticks;
+    let bytes = checkpoint::save(first.world_mut()).unwrap();
+    let checkpoint = Checkpoint::from_bytes(bytes, Path::new("mem.ckpt")).unwrap();
+    assert_eq!(checkpoint.agents(), active);
+    let mut second = app(checkpoint.scenario().unwrap());
+    checkpoint.restore(&mut second).unwrap();
+    let world = second.world();
+    let pool = world.resource::<continuum::agent::AgentPool>();
+    assert_eq!(
+        (pool.queued(), pool.active(), pool.retired()),
+        (queued, active, retired)
+    );
+    assert_eq!(
+        world.resource::<continuum::metrics::RunStats>().agent_ticks,
+        ticks
+    );
+}
+
+fn saved() -> Vec<u8> {
+    let mut s = common::shipped("quickstart.ron");
+    s.scale_agents(50);
+    let mut app = app(s);
+    prime(&mut app);
+    steps(&mut app, 20);
+    checkpoint::save(app.world_mut()).unwrap()
+}
+
+fn refusal(bytes: Vec<u8>) -> String {
+    match Checkpoint::from_bytes(bytes, Path::new("bad.ckpt")) {
+        Ok(_) => panic!("a damaged checkpoint was accepted"),
+        Err(e @ CheckpointError::Invalid { .. }) => e.to_string(),
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[test]
+fn truncated_corrupted_and_foreign_checkpoints_are_refused() {
+    let good = saved();
+    assert!(Checkpoint::from_bytes(good.clone(), Path::new("ok.ckpt")).is_ok());
+    for len in [0, 5, 12, good.len() / 2, good.len() - 1] {
+        let e = refusal(good[..len].to_vec());
+        assert!(e.contains("bad.ckpt"), "{e}");
+    }
+    // Every byte of the payload is covered by the checksum.
+    for at in [12, 40, good.len() / 3, good.len() - 20] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        let e = refusal(bad);
+        assert!(e.contains("corrupted") || e.contains("truncated"), "{e}");
+    }
+    let mut other_version = good.clone();
+    other_version[8] = 99;
+    assert!(refusal(other_version).contains("format version 99"));
+    assert!(refusal(b"Scenario(name: \"x\")".to_vec()).contains("does not start like"));
+}
