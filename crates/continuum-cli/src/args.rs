@@ -64,17 +64,21 @@ pub struct RunArgs {
     /// Threads working on the simulation, the main thread included (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-    /// Virtual seconds per real second in realtime mode.
-    #[arg(long, value_parser = positive_f64)]
+    /// Virtual seconds per real second in realtime mode (at most 1e6).
+    #[arg(long, value_parser = speed)]
     pub speed: Option<f64>,
     /// Write the final report (JSON) here.
     #[arg(long)]
     pub report: Option<PathBuf>,
     /// Stream the metrics time series here, one row per interval (.csv, or .jsonl
-    /// for JSON lines).
+    /// for JSON lines). Rows go to a hidden temporary file beside it
+    /// (`.NAME.PID.tmp`), flushed as they come, which is renamed to the file
+    /// when the run ends (interrupted or not); a killed run leaves the
+    /// temporary file with every finished row.
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Virtual seconds between two rows of the time series.
+    /// Virtual seconds between two rows of the time series; one row per step
+    /// at most (a shorter interval gives a row every step).
     #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
     pub metrics_interval: f64,
     /// Draw the time series at the end of the run (.png or .svg).
@@ -170,5 +174,20 @@ pub fn positive_f64(s: &str) -> Result<f64, String> {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
         Ok(x) => Err(format!("expected a positive number, got {x}")),
         Err(e) => Err(format!("expected a number: {e}")),
+    }
+}
+
+/// A realtime speed: positive, and [`MAX_SPEED`](continuum::headless::MAX_SPEED)
+/// at most. Faster, no step loop keeps up (at 1e6 and 100 steps per virtual
+/// second, 10^8 steps would be due every real second), and Bevy's
+/// `Time<Virtual>` multiplies every update's `Duration` by the speed, which
+/// panics once the product overflows a `Duration` (from about 1e25 on).
+pub fn speed(s: &str) -> Result<f64, String> {
+    let max = continuum::headless::MAX_SPEED;
+    match positive_f64(s)? {
+        x if x <= max => Ok(x),
+        _ => Err(format!(
+            "{s} is faster than the maximum of {max:e} virtual seconds per real second"
+        )),
     }
 }

@@ -4,6 +4,21 @@
 //! argument parsing, the dashboard, the report writer, time series, plots,
 //! signal handling and the log subscriber.
 
+/// `println!` that never panics: a closed or broken stdout (e.g. `| head`)
+/// loses the line, not the run.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(&mut ::std::io::stdout().lock(), format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics (see `outln!`).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::write_line(&mut ::std::io::stderr().lock(), format_args!($($arg)*))
+    };
+}
+
 pub mod args;
 pub mod bench;
 pub mod dashboard;
@@ -13,6 +28,7 @@ pub mod report;
 pub mod run;
 pub mod series;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -61,7 +77,7 @@ pub fn main() -> ExitCode {
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
         Command::Validate { scenario } => match Scenario::load(&scenario) {
             Ok(_) => {
-                println!("ok");
+                outln!("ok");
                 ExitCode::SUCCESS
             }
             Err(e) => invalid(&e),
@@ -78,7 +94,7 @@ pub fn main() -> ExitCode {
                 tick_hz: a.tick_hz,
                 live_metrics: !a.no_live_metrics,
             });
-            println!("{}", serde_json::to_string(&result).expect("serialisable"));
+            outln!("{}", serde_json::to_string(&result).expect("serialisable"));
             ExitCode::SUCCESS
         }
     }
@@ -86,6 +102,15 @@ pub fn main() -> ExitCode {
 
 /// Prints an error about the input and returns exit code 2.
 pub fn invalid(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
+    errln!("error: {e}");
     ExitCode::from(EXIT_INVALID)
+}
+
+/// Writes a line and flushes it, ignoring errors: the command's output is for a
+/// reader who may have gone (a closed pipe, a hung-up terminal); what matters
+/// (reports, time series) goes to files.
+#[doc(hidden)]
+pub fn write_line(out: &mut impl Write, args: std::fmt::Arguments) {
+    let _ = writeln!(out, "{args}");
+    let _ = out.flush();
 }

@@ -31,7 +31,7 @@ impl LogSink {
         if !on {
             // Lines logged while the dashboard was up are not lost.
             for line in state.lines.drain(..) {
-                eprintln!("{line}");
+                errln!("{line}");
             }
         }
     }

@@ -127,7 +127,9 @@ fn panels() -> Vec<Panel> {
     ]
 }
 
-/// Draws `rows` to `path` (`.png` or `.svg`).
+/// Draws `rows` to `path` (`.png` or `.svg`), atomically: the picture is
+/// written under a temporary name and renamed to `path` only once it is whole,
+/// so a failed plot leaves a previous picture as it was.
 pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
     if rows.is_empty() {
         return Err(PlotError::Empty);
@@ -139,16 +141,40 @@ pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let draw = |e: Box<dyn std::error::Error>| PlotError::Draw(e.to_string());
+    let failed = |e: &dyn std::fmt::Display| PlotError::Draw(e.to_string());
     match ext.as_deref() {
         Some("png") => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            draw_all(&root, rows).map_err(draw)?;
-            root.present().map_err(|e| PlotError::Draw(e.to_string()))
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| failed(&e))?;
+            }
+            // The encoder picks the format by the extension: keep `.png` last.
+            let mut tmp = continuum::atomic_file::temporary_name(path).into_os_string();
+            tmp.push(".png");
+            let tmp = std::path::PathBuf::from(tmp);
+            let result = (|| {
+                let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+                draw_all(&root, rows).map_err(draw)?;
+                root.present().map_err(|e| failed(&e))?;
+                drop(root);
+                std::fs::File::open(&tmp)
+                    .and_then(|f| f.sync_all())
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| failed(&e))
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
         }
         Some("svg") => {
-            let root = SVGBackend::new(path, size).into_drawing_area();
-            draw_all(&root, rows).map_err(draw)?;
-            root.present().map_err(|e| PlotError::Draw(e.to_string()))
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+                draw_all(&root, rows).map_err(draw)?;
+                root.present().map_err(|e| failed(&e))?;
+            }
+            continuum::atomic_file::write_bytes_atomically(path, svg.as_bytes())
+                .map_err(|e| failed(&e))
         }
         _ => Err(PlotError::Format(path.display().to_string())),
     }
@@ -250,12 +276,12 @@ pub fn plot_command(metrics: &Path, output: &Path) -> ExitCode {
     };
     match plot(&rows, output) {
         Ok(()) => {
-            println!("wrote {} ({} rows)", output.display(), rows.len());
+            outln!("wrote {} ({} rows)", output.display(), rows.len());
             ExitCode::SUCCESS
         }
         Err(PlotError::Empty) => invalid(&format!("{}: {}", metrics.display(), PlotError::Empty)),
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -2,7 +2,7 @@
 //! time series, a plot and a report.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,8 @@ use continuum::monitor::ResourceMonitorPlugin;
 use continuum::scenario::{ClockMode, Scenario};
 
 use crate::args::RunArgs;
-use crate::dashboard::{DashboardState, mib, si, terminal::Tui};
+use crate::dashboard::terminal::{Input, Tui};
+use crate::dashboard::{DashboardState, mib, si};
 use crate::invalid;
 use crate::logging::LogSink;
 use crate::plot::{PlotError, is_picture, plot};
@@ -50,6 +51,9 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
                 path.expect("checked")
             ));
         }
+    }
+    if let Err(e) = check_outputs(&args) {
+        return invalid(&e);
     }
     if let Some(n) = args.agents {
         scenario.scale_agents(n);
@@ -88,7 +92,7 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     {
         Ok(w) => w,
         Err(e) => {
-            eprintln!(
+            errln!(
                 "error: cannot write {}: {e}",
                 args.metrics
                     .as_deref()
@@ -98,10 +102,18 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         }
     };
 
+    // SIGINT, SIGTERM and SIGHUP (ctrlc's `termination` feature) end the run
+    // after the step under way; the report and the time series are still
+    // written.
+    let writer_temporary = series
+        .as_ref()
+        .map_or_else(Default::default, |w| w.temporary().to_owned());
     let stop = Arc::new(AtomicBool::new(false));
     let handler_flag = stop.clone();
     if let Err(e) = ctrlc::set_handler(move || handler_flag.store(true, Ordering::Relaxed)) {
-        tracing::warn!("cannot catch Ctrl-C/SIGTERM ({e}); an interrupted run will not report");
+        tracing::warn!(
+            "cannot catch Ctrl-C/SIGTERM/SIGHUP ({e}); an interrupted run will not report"
+        );
     }
 
     let mut ui = if args.quiet {
@@ -118,7 +130,7 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         Ui::Lines
     };
     if matches!(ui, Ui::Lines) {
-        eprintln!(
+        errln!(
             "running {name}: {} agents, {} mode, {threads} thread(s){}",
             scenario.total_agents(),
             mode.as_str(),
@@ -157,6 +169,7 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     let mut plot_rows = Vec::new();
     let mut series_error = None;
     let mut last_shown: Option<Instant> = None;
+    let mut terminal_gone = false;
     let end = run(&mut app, &stop, Duration::from_millis(100), |app| {
         if let Some(mut recorder) = app.world_mut().get_resource_mut::<MetricsRecorder>() {
             for row in recorder.take() {
@@ -171,10 +184,15 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
                 }
             }
         }
-        if let Ui::Dashboard(tui) = &mut ui
-            && tui.stop_requested()
-        {
-            stop.store(true, Ordering::Relaxed);
+        if let Ui::Dashboard(tui) = &mut ui {
+            match tui.input() {
+                Input::Nothing => {}
+                Input::Stop => stop.store(true, Ordering::Relaxed),
+                Input::Gone => {
+                    terminal_gone = true;
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
         }
         if last_shown.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return;
@@ -182,13 +200,23 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         last_shown = Some(Instant::now());
         state.snapshot = app.world().resource::<Metrics>().snapshot().clone();
         state.history.push(&state.snapshot);
-        match &mut ui {
-            Ui::Dashboard(tui) => tui.draw(&mut state),
-            Ui::Lines if state.snapshot.steps > 0 => eprintln!("{}", status_line(&state)),
-            _ => {}
+        let drawn = match &mut ui {
+            Ui::Dashboard(tui) => tui.draw(&mut state).is_ok(),
+            Ui::Lines if state.snapshot.steps > 0 => {
+                errln!("{}", status_line(&state));
+                true
+            }
+            _ => true,
+        };
+        if !drawn {
+            terminal_gone = true;
+            stop.store(true, Ordering::Relaxed);
         }
     });
     drop(ui); // leave the dashboard's screen before printing the summary
+    if terminal_gone {
+        tracing::warn!("the terminal went away: the run ends here");
+    }
     let report = RunReport::gather(
         app.world_mut(),
         &RunContext {
@@ -200,26 +228,35 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
             interrupted: end.interrupted,
         },
     );
-    println!("{}", summary(&report));
+    outln!("{}", summary(&report));
     let mut status = ExitCode::SUCCESS;
-    if let Some(e) = series_error {
-        eprintln!("error: writing the metrics time series failed: {e}");
-        status = ExitCode::FAILURE;
+    if let Some(writer) = series {
+        let result = match series_error {
+            Some(e) => Err(e),
+            None => writer.finish(),
+        };
+        if let Err(e) = result {
+            errln!(
+                "error: writing the metrics time series failed: {e}; the rows written so far are in {}",
+                writer_temporary.display()
+            );
+            status = ExitCode::FAILURE;
+        }
     }
     if let Some(path) = &args.report
         && let Err(e) = write_report(path, &report)
     {
-        eprintln!("error: cannot write the report to {}: {e}", path.display());
+        errln!("error: cannot write the report to {}: {e}", path.display());
         status = ExitCode::FAILURE;
     }
     if let Some(path) = &args.plot {
         match plot(&plot_rows, path) {
             Ok(()) => {}
             Err(PlotError::Empty) => {
-                eprintln!("note: no plot: the run ended before the first metrics interval");
+                errln!("note: no plot: the run ended before the first metrics interval");
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 status = ExitCode::FAILURE;
             }
         }
@@ -286,4 +323,100 @@ fn summary(r: &RunReport) -> String {
         r.peak_rss_bytes as f64 / (1024.0 * 1024.0),
         r.state_digest,
     )
+}
+
+/// Refuses, before the run, outputs that would overwrite the scenario or one
+/// another, and outputs that cannot be written: their directory cannot be
+/// created, or a file cannot be created in it (tried with the temporary name
+/// the output is written under, which is removed again).
+fn check_outputs(args: &RunArgs) -> Result<(), String> {
+    let outputs: Vec<(&str, &Path)> = [
+        ("--report", &args.report),
+        ("--metrics", &args.metrics),
+        ("--plot", &args.plot),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| Some((flag, path.as_deref()?)))
+    .collect();
+    // First (it creates missing directories, which lets the paths below be
+    // resolved).
+    for &(flag, path) in &outputs {
+        can_write(path).map_err(|e| format!("{flag} {}: cannot write it: {e}", path.display()))?;
+    }
+    let scenario = FileIdentity::of(&args.scenario);
+    for (i, &(flag, path)) in outputs.iter().enumerate() {
+        let id = FileIdentity::of(path);
+        if id == scenario {
+            return Err(format!(
+                "{flag} {}: that is the scenario file {}; choose another output file",
+                path.display(),
+                args.scenario.display()
+            ));
+        }
+        if let Some((other, other_path)) =
+            outputs[..i].iter().find(|(_, p)| FileIdentity::of(p) == id)
+        {
+            return Err(format!(
+                "{flag} {} and {other} {} are the same file; give each output its own",
+                path.display(),
+                other_path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Which file a path names: the device and inode of an existing file (so that
+/// `./a`, `a`, a symbolic link to `a` and a hard link to it are the same),
+/// else its absolute path with the directory resolved.
+#[derive(Debug, PartialEq, Eq)]
+enum FileIdentity {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+impl FileIdentity {
+    fn of(path: &Path) -> Self {
+        if let Ok(meta) = std::fs::metadata(path) {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                return FileIdentity::Inode(meta.dev(), meta.ino());
+            }
+            #[cfg(not(unix))]
+            {
+                let _ = meta;
+                if let Ok(canonical) = path.canonicalize() {
+                    return FileIdentity::Path(canonical);
+                }
+            }
+        }
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let resolved = match (absolute.parent(), absolute.file_name()) {
+            (Some(dir), Some(name)) => dir
+                .canonicalize()
+                .map_or_else(|_| absolute.clone(), |dir| dir.join(name)),
+            _ => absolute,
+        };
+        FileIdentity::Path(resolved)
+    }
+}
+
+/// Whether `path` can be written: not a directory, its directory exists or can
+/// be created, and a file can be created there.
+fn can_write(path: &Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    if path.file_name().is_none() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a file name"));
+    }
+    if path.is_dir() {
+        return Err(Error::new(ErrorKind::IsADirectory, "it is a directory"));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let probe = continuum::atomic_file::temporary_name(path);
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
 }

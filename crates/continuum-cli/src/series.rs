@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -111,15 +111,24 @@ impl MetricsRecorder {
         std::mem::take(&mut self.pending)
     }
 
-    /// Records a row if the step that just ended reached the next interval.
+    /// Records a row if the step that just ended reached the next interval: one
+    /// row per step at most, so an interval shorter than a step gives a row
+    /// every step.
     pub fn observe(&mut self, snapshot: &Snapshot) {
         // A step ends exactly on a boundary when the interval is a whole number
         // of steps; allow for the rounding of seconds.
-        if snapshot.virtual_seconds + 1e-9 >= self.next_at {
+        let now = snapshot.virtual_seconds + 1e-9;
+        if now >= self.next_at {
             self.pending.push(MetricsRow::new(&self.run, snapshot));
-            while self.next_at <= snapshot.virtual_seconds + 1e-9 {
-                self.next_at += self.interval;
-            }
+            // The first boundary after this step, computed rather than counted up
+            // to: an interval of 1e-300 would take forever to count (and would
+            // not even move `next_at`, being lost in its rounding).
+            let next = ((now / self.interval).floor() + 1.0) * self.interval;
+            self.next_at = if next > self.next_at {
+                next
+            } else {
+                self.next_at + self.interval
+            };
         }
     }
 }
@@ -142,14 +151,25 @@ impl SeriesFormat {
     }
 }
 
-/// Streams rows to a file, flushing each one.
-pub enum SeriesWriter {
+/// Streams rows to a file, flushing each one. The rows go to the file's
+/// [temporary name](continuum::atomic_file::temporary_name), which
+/// [`finish`](Self::finish) renames to the file: until then a previous file of
+/// that name is left as it was, and a killed run leaves the temporary file with
+/// every row written so far.
+pub struct SeriesWriter {
+    out: Rows,
+    path: PathBuf,
+    temporary: PathBuf,
+}
+
+enum Rows {
     Csv(Box<csv::Writer<File>>),
     JsonLines(BufWriter<File>),
 }
 
 impl SeriesWriter {
-    /// Creates (truncates) `path`; the format follows its extension.
+    /// Creates (truncates) the temporary file for `path`; the format follows
+    /// the extension of `path`. Missing parent directories are created.
     pub fn create(path: &Path) -> std::io::Result<Self> {
         let format = SeriesFormat::of(path).ok_or_else(|| {
             std::io::Error::new(
@@ -160,26 +180,46 @@ impl SeriesWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = File::create(path)?;
-        Ok(match format {
-            SeriesFormat::Csv => SeriesWriter::Csv(Box::new(csv::Writer::from_writer(file))),
-            SeriesFormat::JsonLines => SeriesWriter::JsonLines(BufWriter::new(file)),
+        let temporary = continuum::atomic_file::temporary_name(path);
+        let file = File::create(&temporary)?;
+        Ok(Self {
+            out: match format {
+                SeriesFormat::Csv => Rows::Csv(Box::new(csv::Writer::from_writer(file))),
+                SeriesFormat::JsonLines => Rows::JsonLines(BufWriter::new(file)),
+            },
+            path: path.to_owned(),
+            temporary,
         })
+    }
+
+    /// The temporary file the rows go to until [`finish`](Self::finish).
+    pub fn temporary(&self) -> &Path {
+        &self.temporary
     }
 
     /// Writes one row and flushes it.
     pub fn write(&mut self, row: &MetricsRow) -> std::io::Result<()> {
-        match self {
-            SeriesWriter::Csv(w) => {
+        match &mut self.out {
+            Rows::Csv(w) => {
                 w.serialize(row).map_err(std::io::Error::other)?;
                 w.flush()
             }
-            SeriesWriter::JsonLines(w) => {
+            Rows::JsonLines(w) => {
                 serde_json::to_writer(&mut *w, row).map_err(std::io::Error::other)?;
                 w.write_all(b"\n")?;
                 w.flush()
             }
         }
+    }
+
+    /// Flushes the rows to disk and renames the temporary file to the file.
+    pub fn finish(self) -> std::io::Result<()> {
+        let file = match self.out {
+            Rows::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
+            Rows::JsonLines(w) => w.into_inner().map_err(|e| e.into_error())?,
+        };
+        file.sync_all()?;
+        std::fs::rename(&self.temporary, &self.path)
     }
 }
 

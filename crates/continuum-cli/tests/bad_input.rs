@@ -255,3 +255,255 @@ fn an_interrupted_run_still_writes_its_report() {
     assert!(json["virtual_seconds"].as_f64().unwrap() > 0.0);
     assert!(json["virtual_seconds"].as_f64().unwrap() < 30.0);
 }
+
+/// Starts `continuum run scenarios/seed-1000.ron` (realtime, 30 virtual s) with
+/// status lines and `extra` arguments, and waits for its first status line.
+fn start_long_run(extra: &[&std::ffi::OsStr]) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args(["run", "scenarios/seed-1000.ron", "--no-dashboard"])
+        .args(extra)
+        .current_dir(common::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    assert!(lines.any(|l| l.unwrap().contains("real-time ratio")));
+    // Keep draining stderr so that the run never waits on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// Waits for `child` at most `limit`; kills it and fails if it takes longer.
+fn wait_at_most(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not end within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// SIGINT and SIGHUP end a run like SIGTERM, promptly, with the report and the
+/// time series (renamed from its temporary name) written.
+#[test]
+fn every_stop_signal_ends_a_run_with_its_report() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("signals");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["INT", "HUP", "TERM"] {
+        let report = dir.join(format!("{name}.json"));
+        let metrics = dir.join(format!("{name}.csv"));
+        let _ = std::fs::remove_file(&report);
+        let _ = std::fs::remove_file(&metrics);
+        let mut child = start_long_run(&[
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--metrics".as_ref(),
+            metrics.as_os_str(),
+        ]);
+        signal(&child, name);
+        let code = wait_at_most(&mut child, std::time::Duration::from_secs(20));
+        assert_eq!(code, Some(0), "SIG{name}");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(json["interrupted"], true, "SIG{name}");
+        // Renamed from its temporary name (empty if the run ended within the
+        // first interval).
+        assert!(metrics.exists(), "SIG{name}");
+        let temporary = continuum::atomic_file::temporary_name(&metrics);
+        let temporary = temporary.file_name().unwrap().to_str().unwrap();
+        let temporary = temporary.replace(&std::process::id().to_string(), &child.id().to_string());
+        assert!(!dir.join(temporary).exists(), "SIG{name}");
+    }
+}
+
+/// An output that is the scenario itself (by any name) or another output is
+/// refused before the run, and the scenario is left alone.
+#[test]
+fn an_output_that_is_the_scenario_or_another_output_is_refused() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("same-file");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("q.ron");
+    std::fs::write(&scenario, GOOD).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("q.ron", dir.join("link.ron")).unwrap();
+    std::fs::hard_link(&scenario, dir.join("hard.ron")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_continuum"))
+            .args(["run", "q.ron", "--quiet"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let absolute = scenario.to_str().unwrap();
+    let mut cases = vec![
+        vec!["--report", "q.ron"],
+        vec!["--report", "./q.ron"],
+        vec!["--report", absolute],
+        vec!["--report", "hard.ron"],
+        vec!["--metrics", "q.ron.csv", "--report", "./q.ron.csv"],
+        vec!["--report", "out/r.json", "--metrics", "out/../out/r.json"],
+    ];
+    if cfg!(unix) {
+        cases.push(vec!["--report", "link.ron"]);
+    }
+    for args in cases {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("same file") || stderr.contains("the scenario file"),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&scenario).unwrap(), GOOD);
+    }
+    assert!(!dir.join("q.ron.csv").exists());
+}
+
+/// Outputs that cannot be written are refused before the run (exit 2), not
+/// found out after it.
+#[test]
+fn an_unwritable_output_is_refused_before_the_run() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("unwritable");
+    std::fs::create_dir_all(dir.join("a-directory")).unwrap();
+    std::fs::write(dir.join("a-file"), "").unwrap();
+    let scenario = write("unwritable.ron", GOOD);
+    for (flag, path) in [
+        ("--report", dir.join("a-directory")),
+        ("--report", dir.join("a-file/report.json")),
+        ("--metrics", dir.join("a-file/m.csv")),
+        ("--plot", dir.join("a-file/p.svg")),
+    ] {
+        let started = std::time::Instant::now();
+        let out = continuum([
+            "run".as_ref(),
+            scenario.as_os_str(),
+            "--quiet".as_ref(),
+            "--duration".as_ref(),
+            "600".as_ref(),
+            flag.as_ref(),
+            path.as_os_str(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {path:?}: {stderr}");
+        assert!(stderr.contains("cannot write"), "{stderr}");
+        assert!(started.elapsed().as_secs() < 30, "the run went ahead");
+    }
+}
+
+#[test]
+fn a_speed_beyond_the_maximum_is_refused() {
+    let out = continuum([
+        "run",
+        "scenarios/quickstart.ron",
+        "--realtime",
+        "--speed",
+        "1e300",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("maximum") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+/// An interval shorter than a step gives a row every step (it used to hang).
+#[test]
+fn a_tiny_metrics_interval_gives_a_row_per_step() {
+    let metrics = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tiny-interval.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args([
+            "run",
+            "scenarios/quickstart.ron",
+            "--quiet",
+            "--duration",
+            "2",
+        ])
+        .args(["--metrics-interval", "1e-300", "--metrics"])
+        .arg(&metrics)
+        .current_dir(common::root())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        wait_at_most(&mut child, std::time::Duration::from_secs(60)),
+        Some(0)
+    );
+    let rows = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 200, "a header and 200 steps");
+}
+
+/// A closed stdout (`| head`) neither panics nor loses the report.
+#[test]
+fn a_closed_stdout_loses_nothing_but_the_summary() {
+    use std::process::Stdio;
+    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("closed-stdout.json");
+    let _ = std::fs::remove_file(&report);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
+        .args([
+            "run",
+            "scenarios/quickstart.ron",
+            "--duration",
+            "5",
+            "--report",
+        ])
+        .arg(&report)
+        .current_dir(common::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["interrupted"], false);
+}
+
+/// A report that cannot be written at the end of the run leaves no partial
+/// file, and the previous report as it was.
+#[test]
+fn a_failed_report_write_keeps_the_previous_report() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("failed-report");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let report = dir.join("report.json");
+    std::fs::write(&report, "previous").unwrap();
+    let mut child = start_long_run(&["--report".as_ref(), report.as_os_str()]);
+    // The run is under way (its outputs were checked): make the temporary
+    // name it writes the report under a directory, so that creating it fails.
+    let blocker = dir.join(format!(".report.json.{}.tmp", child.id()));
+    std::fs::create_dir(&blocker).unwrap();
+    signal(&child, "TERM");
+    let code = wait_at_most(&mut child, std::time::Duration::from_secs(20));
+    assert_eq!(code, Some(1));
+    assert_eq!(std::fs::read_to_string(&report).unwrap(), "previous");
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, [blocker.file_name().unwrap(), "report.json".as_ref()]);
+}

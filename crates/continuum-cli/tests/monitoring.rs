@@ -84,7 +84,7 @@ fn the_time_series_has_one_row_per_interval_with_the_right_columns() {
     for row in &rows {
         writer.write(row).unwrap();
     }
-    drop(writer);
+    writer.finish().unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     let header = text.lines().next().unwrap();
     for column in [
@@ -111,7 +111,7 @@ fn the_time_series_has_one_row_per_interval_with_the_right_columns() {
     for row in &rows {
         writer.write(row).unwrap();
     }
-    drop(writer);
+    writer.finish().unwrap();
     same_rows(&read_series(&jsonl).unwrap(), &rows);
 }
 

@@ -4,6 +4,7 @@
 //! The CLI is a thin shell over this module; a tool of your own can use it the
 //! same way.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use bevy_app::PluginGroupBuilder;
 use bevy_app::prelude::*;
 use bevy_app::{RunFixedMainLoop, TaskPoolOptions, TaskPoolPlugin, TaskPoolThreadAssignmentPolicy};
 use bevy_ecs::intern::Interned;
+use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
 use bevy_time::{Fixed, Time, TimePlugin, TimeUpdateStrategy, Virtual};
 
@@ -90,7 +92,33 @@ pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App
             schedule.set_executor(SingleThreadedExecutor::new());
         });
     }
+    app.add_systems(FixedLast, end_update_early);
     app
+}
+
+/// A stop flag the fixed loop reads between steps (see [`run`], which inserts
+/// it): once it is set, the update under way runs no further steps.
+#[derive(Resource, Clone, Debug, Default)]
+pub struct StopFlag(pub Arc<AtomicBool>);
+
+/// Ends the update's run of fixed steps after the step that just ran when the
+/// clock has reached its end or the [`StopFlag`] is set. A realtime update at
+/// a high speed may owe thousands of steps (Bevy runs them all before the update
+/// returns): without this, a stop would wait for all of them, and so would the
+/// end of a run that finishes early in such an update.
+fn end_update_early(
+    clock: Option<Res<SimClock>>,
+    stop: Option<Res<StopFlag>>,
+    fixed: Option<ResMut<Time<Fixed>>>,
+) {
+    let finished = clock.is_some_and(|c| c.is_finished());
+    let stopped = stop.is_some_and(|s| s.0.load(Ordering::Relaxed));
+    if (finished || stopped)
+        && let Some(mut fixed) = fixed
+    {
+        let owed = fixed.overstep();
+        fixed.discard_overstep(owed);
+    }
 }
 
 /// Builds the headless `App` for `scenario` on `threads` threads (the main
@@ -106,13 +134,28 @@ pub fn build_app_with(scenario: Scenario, threads: usize, plugins: PluginGroupBu
     app
 }
 
+/// The highest realtime speed (virtual seconds per real second). Beyond it no
+/// step loop keeps up (a million virtual seconds per real second is 10^8 steps
+/// per second at 100 Hz), and Bevy's `Time<Virtual>` multiplies each update's
+/// `Duration` by the speed, which panics once the product no longer fits a
+/// `Duration` (from about 1e25 on). [`set_pacing`] clamps to it; the command
+/// line and scenario files refuse more.
+pub const MAX_SPEED: f64 = 1.0e6;
+
 /// Paces `app` as `pacing` says, through Bevy's clocks: realtime reads the wall
 /// clock and runs virtual time at `pacing.speed` (`Time<Virtual>`'s relative
 /// speed, which a game or the dashboard may change later); fast advances
 /// exactly one step per update (virtual speed 1, whatever the scenario says).
+/// A speed above [`MAX_SPEED`] is taken as `MAX_SPEED`, a negative one as 0
+/// (paused) and one that is not a number as 1: this never panics.
 pub fn set_pacing(app: &mut App, pacing: Pacing) {
+    let speed = if pacing.speed.is_nan() {
+        1.0
+    } else {
+        pacing.speed.clamp(0.0, MAX_SPEED)
+    };
     let (strategy, speed) = match pacing.mode {
-        ClockMode::Realtime => (TimeUpdateStrategy::Automatic, pacing.speed),
+        ClockMode::Realtime => (TimeUpdateStrategy::Automatic, speed),
         ClockMode::Fast => (TimeUpdateStrategy::FixedTimesteps(1), 1.0),
     };
     app.insert_resource(strategy);
@@ -149,13 +192,17 @@ pub struct RunEnd {
 /// more at the end: it can read the app (e.g. its
 /// [`Metrics`](crate::metrics::Metrics)), take recorded rows, or set `stop`. In
 /// realtime mode (when Bevy's clock follows the wall clock) the loop sleeps
-/// until the next step is due; in fast mode it never sleeps.
+/// until the next step is due, [`MAX_SLEEP`] at most at a time; in fast mode it
+/// never sleeps. `stop` is read between steps (through a [`StopFlag`]), so a
+/// stop takes effect after the step under way, however many steps an update
+/// owes.
 pub fn run(
     app: &mut App,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     period: Duration,
     mut observe: impl FnMut(&mut App),
 ) -> RunEnd {
+    app.insert_resource(StopFlag(stop.clone()));
     let realtime = paced_in_real_time(app.world().get_resource::<TimeUpdateStrategy>());
     let start = Instant::now();
     let mut next_observation = period;
@@ -185,7 +232,12 @@ pub fn run(
     }
 }
 
-/// Real time until the next fixed step is due (a few milliseconds while paused).
+/// The longest sleep of [`run`] between two updates: at a low speed the next
+/// step may be minutes away, and the stop flag is read between updates.
+pub const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// Real time until the next fixed step is due (a few milliseconds while paused),
+/// [`MAX_SLEEP`] at most.
 fn until_next_step(app: &App) -> Duration {
     let world = app.world();
     let virt = world.resource::<Time<Virtual>>();
@@ -194,5 +246,6 @@ fn until_next_step(app: &App) -> Duration {
     }
     let fixed = world.resource::<Time<Fixed>>();
     let virtual_wait = fixed.timestep().saturating_sub(fixed.overstep());
-    virtual_wait.div_f64(virt.relative_speed_f64())
+    Duration::try_from_secs_f64(virtual_wait.as_secs_f64() / virt.relative_speed_f64())
+        .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
 }

@@ -180,7 +180,7 @@ pub fn run_once(config: &BenchConfig) -> BenchResult {
         .resource_mut::<RunStats>()
         .step_times
         .reset();
-    let stop = AtomicBool::new(false);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     let steal_before = cpu_steal_ticks();
     let started = Instant::now();
     continuum::headless::run(

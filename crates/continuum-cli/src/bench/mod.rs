@@ -16,7 +16,7 @@ fn warn_if_busy() {
     if let Some(busy) = measure::machine_busy(std::time::Duration::from_millis(300))
         && busy > 0.25
     {
-        eprintln!(
+        errln!(
             "warning: the machine was {:.0} % busy before the benchmark started (another benchmark or a build?); the figures compete with that load",
             busy * 100.0
         );
@@ -35,10 +35,10 @@ pub fn bench_pair_command(a: &BenchPairArgs) -> ExitCode {
         tick_hz: a.tick_hz as f32,
     });
     if a.json {
-        println!("{}", serde_json::to_string(&result).expect("serialisable"));
+        outln!("{}", serde_json::to_string(&result).expect("serialisable"));
         return ExitCode::SUCCESS;
     }
-    println!(
+    outln!(
         "{} agents, fast mode, {} Hz steps, agents at {} Hz: {} rounds of {}-step blocks, {} virtual s{}",
         result.agents,
         a.fixed_hz,
@@ -50,12 +50,15 @@ pub fn bench_pair_command(a: &BenchPairArgs) -> ExitCode {
             .stolen
             .map_or_else(String::new, |s| format!(", {:.1}% stolen", s * 100.0))
     );
-    println!(
+    outln!(
         "{:>8} {:>16} {:>9} {:>26}",
-        "threads", "agent-ticks/s", "speed-up", "per round: median (range)"
+        "threads",
+        "agent-ticks/s",
+        "speed-up",
+        "per round: median (range)"
     );
     for (i, threads) in result.threads.iter().enumerate() {
-        println!(
+        outln!(
             "{:>8} {:>16.0} {:>8.2}x {:>11.2}x ({:.2}-{:.2})",
             threads,
             result.agent_ticks_per_sec[i],
@@ -77,7 +80,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
-            eprintln!("error: cannot find this executable to start the measurements: {e}");
+            errln!("error: cannot find this executable to start the measurements: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -98,7 +101,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
         serde_json::from_slice(&output.stdout).ok()
     };
     let counts: Vec<String> = thread_counts.iter().map(usize::to_string).collect();
-    println!(
+    outln!(
         "fast mode, {} Hz steps, agents at {} Hz, {} thread(s), {} virtual s per size{}",
         args.fixed_hz,
         args.tick_hz,
@@ -111,12 +114,17 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
         }
     );
     if args.metrics_cost {
-        println!(
+        outln!(
             "{:>10} {:>8} {:>18} {:>18} {:>10} {:>18}",
-            "agents", "threads", "ticks/s metrics on", "ticks/s off", "cost", "dashboard draw ms"
+            "agents",
+            "threads",
+            "ticks/s metrics on",
+            "ticks/s off",
+            "cost",
+            "dashboard draw ms"
         );
     } else {
-        println!(
+        outln!(
             "{:>10} {:>8} {:>16} {:>9} {:>14} {:>14} {:>12} {:>12} {:>9}",
             "agents",
             "threads",
@@ -142,7 +150,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
             for &threads in &thread_counts {
                 for &live in modes {
                     let Some(r) = measure(agents, threads, live) else {
-                        eprintln!(
+                        errln!(
                             "error: a measurement at {agents} agents, {threads} thread(s) failed"
                         );
                         return ExitCode::FAILURE;
@@ -165,7 +173,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
                     r.agent_ticks_per_sec,
                     fastest(threads, false).agent_ticks_per_sec,
                 );
-                println!(
+                outln!(
                     "{:>10} {:>8} {:>18.0} {:>18.0} {:>9.2}% {:>18.3}",
                     agents,
                     threads,
@@ -175,7 +183,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
                     r.dashboard_draw_ms
                 );
             } else {
-                println!(
+                outln!(
                     "{:>10} {:>8} {:>16.0} {:>8.2}x {:>14.2} {:>14.0} {:>12.3} {:>12.3} {:>9}",
                     r.agents,
                     threads,
@@ -210,7 +218,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
                 .zip(&medians)
                 .map(|(threads, m)| format!("{threads} thread(s) {m:.0} ({:.2}x)", m / medians[0]))
                 .collect();
-            println!("{:>10} medians: {}", "", line.join(", "));
+            outln!("{:>10} medians: {}", "", line.join(", "));
         }
         results.extend(runs);
     }
@@ -220,7 +228,7 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
             .collect();
         if let Err(e) = std::fs::write(&path, lines) {
-            eprintln!("error: cannot write {}: {e}", path.display());
+            errln!("error: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
