@@ -75,13 +75,15 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run_command(args, &log),
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
-        Command::Validate { scenario } => match Scenario::load(&scenario) {
-            Ok(_) => {
-                outln!("ok");
-                ExitCode::SUCCESS
+        Command::Validate { scenario } => {
+            match Scenario::load(&scenario).and_then(|s| s.check_resources(&scenario).map(|()| s)) {
+                Ok(_) => {
+                    outln!("ok");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => invalid(&e),
             }
-            Err(e) => invalid(&e),
-        },
+        }
         Command::Bench(args) => bench::bench_command(args),
         Command::BenchPair(a) => bench::bench_pair_command(&a),
         Command::BenchOne(a) => {

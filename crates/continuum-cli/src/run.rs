@@ -72,6 +72,9 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     } else if args.realtime {
         scenario.pacing.mode = ClockMode::Realtime;
     }
+    if let Err(e) = scenario.check_resources(&args.scenario) {
+        return invalid(&e);
+    }
     let pacing = scenario.pacing;
     let mode = pacing.mode;
     let speed = if mode == ClockMode::Fast {

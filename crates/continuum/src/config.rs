@@ -37,15 +37,93 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and parses a RON file.
-pub fn read_ron<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
-    let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
+/// Largest configuration file read, in bytes (16 MiB): the largest shipped
+/// scenario is a few kilobytes, and a file is read whole into memory, so a
+/// larger one is a mistake (or a device such as `/dev/zero`), refused before
+/// it is read.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Longest piece of input (a name, a kind, a parser's message) quoted in an
+/// error, in characters; longer ones are cut with `…`.
+pub const MAX_QUOTED_CHARS: usize = 256;
+
+/// Longest name (a scenario's `name`, a kind) accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// `s` cut to at most `max` characters, with `…` when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}…", &s[..end]),
+    }
+}
+
+fn file_error(path: &Path, message: String) -> ConfigError {
+    ConfigError {
         file: path.to_path_buf(),
         line: 0,
         column: 0,
         field: String::new(),
-        message: format!("cannot read the file: {e}"),
-    })?;
+        message,
+    }
+}
+
+/// Reads a configuration file's text: a regular file (not a directory, FIFO,
+/// device or socket, which could block or never end) of at most
+/// [`MAX_FILE_BYTES`], in UTF-8. The type and size are checked before the file
+/// is opened, and at most one byte more than the limit is read, in case the
+/// file grows in between.
+pub fn read_source(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a FIFO, device or socket"
+        };
+        return Err(file_error(
+            path,
+            format!("cannot read the file: not a regular file ({what})"),
+        ));
+    }
+    let too_large = |size: u64| {
+        file_error(
+            path,
+            format!(
+                "cannot read the file: {size} bytes or more, larger than the limit of \
+                 {MAX_FILE_BYTES} bytes (16 MiB)"
+            ),
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let source = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+        let (line, column) = line_col(&source, valid);
+        ConfigError {
+            line,
+            column,
+            ..file_error(path, "expected UTF-8 text".into())
+        }
+    })
+}
+
+/// Reads and parses a RON file (see [`read_source`] for the files accepted).
+pub fn read_ron<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigError> {
+    let source = read_source(path)?;
     let value = parse_ron(&source, path)?;
     Ok((value, source))
 }
@@ -60,7 +138,7 @@ pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, Co
             line: e.span.start.line,
             column: e.span.start.col,
             field: String::new(),
-            message: e.code.to_string(),
+            message: clip(&e.code.to_string(), MAX_QUOTED_CHARS),
         })?;
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // serde_path_to_error writes `?` for a segment it could not name (e.g. in
@@ -71,8 +149,12 @@ pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, Co
             file: file.to_path_buf(),
             line: spanned.span.start.line,
             column: spanned.span.start.col,
-            field: if field == "." { String::new() } else { field },
-            message: spanned.code.to_string(),
+            field: if field == "." {
+                String::new()
+            } else {
+                clip(&field, MAX_QUOTED_CHARS)
+            },
+            message: clip(&spanned.code.to_string(), MAX_QUOTED_CHARS),
         }
     })?;
     de.end().map_err(|e| {
@@ -82,7 +164,7 @@ pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, Co
             line: spanned.span.start.line,
             column: spanned.span.start.col,
             field: String::new(),
-            message: spanned.code.to_string(),
+            message: clip(&spanned.code.to_string(), MAX_QUOTED_CHARS),
         }
     })?;
     Ok(value)
@@ -190,7 +272,11 @@ pub fn locate(source: &str, path: &[PathSeg]) -> Option<(usize, usize)> {
 }
 
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
@@ -229,11 +315,11 @@ impl Cursor<'_> {
 
     /// Skips `#![enable(...)]` lines.
     fn skip_attributes(&mut self) {
-        while self.s[self.i..].starts_with(b"#!") {
+        while self.s.get(self.i..).is_some_and(|s| s.starts_with(b"#!")) {
             while self.peek().is_some_and(|c| c != b']') {
                 self.i += 1;
             }
-            self.i += 1;
+            self.i = (self.i + 1).min(self.s.len());
             self.skip_trivia();
         }
     }

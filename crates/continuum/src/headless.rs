@@ -134,13 +134,9 @@ pub fn build_app_with(scenario: Scenario, threads: usize, plugins: PluginGroupBu
     app
 }
 
-/// The highest realtime speed (virtual seconds per real second). Beyond it no
-/// step loop keeps up (a million virtual seconds per real second is 10^8 steps
-/// per second at 100 Hz), and Bevy's `Time<Virtual>` multiplies each update's
-/// `Duration` by the speed, which panics once the product no longer fits a
-/// `Duration` (from about 1e25 on). [`set_pacing`] clamps to it; the command
-/// line and scenario files refuse more.
-pub const MAX_SPEED: f64 = 1.0e6;
+/// The highest realtime speed (see [`scenario::MAX_SPEED`](crate::scenario::MAX_SPEED)):
+/// [`set_pacing`] clamps to it; the command line and scenario files refuse more.
+pub use crate::scenario::MAX_SPEED;
 
 /// Paces `app` as `pacing` says, through Bevy's clocks: realtime reads the wall
 /// clock and runs virtual time at `pacing.speed` (`Time<Virtual>`'s relative

@@ -237,6 +237,13 @@ pub struct CellGrid<T> {
     len: usize,
 }
 
+impl<T> CellGrid<T> {
+    /// Bytes a grid's cells take, per cell, before any item spills.
+    pub fn bytes_per_cell() -> usize {
+        std::mem::size_of::<Cell<T>>()
+    }
+}
+
 impl<T: Copy + Default> CellGrid<T> {
     /// An empty grid with cells of side `cell` over a world of `size`.
     pub fn new(size: Vec2, cell: f32) -> Self {

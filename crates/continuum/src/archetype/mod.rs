@@ -10,6 +10,7 @@
 //! other plugins keep per kind from it: the memory rules
 //! ([`MemoryKinds`]) and how far agents perceive ([`PerceptionReach`]).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use bevy_app::prelude::*;
@@ -22,7 +23,7 @@ use crate::agent::{
     Admitted, AgentBlueprint, AgentKind, AgentsAdmitted, Body, PerceptionReach, Priority,
 };
 use crate::clock::configure_phases;
-use crate::config::{ConfigError, Validator, parse_ron};
+use crate::config::{ConfigError, MAX_NAME_CHARS, Validator, parse_ron};
 use crate::memory::{MemoryKinds, MemoryRules};
 use crate::phases::{ContinuumStartup, ContinuumSystems};
 
@@ -100,62 +101,88 @@ pub struct Archetype {
     pub behaviour: Behaviour,
 }
 
+/// Most kinds a simulation knows, the built-in ones included. An [`AgentKind`]
+/// is a `u16` index (65 536 kinds at most); kinds are kept in tables per kind,
+/// so a scenario is limited to far fewer.
+pub const MAX_KINDS: usize = 4096;
+
+/// Fastest default tick rate of a kind, in Hz: the fastest step rate a
+/// scenario accepts (`clock.fixed_hz`), since an agent ticks at most once a
+/// step.
+pub const MAX_TICK_HZ: f32 = 10_000.0;
+
+/// Largest value accepted for a parameter with no natural bound (speeds,
+/// radii, amounts, seconds): sums and products of such values stay finite in
+/// `f32`.
+pub const MAX_MAGNITUDE: f32 = 1.0e9;
+
+/// Checks that `x` is finite and in `[lo, hi]` (or `(lo, hi]` when
+/// `positive`), recording `what` against field `name` otherwise.
+pub(crate) fn check_range(
+    v: &mut Validator,
+    x: f32,
+    name: &'static str,
+    lo: f32,
+    hi: f32,
+    positive: bool,
+    what: &str,
+) {
+    let ok = x.is_finite() && x <= hi && if positive { x > lo } else { x >= lo };
+    v.check(ok, name, || {
+        let open = if positive { "(" } else { "[" };
+        format!("expected {what} in {open}{lo}, {hi}], got {x}")
+    });
+}
+
 impl Archetype {
     /// Checks the values; errors carry the path of the field at fault.
     pub fn validate(&self, v: &mut Validator) {
         v.check(!self.kind.trim().is_empty(), "kind", || {
             "expected a non-empty name".into()
         });
-        v.check(
-            self.tick_hz.is_finite() && self.tick_hz > 0.0,
-            "tick_hz",
-            || format!("expected a positive rate in Hz, got {}", self.tick_hz),
-        );
-        v.check(self.speed.is_finite() && self.speed >= 0.0, "speed", || {
-            format!("expected a speed of zero or more, got {}", self.speed)
+        v.check(self.kind.chars().count() <= MAX_NAME_CHARS, "kind", || {
+            format!("expected a name of at most {MAX_NAME_CHARS} characters")
         });
-        v.check(
-            self.perception_radius.is_finite() && self.perception_radius > 0.0,
+        check_range(
+            v,
+            self.tick_hz,
+            "tick_hz",
+            0.0,
+            MAX_TICK_HZ,
+            true,
+            "a rate in Hz",
+        );
+        const M: f32 = MAX_MAGNITUDE;
+        check_range(v, self.speed, "speed", 0.0, M, false, "a speed");
+        check_range(
+            v,
+            self.perception_radius,
             "perception_radius",
-            || format!("expected a positive radius, got {}", self.perception_radius),
+            0.0,
+            M,
+            true,
+            "a radius",
         );
         v.field("memory", |v| self.memory.validate(v));
         v.field("behaviour", |v| match &self.behaviour {
             Behaviour::Explorer(p) => {
-                v.check((0.0..=1.0).contains(&p.momentum), "momentum", || {
-                    format!("expected a value in [0, 1], got {}", p.momentum)
-                });
-                v.check(p.jitter >= 0.0, "jitter", || {
-                    format!("expected zero or more, got {}", p.jitter)
-                });
-                v.check(p.separation >= 0.0, "separation", || {
-                    format!("expected zero or more, got {}", p.separation)
-                });
-                v.check(p.avoid_known >= 0.0, "avoid_known", || {
-                    format!("expected zero or more, got {}", p.avoid_known)
-                });
+                check_range(v, p.momentum, "momentum", 0.0, 1.0, false, "a value");
+                check_range(v, p.jitter, "jitter", 0.0, M, false, "a strength");
+                check_range(v, p.separation, "separation", 0.0, M, false, "a strength");
+                check_range(v, p.avoid_known, "avoid_known", 0.0, M, false, "a strength");
             }
             Behaviour::Analyzer(p) => {
-                v.check((0.0..1.0).contains(&p.noise), "noise", || {
-                    format!("expected a fraction in [0, 1), got {}", p.noise)
-                });
-                v.check(p.stale_after > 0.0, "stale_after", || {
-                    format!(
-                        "expected a positive number of seconds, got {}",
-                        p.stale_after
-                    )
-                });
+                v.check(
+                    p.noise.is_finite() && (0.0..1.0).contains(&p.noise),
+                    "noise",
+                    || format!("expected a fraction in [0, 1), got {}", p.noise),
+                );
+                check_range(v, p.stale_after, "stale_after", 0.0, M, true, "seconds");
             }
             Behaviour::Controller(p) => {
-                v.check(p.harvest > 0.0, "harvest", || {
-                    format!("expected a positive amount, got {}", p.harvest)
-                });
-                v.check(p.min_estimate >= 0.0, "min_estimate", || {
-                    format!("expected zero or more, got {}", p.min_estimate)
-                });
-                v.check(p.travel_cost >= 0.0, "travel_cost", || {
-                    format!("expected zero or more, got {}", p.travel_cost)
-                });
+                check_range(v, p.harvest, "harvest", 0.0, M, true, "an amount");
+                check_range(v, p.min_estimate, "min_estimate", 0.0, M, false, "a value");
+                check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
             }
             Behaviour::Idle => {}
         });
@@ -195,39 +222,55 @@ const BUILTIN: [(&str, &str); 3] = [
 #[derive(Resource, Clone, Debug, PartialEq)]
 pub struct Archetypes {
     kinds: Vec<Archetype>,
+    /// Index of each kind by name, so that defining or finding a kind does not
+    /// scan the others.
+    by_name: HashMap<String, AgentKind>,
 }
 
 impl Default for Archetypes {
     /// The built-in kinds: explorer, analyzer and controller.
     fn default() -> Self {
-        let mut archetypes = Self { kinds: Vec::new() };
-        for (file, source) in BUILTIN {
-            let archetype = Archetype::from_ron(source, Path::new(file))
-                .unwrap_or_else(|e| panic!("built-in archetype is invalid: {e}"));
-            archetypes.define(archetype);
-        }
-        archetypes
+        static BUILT_IN: std::sync::OnceLock<Archetypes> = std::sync::OnceLock::new();
+        BUILT_IN
+            .get_or_init(|| {
+                let mut archetypes = Self {
+                    kinds: Vec::new(),
+                    by_name: HashMap::new(),
+                };
+                for (file, source) in BUILTIN {
+                    let archetype = Archetype::from_ron(source, Path::new(file))
+                        .unwrap_or_else(|e| panic!("built-in archetype is invalid: {e}"));
+                    archetypes.define(archetype);
+                }
+                archetypes
+            })
+            .clone()
     }
 }
 
 impl Archetypes {
     /// Adds a kind, or redefines the kind of the same name. Returns its index.
+    ///
+    /// # Panics
+    ///
+    /// If that would make more than 65 536 kinds (the range of [`AgentKind`];
+    /// a scenario is held to [`MAX_KINDS`]).
     pub fn define(&mut self, archetype: Archetype) -> AgentKind {
         if let Some(kind) = self.kind(&archetype.kind) {
             self.kinds[kind.index()] = archetype;
             kind
         } else {
+            let kind =
+                AgentKind(u16::try_from(self.kinds.len()).expect("at most 65 536 kinds of agents"));
+            self.by_name.insert(archetype.kind.clone(), kind);
             self.kinds.push(archetype);
-            AgentKind((self.kinds.len() - 1) as u16)
+            kind
         }
     }
 
     /// The kind called `name`.
     pub fn kind(&self, name: &str) -> Option<AgentKind> {
-        self.kinds
-            .iter()
-            .position(|a| a.kind == name)
-            .map(|i| AgentKind(i as u16))
+        self.by_name.get(name).copied()
     }
 
     /// The archetype of `kind`.

@@ -208,11 +208,13 @@ impl MemoryRules {
             "expected at least 1 confirmation".into()
         });
         v.check(
-            self.half_life.is_finite() && self.half_life > 0.0,
+            self.half_life.is_finite()
+                && self.half_life > 0.0
+                && self.half_life <= crate::archetype::MAX_MAGNITUDE,
             "half_life",
             || {
                 format!(
-                    "expected a positive number of virtual seconds, got {}",
+                    "expected a positive number of virtual seconds, at most 1e9, got {}",
                     self.half_life
                 )
             },

@@ -34,14 +34,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::ConflictStrategyKind;
 use crate::agent::Priority;
+use crate::agent::{AgentBlueprint, AgentId, IndexedAgent};
 use crate::archetype::{Archetype, Archetypes};
+use crate::archetype::{MAX_KINDS, MAX_MAGNITUDE};
 use crate::clock::ClockSettings;
-use crate::config::{ConfigError, PathSeg, Validator, parse_ron, read_ron};
+use crate::config::{
+    ConfigError, MAX_NAME_CHARS, MAX_QUOTED_CHARS, PathSeg, Validator, clip, locate, parse_ron,
+    path_string, read_ron, read_source,
+};
 use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
     WORKING_MAX,
 };
 use crate::monitor::MonitorSettings;
+use crate::spatial::{CellGrid, GridGeometry};
 use crate::world::WorldSettings;
 
 /// How a run paces its steps.
@@ -225,6 +231,80 @@ const MAX_REGIONS_PER_AXIS: u32 = 1024;
 /// Fastest step rate accepted.
 const MAX_FIXED_HZ: f64 = 10_000.0;
 
+/// Fastest realtime pacing accepted (`pacing.speed`, `--speed`): a million
+/// virtual seconds per real second. Beyond it no step loop keeps up (10^8
+/// steps per second at 100 Hz), and Bevy's `Time<Virtual>` multiplies each
+/// update's `Duration` by the speed, which panics once the product no longer
+/// fits a `Duration` (from about 1e25 on).
+pub const MAX_SPEED: f64 = 1.0e6;
+
+/// Latest virtual time a scenario may name, in seconds (about 31 years): the
+/// clock counts nanoseconds in a `u64` (584 years), so times up to this bound
+/// and sums of two of them never overflow. Bounds `clock.duration`, the times
+/// of arrivals and departures, lifetimes and `monitor.rebalance.every`.
+pub const MAX_VIRTUAL_SECS: f64 = 1.0e9;
+
+/// Bytes an active agent is counted for in [`Scenario::estimated_bytes`]: 1
+/// KiB, a conservative figure. Measured, an agent adds 506 bytes at a million
+/// agents and 563 at 100 000, and 829 with its memory tiers at their maxima;
+/// the process's peak is somewhat above its resident size at rest (see
+/// `docs/performance.md`).
+pub const AGENT_BYTES: u64 = 1024;
+
+/// Bytes a site is counted for: the site, its region entry, its place in the
+/// spatial index, its slot in the shared cache and the cache readers' stamps
+/// (about 120 bytes, rounded up).
+pub const SITE_BYTES: u64 = 256;
+
+/// Bytes a region is counted for: its notice board, its list of sites and its
+/// share of the conflict resolver's per-region state (rounded up).
+pub const REGION_BYTES: u64 = 256;
+
+/// Memory a scenario is estimated to need before it runs, by part; see
+/// [`Scenario::estimated_bytes`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceEstimate {
+    /// Agents requested in all (starting groups and arrivals).
+    pub agents: u64,
+    /// Agents active at once at most (`max_agents`, or all of them).
+    pub active_agents: u64,
+    /// Bytes for the agents: [`AGENT_BYTES`] per active agent plus a queue
+    /// entry per requested agent.
+    pub agent_bytes: u64,
+    /// Bytes for the sites ([`SITE_BYTES`] each).
+    pub site_bytes: u64,
+    /// Cells of the spatial grids (one for sites, one for agents).
+    pub grid_cells: u64,
+    /// Bytes for the grids' cells.
+    pub grid_bytes: u64,
+    /// Bytes for the regions ([`REGION_BYTES`] each).
+    pub region_bytes: u64,
+}
+
+impl ResourceEstimate {
+    /// The whole estimate in bytes.
+    pub fn total(&self) -> u64 {
+        self.agent_bytes
+            .saturating_add(self.site_bytes)
+            .saturating_add(self.grid_bytes)
+            .saturating_add(self.region_bytes)
+    }
+}
+
+/// The machine's available memory in bytes as `sysinfo` reads it (0 when it
+/// cannot be read).
+pub fn available_memory_bytes() -> u64 {
+    let Ok(mut system) = sysinfo::System::new() else {
+        return 0;
+    };
+    system.refresh_memory();
+    system.available_memory()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 impl Scenario {
     /// A scenario of `groups` with every other setting at its default.
     pub fn new(name: impl Into<String>, groups: Vec<GroupSpec>) -> Self {
@@ -257,6 +337,107 @@ impl Scenario {
         let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
         scenario.validate(source, file)?;
         Ok(scenario)
+    }
+
+    /// What the scenario is estimated to need in memory when it runs: the
+    /// agents ([`AGENT_BYTES`] for each agent active at once, and a queue
+    /// entry for each agent requested), the sites ([`SITE_BYTES`] each), the
+    /// regions ([`REGION_BYTES`] each) and the two spatial grids, whose cells
+    /// are as wide as the farthest any kind perceives and number at most
+    /// 4096 × 4096 (a large world with short sight costs up to 700 MiB of
+    /// cells whatever its population: the estimate counts them).
+    pub fn estimated_bytes(&self) -> ResourceEstimate {
+        let arriving: u64 = self.arrivals.iter().map(|a| u64::from(a.group.count)).sum();
+        let agents = self.total_agents().saturating_add(arriving);
+        let active_agents = self.max_agents.map_or(agents, |max| agents.min(max as u64));
+        let queued = 2 * std::mem::size_of::<(AgentId, AgentBlueprint)>() as u64;
+        let agent_bytes = active_agents
+            .saturating_mul(AGENT_BYTES)
+            .saturating_add(agents.saturating_mul(queued));
+        let reach = self
+            .archetypes()
+            .largest_perception_radius()
+            .unwrap_or(50.0);
+        let cells = GridGeometry::new(self.world.size, reach.max(1.0)).cells() as u64;
+        let per_cell = CellGrid::<IndexedAgent>::bytes_per_cell() as u64 + 4;
+        let regions = u64::from(self.world.regions.0) * u64::from(self.world.regions.1);
+        ResourceEstimate {
+            agents,
+            active_agents,
+            agent_bytes,
+            site_bytes: u64::from(self.world.sites).saturating_mul(SITE_BYTES),
+            grid_cells: 2 * cells,
+            grid_bytes: cells.saturating_mul(per_cell),
+            region_bytes: regions.saturating_mul(REGION_BYTES),
+        }
+    }
+
+    /// Refuses a scenario whose [estimated memory](Self::estimated_bytes) is
+    /// more than the machine has available, before anything is allocated: the
+    /// error names the field that asks for the most (a group's `count`,
+    /// `world.sites`, `world.size` or `world.regions`), the estimate and the
+    /// memory available. Call it after changing the scenario (scaling its
+    /// agents, say); `file` is read again to locate the field.
+    pub fn check_resources(&self, file: &Path) -> Result<(), ConfigError> {
+        let source = read_source(file).unwrap_or_default();
+        self.check_resources_in(&source, file, available_memory_bytes())
+    }
+
+    /// [`check_resources`](Self::check_resources) against `available` bytes
+    /// (0: unknown, nothing is refused), locating the field in `source`.
+    pub fn check_resources_in(
+        &self,
+        source: &str,
+        file: &Path,
+        available: u64,
+    ) -> Result<(), ConfigError> {
+        let e = self.estimated_bytes();
+        if available == 0 || e.total() <= available {
+            return Ok(());
+        }
+        use PathSeg::{Field, Index};
+        let per_agent = AGENT_BYTES;
+        let mut culprits: Vec<(u64, Vec<PathSeg>)> = vec![
+            (e.site_bytes, vec![Field("world"), Field("sites")]),
+            (e.grid_bytes, vec![Field("world"), Field("size")]),
+            (e.region_bytes, vec![Field("world"), Field("regions")]),
+        ];
+        for (i, g) in self.groups.iter().enumerate() {
+            let bytes = u64::from(g.count).saturating_mul(per_agent);
+            culprits.push((bytes, vec![Field("groups"), Index(i), Field("count")]));
+        }
+        for (i, a) in self.arrivals.iter().enumerate() {
+            let bytes = u64::from(a.group.count).saturating_mul(per_agent);
+            let path = vec![Field("arrivals"), Index(i), Field("group"), Field("count")];
+            culprits.push((bytes, path));
+        }
+        let (_, path) = culprits
+            .into_iter()
+            .rev()
+            .max_by_key(|(bytes, _)| *bytes)
+            .expect("three parts at least");
+        let (line, column) = locate(source, &path).unwrap_or((0, 0));
+        Err(ConfigError {
+            file: file.to_path_buf(),
+            line: if source.is_empty() { 0 } else { line },
+            column: if source.is_empty() { 0 } else { column },
+            field: path_string(&path),
+            message: format!(
+                "the scenario would need about {} of memory ({} agents, {} active at once, at \
+                 {AGENT_BYTES} bytes each: {}; {} sites: {}; {} grid cells: {}; regions: {}), \
+                 more than the {} available on this machine",
+                mib(e.total()),
+                e.agents,
+                e.active_agents,
+                mib(e.agent_bytes),
+                self.world.sites,
+                mib(e.site_bytes),
+                e.grid_cells,
+                mib(e.grid_bytes),
+                mib(e.region_bytes),
+                mib(available),
+            ),
+        })
     }
 
     /// The kinds this scenario can use: the built-in ones plus its own.
@@ -326,6 +507,12 @@ impl Scenario {
         v.check(!self.name.trim().is_empty(), "name", || {
             "expected a non-empty name".into()
         });
+        v.check(self.name.chars().count() <= MAX_NAME_CHARS, "name", || {
+            format!(
+                "expected a name of at most {MAX_NAME_CHARS} characters, got {}",
+                self.name.chars().count()
+            )
+        });
         v.field("world", |v| {
             let w = &self.world;
             let positive = |x: f32| x.is_finite() && x > 0.0;
@@ -345,23 +532,37 @@ impl Scenario {
             );
             let (lo, hi) = w.site_capacity;
             v.check(
-                lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi >= lo,
+                lo.is_finite() && hi.is_finite() && lo >= 0.0 && hi >= lo && hi <= MAX_MAGNITUDE,
                 "site_capacity",
                 || {
                     format!(
-                        "expected (min, max) with 0 <= min <= max, got {:?}",
+                        "expected (min, max) with 0 <= min <= max <= 1e9, got {:?}",
                         w.site_capacity
                     )
                 },
             );
             v.check(
-                w.regrow_per_sec.is_finite() && w.regrow_per_sec >= 0.0,
+                w.regrow_per_sec.is_finite()
+                    && w.regrow_per_sec >= 0.0
+                    && w.regrow_per_sec <= MAX_MAGNITUDE,
                 "regrow_per_sec",
-                || format!("expected zero or more, got {}", w.regrow_per_sec),
+                || {
+                    format!(
+                        "expected zero or more (at most 1e9), got {}",
+                        w.regrow_per_sec
+                    )
+                },
             );
-            v.check(w.reach.is_finite() && w.reach >= 0.0, "reach", || {
-                format!("expected zero or more world units, got {}", w.reach)
-            });
+            v.check(
+                w.reach.is_finite() && w.reach >= 0.0 && w.reach <= MAX_MAGNITUDE,
+                "reach",
+                || {
+                    format!(
+                        "expected zero or more world units (at most 1e9), got {}",
+                        w.reach
+                    )
+                },
+            );
         });
         let fixed_hz = self.clock.fixed_hz;
         v.field("clock", |v| {
@@ -377,16 +578,21 @@ impl Scenario {
                 },
             );
             if let Some(d) = c.duration {
-                v.check(d.is_finite() && d > 0.0, "duration", || {
-                    format!("expected a positive number of virtual seconds, got {d}")
-                });
+                check_secs(v, d, "duration", false);
             }
         });
         v.field("pacing", |v| {
             let p = &self.pacing;
-            v.check(p.speed.is_finite() && p.speed > 0.0, "speed", || {
-                format!("expected a positive speed factor, got {}", p.speed)
-            });
+            v.check(
+                p.speed.is_finite() && p.speed > 0.0 && p.speed <= MAX_SPEED,
+                "speed",
+                || {
+                    format!(
+                        "expected a positive speed factor of at most {MAX_SPEED:e}, got {}",
+                        p.speed
+                    )
+                },
+            );
         });
         if let Some(max) = self.max_agents {
             v.check(max >= 1, "max_agents", || {
@@ -396,14 +602,11 @@ impl Scenario {
         v.field("monitor", |v| {
             let r = &self.monitor.rebalance;
             v.field("rebalance", |v| {
-                v.check(r.every.is_finite() && r.every > 0.0, "every", || {
-                    format!(
-                        "expected a positive number of virtual seconds, got {}",
-                        r.every
-                    )
-                });
+                check_secs(v, r.every, "every", false);
                 v.check(
-                    (0.0..=1.0).contains(&r.memory_low) && r.memory_low < r.memory_high,
+                    (0.0..=1.0).contains(&r.memory_low)
+                        && r.memory_low < r.memory_high
+                        && r.memory_high.is_finite(),
                     "memory_low",
                     || {
                         format!(
@@ -418,7 +621,7 @@ impl Scenario {
                     || format!("expected a share in (0, 1), got {}", r.memory_step),
                 );
                 v.check(
-                    r.cpu_low >= 0.0 && r.cpu_low < r.cpu_high,
+                    r.cpu_low >= 0.0 && r.cpu_low < r.cpu_high && r.cpu_high <= MAX_MAGNITUDE,
                     "cpu_low",
                     || {
                         format!(
@@ -431,7 +634,10 @@ impl Scenario {
                     format!("expected a share in (0, 1), got {}", r.cpu_step)
                 });
                 v.check(
-                    r.cpu_min > 0.0 && r.cpu_min <= 1.0 && r.cpu_max >= 1.0,
+                    r.cpu_min > 0.0
+                        && r.cpu_min <= 1.0
+                        && r.cpu_max >= 1.0
+                        && r.cpu_max <= MAX_MAGNITUDE,
                     "cpu_min",
                     || {
                         format!(
@@ -444,7 +650,9 @@ impl Scenario {
             let o = &self.monitor.overload;
             v.field("overload", |v| {
                 v.check(
-                    o.evaluate_every.is_finite() && o.evaluate_every > 0.0,
+                    o.evaluate_every.is_finite()
+                        && o.evaluate_every > 0.0
+                        && o.evaluate_every <= MAX_VIRTUAL_SECS,
                     "evaluate_every",
                     || {
                         format!(
@@ -454,7 +662,9 @@ impl Scenario {
                     },
                 );
                 v.check(
-                    o.restore_below >= 0.0 && o.restore_below < o.shed_above,
+                    o.restore_below >= 0.0
+                        && o.restore_below < o.shed_above
+                        && o.shed_above <= f64::from(MAX_MAGNITUDE),
                     "restore_below",
                     || {
                         format!(
@@ -483,11 +693,33 @@ impl Scenario {
                 MemoryBudget::Auto => {}
             }
         });
+        let builtins = Archetypes::default();
         v.field("archetypes", |v| {
+            let mut names: std::collections::HashSet<&str> =
+                builtins.iter().map(|a| a.kind.as_str()).collect();
+            let builtin = names.len();
             for (i, a) in self.archetypes.iter().enumerate() {
                 v.at(PathSeg::Index(i), |v| a.validate(v));
+                names.insert(a.kind.as_str());
+                if names.len() > MAX_KINDS {
+                    v.at(PathSeg::Index(i), |v| {
+                        v.check(false, "kind", || {
+                            format!(
+                                "too many kinds: at most {MAX_KINDS} are allowed, the {builtin} \
+                                 built-in ones included"
+                            )
+                        })
+                    });
+                    break;
+                }
+                if v.failed() {
+                    break;
+                }
             }
         });
+        if v.failed() {
+            return;
+        }
         let archetypes = self.archetypes();
         v.check(!self.groups.is_empty(), "groups", || {
             "expected at least one group of agents".into()
@@ -499,18 +731,77 @@ impl Scenario {
                 });
             }
         });
+        v.field("arrivals", |v| {
+            for (i, a) in self.arrivals.iter().enumerate() {
+                v.at(PathSeg::Index(i), |v| {
+                    check_secs(v, a.at, "at", true);
+                    v.field("group", |v| check_group(&a.group, &archetypes, fixed_hz, v));
+                });
+            }
+        });
+        v.field("departures", |v| {
+            for (i, d) in self.departures.iter().enumerate() {
+                v.at(PathSeg::Index(i), |v| {
+                    check_secs(v, d.at, "at", true);
+                    v.check(d.count >= 1, "count", || {
+                        "expected at least 1 agent to leave".into()
+                    });
+                    if let Some(kind) = &d.kind {
+                        v.check(archetypes.kind(kind).is_some(), "kind", || {
+                            unknown_kind(kind, &archetypes)
+                        });
+                    }
+                });
+            }
+        });
     }
+}
+
+/// Checks a number of virtual seconds: finite, at most [`MAX_VIRTUAL_SECS`],
+/// and positive (or zero or more with `zero_ok`).
+fn check_secs(v: &mut Validator, secs: f64, name: &'static str, zero_ok: bool) {
+    let low_ok = if zero_ok { secs >= 0.0 } else { secs > 0.0 };
+    v.check(
+        secs.is_finite() && low_ok && secs <= MAX_VIRTUAL_SECS,
+        name,
+        || {
+            let least = if zero_ok {
+                "zero or more"
+            } else {
+                "a positive number of"
+            };
+            format!("expected {least} virtual seconds, at most {MAX_VIRTUAL_SECS:e}, got {secs}")
+        },
+    );
+}
+
+/// Kinds listed in an error about an unknown kind, at most.
+const KINDS_LISTED: usize = 16;
+
+/// The known kinds, quoted, for an error (the first [`KINDS_LISTED`]).
+fn kind_names(archetypes: &Archetypes) -> String {
+    let mut names: Vec<String> = archetypes
+        .iter()
+        .take(KINDS_LISTED)
+        .map(|a| format!("\"{}\"", clip(&a.kind, 32)))
+        .collect();
+    if archetypes.len() > KINDS_LISTED {
+        names.push(format!("and {} more", archetypes.len() - KINDS_LISTED));
+    }
+    names.join(", ")
+}
+
+fn unknown_kind(kind: &str, archetypes: &Archetypes) -> String {
+    format!(
+        "unknown kind \"{}\", expected one of {}",
+        clip(kind, MAX_QUOTED_CHARS),
+        kind_names(archetypes)
+    )
 }
 
 fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Validator) {
     let known = |name: &str| archetypes.kind(name).is_some();
-    let names = || {
-        archetypes
-            .iter()
-            .map(|a| format!("\"{}\"", a.kind))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let names = || kind_names(archetypes);
     match (&g.kind, g.kinds.is_empty()) {
         (Some(_), false) => v.check(false, "kinds", || {
             "set either `kind` or `kinds`, not both".into()
@@ -518,15 +809,11 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
         (None, true) => v.check(false, "kind", || {
             format!("expected a kind (one of {}) or a list `kinds`", names())
         }),
-        (Some(kind), true) => v.check(known(kind), "kind", || {
-            format!("unknown kind \"{kind}\", expected one of {}", names())
-        }),
+        (Some(kind), true) => v.check(known(kind), "kind", || unknown_kind(kind, archetypes)),
         (None, false) => v.field("kinds", |v| {
             for (i, kind) in g.kinds.iter().enumerate() {
                 v.at(PathSeg::Index(i), |v| {
-                    v.check(known(kind), "", || {
-                        format!("unknown kind \"{kind}\", expected one of {}", names())
-                    })
+                    v.check(known(kind), "", || unknown_kind(kind, archetypes))
                 });
             }
         }),
@@ -559,14 +846,18 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
         });
     }
     if let Some(speed) = g.speed {
-        v.check(speed.is_finite() && speed >= 0.0, "speed", || {
-            format!("expected zero or more world units per second, got {speed}")
-        });
+        v.check(
+            speed.is_finite() && (0.0..=MAX_MAGNITUDE).contains(&speed),
+            "speed",
+            || format!("expected zero or more world units per second, got {speed}"),
+        );
     }
     if let Some(r) = g.perception_radius {
-        v.check(r.is_finite() && r > 0.0, "perception_radius", || {
-            format!("expected a positive radius, got {r}")
-        });
+        v.check(
+            r.is_finite() && r > 0.0 && r <= MAX_MAGNITUDE,
+            "perception_radius",
+            || format!("expected a positive radius, got {r}"),
+        );
     }
     if let Some(m) = g.memory {
         v.check(m.clamped() == m, "memory", || {
@@ -577,9 +868,7 @@ fn check_group(g: &GroupSpec, archetypes: &Archetypes, fixed_hz: f64, v: &mut Va
         });
     }
     if let Some(l) = g.lifetime {
-        v.check(l.is_finite() && l > 0.0, "lifetime", || {
-            format!("expected a positive number of virtual seconds, got {l}")
-        });
+        check_secs(v, l, "lifetime", false);
     }
 }
 
@@ -635,5 +924,58 @@ mod tests {
             s.groups.iter().all(|g| g.count > 0),
             "empty groups are dropped"
         );
+    }
+
+    #[test]
+    fn the_memory_estimate_refuses_what_the_machine_cannot_hold() {
+        let text = r#"Scenario(
+    name: "m",
+    world: (sites: 100),
+    groups: [(kind: "explorer", count: 10), (kind: "analyzer", count: 3000000)],
+)"#;
+        let s = Scenario::from_ron(text, Path::new("m.ron")).unwrap();
+        let e = s.estimated_bytes();
+        assert_eq!(e.agents, 3_000_010);
+        assert!(e.agent_bytes >= 3_000_010 * AGENT_BYTES);
+        assert!(
+            s.check_resources_in(text, Path::new("m.ron"), 64 << 30)
+                .is_ok()
+        );
+        assert!(
+            s.check_resources_in(text, Path::new("m.ron"), 0).is_ok(),
+            "unknown"
+        );
+        let err = s
+            .check_resources_in(text, Path::new("m.ron"), 1 << 30)
+            .unwrap_err();
+        assert_eq!(err.field, "groups[1].count");
+        assert_eq!((err.line, err.column), (4, 71));
+        assert!(err.message.contains("1024 MiB available"), "{err}");
+        let capped = Scenario {
+            max_agents: Some(10),
+            ..s
+        };
+        assert!(capped.estimated_bytes().agent_bytes < e.agent_bytes);
+    }
+
+    #[test]
+    fn arrivals_and_departures_are_validated_with_their_positions() {
+        let err = |extra: &str| {
+            let text = format!(
+                "Scenario(name: \"d\", groups: [(kind: \"explorer\", count: 1)],\n{extra})"
+            );
+            Scenario::from_ron(&text, Path::new("d.ron")).unwrap_err()
+        };
+        let e = err(r#"departures: [(at: 0.5, count: 1000, kind: "explorr")]"#);
+        assert_eq!(
+            (e.field.as_str(), e.line, e.column),
+            ("departures[0].kind", 2, 43)
+        );
+        let e = err(r#"arrivals: [(at: 1.0, group: (kind: "explorer", count: 0))]"#);
+        assert_eq!(e.field, "arrivals[0].group.count");
+        let e = err(r#"arrivals: [(at: -1.0, group: (kind: "explorer", count: 1))]"#);
+        assert_eq!(e.field, "arrivals[0].at");
+        let e = err("pacing: (speed: 1e7)");
+        assert_eq!(e.field, "pacing.speed");
     }
 }
