@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use continuum::action::ConflictStrategyKind;
 
 #[derive(Parser)]
 #[command(name = "continuum", version, about = "Run many agents continuously.")]
@@ -18,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario headless and report on it.
     Run(RunArgs),
+    /// Continue a run from a checkpoint (`run --checkpoint`), or branch a
+    /// variant from it.
+    Resume(ResumeArgs),
     /// Check a scenario file: prints `ok`, or the error (exit code 2).
     Validate {
         /// The scenario file (RON).
@@ -46,21 +50,49 @@ pub enum Command {
 pub struct RunArgs {
     /// The scenario file (RON).
     pub scenario: PathBuf,
-    /// As fast as the machine allows.
-    #[arg(long, conflicts_with = "realtime")]
-    pub fast: bool,
-    /// Paced to the wall clock (times --speed).
-    #[arg(long)]
-    pub realtime: bool,
-    /// Virtual seconds to run (overrides the scenario).
-    #[arg(long, value_parser = positive_f64)]
-    pub duration: Option<f64>,
     /// Scale the scenario's groups to this many agents in total.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub agents: Option<u64>,
     /// Seed (overrides the scenario).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Virtual seconds to run (overrides the scenario).
+    #[arg(long, value_parser = positive_f64)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The checkpoint file (from `run --checkpoint`).
+    #[arg(value_name = "CHECKPOINT")]
+    pub input: PathBuf,
+    /// Virtual seconds the whole run lasts, counted from its start (later than
+    /// the checkpoint; default: the scenario's duration).
+    #[arg(long, value_parser = positive_f64)]
+    pub duration: Option<f64>,
+    /// Branch: decide conflicts from here on with another strategy
+    /// (PriorityThenTimestamp, Timestamp or Random).
+    #[arg(long, value_parser = conflict_strategy)]
+    pub conflicts: Option<ConflictStrategyKind>,
+    /// Branch: request this many more agents at the checkpoint's time, shared
+    /// among the scenario's groups in their proportions.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub add_agents: Option<u64>,
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// What `run` and `resume` share: pacing, threads, outputs and checkpoints.
+#[derive(Args)]
+pub struct RunOptions {
+    /// As fast as the machine allows.
+    #[arg(long, conflicts_with = "realtime")]
+    pub fast: bool,
+    /// Paced to the wall clock (times --speed).
+    #[arg(long)]
+    pub realtime: bool,
     /// Threads working on the simulation, the main thread included (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -94,6 +126,16 @@ pub struct RunArgs {
     /// shedding), e.g. to see what it saves under overload.
     #[arg(long)]
     pub no_monitor: bool,
+    /// Save the whole simulation here (atomically) at the end of the run,
+    /// when it is interrupted (Ctrl-C, SIGTERM, SIGHUP), and every
+    /// --checkpoint-every virtual seconds; `continuum resume` continues it.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Virtual seconds between two checkpoints (each replaces the previous
+    /// one; taken at the first step boundary after the time, checked ten
+    /// times a second).
+    #[arg(long, requires = "checkpoint", value_parser = positive_f64)]
+    pub checkpoint_every: Option<f64>,
 }
 
 #[derive(Args)]
@@ -169,6 +211,21 @@ pub struct BenchOneArgs {
     pub no_live_metrics: bool,
 }
 
+/// A conflict strategy by its name in scenario files.
+pub fn conflict_strategy(s: &str) -> Result<ConflictStrategyKind, String> {
+    const ALL: [ConflictStrategyKind; 3] = [
+        ConflictStrategyKind::PriorityThenTimestamp,
+        ConflictStrategyKind::Timestamp,
+        ConflictStrategyKind::Random,
+    ];
+    ALL.into_iter()
+        .find(|k| format!("{k:?}").eq_ignore_ascii_case(s))
+        .ok_or_else(|| {
+            let names: Vec<String> = ALL.iter().map(|k| format!("{k:?}")).collect();
+            format!("expected one of {}", names.join(", "))
+        })
+}
+
 pub fn positive_f64(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
@@ -189,5 +246,18 @@ pub fn speed(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s} is faster than the maximum of {max:e} virtual seconds per real second"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks (unique names, valid relations), which
+    /// otherwise fire only when a subcommand is used.
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
     }
 }

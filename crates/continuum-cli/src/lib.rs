@@ -74,6 +74,7 @@ pub fn main() -> ExitCode {
     let log = logging::install(cli.verbose);
     match cli.command {
         Command::Run(args) => run::run_command(args, &log),
+        Command::Resume(args) => run::resume_command(args, &log),
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
         Command::Validate { scenario } => {
             match Scenario::load(&scenario).and_then(|s| s.check_resources(&scenario).map(|()| s)) {

@@ -14,9 +14,14 @@ use continuum::archetype::Archetypes;
 use continuum::headless::{build_app_with, default_threads, prime, run, set_pacing};
 use continuum::metrics::Metrics;
 use continuum::monitor::ResourceMonitorPlugin;
-use continuum::scenario::{ClockMode, Scenario};
+use continuum::agent::AgentPool;
+use continuum::checkpoint::{self, Checkpoint, CheckpointError};
+use continuum::clock::SimClock;
+use continuum::scenario::{ActiveScenario, ClockMode, Scenario};
 
-use crate::args::RunArgs;
+use bevy_ecs::prelude::*;
+
+use crate::args::{ResumeArgs, RunArgs, RunOptions};
 use crate::dashboard::terminal::{Input, Tui};
 use crate::dashboard::{DashboardState, mib, si};
 use crate::invalid;
@@ -30,29 +35,7 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
-    for (flag, path, ok) in [
-        (
-            "--metrics",
-            &args.metrics,
-            args.metrics
-                .as_deref()
-                .is_none_or(|p| SeriesFormat::of(p).is_some()),
-        ),
-        (
-            "--plot",
-            &args.plot,
-            args.plot.as_deref().is_none_or(is_picture),
-        ),
-    ] {
-        if !ok {
-            let path = path.as_deref().map(Path::display);
-            return invalid(&format!(
-                "{flag} {}: expected a .csv or .jsonl file for --metrics, a .png or .svg file for --plot",
-                path.expect("checked")
-            ));
-        }
-    }
-    if let Err(e) = check_outputs(&args) {
+    if let Err(e) = check_outputs(&args.options, &args.scenario, None) {
         return invalid(&e);
     }
     if let Some(n) = args.agents {
@@ -64,17 +47,76 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     if let Some(d) = args.duration {
         scenario.clock.duration = Some(d);
     }
-    if let Some(speed) = args.speed {
-        scenario.pacing.speed = speed;
-    }
-    if args.fast {
-        scenario.pacing.mode = ClockMode::Fast;
-    } else if args.realtime {
-        scenario.pacing.mode = ClockMode::Realtime;
-    }
+    apply_pacing(&mut scenario, &args.options);
     if let Err(e) = scenario.check_resources(&args.scenario) {
         return invalid(&e);
     }
+    execute(scenario, None, &args.options, log)
+}
+
+/// `continuum resume`: a run continued from its checkpoint, or a branch of it.
+pub fn resume_command(args: ResumeArgs, log: &LogSink) -> ExitCode {
+    let checkpoint = match Checkpoint::read(&args.input) {
+        Ok(c) => c,
+        Err(e) => return invalid(&e),
+    };
+    let mut scenario = match checkpoint.scenario() {
+        Ok(s) => s,
+        Err(e) => return invalid(&e),
+    };
+    // Writing the next checkpoint over the one resumed from is what a long
+    // run does; any other output must not overwrite it.
+    if let Err(e) = check_outputs(&args.options, &args.input, Some(&args.input)) {
+        return invalid(&e);
+    }
+    let at = checkpoint.step() as f64 * (1.0 / scenario.clock.fixed_hz);
+    if let Some(d) = args.duration {
+        if d <= at {
+            return invalid(&format!(
+                "--duration {d}: the checkpoint is at {at} virtual s; the run must last longer"
+            ));
+        }
+        scenario.clock.duration = Some(d);
+    }
+    if let Some(strategy) = args.conflicts {
+        scenario.conflicts = strategy;
+    }
+    if let Some(n) = args.add_agents {
+        scenario.max_agents = Some(scenario.max_agents().saturating_add(n as usize));
+    }
+    apply_pacing(&mut scenario, &args.options);
+    if let Err(e) = scenario.check_resources(&args.input) {
+        return invalid(&e);
+    }
+    execute(
+        scenario,
+        Some((checkpoint, args.add_agents.unwrap_or(0))),
+        &args.options,
+        log,
+    )
+}
+
+/// `--fast`, `--realtime` and `--speed` over the scenario's pacing.
+fn apply_pacing(scenario: &mut Scenario, options: &RunOptions) {
+    if let Some(speed) = options.speed {
+        scenario.pacing.speed = speed;
+    }
+    if options.fast {
+        scenario.pacing.mode = ClockMode::Fast;
+    } else if options.realtime {
+        scenario.pacing.mode = ClockMode::Realtime;
+    }
+}
+
+/// Runs `scenario` (from its start, or from `resume`: a checkpoint and the
+/// agents to add to it) with the dashboard or status lines, and writes its
+/// outputs.
+fn execute(
+    scenario: Scenario,
+    resume: Option<(Checkpoint, u64)>,
+    args: &RunOptions,
+    log: &LogSink,
+) -> ExitCode {
     let pacing = scenario.pacing;
     let mode = pacing.mode;
     let speed = if mode == ClockMode::Fast {
@@ -152,7 +194,23 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         crate::series::record(&mut app, run_label, args.metrics_interval);
     }
     set_pacing(&mut app, pacing);
-    prime(&mut app);
+    match resume {
+        None => prime(&mut app),
+        Some((checkpoint, more)) => {
+            if let Err(e) = checkpoint.restore(&mut app) {
+                return invalid(&e);
+            }
+            if more > 0 {
+                request_more(app.world_mut(), more);
+            }
+        }
+    }
+    let mut checkpoints = args.checkpoint.as_deref().map(|path| Checkpoints {
+        path,
+        every: args.checkpoint_every,
+        next: None,
+        error: None,
+    });
     let kinds: Vec<String> = app
         .world()
         .resource::<Archetypes>()
@@ -174,6 +232,9 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     let mut last_shown: Option<Instant> = None;
     let mut terminal_gone = false;
     let end = run(&mut app, &stop, Duration::from_millis(100), |app| {
+        if let Some(c) = checkpoints.as_mut() {
+            c.periodic(app.world_mut());
+        }
         if let Some(mut recorder) = app.world_mut().get_resource_mut::<MetricsRecorder>() {
             for row in recorder.take() {
                 if let Some(writer) = series.as_mut()
@@ -233,6 +294,22 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
     );
     outln!("{}", summary(&report));
     let mut status = ExitCode::SUCCESS;
+    if let Some(c) = checkpoints.as_mut() {
+        // The final one: at the end, or where an interruption stopped the run.
+        c.save(app.world_mut());
+        match c.error.take() {
+            Some(e) => {
+                errln!("error: {e}");
+                status = ExitCode::FAILURE;
+            }
+            None => errln!(
+                "checkpoint at {:.2} virtual s: {} (continue with `continuum resume {}`)",
+                app.world().resource::<SimClock>().elapsed_secs(),
+                c.path.display(),
+                c.path.display()
+            ),
+        }
+    }
     if let Some(writer) = series {
         let result = match series_error {
             Some(e) => Err(e),
@@ -265,6 +342,51 @@ pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
         }
     }
     status
+}
+
+/// The run's checkpoints: where, how often, and the first failure.
+struct Checkpoints<'a> {
+    path: &'a Path,
+    every: Option<f64>,
+    /// Virtual seconds at which the next periodic checkpoint is due.
+    next: Option<f64>,
+    error: Option<CheckpointError>,
+}
+
+impl Checkpoints<'_> {
+    /// Saves a checkpoint if one is due (between steps: the run loop calls
+    /// this after an update).
+    fn periodic(&mut self, world: &mut World) {
+        let Some(every) = self.every else {
+            return;
+        };
+        let now = world.resource::<SimClock>().elapsed_secs();
+        let next = *self.next.get_or_insert(((now / every).floor() + 1.0) * every);
+        if now >= next {
+            self.next = Some(((now / every).floor() + 1.0) * every);
+            self.save(world);
+        }
+    }
+
+    fn save(&mut self, world: &mut World) {
+        match checkpoint::write(world, self.path) {
+            Ok(bytes) => tracing::info!(path = %self.path.display(), bytes, "checkpoint written"),
+            Err(e) => {
+                tracing::warn!("{e}");
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+/// Requests `count` more agents into a resumed run (a branch), shared among
+/// the scenario's groups.
+fn request_more(world: &mut World, count: u64) {
+    let archetypes = world.resource::<Archetypes>().clone();
+    world.resource_scope(|world, mut active: Mut<ActiveScenario>| {
+        let mut pool = world.resource_mut::<AgentPool>();
+        active.request_more(count, &archetypes, &mut pool);
+    });
 }
 
 /// How the run shows itself while it goes.
@@ -332,11 +454,29 @@ fn summary(r: &RunReport) -> String {
 /// another, and outputs that cannot be written: their directory cannot be
 /// created, or a file cannot be created in it (tried with the temporary name
 /// the output is written under, which is removed again).
-fn check_outputs(args: &RunArgs) -> Result<(), String> {
+fn check_outputs(
+    args: &RunOptions,
+    input: &Path,
+    resumed_from: Option<&Path>,
+) -> Result<(), String> {
+    if let Some(p) = &args.metrics
+        && SeriesFormat::of(p).is_none()
+    {
+        return Err(format!(
+            "--metrics {}: expected a .csv or .jsonl file",
+            p.display()
+        ));
+    }
+    if let Some(p) = &args.plot
+        && !is_picture(p)
+    {
+        return Err(format!("--plot {}: expected a .png or .svg file", p.display()));
+    }
     let outputs: Vec<(&str, &Path)> = [
         ("--report", &args.report),
         ("--metrics", &args.metrics),
         ("--plot", &args.plot),
+        ("--checkpoint", &args.checkpoint),
     ]
     .into_iter()
     .filter_map(|(flag, path)| Some((flag, path.as_deref()?)))
@@ -346,14 +486,19 @@ fn check_outputs(args: &RunArgs) -> Result<(), String> {
     for &(flag, path) in &outputs {
         can_write(path).map_err(|e| format!("{flag} {}: cannot write it: {e}", path.display()))?;
     }
-    let scenario = FileIdentity::of(&args.scenario);
+    let source = FileIdentity::of(input);
+    let what = if resumed_from.is_some() {
+        "the checkpoint resumed from"
+    } else {
+        "the scenario file"
+    };
     for (i, &(flag, path)) in outputs.iter().enumerate() {
         let id = FileIdentity::of(path);
-        if id == scenario {
+        if id == source && !(flag == "--checkpoint" && resumed_from.is_some()) {
             return Err(format!(
-                "{flag} {}: that is the scenario file {}; choose another output file",
+                "{flag} {}: that is {what} {}; choose another output file",
                 path.display(),
-                args.scenario.display()
+                input.display()
             ));
         }
         if let Some((other, other_path)) =
