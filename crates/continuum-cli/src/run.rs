@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use bevy_app::PluginGroup;
 use continuum::ContinuumPlugins;
+use continuum::agent::AgentPool;
 use continuum::archetype::Archetypes;
+use continuum::checkpoint::{self, Checkpoint, CheckpointError};
+use continuum::clock::SimClock;
 use continuum::headless::{build_app_with, default_threads, prime, run, set_pacing};
 use continuum::metrics::Metrics;
 use continuum::monitor::ResourceMonitorPlugin;
-use continuum::agent::AgentPool;
-use continuum::checkpoint::{self, Checkpoint, CheckpointError};
-use continuum::clock::SimClock;
 use continuum::scenario::{ActiveScenario, ClockMode, Scenario};
 
 use bevy_ecs::prelude::*;
@@ -361,7 +361,9 @@ impl Checkpoints<'_> {
             return;
         };
         let now = world.resource::<SimClock>().elapsed_secs();
-        let next = *self.next.get_or_insert(((now / every).floor() + 1.0) * every);
+        let next = *self
+            .next
+            .get_or_insert(((now / every).floor() + 1.0) * every);
         if now >= next {
             self.next = Some(((now / every).floor() + 1.0) * every);
             self.save(world);
@@ -470,7 +472,10 @@ fn check_outputs(
     if let Some(p) = &args.plot
         && !is_picture(p)
     {
-        return Err(format!("--plot {}: expected a .png or .svg file", p.display()));
+        return Err(format!(
+            "--plot {}: expected a .png or .svg file",
+            p.display()
+        ));
     }
     let outputs: Vec<(&str, &Path)> = [
         ("--report", &args.report),

@@ -47,7 +47,15 @@ fn digest(report: &serde_json::Value) -> String {
 #[test]
 fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
     let whole = report_of(
-        &["run", SCENARIO, "--fast", "--agents", "400", "--duration", "3"],
+        &[
+            "run",
+            SCENARIO,
+            "--fast",
+            "--agents",
+            "400",
+            "--duration",
+            "3",
+        ],
         "whole",
     );
     // (checkpoint at, threads before, threads after)
@@ -134,11 +142,21 @@ fn periodic_checkpoints_replace_each_other_and_each_resumes() {
 
 #[test]
 fn sigterm_leaves_a_final_checkpoint_that_resumes_to_the_same_state() {
-    let whole = report_of(&["run", SCENARIO, "--fast", "--duration", "4"], "term-whole");
+    let whole = report_of(
+        &["run", SCENARIO, "--fast", "--duration", "4"],
+        "term-whole",
+    );
     let ckpt = dir().join("term.ckpt");
     let _ = std::fs::remove_file(&ckpt);
     let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args(["run", SCENARIO, "--realtime", "--duration", "4", "--no-dashboard"])
+        .args([
+            "run",
+            SCENARIO,
+            "--realtime",
+            "--duration",
+            "4",
+            "--no-dashboard",
+        ])
         .arg("--checkpoint")
         .arg(&ckpt)
         .current_dir(common::root())
@@ -225,7 +243,13 @@ fn damaged_or_foreign_checkpoints_are_refused_with_exit_2() {
 #[test]
 fn a_checkpoint_starts_variants() {
     let ckpt = dir().join("branch.ckpt");
-    let base = ["run", "scenarios/conflict-storm.ron", "--fast", "--agents", "300"];
+    let base = [
+        "run",
+        "scenarios/conflict-storm.ron",
+        "--fast",
+        "--agents",
+        "300",
+    ];
     let mut first = base.to_vec();
     first.extend(["--duration", "1", "--checkpoint", ckpt.to_str().unwrap()]);
     report_of(&first, "branch-first");

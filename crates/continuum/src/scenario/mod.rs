@@ -155,6 +155,48 @@ pub struct ArrivalSpec {
     /// Virtual seconds from the start of the run.
     pub at: f64,
     pub group: GroupSpec,
+    /// Repeat the arrival every this many virtual seconds (a steady stream
+    /// of newcomers; with `lifetime` in the group, a population that turns
+    /// over all the time).
+    #[serde(default)]
+    pub every: Option<f64>,
+    /// The last time a repeated arrival may come (default: the run's
+    /// duration).
+    #[serde(default)]
+    pub until: Option<f64>,
+}
+
+/// Most waves one repeated arrival makes.
+pub const MAX_REPEATS: u64 = 100_000;
+
+impl ArrivalSpec {
+    /// Agents requested at `at`.
+    pub fn once(at: f64, group: GroupSpec) -> Self {
+        Self {
+            at,
+            group,
+            every: None,
+            until: None,
+        }
+    }
+
+    /// How many waves the arrival makes in a run of `duration` virtual
+    /// seconds (`None`: until interrupted): one, or one per `every` from `at`
+    /// to `until`.
+    pub fn waves(&self, duration: Option<f64>) -> u64 {
+        match (self.every, self.until.or(duration)) {
+            (Some(every), Some(until)) if every > 0.0 && until >= self.at => {
+                (((until - self.at) / every).floor() as u64).saturating_add(1)
+            }
+            (Some(_), _) => 0,
+            (None, _) => 1,
+        }
+    }
+
+    /// Agents it requests over the whole run.
+    fn agents(&self, duration: Option<f64>) -> u64 {
+        u64::from(self.group.count).saturating_mul(self.waves(duration))
+    }
 }
 
 /// Agents that leave at a given time: the active agents that match, lowest ids
@@ -347,8 +389,7 @@ impl Scenario {
     /// 4096 × 4096 (a large world with short sight costs up to 700 MiB of
     /// cells whatever its population: the estimate counts them).
     pub fn estimated_bytes(&self) -> ResourceEstimate {
-        let arriving: u64 = self.arrivals.iter().map(|a| u64::from(a.group.count)).sum();
-        let agents = self.total_agents().saturating_add(arriving);
+        let agents = self.total_agents().saturating_add(self.arriving_agents());
         let active_agents = self.max_agents.map_or(agents, |max| agents.min(max as u64));
         let queued = 2 * std::mem::size_of::<(AgentId, AgentBlueprint)>() as u64;
         let agent_bytes = active_agents
@@ -407,7 +448,7 @@ impl Scenario {
             culprits.push((bytes, vec![Field("groups"), Index(i), Field("count")]));
         }
         for (i, a) in self.arrivals.iter().enumerate() {
-            let bytes = u64::from(a.group.count).saturating_mul(per_agent);
+            let bytes = a.agents(self.clock.duration).saturating_mul(per_agent);
             let path = vec![Field("arrivals"), Index(i), Field("group"), Field("count")];
             culprits.push((bytes, path));
         }
@@ -456,9 +497,35 @@ impl Scenario {
 
     /// The pool's maximum: `max_agents`, or every agent of the groups and arrivals.
     pub fn max_agents(&self) -> usize {
-        let arriving: u64 = self.arrivals.iter().map(|a| u64::from(a.group.count)).sum();
-        self.max_agents
-            .unwrap_or((self.total_agents() + arriving) as usize)
+        self.max_agents.unwrap_or(
+            self.total_agents()
+                .saturating_add(self.arriving_agents())
+                .min(usize::MAX as u64) as usize,
+        )
+    }
+
+    /// Agents requested by arrivals over the whole run (repeats counted).
+    pub fn arriving_agents(&self) -> u64 {
+        let duration = self.clock.duration;
+        self.arrivals
+            .iter()
+            .map(|a| a.agents(duration))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The arrivals wave by wave, repeats spelled out, in time order (the
+    /// timeline a run follows).
+    pub fn arrival_waves(&self) -> Vec<ArrivalSpec> {
+        let duration = self.clock.duration;
+        let mut waves = Vec::new();
+        for a in &self.arrivals {
+            for i in 0..a.waves(duration) {
+                let at = a.at + a.every.map_or(0.0, |every| every * i as f64);
+                waves.push(ArrivalSpec::once(at, a.group.clone()));
+            }
+        }
+        waves.sort_by(|a, b| a.at.total_cmp(&b.at));
+        waves
     }
 
     /// Scales the groups so that they hold `total` agents, keeping their
@@ -736,6 +803,40 @@ impl Scenario {
                 v.at(PathSeg::Index(i), |v| {
                     check_secs(v, a.at, "at", true);
                     v.field("group", |v| check_group(&a.group, &archetypes, fixed_hz, v));
+                    if let Some(every) = a.every {
+                        v.check(
+                            every.is_finite() && every >= 1.0 / fixed_hz,
+                            "every",
+                            || {
+                                format!(
+                                    "expected at least one step ({} s) between waves, got {every}",
+                                    1.0 / fixed_hz
+                                )
+                            },
+                        );
+                        if let Some(until) = a.until {
+                            check_secs(v, until, "until", true);
+                            v.check(until >= a.at, "until", || {
+                                format!("expected a time at or after `at` ({}), got {until}", a.at)
+                            });
+                        }
+                        v.check(
+                            a.until.is_some() || self.clock.duration.is_some(),
+                            "until",
+                            || {
+                                "a repeated arrival needs an end: set `until` or clock.duration"
+                                    .into()
+                            },
+                        );
+                        let waves = a.waves(self.clock.duration);
+                        v.check(waves <= MAX_REPEATS, "every", || {
+                            format!("{waves} waves; at most {MAX_REPEATS} are allowed")
+                        });
+                    } else {
+                        v.check(a.until.is_none(), "until", || {
+                            "`until` ends a repeated arrival: set `every` too".into()
+                        });
+                    }
                 });
             }
         });
@@ -956,6 +1057,48 @@ mod tests {
             ..s
         };
         assert!(capped.estimated_bytes().agent_bytes < e.agent_bytes);
+    }
+
+    #[test]
+    fn a_repeated_arrival_spells_out_its_waves_and_is_bounded() {
+        let parse = |extra: &str| {
+            let text = format!(
+                "Scenario(name: \"r\", clock: (duration: 10.0), groups: [(kind: \"explorer\", count: 5)],\n{extra})"
+            );
+            Scenario::from_ron(&text, Path::new("r.ron"))
+        };
+        let s = parse(
+            r#"arrivals: [(at: 2.0, every: 3.0, group: (kind: "explorer", count: 4)),
+                          (at: 4.0, group: (kind: "analyzer", count: 1))]"#,
+        )
+        .unwrap();
+        let times: Vec<f64> = s.arrival_waves().iter().map(|a| a.at).collect();
+        assert_eq!(
+            times,
+            [2.0, 4.0, 5.0, 8.0],
+            "until the duration, in time order"
+        );
+        assert_eq!(s.arriving_agents(), 3 * 4 + 1);
+        assert_eq!(s.max_agents(), 5 + 13);
+        let field = |extra: &str| parse(extra).unwrap_err().field;
+        assert_eq!(
+            field(r#"arrivals: [(at: 1.0, every: 0.0, group: (kind: "explorer", count: 1))]"#),
+            "arrivals[0].every"
+        );
+        assert_eq!(
+            field(r#"arrivals: [(at: 1.0, every: 1e-9, group: (kind: "explorer", count: 1))]"#),
+            "arrivals[0].every"
+        );
+        assert_eq!(
+            field(
+                r#"arrivals: [(at: 5.0, every: 1.0, until: 2.0, group: (kind: "explorer", count: 1))]"#
+            ),
+            "arrivals[0].until"
+        );
+        assert_eq!(
+            field(r#"arrivals: [(at: 1.0, until: 2.0, group: (kind: "explorer", count: 1))]"#),
+            "arrivals[0].until"
+        );
     }
 
     #[test]

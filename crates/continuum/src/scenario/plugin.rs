@@ -101,7 +101,7 @@ impl Plugin for ScenarioPlugin {
     fn build(&self, app: &mut App) {
         let s = &self.scenario;
         let mut timeline = s.clone();
-        timeline.arrivals.sort_by(|a, b| a.at.total_cmp(&b.at));
+        timeline.arrivals = s.arrival_waves();
         timeline.departures.sort_by(|a, b| a.at.total_cmp(&b.at));
         app.insert_resource(crate::clock::SimSeed(s.seed))
             .insert_resource(s.clock.clone())
