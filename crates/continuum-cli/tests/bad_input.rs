@@ -219,92 +219,21 @@ fn bad_arguments_exit_with_2() {
 
 /// SIGTERM (like Ctrl-C) ends a run cleanly: exit 0, and the report covers what
 /// was simulated.
-#[test]
-fn an_interrupted_run_still_writes_its_report() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let report = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interrupted.json");
-    let _ = std::fs::remove_file(&report);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args([
-            "run",
-            "scenarios/seed-1000.ron",
-            "--no-dashboard",
-            "--report",
-        ])
-        .arg(&report)
-        .current_dir(common::root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the first status line: the run is under way.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(lines.any(|l| l.unwrap().contains("real-time ratio")));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!(json["interrupted"], true);
-    assert!(json["virtual_seconds"].as_f64().unwrap() > 0.0);
-    assert!(json["virtual_seconds"].as_f64().unwrap() < 30.0);
-}
-
 /// Starts `continuum run scenarios/seed-1000.ron` (realtime, 30 virtual s) with
 /// status lines and `extra` arguments, and waits for its first status line.
 fn start_long_run(extra: &[&std::ffi::OsStr]) -> std::process::Child {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args(["run", "scenarios/seed-1000.ron", "--no-dashboard"])
-        .args(extra)
-        .current_dir(common::root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(lines.any(|l| l.unwrap().contains("real-time ratio")));
-    // Keep draining stderr so that the run never waits on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-/// Waits for `child` at most `limit`; kills it and fails if it takes longer.
-fn wait_at_most(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not end within {limit:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &std::process::Child, name: &str) {
-    let sent = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    let mut args: Vec<&std::ffi::OsStr> = ["run", "scenarios/seed-1000.ron", "--no-dashboard"]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+    args.extend(extra);
+    common::start_running(&args)
 }
 
 /// SIGINT and SIGHUP end a run like SIGTERM, promptly, with the report and the
 /// time series (renamed from its temporary name) written.
 #[test]
 fn every_stop_signal_ends_a_run_with_its_report() {
+    use common::{signal, wait_at_most};
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("signals");
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["INT", "HUP", "TERM"] {
@@ -445,7 +374,7 @@ fn a_tiny_metrics_interval_gives_a_row_per_step() {
         .spawn()
         .unwrap();
     assert_eq!(
-        wait_at_most(&mut child, std::time::Duration::from_secs(60)),
+        common::wait_at_most(&mut child, std::time::Duration::from_secs(60)),
         Some(0)
     );
     let rows = std::fs::read_to_string(&metrics).unwrap();
@@ -486,6 +415,7 @@ fn a_closed_stdout_loses_nothing_but_the_summary() {
 /// file, and the previous report as it was.
 #[test]
 fn a_failed_report_write_keeps_the_previous_report() {
+    use common::{signal, wait_at_most};
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("failed-report");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

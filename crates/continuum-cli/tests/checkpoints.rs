@@ -6,10 +6,9 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::continuum;
 
@@ -148,39 +147,19 @@ fn sigterm_leaves_a_final_checkpoint_that_resumes_to_the_same_state() {
     );
     let ckpt = dir().join("term.ckpt");
     let _ = std::fs::remove_file(&ckpt);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_continuum"))
-        .args([
-            "run",
-            SCENARIO,
-            "--realtime",
-            "--duration",
-            "4",
-            "--no-dashboard",
-        ])
-        .arg("--checkpoint")
-        .arg(&ckpt)
-        .current_dir(common::root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    assert!(lines.any(|l| l.unwrap().contains("real-time ratio")));
-    std::thread::spawn(move || lines.for_each(drop));
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the run did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    let mut child = common::start_running(&[
+        "run".as_ref(),
+        SCENARIO.as_ref(),
+        "--realtime".as_ref(),
+        "--duration".as_ref(),
+        "4".as_ref(),
+        "--no-dashboard".as_ref(),
+        "--checkpoint".as_ref(),
+        ckpt.as_os_str(),
+    ]);
+    common::signal(&child, "TERM");
+    let code = common::wait_at_most(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(0));
     assert!(ckpt.exists(), "no final checkpoint");
     let resumed = report_of(
         &["resume", ckpt.to_str().unwrap(), "--fast"],
