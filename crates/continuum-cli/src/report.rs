@@ -155,6 +155,8 @@ pub struct WorldSummary {
 pub struct RunReport {
     pub scenario: String,
     pub seed: u64,
+    /// The checkpoint this run was resumed from, if any.
+    pub resumed_from: Option<Resumed>,
     /// Threads working on the simulation (the main thread included).
     pub threads: usize,
     pub mode: &'static str,
@@ -163,7 +165,8 @@ pub struct RunReport {
     pub steps: u64,
     pub virtual_seconds: f64,
     pub wall_seconds: f64,
-    /// `virtual_seconds / (wall_seconds × speed)`.
+    /// `virtual_seconds / (wall_seconds × speed)` (of a resumed run: the
+    /// virtual seconds since its checkpoint).
     pub realtime_ratio: f64,
     pub agents_active: usize,
     pub agents_queued: usize,
@@ -198,6 +201,17 @@ pub struct RunContext {
     pub speed: f64,
     pub wall_seconds: f64,
     pub interrupted: bool,
+    /// Where a resumed run took up (its checkpoint): the rates and the
+    /// real-time ratio are of this process's part of the run, the counters
+    /// of the whole run.
+    pub resumed: Option<Resumed>,
+}
+
+/// The checkpoint a resumed run started from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Resumed {
+    pub virtual_seconds: f64,
+    pub agent_ticks: u64,
 }
 
 impl RunReport {
@@ -243,18 +257,26 @@ impl RunReport {
         Self {
             scenario: ctx.scenario.clone(),
             seed: world.resource::<SimSeed>().0,
+            resumed_from: ctx.resumed,
             threads: ctx.threads,
             mode: ctx.mode.as_str(),
             speed: ctx.speed,
             steps: clock.step(),
             virtual_seconds,
             wall_seconds: ctx.wall_seconds,
-            realtime_ratio: realtime_ratio(virtual_seconds, ctx.wall_seconds, ctx.speed),
+            realtime_ratio: realtime_ratio(
+                virtual_seconds - ctx.resumed.map_or(0.0, |r| r.virtual_seconds),
+                ctx.wall_seconds,
+                ctx.speed,
+            ),
             agents_active: pool.active(),
             agents_queued: pool.queued(),
             agent_ticks: stats.agent_ticks,
             agent_ticks_per_sec: if ctx.wall_seconds > 0.0 {
-                stats.agent_ticks as f64 / ctx.wall_seconds
+                stats
+                    .agent_ticks
+                    .saturating_sub(ctx.resumed.map_or(0, |r| r.agent_ticks)) as f64
+                    / ctx.wall_seconds
             } else {
                 0.0
             },

@@ -15,7 +15,7 @@ use continuum::archetype::Archetypes;
 use continuum::checkpoint::{self, Checkpoint, CheckpointError};
 use continuum::clock::SimClock;
 use continuum::headless::{build_app_with, default_threads, prime, run, set_pacing};
-use continuum::metrics::Metrics;
+use continuum::metrics::{Metrics, RunStats};
 use continuum::monitor::ResourceMonitorPlugin;
 use continuum::scenario::{ActiveScenario, ClockMode, Scenario};
 
@@ -27,7 +27,7 @@ use crate::dashboard::{DashboardState, mib, si};
 use crate::invalid;
 use crate::logging::LogSink;
 use crate::plot::{PlotError, is_picture, plot};
-use crate::report::{RunContext, RunReport, write_report};
+use crate::report::{Resumed, RunContext, RunReport, write_report};
 use crate::series::{MetricsRecorder, SeriesFormat, SeriesWriter};
 
 pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
@@ -194,12 +194,17 @@ fn execute(
         crate::series::record(&mut app, run_label, args.metrics_interval);
     }
     set_pacing(&mut app, pacing);
+    let mut resumed = None;
     match resume {
         None => prime(&mut app),
         Some((checkpoint, more)) => {
             if let Err(e) = checkpoint.restore(&mut app) {
                 return invalid(&e);
             }
+            resumed = Some(Resumed {
+                virtual_seconds: app.world().resource::<SimClock>().elapsed_secs(),
+                agent_ticks: app.world().resource::<RunStats>().agent_ticks,
+            });
             if more > 0 {
                 request_more(app.world_mut(), more);
             }
@@ -290,6 +295,7 @@ fn execute(
             speed,
             wall_seconds: end.wall_seconds,
             interrupted: end.interrupted,
+            resumed,
         },
     );
     outln!("{}", summary(&report));

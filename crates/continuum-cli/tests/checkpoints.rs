@@ -91,6 +91,9 @@ fn a_resumed_run_ends_where_the_uninterrupted_one_does() {
             &format!("resumed-{at}"),
         );
         assert_eq!(digest(&resumed), digest(&whole), "checkpoint at {at} s");
+        let from = resumed["resumed_from"]["virtual_seconds"].as_f64().unwrap();
+        assert!((from - at.parse::<f64>().unwrap()).abs() < 1e-6, "{from}");
+        assert!(whole["resumed_from"].is_null());
         // The report of the resumed run covers the whole run.
         for counter in ["agent_ticks", "actions_submitted", "conflicts"] {
             assert_eq!(resumed[counter], whole[counter], "{counter}");

@@ -46,6 +46,7 @@ fn live_metrics_match_the_report() {
             speed: 1.0,
             wall_seconds: 1.0,
             interrupted: false,
+            resumed: None,
         },
     );
     assert_eq!(snapshot.steps, 1200);
