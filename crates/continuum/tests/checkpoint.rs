@@ -147,3 +147,33 @@ fn truncated_corrupted_and_foreign_checkpoints_are_refused() {
     assert!(refusal(other_version).contains("format version 99"));
     assert!(refusal(b"Scenario(name: \"x\")".to_vec()).contains("does not start like"));
 }
+
+#[test]
+fn an_agent_with_a_component_of_its_own_is_refused() {
+    use bevy_ecs::prelude::*;
+    #[derive(Component)]
+    struct Cargo;
+    let mut s = common::shipped("quickstart.ron");
+    s.scale_agents(20);
+    let mut app = app(s);
+    prime(&mut app);
+    steps(&mut app, 3);
+    let world = app.world_mut();
+    let agent = world
+        .query_filtered::<Entity, With<continuum::agent::Agent>>()
+        .iter(world)
+        .next()
+        .unwrap();
+    world.entity_mut(agent).insert(Cargo);
+    match checkpoint::save(world) {
+        // Named with Bevy's `debug` feature (a game's default), else a hint to it.
+        Err(e @ CheckpointError::Unsupported(_)) => {
+            assert!(
+                e.to_string().contains("agent #0 carries the component"),
+                "{e}"
+            )
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a component it cannot restore was saved silently"),
+    }
+}
