@@ -157,8 +157,7 @@ pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
                 root.present().map_err(|e| failed(&e))?;
                 drop(root);
                 std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .and_then(|f| continuum::atomic_file::put_in_place(&f, &tmp, path))
                     .map_err(|e| failed(&e))
             })();
             if result.is_err() {

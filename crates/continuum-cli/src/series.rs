@@ -218,8 +218,7 @@ impl SeriesWriter {
             Rows::Csv(w) => w.into_inner().map_err(|e| e.into_error())?,
             Rows::JsonLines(w) => w.into_inner().map_err(|e| e.into_error())?,
         };
-        file.sync_all()?;
-        std::fs::rename(&self.temporary, &self.path)
+        continuum::atomic_file::put_in_place(&file, &self.temporary, &self.path)
     }
 }
 

@@ -32,13 +32,21 @@ pub fn write_atomically(
         let mut out = BufWriter::new(File::create(&tmp)?);
         write(&mut out)?;
         let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        put_in_place(&file, &tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Finishes a file written under a temporary name: syncs `file` (written at
+/// `temporary`, e.g. [`temporary_name`]) to disk and renames it to `path`. For
+/// files written in pieces (a stream of rows) rather than through
+/// [`write_atomically`].
+pub fn put_in_place(file: &File, temporary: &Path, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    std::fs::rename(temporary, path)
 }
 
 /// Writes `bytes` to `path` atomically (see [`write_atomically`]).

@@ -159,19 +159,23 @@ fn known_components(world: &World) -> Vec<ComponentId> {
     .collect()
 }
 
-/// Checks that `entity` carries nothing but the components a checkpoint saves.
-fn only_known(world: &World, entity: Entity, known: &[ComponentId]) -> Result<(), String> {
-    let entity = world.entity(entity);
-    for id in entity.archetype().iter_components() {
-        if !known.contains(&id) {
-            let name = world
-                .components()
-                .get_info(id)
-                .map_or_else(|| format!("{id:?}"), |i| i.name().to_string());
-            return Err(name);
-        }
-    }
-    Ok(())
+/// A component's name (Bevy's `debug` feature keeps the names; without it,
+/// Bevy's hint to turn it on).
+fn component_name(world: &World, id: ComponentId) -> String {
+    world
+        .components()
+        .get_info(id)
+        .map_or_else(|| format!("{id:?}"), |i| i.name().to_string())
+}
+
+/// The first component of `entity` that is not one of `known`, by name.
+fn unknown_component(world: &World, entity: Entity, known: &[ComponentId]) -> Option<String> {
+    world
+        .entity(entity)
+        .archetype()
+        .iter_components()
+        .find(|id| !known.contains(id))
+        .map(|id| component_name(world, id))
 }
 
 /// The extra components of a queued request: a [`Memory`] (what scenario
@@ -187,18 +191,12 @@ fn blueprint_extras(
     blueprint.insert_extras(&mut entity);
     let id = entity.id();
     let memory = world.get::<Memory>(id).cloned();
-    let known = world.components().component_id::<Memory>();
-    let other = world
-        .entity(id)
-        .archetype()
-        .iter_components()
-        .find(|c| Some(*c) != known)
-        .map(|c| {
-            world
-                .components()
-                .get_info(c)
-                .map_or_else(|| format!("{c:?}"), |i| i.name().to_string())
-        });
+    let known: Vec<ComponentId> = world
+        .components()
+        .component_id::<Memory>()
+        .into_iter()
+        .collect();
+    let other = unknown_component(world, id, &known);
     world.despawn(id);
     match other {
         Some(name) => Err(CheckpointError::Unsupported(format!(
@@ -235,16 +233,10 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
     let world = &*world;
     let id_of = |e: Entity| world.get::<Agent>(e).map(|a| a.id);
     let mut extras = extras.into_iter();
-    let pool = world
-        .get_resource::<AgentPool>()
-        .map(|p| p.image(|_| Ok::<_, ()>(extras.next().flatten()), id_of))
-        .transpose()
-        .expect("the extras were taken above")
-        .unwrap_or_else(|| {
-            AgentPool::default()
-                .image(|_| Ok::<_, ()>(None), id_of)
-                .expect("empty")
-        });
+    let pool = match world.get_resource::<AgentPool>() {
+        Some(pool) => pool.image(|_| extras.next().flatten(), id_of),
+        None => AgentPool::default().image(|_| None, id_of),
+    };
     let head = Head {
         engine: ENGINE_VERSION.into(),
         scenario,
@@ -288,9 +280,11 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
     agents.sort_unstable();
     out = postcard::to_extend(&agents.len(), out).map_err(encode)?;
     for &(id, entity) in &agents {
-        only_known(world, entity, &known).map_err(|name| {
-            CheckpointError::Unsupported(format!("agent {id} carries the component {name}"))
-        })?;
+        if let Some(name) = unknown_component(world, entity, &known) {
+            return Err(CheckpointError::Unsupported(format!(
+                "agent {id} carries the component {name}"
+            )));
+        }
         let e = world.entity(entity);
         let required = || {
             CheckpointError::Unsupported(format!(
@@ -460,6 +454,14 @@ impl Checkpoint {
         let world = app.world_mut();
         let mismatch = CheckpointError::Mismatch;
         let step_ns = world.get_resource::<SimClock>().map(SimClock::step_ns);
+        if let Some(step_ns) = step_ns
+            && step_ns != head.schedule.step_ns()
+        {
+            return Err(mismatch(format!(
+                "the checkpoint's steps last {} ns, the app's {step_ns} ns (clock.fixed_hz changed)",
+                head.schedule.step_ns()
+            )));
+        }
         if let Some(mut clock) = world.get_resource_mut::<SimClock>() {
             clock.set_step(head.step);
         }
@@ -471,28 +473,26 @@ impl Checkpoint {
         {
             world.insert_resource(SharedCache::from_image(cache));
         }
-        {
-            if let Some(plan) = head.plan {
-                world.insert_resource(plan);
-            }
-            if let Some(rates) = head.rates {
-                world.insert_resource(rates);
-            }
-            if let Some(shedding) = head.shedding {
-                world.insert_resource(shedding);
-            }
-            if let Some(log) = head.budget_log {
-                world.insert_resource(log);
-            }
-            if let Some(stats) = head.run_stats {
-                world.insert_resource(RunStats::from_image(stats));
-            }
-            if let Some(stats) = head.schedule_stats {
-                world.insert_resource(stats);
-            }
-            if let Some(diagnostics) = head.resolver {
-                world.insert_resource(diagnostics);
-            }
+        if let Some(plan) = head.plan {
+            world.insert_resource(plan);
+        }
+        if let Some(rates) = head.rates {
+            world.insert_resource(rates);
+        }
+        if let Some(shedding) = head.shedding {
+            world.insert_resource(shedding);
+        }
+        if let Some(log) = head.budget_log {
+            world.insert_resource(log);
+        }
+        if let Some(stats) = head.run_stats {
+            world.insert_resource(RunStats::from_image(stats));
+        }
+        if let Some(stats) = head.schedule_stats {
+            world.insert_resource(stats);
+        }
+        if let Some(diagnostics) = head.resolver {
+            world.insert_resource(diagnostics);
         }
         // The agents, spawned in id order as they are decoded.
         let invalid = |reason: String| Self::invalid(&self.path, reason);
@@ -552,14 +552,6 @@ impl Checkpoint {
                     .index_cell = cell;
             }
             world.insert_resource(AgentIndex(grid));
-        }
-        if let Some(step_ns) = step_ns
-            && step_ns != head.schedule.step_ns()
-        {
-            return Err(mismatch(format!(
-                "the checkpoint's steps last {} ns, the app's {step_ns} ns (clock.fixed_hz changed)",
-                head.schedule.step_ns()
-            )));
         }
         let schedule = AgentSchedule::from_image(head.schedule, entity_of).map_err(invalid)?;
         world.insert_resource(schedule);

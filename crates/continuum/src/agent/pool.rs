@@ -393,23 +393,23 @@ impl AgentPool {
     }
 
     /// The pool for a checkpoint: `extras` saves a blueprint's extra
-    /// components (or refuses them), `id_of` names an agent's entity.
-    pub(crate) fn image<X, E>(
+    /// components (in the order of [`blueprints`](Self::blueprints)), `id_of`
+    /// names an agent's entity.
+    pub(crate) fn image<X>(
         &self,
-        mut extras: impl FnMut(&AgentBlueprint) -> Result<X, E>,
+        mut extras: impl FnMut(&AgentBlueprint) -> X,
         id_of: impl Fn(Entity) -> Option<AgentId>,
-    ) -> Result<PoolImage<X>, E> {
-        let mut blueprint =
-            |b: &AgentBlueprint| -> Result<BlueprintImage<X>, E> { Ok(b.image(extras(b)?)) };
+    ) -> PoolImage<X> {
+        let mut blueprint = |b: &AgentBlueprint| b.image(extras(b));
         let incoming = self
             .incoming
             .iter()
-            .map(|(id, b)| Ok((*id, blueprint(b)?)))
-            .collect::<Result<_, E>>()?;
+            .map(|(id, b)| (*id, blueprint(b)))
+            .collect();
         let mut queues: [Vec<_>; 3] = Default::default();
         for (queue, image) in self.queues.iter().zip(&mut queues) {
             for w in queue {
-                image.push((w.id, blueprint(&w.blueprint)?, w.requested_at));
+                image.push((w.id, blueprint(&w.blueprint), w.requested_at));
             }
         }
         let mut expiries: Vec<(SimTime, AgentId)> = self
@@ -425,7 +425,7 @@ impl AgentPool {
                 .map(|v| (v.value_iterated_to(), v.count_at_value()))
                 .collect()
         });
-        Ok(PoolImage {
+        PoolImage {
             max_agents: self.max_agents,
             limit: self.limit,
             next_id: self.next_id,
@@ -436,7 +436,7 @@ impl AgentPool {
             expiries,
             leaving: self.leaving.iter().filter_map(|&e| id_of(e)).collect(),
             waits,
-        })
+        }
     }
 
     /// The pool a checkpoint held: `extras` turns a saved blueprint and its
