@@ -251,27 +251,143 @@ pub fn path_string(path: &[PathSeg]) -> String {
 /// Finds the 1-based line and column where the value at `path` starts in RON
 /// `source`. Fields that are absent resolve to the start of the enclosing value.
 pub fn locate(source: &str, path: &[PathSeg]) -> Option<(usize, usize)> {
+    let steps: Vec<Step> = path
+        .iter()
+        .map(|seg| match seg {
+            PathSeg::Field(name) => Step::Field((*name).to_owned()),
+            PathSeg::Index(i) => Step::Index(*i),
+        })
+        .collect();
+    locate_steps(source, &steps)
+}
+
+/// One step of a path into RON text, owned: a struct field, a map entry with a
+/// string key (`{ "key": value }`), or a list (or tuple) element.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    Field(String),
+    Key(String),
+    Index(usize),
+}
+
+/// [`locate`] for an owned path that may name map entries.
+pub fn locate_steps(source: &str, path: &[Step]) -> Option<(usize, usize)> {
+    let offset = match place(source, path) {
+        Place::Value(range) => range.start,
+        Place::Missing { reached, .. } => reached,
+    };
+    Some(line_col(source, offset))
+}
+
+/// Where the value at a path is in RON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The value's bytes.
+    Value(std::ops::Range<usize>),
+    /// The path ends early: `found` of its steps were found, and the next one
+    /// was not. `reached` is where the last value found starts; `insert` is,
+    /// when that value is a struct, where its body starts: a missing field can
+    /// be written there, followed by a comma.
+    Missing {
+        found: usize,
+        reached: usize,
+        insert: Option<usize>,
+    },
+}
+
+/// Finds the value at `path` in RON `source` (see [`Place`]).
+pub fn place(source: &str, path: &[Step]) -> Place {
     let mut cur = Cursor {
         s: source.as_bytes(),
         i: 0,
     };
     cur.skip_trivia();
     cur.skip_attributes();
-    for seg in path {
+    for (found, step) in path.iter().enumerate() {
         let start = cur.i;
-        let found = match seg {
-            PathSeg::Field(name) => cur.enter_field(name),
-            PathSeg::Index(i) => cur.enter_index(*i),
+        let mut body = None;
+        let ok = match step {
+            Step::Field(name) => {
+                if cur.open_struct() {
+                    body = Some(cur.i);
+                    cur.find_field(name)
+                } else {
+                    false
+                }
+            }
+            Step::Key(key) => cur.enter_key(key),
+            Step::Index(i) => cur.enter_index(*i),
         };
-        if !found {
-            cur.i = start;
-            break;
+        if !ok {
+            // A missing field can be written first in the struct's body.
+            let insert = body;
+            return Place::Missing {
+                found,
+                reached: start,
+                insert,
+            };
         }
     }
-    Some(line_col(source, cur.i))
+    let start = cur.i;
+    cur.skip_value();
+    Place::Value(start..cur.i)
 }
 
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
+/// Parses a field path such as `groups[0].count` or `world.size`: names
+/// separated by dots, each followed by any number of `[index]`.
+pub fn parse_path(path: &str) -> Result<Vec<Step>, String> {
+    let mut steps = Vec::new();
+    for part in path.split('.') {
+        let (name, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        let valid_name = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(format!(
+                "expected a field path such as `groups[0].count`, got `{}`",
+                clip(path, MAX_QUOTED_CHARS)
+            ));
+        }
+        steps.push(Step::Field(name.to_owned()));
+        while !rest.is_empty() {
+            let index = rest
+                .strip_prefix('[')
+                .and_then(|r| r.split_once(']'))
+                .and_then(|(i, r)| i.parse::<usize>().ok().map(|i| (i, r)));
+            let Some((index, r)) = index else {
+                return Err(format!(
+                    "expected a field path such as `groups[0].count` (`[index]` or `.` after \
+                     `{name}`), got `{}`",
+                    clip(path, MAX_QUOTED_CHARS)
+                ));
+            };
+            steps.push(Step::Index(index));
+            rest = r;
+        }
+    }
+    Ok(steps)
+}
+
+/// Renders an owned path like `groups[1].tick_hz` (map keys as `["key"]`).
+pub fn steps_string(path: &[Step]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            Step::Field(name) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(name);
+            }
+            Step::Key(key) => s.push_str(&format!("[{key:?}]")),
+            Step::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The 1-based line and column of byte `offset` in `source`.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(source.len());
     while !source.is_char_boundary(offset) {
         offset -= 1;
@@ -367,10 +483,9 @@ impl Cursor<'_> {
         true
     }
 
-    fn enter_field(&mut self, name: &str) -> bool {
-        if !self.open_struct() {
-            return false;
-        }
+    /// Inside a struct body, moves into field `name`'s value; when the body
+    /// has no such field, stops at its closing parenthesis and returns false.
+    fn find_field(&mut self, name: &str) -> bool {
         loop {
             self.skip_trivia();
             match self.peek() {
@@ -385,6 +500,41 @@ impl Cursor<'_> {
             self.i += 1;
             self.skip_trivia();
             if key == name.as_bytes() {
+                return true;
+            }
+            self.skip_value();
+            self.skip_trivia();
+            if self.peek() == Some(b',') {
+                self.i += 1;
+            }
+        }
+    }
+
+    /// Moves into the value of entry `key` of a map with string keys.
+    fn enter_key(&mut self, key: &str) -> bool {
+        if self.peek() != Some(b'{') {
+            return false;
+        }
+        self.i += 1;
+        loop {
+            self.skip_trivia();
+            match self.peek() {
+                Some(b'"') => {}
+                _ => return false,
+            }
+            let start = self.i;
+            self.skip_string();
+            let matches = ron::from_str::<String>(
+                std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default(),
+            )
+            .is_ok_and(|k| k == key);
+            self.skip_trivia();
+            if self.peek() != Some(b':') {
+                return false;
+            }
+            self.i += 1;
+            self.skip_trivia();
+            if matches {
                 return true;
             }
             self.skip_value();

@@ -44,6 +44,18 @@ impl DigestHasher {
         self.word(u64::from(x.to_bits()))
     }
 
+    /// Feeds bytes, with their length (so that `"ab", "c"` and `"a", "bc"`
+    /// differ).
+    pub fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        self.word(bytes.len() as u64);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(word));
+        }
+        self
+    }
+
     /// The digest so far.
     pub fn finish(&self) -> u64 {
         self.0

@@ -55,6 +55,7 @@ pub mod phases;
 pub mod process;
 pub mod scenario;
 pub mod spatial;
+pub mod sweep;
 pub mod world;
 
 pub use phases::{ContinuumStartup, ContinuumSystems, LearnSystems};

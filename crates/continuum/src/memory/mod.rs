@@ -84,6 +84,7 @@ pub const RECORD_BYTES: [usize; 4] = [
 
 /// Capacities of the four tiers, in records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TierCaps {
     pub working: u8,
     pub short_term: u8,
