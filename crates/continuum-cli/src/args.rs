@@ -22,6 +22,10 @@ pub enum Command {
     /// Continue a run from a checkpoint (`run --checkpoint`), or branch a
     /// variant from it.
     Resume(ResumeArgs),
+    /// Run a scenario many times (a grid or a list of parameter values,
+    /// several seeds each) in parallel, one row per run in OUT/runs.csv; or
+    /// `sweep merge` the tables of its parts.
+    Sweep(SweepArgs),
     /// Check a scenario file: prints `ok`, or the error (exit code 2).
     Validate {
         /// The scenario file (RON).
@@ -82,6 +86,87 @@ pub struct ResumeArgs {
     pub add_agents: Option<u64>,
     #[command(flatten)]
     pub options: RunOptions,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepArgs {
+    #[command(subcommand)]
+    pub action: Option<SweepAction>,
+    /// The sweep file (RON).
+    #[arg(required = true)]
+    pub sweep: Option<PathBuf>,
+    /// The folder for the results: runs.csv, sweep.json, each point's
+    /// scenario, each run's report (default: sweep-NAME).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Runs at once, each in a process of its own (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+    /// Threads per run (default: the cores shared among the jobs, at least 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Continue the sweep in --out: the runs already in its table are kept
+    /// and skipped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run only part K of N (runs whose id modulo N is K − 1), e.g. one task
+    /// of a cluster job array; `sweep merge` joins the parts.
+    #[arg(long, value_name = "K/N", value_parser = shard)]
+    pub shard: Option<Shard>,
+    /// No progress bar or lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SweepAction {
+    /// Join the tables of parts of one sweep (`--shard`) into one; parts of
+    /// another sweep are refused.
+    Merge {
+        /// The parts' folders.
+        #[arg(required = true, num_args = 1..)]
+        parts: Vec<PathBuf>,
+        /// The folder for the joined table.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Part `index` (0-based) of `count` of a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Whether run `id` belongs to this part.
+    pub fn holds(&self, id: u64) -> bool {
+        id % self.count == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index + 1, self.count)
+    }
+}
+
+/// Parses `K/N` with 1 ≤ K ≤ N.
+pub fn shard(s: &str) -> Result<Shard, String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse::<u64>().ok()?, n.trim().parse::<u64>().ok()?)));
+    match parsed {
+        Some((k, n)) if (1..=n).contains(&k) && n <= 1_000_000 => Ok(Shard {
+            index: k - 1,
+            count: n,
+        }),
+        _ => Err(format!(
+            "expected K/N with 1 ≤ K ≤ N ≤ 1000000 (e.g. 2/8), got `{s}`"
+        )),
+    }
 }
 
 /// What `run` and `resume` share: pacing, threads, outputs and checkpoints.

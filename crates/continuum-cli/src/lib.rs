@@ -27,6 +27,7 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod series;
+pub mod sweep;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -75,6 +76,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run_command(args, &log),
         Command::Resume(args) => run::resume_command(args, &log),
+        Command::Sweep(args) => sweep::sweep_command(args),
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
         Command::Validate { scenario } => {
             match Scenario::load(&scenario).and_then(|s| s.check_resources(&scenario).map(|()| s)) {

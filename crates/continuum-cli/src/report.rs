@@ -20,7 +20,7 @@ use continuum::scenario::ClockMode;
 use continuum::world::Sites;
 
 /// Step-time percentiles in milliseconds of wall time.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StepMs {
     pub p50: f64,
     pub p99: f64,
@@ -29,7 +29,7 @@ pub struct StepMs {
 }
 
 /// Waiting times of the agents admitted at one priority, in virtual seconds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WaitStats {
     pub admitted: u64,
     pub mean: f64,
@@ -37,7 +37,7 @@ pub struct WaitStats {
 }
 
 /// One value per priority.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ByPriority<T> {
     pub high: T,
     pub normal: T,
@@ -55,7 +55,7 @@ impl<T> ByPriority<T> {
 }
 
 /// The agent pool at the end.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PoolSummary {
     pub max_agents: usize,
     /// The effective limit at the end.
@@ -68,7 +68,7 @@ pub struct PoolSummary {
 }
 
 /// Mean records held per agent in each memory tier.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TierMeans {
     pub working: f64,
     pub short_term: f64,
@@ -77,7 +77,7 @@ pub struct TierMeans {
 }
 
 /// The shared cache's counters.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CacheSummary {
     pub capacity: usize,
     pub len: usize,
@@ -88,7 +88,7 @@ pub struct CacheSummary {
 }
 
 /// Memory: the budget, what agents hold, and what they cost.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MemorySummary {
     pub budget_bytes: u64,
     pub per_agent_limit_bytes: u64,
@@ -105,7 +105,7 @@ pub struct MemorySummary {
 }
 
 /// One thread's busy share.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ThreadBusy {
     pub name: String,
     /// Share of the run's wall time the thread spent in parallel loops.
@@ -113,14 +113,14 @@ pub struct ThreadBusy {
 }
 
 /// A summary of the latest budget changes.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct BudgetChanges {
     pub count: u64,
     pub last: Vec<BudgetChange>,
 }
 
 /// The machine and the resource monitor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ResourcesSummary {
     /// Process CPU in percent of one core, over the samples.
     pub cpu_percent_mean: f64,
@@ -141,7 +141,7 @@ pub struct ResourcesSummary {
 }
 
 /// What the world looks like at the end.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WorldSummary {
     pub sites: usize,
     pub sites_discovered: usize,
@@ -151,7 +151,7 @@ pub struct WorldSummary {
 }
 
 /// The final report of a run. Field names are a contract other tools rely on.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RunReport {
     pub scenario: String,
     pub seed: u64,
@@ -208,7 +208,7 @@ pub struct RunContext {
 }
 
 /// The checkpoint a resumed run started from.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Resumed {
     pub virtual_seconds: f64,
     pub agent_ticks: u64,
@@ -325,6 +325,57 @@ impl RunReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
+
+    /// The names of the figures of a run that starts from a scenario (not a
+    /// checkpoint), as [`figures`] gives them, in alphabetical order, for
+    /// runs whose kinds are `kinds`: every figure such a run can report,
+    /// whether or not this run has it (a run without memory has no
+    /// `memory.*`).
+    pub fn figure_names(kinds: &[String]) -> Vec<String> {
+        let template = RunReport {
+            memory: Some(MemorySummary::default()),
+            ticks_by_kind: kinds.iter().map(|k| (k.clone(), 0)).collect(),
+            ..RunReport::default()
+        };
+        let value = serde_json::to_value(&template).expect("a report always serialises");
+        figures(&value)
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name != "resumed_from")
+            .collect()
+    }
+}
+
+/// The scalar figures of a report (as JSON), flattened: nested objects give
+/// dotted names (`world.harvested`, `ticks_by_kind.explorer`), lists (per
+/// thread, the last budget changes) are left out, and `null` is an empty
+/// value.
+pub fn figures(report: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        use serde_json::Value;
+        let cell = match value {
+            Value::Object(fields) => {
+                for (name, v) in fields {
+                    let name = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(&name, v, out);
+                }
+                return;
+            }
+            Value::Array(_) => return,
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+        };
+        out.push((prefix.to_owned(), cell));
+    }
+    let mut out = Vec::new();
+    walk("", report, &mut out);
+    out
 }
 
 fn resources_summary(world: &mut World) -> ResourcesSummary {
