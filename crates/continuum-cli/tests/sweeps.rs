@@ -426,3 +426,45 @@ fn a_changed_sweep_does_not_resume_into_old_results() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_slurm_array_script_runs_parts_that_merge_into_the_whole() {
+    let dir = scratch("slurm");
+    let sweep = write_sweep(
+        &dir,
+        &format!(
+            r#"    grid: {{ "conflicts": [Timestamp, Random] }},
+    replicates: 2,
+    collect: {SIMULATED},"#
+        ),
+    );
+    let whole = dir.join("whole");
+    assert_ok(&run_sweep(&[&sweep, &"--out", &whole, &"--quiet"]));
+    let script = common::root().join("docs/cluster/slurm-array.sh");
+    let parts = dir.join("parts");
+    // An array of ids 0-2, as `sbatch --array=0-2` numbers it.
+    for task in 0..3 {
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg(&sweep)
+            .arg(&parts)
+            .env("SLURM_ARRAY_TASK_ID", task.to_string())
+            .env("SLURM_ARRAY_TASK_COUNT", "3")
+            .env("SLURM_ARRAY_TASK_MIN", "0")
+            .env("SLURM_CPUS_PER_TASK", "1")
+            .env("CONTINUUM", env!("CARGO_BIN_EXE_continuum"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let merged = dir.join("merged");
+    let mut args: Vec<PathBuf> = vec!["sweep".into(), "merge".into()];
+    args.extend((1..=3).map(|k| parts.join(format!("part-{k}"))));
+    args.extend(["--out".into(), merged.clone()]);
+    assert_ok(&continuum(&args));
+    assert_eq!(
+        std::fs::read_to_string(merged.join("runs.csv")).unwrap(),
+        std::fs::read_to_string(whole.join("runs.csv")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
