@@ -338,6 +338,14 @@ impl Sweep {
                 let text = apply_all(&base_with_fixed, &settings, &source, path)?;
                 let scenario =
                     check_point(&text, &scenario_file, &settings, &fixed, &source, path)?;
+                if scenario.clock.duration.is_none() {
+                    return Err(at(
+                        &field("scenario"),
+                        "the runs of a sweep need an end: give `clock.duration` in the \
+                         scenario, or in `fixed` (e.g. `fixed: { \"clock.duration\": 60.0 }`)"
+                            .into(),
+                    ));
+                }
                 let base_seed = file.seed.unwrap_or(scenario.seed);
                 expanded.push(Point {
                     index: expanded.len(),

@@ -238,6 +238,11 @@ fn malformed_sweeps_are_refused_with_positions() {
             "the base scenario",
         ),
         (
+            r#"Sweep(name: "x", scenario: "quickstart.ron", fixed: { "clock.duration": None })"#,
+            "\"quickstart.ron\"",
+            "need an end",
+        ),
+        (
             r#"Sweep(name: "x", scenario: "quickstart.ron", grid: { "conflicts": [Random], "conflicts": [Timestamp] })"#,
             "",
             "given twice",
