@@ -40,6 +40,21 @@ pub(crate) fn bold(size: f64) -> FontDesc<'static> {
     (FONT, size).into_font().style(FontStyle::Bold)
 }
 
+/// Colours for lines told apart by colour alone (matplotlib's "tab10"), in
+/// the order they are handed out.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 /// Axes, grid and their descriptions in the plots' common style.
 pub(crate) fn draw_mesh<DB: DrawingBackend>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
