@@ -178,16 +178,29 @@ fn without_a_group_one_line_goes_through_all_runs() {
     );
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 panel, 1 line)"));
-    let texts = texts(&std::fs::read_to_string(&svg).unwrap());
+    let shown = texts(&std::fs::read_to_string(&svg).unwrap());
     assert!(
-        texts.iter().any(|t| t.contains("mean over the 4 runs")),
-        "{texts:?}"
+        shown.iter().any(|t| t.contains("mean over the 4 runs")),
+        "{shown:?}"
     );
     assert!(
-        !texts
+        !shown
             .iter()
             .any(|t| t == "Timestamp" || t == "param.conflicts"),
-        "no legend without groups: {texts:?}"
+        "no legend without groups: {shown:?}"
+    );
+    // A point per run: no mean to speak of.
+    assert_ok(&sweep_plot(
+        dir.path(),
+        &["--x", "run", "--y", "conflicts"],
+        &svg,
+    ));
+    let single = texts(&std::fs::read_to_string(&svg).unwrap());
+    assert!(
+        single
+            .iter()
+            .any(|t| t.contains("each point: the one run with its x")),
+        "{single:?}"
     );
 }
 

@@ -443,12 +443,15 @@ fn subtitle(panels: &[Panel], grouped: bool) -> String {
         .flat_map(|l| &l.points)
         .map(|p| p.runs);
     let (fewest, most) = counts.fold((usize::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+    let shared = if grouped { "line and x" } else { "x" };
+    if most <= 1 {
+        return format!("each point: the one run with its {shared}");
+    }
     let per_point = if fewest == most {
-        format!("{most} run{}", plural(most))
+        format!("{most} runs")
     } else {
         format!("{fewest} to {most} runs")
     };
-    let shared = if grouped { "line and x" } else { "x" };
     format!(
         "each point: the mean over the {per_point} with its {shared}; bars: their least to \
          greatest value"
