@@ -131,6 +131,29 @@ pub enum SweepAction {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Draw figures of a sweep's runs (DIR/runs.csv) against a numeric
+    /// column, one panel per figure and one line per value of --group: each
+    /// point the mean over the runs with that value and x (the replicates), a
+    /// bar from their least to their greatest value. PNG or SVG by extension.
+    Plot {
+        /// The sweep's results folder (`sweep --out`).
+        dir: PathBuf,
+        /// The numeric column along the x axis, e.g. `param.groups[2].count`
+        /// or `agents_active`.
+        #[arg(long, value_name = "COLUMN")]
+        x: String,
+        /// The column whose values the lines stand for, e.g.
+        /// `param.conflicts` (default: one line through all runs).
+        #[arg(long, value_name = "COLUMN")]
+        group: Option<String>,
+        /// The figures to draw, a panel each, comma-separated, e.g.
+        /// `conflicts,world.harvested`.
+        #[arg(long, value_name = "FIGURE", value_delimiter = ',', required = true)]
+        y: Vec<String>,
+        /// The picture to write (.png or .svg).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 /// Part `index` (0-based) of `count` of a sweep.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ pub enum PlotError {
     Draw(String),
 }
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 static FONT_ONCE: Once = Once::new();
 
 /// Plots use the embedded DejaVu Sans: no system fonts needed.
@@ -32,6 +33,75 @@ fn register_font() {
         let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
         let _ = plotters::style::register_font(FONT, FontStyle::Bold, dejavu::sans::bold());
     });
+}
+
+/// The plots' font at `size` pixels, bold: titles and captions.
+pub(crate) fn bold(size: f64) -> FontDesc<'static> {
+    (FONT, size).into_font().style(FontStyle::Bold)
+}
+
+/// Colours for lines told apart by colour alone (matplotlib's "tab10"), in
+/// the order they are handed out.
+pub(crate) const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Axes, grid and their descriptions in the plots' common style.
+pub(crate) fn draw_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let largest = |r: std::ops::Range<f64>| r.start.abs().max(r.end.abs());
+    let (x_largest, y_largest) = (largest(chart.x_range()), largest(chart.y_range()));
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_formatter(&|v| tick_label(*v, x_largest))
+        .y_label_formatter(&|v| tick_label(*v, y_largest))
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    Ok(())
+}
+
+/// A tick label on an axis reaching `largest` (in absolute value): plain
+/// numbers without trailing zeros, or powers of ten from a million on, where
+/// plain ones grow too wide for the label area.
+fn tick_label(v: f64, largest: f64) -> String {
+    if v == 0.0 {
+        "0".to_owned()
+    } else if largest >= 1e6 {
+        let text = format!("{v:.3e}");
+        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
+        let mantissa = if mantissa.contains('.') {
+            mantissa.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            mantissa
+        };
+        format!("{mantissa}e{exponent}")
+    } else {
+        plotters::data::float::FloatPrettyPrinter {
+            allow_scientific: false,
+            min_decimal: 0,
+            max_decimal: 5,
+        }
+        .print(v)
+    }
 }
 
 /// One line of a panel: its name, colour, and how to read it from a row and the
@@ -127,6 +197,31 @@ fn panels() -> Vec<Panel> {
     ]
 }
 
+/// What a picture file holds, drawn alike on the bitmap and the SVG backend.
+pub(crate) trait Picture {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static;
+}
+
+/// A metrics time series as a picture: a title and one panel per quantity.
+struct TimeSeries<'a>(&'a [MetricsRow]);
+
+impl Picture for TimeSeries<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> Result<(), Box<dyn std::error::Error>>
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_all(root, self.0)
+    }
+}
+
 /// Draws `rows` to `path` (`.png` or `.svg`), atomically: the picture is
 /// written under a temporary name and renamed to `path` only once it is whole,
 /// so a failed plot leaves a previous picture as it was.
@@ -134,8 +229,19 @@ pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
     if rows.is_empty() {
         return Err(PlotError::Empty);
     }
+    write_picture(path, (1200, 1500), &TimeSeries(rows))
+}
+
+/// Draws `picture` at `size` pixels to `path`, a PNG or an SVG file by its
+/// extension, atomically: the picture is written under a temporary name and
+/// renamed to `path` only once it is whole, so a failed plot leaves a previous
+/// picture as it was.
+pub(crate) fn write_picture(
+    path: &Path,
+    size: (u32, u32),
+    picture: &impl Picture,
+) -> Result<(), PlotError> {
     register_font();
-    let size = (1200, 1500);
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -153,7 +259,7 @@ pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
             let tmp = std::path::PathBuf::from(tmp);
             let result = (|| {
                 let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-                draw_all(&root, rows).map_err(draw)?;
+                picture.draw(&root).map_err(draw)?;
                 root.present().map_err(|e| failed(&e))?;
                 drop(root);
                 std::fs::File::open(&tmp)
@@ -169,7 +275,7 @@ pub fn plot(rows: &[MetricsRow], path: &Path) -> Result<(), PlotError> {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-                draw_all(&root, rows).map_err(draw)?;
+                picture.draw(&root).map_err(draw)?;
                 root.present().map_err(|e| failed(&e))?;
             }
             continuum::atomic_file::write_bytes_atomically(path, svg.as_bytes())
@@ -195,7 +301,7 @@ where
             rows.len(),
             rows.last().map_or(0.0, |r| r.virtual_time)
         ),
-        (FONT, 26).into_font().style(FontStyle::Bold),
+        bold(26.0),
     )?;
     let panels = panels();
     let areas = body.split_evenly((panels.len(), 1));
@@ -221,19 +327,12 @@ where
             .fold(0.0, f64::max);
         let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
         let mut chart = ChartBuilder::on(area)
-            .caption(panel.title, (FONT, 20).into_font().style(FontStyle::Bold))
+            .caption(panel.title, bold(20.0))
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(80)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("virtual time (s)")
-            .y_desc(panel.unit)
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()?;
+        draw_mesh(&mut chart, "virtual time (s)", panel.unit)?;
         for s in &panel.series {
             let color = s.color;
             chart
@@ -256,6 +355,7 @@ where
     Ok(())
 }
 
+/// Whether `path` names a picture this module can write (`.png`, `.svg`).
 pub fn is_picture(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
@@ -283,5 +383,21 @@ pub fn plot_command(metrics: &Path, output: &Path) -> ExitCode {
             errln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(200.0, 800.0), "200");
+        assert_eq!(tick_label(0.25, 1.0), "0.25");
+        assert_eq!(tick_label(-7500.0, 11500.0), "-7500");
+        assert_eq!(tick_label(0.0, 3e10), "0");
+        assert_eq!(tick_label(2.4e10, 3e10), "2.4e10");
+        assert_eq!(tick_label(1.5e6, 2e6), "1.5e6");
+        assert_eq!(tick_label(2e6, 2e6), "2e6");
     }
 }

@@ -1,7 +1,7 @@
 //! `continuum sweep`: runs every run of a sweep file (see
 //! [`continuum::sweep`]), several at once, each in a process of its own, and
 //! keeps one row per finished run in `OUT/runs.csv`; `continuum sweep merge`
-//! joins the tables of its parts.
+//! joins the tables of its parts, and `continuum sweep plot` draws a table.
 //!
 //! The results folder holds `sweep.json` (which sweep, which part, which
 //! columns), `runs.csv`, `scenarios/point-NNNN.ron` (each point's scenario:
@@ -10,6 +10,7 @@
 //! `series/run-NNNNNN.csv` and their join `series.csv`.
 
 pub mod merge;
+pub mod plot;
 pub mod runner;
 pub mod table;
 
@@ -43,8 +44,23 @@ pub const PARAMETER_PREFIX: &str = "param.";
 
 /// `continuum sweep ...`.
 pub fn sweep_command(args: SweepArgs) -> ExitCode {
-    if let Some(SweepAction::Merge { parts, out }) = &args.action {
-        return merge::merge_command(parts, out);
+    match &args.action {
+        Some(SweepAction::Merge { parts, out }) => return merge::merge_command(parts, out),
+        Some(SweepAction::Plot {
+            dir,
+            x,
+            group,
+            y,
+            output,
+        }) => {
+            let axes = plot::Axes {
+                x,
+                group: group.as_deref(),
+                figures: y,
+            };
+            return plot::plot_command(dir, axes, output);
+        }
+        None => {}
     }
     let file = args.sweep.clone().expect("clap requires the sweep file");
     let sweep = match Sweep::load(&file) {
