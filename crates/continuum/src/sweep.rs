@@ -432,6 +432,20 @@ impl Sweep {
         names
     }
 
+    /// The value (RON text) of field `path` in `point`'s scenario: the
+    /// point's setting, or what its scenario file says when the point does
+    /// not set it; empty when the file leaves the field out (its default).
+    pub fn parameter_value(&self, point: usize, path: &str) -> String {
+        let point = &self.points[point];
+        if let Some(s) = point.settings.iter().find(|s| s.path == path) {
+            return s.value.clone();
+        }
+        match parse_path(path).map(|steps| config::place(&point.scenario_text, &steps)) {
+            Ok(Place::Value(range)) => point.scenario_text[range].trim().to_owned(),
+            _ => String::new(),
+        }
+    }
+
     /// An error at `steps` in the sweep file (e.g. a `collect` entry the
     /// caller does not know).
     pub fn error_at(&self, steps: &[Step], message: String) -> ConfigError {

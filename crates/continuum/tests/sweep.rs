@@ -110,6 +110,10 @@ fn sets_list_points_and_combine_with_the_grid() {
             (20.0, 120, Random),
         ]
     );
+    // A point that does not set a parameter has its scenario's value.
+    assert_eq!(s.parameter_value(2, "world.sites"), "120");
+    assert_eq!(s.parameter_value(0, "world.sites"), "30");
+    assert_eq!(s.parameter_value(0, "conflicts"), "Timestamp");
     // Without `seed`, a point's seeds start at its scenario's.
     assert_eq!(s.points[0].base_seed, 7);
     assert_eq!(

@@ -48,7 +48,21 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<String, String> {
                 expected.fingerprint
             ));
         }
-        let (header, part_rows) = read_rows(&dir.join(RUNS_FILE))?;
+        let table = dir.join(RUNS_FILE);
+        if !table.exists() {
+            return Err(format!(
+                "{}: no table ({RUNS_FILE} is missing)",
+                dir.display()
+            ));
+        }
+        let (header, part_rows) = read_rows(&table)?;
+        if let Some((&id, _)) = part_rows.range(manifest.runs..).next() {
+            return Err(format!(
+                "{}: run {id} is not a run of the sweep (it has {} runs)",
+                table.display(),
+                manifest.runs
+            ));
+        }
         if !part_rows.is_empty() && header != manifest.columns {
             return Err(format!(
                 "{}: its columns are not those of its manifest",

@@ -239,7 +239,6 @@ impl Plan {
             serde_json::from_str(report).map_err(|e| format!("run {}: {e}", run.id))?;
         let figures: std::collections::HashMap<String, String> =
             figures(&value).into_iter().collect();
-        let point = &self.sweep.points[run.point];
         Ok(self
             .columns
             .iter()
@@ -249,12 +248,7 @@ impl Plan {
                 "replicate" => run.replicate.to_string(),
                 "seed" => run.seed.to_string(),
                 name => match name.strip_prefix(PARAMETER_PREFIX) {
-                    Some(parameter) => point
-                        .settings
-                        .iter()
-                        .find(|s| s.path == parameter)
-                        .map(|s| s.value.clone())
-                        .unwrap_or_default(),
+                    Some(parameter) => self.sweep.parameter_value(run.point, parameter),
                     None => figures.get(name).cloned().unwrap_or_default(),
                 },
             })

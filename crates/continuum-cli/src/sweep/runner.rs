@@ -121,7 +121,7 @@ impl Runner {
             .map_err(|e| failed(format!("an unreadable report ({e})")))?
             .get("interrupted")
             .and_then(serde_json::Value::as_bool)
-            .unwrap_or(true);
+            .ok_or_else(|| failed("a report without `interrupted`".into()))?;
         if interrupted {
             return Err(stopped());
         }
