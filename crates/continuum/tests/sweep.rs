@@ -272,3 +272,33 @@ fn grids_too_large_are_refused_before_expanding() {
     let e = sweep_error(&text);
     assert!(e.message.contains("limit"), "{e}");
 }
+
+#[test]
+fn the_shipped_sweeps_and_the_documented_ones_are_valid() {
+    let folder = common::root().join("scenarios").join("sweeps");
+    let mut shipped = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ron") {
+            Sweep::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            shipped += 1;
+        }
+    }
+    assert!(shipped >= 2);
+    // The sweep files shown in the README and in docs/sweeps.md, as if they
+    // were in scenarios/sweeps/.
+    for doc in ["README.md", "docs/sweeps.md"] {
+        let text = std::fs::read_to_string(common::root().join(doc)).unwrap();
+        let blocks: Vec<&str> = text
+            .split("```ron\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.trim_start().starts_with("Sweep("))
+            .collect();
+        assert!(!blocks.is_empty(), "{doc} shows a sweep file");
+        for block in blocks {
+            Sweep::from_ron(block, &folder.join("documented.ron"))
+                .unwrap_or_else(|e| panic!("{doc}: {e}\n{block}"));
+        }
+    }
+}
