@@ -21,6 +21,8 @@ macro_rules! errln {
 
 pub mod args;
 pub mod bench;
+#[cfg(feature = "mpi")]
+pub mod cluster;
 pub mod dashboard;
 pub mod logging;
 pub mod plot;
