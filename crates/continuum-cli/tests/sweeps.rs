@@ -468,3 +468,48 @@ fn the_slurm_array_script_runs_parts_that_merge_into_the_whole() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `mpirun -n 2 continuum sweep` (the `mpi` feature) gives the table of
+/// `--jobs 2`. Needs Open MPI's `mpirun` (`.ci/mpi-setup.sh`); the settings
+/// are those of tests/mpi_share.rs: root allowed, oversubscription allowed.
+#[cfg(feature = "mpi")]
+#[test]
+fn mpi_ranks_give_the_table_of_local_jobs() {
+    let dir = scratch("mpi");
+    let sweep = write_sweep(
+        &dir,
+        &format!(
+            r#"    grid: {{ "conflicts": [PriorityThenTimestamp, Timestamp, Random], "groups[0].count": [20, 40] }},
+    replicates: 2,
+    collect: {SIMULATED},"#
+        ),
+    );
+    let local = dir.join("local");
+    assert_ok(&run_sweep(&[
+        &sweep, &"--out", &local, &"--jobs", &"2", &"--quiet",
+    ]));
+    let ranks = dir.join("ranks");
+    let mut mpirun = Command::new("mpirun");
+    mpirun
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+        .args(["-n", "2", env!("CARGO_BIN_EXE_continuum"), "sweep"])
+        .arg(&sweep)
+        .arg("--out")
+        .arg(&ranks)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+    let mut child = mpirun.spawn().expect("mpirun runs (see .ci/mpi-setup.sh)");
+    let code = wait_at_most(&mut child, Duration::from_secs(120));
+    let stdout = std::fs::read_to_string(dir.join("stdout")).unwrap();
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("on 2 MPI ranks"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(ranks.join("runs.csv")).unwrap(),
+        std::fs::read_to_string(local.join("runs.csv")).unwrap()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,6 +81,12 @@ pub fn sweep_command(args: SweepArgs) -> ExitCode {
         out,
         shard: args.shard,
     };
+    #[cfg(feature = "mpi")]
+    if launched_by_mpi()
+        && let Some(cluster) = crate::cluster::Cluster::join()
+    {
+        return plan.run_on_cluster(&cluster, &args);
+    }
     plan.run_here(&args)
 }
 
@@ -507,5 +513,131 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// Whether an MPI launcher (Open MPI's or MPICH's `mpirun`, Slurm's `srun`)
+/// started this process: they name the job's size or the process's rank in
+/// the environment. Started otherwise, MPI would make a job of one, which
+/// takes a while to set up for nothing.
+#[cfg(feature = "mpi")]
+fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+}
+
+/// A run's outcome as it travels from an MPI rank to rank 0: a tag byte, then
+/// the report (`R`) or the failure's message (`F`); `I` for a run stopped
+/// early.
+#[cfg(feature = "mpi")]
+fn encode_outcome(outcome: Result<String, Failure>) -> Vec<u8> {
+    match outcome {
+        Ok(report) => [b"R".as_slice(), report.as_bytes()].concat(),
+        Err(Failure::Interrupted) => b"I".to_vec(),
+        Err(Failure::Failed(message)) => [b"F".as_slice(), message.as_bytes()].concat(),
+    }
+}
+
+#[cfg(feature = "mpi")]
+fn decode_outcome(bytes: &[u8]) -> Result<String, Failure> {
+    let text = || String::from_utf8_lossy(&bytes[1..]).into_owned();
+    match bytes.first() {
+        Some(b'R') => Ok(text()),
+        Some(b'I') => Err(Failure::Interrupted),
+        Some(b'F') => Err(Failure::Failed(text())),
+        _ => Err(Failure::Failed("a malformed message from a rank".into())),
+    }
+}
+
+#[cfg(feature = "mpi")]
+impl Plan {
+    /// Runs the sweep on the ranks of an MPI job (`mpirun -n R continuum
+    /// sweep ...`): rank 0 prepares the results folder and keeps the table,
+    /// and hands the runs out to the ranks, itself included, as they free up;
+    /// every rank runs one run at a time (`--threads` threads each, default
+    /// 1: start one rank per core). The ranks must share the results folder
+    /// (a cluster's shared file system).
+    fn run_on_cluster(&self, cluster: &crate::cluster::Cluster, args: &SweepArgs) -> ExitCode {
+        let stop = stop_on_signals();
+        let runner = Runner {
+            exe: current_exe(),
+            dir: self.out.clone(),
+            threads: args.threads.unwrap_or(1),
+            series: self.sweep.series,
+            stop: stop.clone(),
+        };
+        let work = |id: u64| encode_outcome(runner.run(&self.sweep.run(id)));
+        if !cluster.is_leader() {
+            cluster.share(&[], work, |_, _| {}, &stop);
+            return ExitCode::SUCCESS;
+        }
+        let mut table = match self.prepare(args.resume) {
+            Ok(table) => table,
+            Err(e) => {
+                // The other ranks wait for runs: none are coming.
+                cluster.share(&[], work, |_, _| {}, &stop);
+                return crate::invalid(&e);
+            }
+        };
+        let runs = self.runs();
+        let todo: Vec<u64> = runs
+            .iter()
+            .filter(|r| !table.has(r.id))
+            .map(|r| r.id)
+            .collect();
+        if !args.quiet {
+            outln!(
+                "sweep `{}`: {} runs{} ({} points × {} replicates), {} to run on {} MPI ranks, {} thread{} each; results in {}",
+                self.sweep.name,
+                runs.len(),
+                self.shard
+                    .map_or(String::new(), |s| format!(" in part {s}")),
+                self.sweep.points.len(),
+                self.sweep.replicates,
+                todo.len(),
+                cluster.size(),
+                runner.threads,
+                if runner.threads == 1 { "" } else { "s" },
+                self.out.display()
+            );
+        }
+        let mut progress = Progress::new(todo.len(), args.quiet);
+        let mut failures = Vec::new();
+        let mut write_error = None;
+        cluster.share(
+            &todo,
+            work,
+            |id, bytes| {
+                let run = self.sweep.run(id);
+                let outcome = decode_outcome(&bytes)
+                    .and_then(|report| self.row(&run, &report).map_err(Failure::Failed));
+                match outcome {
+                    Ok(row) => {
+                        if let Err(e) = table.append(row) {
+                            write_error.get_or_insert(e);
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        progress.finished(&run);
+                    }
+                    Err(Failure::Interrupted) => {}
+                    Err(Failure::Failed(message)) => {
+                        progress.println(&format!("error: {message}"));
+                        failures.push(id);
+                    }
+                }
+            },
+            &stop,
+        );
+        progress.end();
+        self.finish(
+            table,
+            runs.len(),
+            &failures,
+            write_error,
+            &stop,
+            args,
+            &file_arg(args),
+        )
     }
 }
