@@ -23,8 +23,8 @@ pub enum Command {
     /// variant from it.
     Resume(ResumeArgs),
     /// Run a scenario many times (a grid or a list of parameter values,
-    /// several seeds each) in parallel, one row per run in OUT/runs.csv; or
-    /// `sweep merge` the tables of its parts.
+    /// several seeds each) in parallel, one row per run in OUT/runs.csv;
+    /// `sweep merge` joins the tables of its parts, `sweep plot` draws one.
     Sweep(SweepArgs),
     /// Check a scenario file: prints `ok`, or the error (exit code 2).
     Validate {
