@@ -233,32 +233,23 @@ impl Validator {
 
 /// Renders a path like `groups[1].tick_hz`.
 pub fn path_string(path: &[PathSeg]) -> String {
-    let mut s = String::new();
-    for seg in path {
-        match seg {
-            PathSeg::Field(name) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(name);
-            }
-            PathSeg::Index(i) => s.push_str(&format!("[{i}]")),
-        }
-    }
-    s
+    steps_string(&owned(path))
+}
+
+/// A validator's path as owned steps.
+fn owned(path: &[PathSeg]) -> Vec<Step> {
+    path.iter()
+        .map(|seg| match seg {
+            PathSeg::Field(name) => Step::Field((*name).to_owned()),
+            PathSeg::Index(i) => Step::Index(*i),
+        })
+        .collect()
 }
 
 /// Finds the 1-based line and column where the value at `path` starts in RON
 /// `source`. Fields that are absent resolve to the start of the enclosing value.
 pub fn locate(source: &str, path: &[PathSeg]) -> Option<(usize, usize)> {
-    let steps: Vec<Step> = path
-        .iter()
-        .map(|seg| match seg {
-            PathSeg::Field(name) => Step::Field((*name).to_owned()),
-            PathSeg::Index(i) => Step::Index(*i),
-        })
-        .collect();
-    locate_steps(source, &steps)
+    locate_steps(source, &owned(path))
 }
 
 /// One step of a path into RON text, owned: a struct field, a map entry with a

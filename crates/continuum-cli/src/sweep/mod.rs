@@ -263,7 +263,7 @@ impl Plan {
 
     /// Runs the sweep (this part of it) on this machine, `--jobs` at once.
     fn run_here(&self, args: &SweepArgs) -> ExitCode {
-        let mut table = match self.prepare(args.resume) {
+        let table = match self.prepare(args.resume) {
             Ok(table) => table,
             Err(e) => return crate::invalid(&e),
         };
@@ -280,122 +280,125 @@ impl Plan {
             series: self.sweep.series,
             stop: stop.clone(),
         };
-        if !args.quiet {
-            outln!(
-                "sweep `{}`: {} runs{} ({} points × {} replicates), {} to run; {} at once, {} thread{} each; results in {}",
-                self.sweep.name,
-                runs.len(),
-                self.shard
-                    .map_or(String::new(), |s| format!(" in part {s}")),
-                self.sweep.points.len(),
-                self.sweep.replicates,
-                todo.len(),
-                jobs.min(todo.len().max(1)),
-                threads,
-                if threads == 1 { "" } else { "s" },
-                self.out.display()
-            );
-        }
-        let mut progress = Progress::new(todo.len(), args.quiet);
-        let mut failures = Vec::new();
-        let mut write_error = None;
-        run_in_parallel(&runner, &todo, jobs, |run, result| {
-            match result.and_then(|report| self.row(&run, &report).map_err(Failure::Failed)) {
-                Ok(row) => {
-                    if let Err(e) = table.append(row) {
-                        write_error.get_or_insert(e);
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                    progress.finished(&run);
-                }
-                Err(Failure::Interrupted) => {}
-                Err(Failure::Failed(message)) => {
-                    progress.println(&format!("error: {message}"));
-                    failures.push(run.id);
-                }
-            }
+        let how = format!("{} at once", jobs.min(todo.len().max(1)));
+        self.announce(runs.len(), todo.len(), &how, threads, args.quiet);
+        let mut collector = Collector::new(self, table, todo.len(), stop, args.quiet);
+        run_in_parallel(&runner, &todo, jobs, |run, outcome| {
+            collector.record(run, outcome);
         });
-        progress.end();
-        self.finish(
-            table,
-            runs.len(),
-            &failures,
-            write_error,
-            &stop,
-            args,
-            &file_arg(args),
-        )
+        collector.finish(runs.len(), args)
     }
 
-    /// Ends a sweep: the table in run order, the joined time series, and a
-    /// closing line; the exit code.
-    #[allow(clippy::too_many_arguments)]
-    pub fn finish(
-        &self,
-        table: Table,
-        runs: usize,
-        failures: &[u64],
-        write_error: Option<std::io::Error>,
-        stop: &AtomicBool,
-        args: &SweepArgs,
-        file: &Path,
-    ) -> ExitCode {
-        let done = table.len();
-        let rows = table.rows().clone();
-        if let Err(e) = table.finish() {
-            errln!(
-                "error: cannot write {}: {e}",
-                self.out.join(table::RUNS_FILE).display()
-            );
+    /// The line a sweep starts with: what it holds, what is left to run and
+    /// how (`how`: "2 at once", "on 4 MPI ranks").
+    fn announce(&self, runs: usize, todo: usize, how: &str, threads: u16, quiet: bool) {
+        if quiet {
+            return;
+        }
+        outln!(
+            "sweep `{}`: {runs} runs{} ({} points × {} replicates), {todo} to run, {how}, {threads} thread{} each; results in {}",
+            self.sweep.name,
+            self.shard
+                .map_or(String::new(), |s| format!(" in part {s}")),
+            self.sweep.points.len(),
+            self.sweep.replicates,
+            if threads == 1 { "" } else { "s" },
+            self.out.display()
+        );
+    }
+}
+
+/// What a sweep under way keeps as its runs end: the table, the progress
+/// shown, the runs that failed and the first error writing the table (which
+/// stops the sweep).
+struct Collector<'a> {
+    plan: &'a Plan,
+    table: Table,
+    progress: Progress,
+    failures: Vec<u64>,
+    write_error: Option<std::io::Error>,
+    stop: Arc<AtomicBool>,
+}
+
+impl<'a> Collector<'a> {
+    fn new(plan: &'a Plan, table: Table, todo: usize, stop: Arc<AtomicBool>, quiet: bool) -> Self {
+        Self {
+            plan,
+            table,
+            progress: Progress::new(todo, quiet),
+            failures: Vec::new(),
+            write_error: None,
+            stop,
+        }
+    }
+
+    /// A run ended: its row, an error line, or nothing for a run stopped
+    /// early.
+    fn record(&mut self, run: RunPlan, outcome: Result<String, Failure>) {
+        match outcome.and_then(|report| self.plan.row(&run, &report).map_err(Failure::Failed)) {
+            Ok(row) => {
+                if let Err(e) = self.table.append(row) {
+                    self.write_error.get_or_insert(e);
+                    self.stop.store(true, Ordering::Relaxed);
+                }
+                self.progress.finished(&run);
+            }
+            Err(Failure::Interrupted) => {}
+            Err(Failure::Failed(message)) => {
+                self.progress.println(&format!("error: {message}"));
+                self.failures.push(run.id);
+            }
+        }
+    }
+
+    /// Ends a sweep of `runs` runs: the table in run order, the joined time
+    /// series, and a closing line; the exit code.
+    fn finish(self, runs: usize, args: &SweepArgs) -> ExitCode {
+        self.progress.end();
+        let plan = self.plan;
+        let done = self.table.len();
+        let rows = self.table.rows().clone();
+        let runs_file = plan.out.join(table::RUNS_FILE);
+        if let Some(e) = self.table.finish().err().or(self.write_error) {
+            errln!("error: cannot write {}: {e}", runs_file.display());
             return ExitCode::FAILURE;
         }
-        if let Some(e) = write_error {
-            errln!(
-                "error: cannot write {}: {e}",
-                self.out.join(table::RUNS_FILE).display()
-            );
-            return ExitCode::FAILURE;
-        }
-        if self.sweep.series.is_some()
+        if plan.sweep.series.is_some()
             && let Err(e) =
-                table::join_series(&self.out.join("series"), &rows, &self.out.join(SERIES_FILE))
+                table::join_series(&plan.out.join("series"), &rows, &plan.out.join(SERIES_FILE))
         {
             errln!("error: {e}");
             return ExitCode::FAILURE;
         }
         let again = format!(
             "`continuum sweep {}{} --out {} --resume`",
-            file.display(),
-            self.shard
+            args.sweep
+                .as_deref()
+                .unwrap_or(Path::new("SWEEP.ron"))
+                .display(),
+            plan.shard
                 .map_or(String::new(), |s| format!(" --shard {s}")),
-            self.out.display()
+            plan.out.display()
         );
-        if !failures.is_empty() {
+        if !self.failures.is_empty() {
             errln!(
                 "{} of {runs} runs failed (their logs are in {}); {again} runs them again",
-                failures.len(),
-                self.out.join("logs").display()
+                self.failures.len(),
+                plan.out.join("logs").display()
             );
             return ExitCode::FAILURE;
         }
         if done < runs {
-            if !args.quiet || stop.load(Ordering::Relaxed) {
+            if !args.quiet || self.stop.load(Ordering::Relaxed) {
                 errln!("stopped: {done} of {runs} runs finished and kept; {again} runs the rest");
             }
             return ExitCode::from(EXIT_INTERRUPTED);
         }
         if !args.quiet {
-            outln!(
-                "{done} runs in {}",
-                self.out.join(table::RUNS_FILE).display()
-            );
+            outln!("{done} runs in {}", runs_file.display());
         }
         ExitCode::SUCCESS
     }
-}
-
-fn file_arg(args: &SweepArgs) -> PathBuf {
-    args.sweep.clone().unwrap_or_default()
 }
 
 /// This program, to run each run with.
@@ -572,7 +575,7 @@ impl Plan {
             cluster.share(&[], work, |_, _| {}, &stop);
             return ExitCode::SUCCESS;
         }
-        let mut table = match self.prepare(args.resume) {
+        let table = match self.prepare(args.resume) {
             Ok(table) => table,
             Err(e) => {
                 // The other ranks wait for runs: none are coming.
@@ -586,58 +589,15 @@ impl Plan {
             .filter(|r| !table.has(r.id))
             .map(|r| r.id)
             .collect();
-        if !args.quiet {
-            outln!(
-                "sweep `{}`: {} runs{} ({} points × {} replicates), {} to run on {} MPI ranks, {} thread{} each; results in {}",
-                self.sweep.name,
-                runs.len(),
-                self.shard
-                    .map_or(String::new(), |s| format!(" in part {s}")),
-                self.sweep.points.len(),
-                self.sweep.replicates,
-                todo.len(),
-                cluster.size(),
-                runner.threads,
-                if runner.threads == 1 { "" } else { "s" },
-                self.out.display()
-            );
-        }
-        let mut progress = Progress::new(todo.len(), args.quiet);
-        let mut failures = Vec::new();
-        let mut write_error = None;
+        let how = format!("on {} MPI ranks", cluster.size());
+        self.announce(runs.len(), todo.len(), &how, runner.threads, args.quiet);
+        let mut collector = Collector::new(self, table, todo.len(), stop.clone(), args.quiet);
         cluster.share(
             &todo,
             work,
-            |id, bytes| {
-                let run = self.sweep.run(id);
-                let outcome = decode_outcome(&bytes)
-                    .and_then(|report| self.row(&run, &report).map_err(Failure::Failed));
-                match outcome {
-                    Ok(row) => {
-                        if let Err(e) = table.append(row) {
-                            write_error.get_or_insert(e);
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        progress.finished(&run);
-                    }
-                    Err(Failure::Interrupted) => {}
-                    Err(Failure::Failed(message)) => {
-                        progress.println(&format!("error: {message}"));
-                        failures.push(id);
-                    }
-                }
-            },
+            |id, bytes| collector.record(self.sweep.run(id), decode_outcome(&bytes)),
             &stop,
         );
-        progress.end();
-        self.finish(
-            table,
-            runs.len(),
-            &failures,
-            write_error,
-            &stop,
-            args,
-            &file_arg(args),
-        )
+        collector.finish(runs.len(), args)
     }
 }
