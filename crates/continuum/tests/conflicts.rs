@@ -199,23 +199,3 @@ fn a_game_can_bring_its_own_rule() {
     let sim = run_arena(ConflictStrategy::Custom(Arc::new(HighestIdWins)), &all, 1);
     assert_eq!(winners(&sim), vec![id(4, &all)]);
 }
-
-#[test]
-fn serial_and_parallel_resolution_agree() {
-    let digest = |threshold: usize| {
-        let mut sim = SimHarness::with(common::shipped("conflict-storm.ron"), |app| {
-            app.insert_resource(ConflictResolver {
-                parallel_threshold: threshold,
-                ..Default::default()
-            });
-        });
-        sim.run_for(5.0);
-        let conflicts = sim.world().resource::<ResolverDiagnostics>().conflicts;
-        assert!(
-            conflicts > 100,
-            "the storm should collide, saw {conflicts} conflicts"
-        );
-        sim.state_digest()
-    };
-    assert_eq!(digest(0), digest(usize::MAX));
-}

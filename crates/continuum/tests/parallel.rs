@@ -6,11 +6,15 @@
 //! process touches it, so that four-thread passes really run on four threads.
 #![cfg(feature = "parallel")]
 
+mod common;
+
 use bevy_ecs::entity::UniqueEntityVec;
 use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemState;
 use bevy_tasks::{ComputeTaskPool, TaskPoolBuilder};
+use continuum::action::ResolverDiagnostics;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
+use continuum::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
 
@@ -136,5 +140,39 @@ fn random_due_lists_on_random_thread_counts_reach_each_agent_once_in_order() {
     for (i, &entity) in entities.iter().enumerate() {
         let runs = world.get::<Counter>(entity).unwrap().runs;
         assert_eq!(runs, expected[i], "agent {i}");
+    }
+}
+
+/// Conflicts resolved region by region on 2 and 4 threads end in the state
+/// of resolving them on one thread. The threads are set here: the harness's
+/// default pool has a single compute thread on a 2-core machine, which would
+/// compare serial with serial.
+#[test]
+fn per_region_resolution_on_several_threads_matches_one_thread() {
+    pool();
+    let run = |threads: usize, parallel_threshold: usize| {
+        let mut sim = SimHarness::with(common::shipped("conflict-storm.ron"), |app| {
+            app.insert_resource(ConflictResolver {
+                parallel_threshold,
+                ..Default::default()
+            })
+            .insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass());
+        });
+        sim.run_for(5.0);
+        assert_eq!(sim.world().resource::<ThreadLoad>().threads(), threads);
+        let conflicts = sim.world().resource::<ResolverDiagnostics>().conflicts;
+        assert!(
+            conflicts > 100,
+            "the storm should collide, saw {conflicts} conflicts"
+        );
+        (conflicts, sim.state_digest())
+    };
+    let serial = run(1, usize::MAX);
+    for threads in [2, 4] {
+        assert_eq!(
+            run(threads, 0),
+            serial,
+            "per-region resolution on {threads} threads"
+        );
     }
 }
