@@ -52,7 +52,9 @@ use crate::clock::SimClock;
 use crate::hash::DigestHasher;
 use crate::memory::{CacheImage, Memory, MemoryPlan, Perception, SharedCache};
 use crate::metrics::{RunStats, RunStatsImage};
-use crate::monitor::{Budget, BudgetLog, LoadShedding};
+use crate::monitor::{
+    Budget, BudgetLog, LoadShedding, RebalanceDiagnostics, RebalanceRound, RoundImage,
+};
 use crate::scenario::{ActiveScenario, Scenario, TimelineImage};
 use crate::spatial::CellGrid;
 use crate::world::{Board, Site, Sites};
@@ -60,7 +62,7 @@ use crate::world::{Board, Site, Sites};
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.
@@ -136,6 +138,9 @@ struct Head {
     run_stats: Option<RunStatsImage>,
     schedule_stats: Option<ScheduleStats>,
     resolver: Option<ResolverDiagnostics>,
+    /// The rebalancing under way, agents named by id.
+    rebalance: Option<RoundImage>,
+    rebalance_diagnostics: Option<RebalanceDiagnostics>,
 }
 
 /// The components [`AgentImage`] saves: an agent with any other is refused.
@@ -265,6 +270,10 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
         run_stats: world.get_resource::<RunStats>().map(RunStats::image),
         schedule_stats: world.get_resource::<ScheduleStats>().cloned(),
         resolver: world.get_resource::<ResolverDiagnostics>().cloned(),
+        rebalance: world
+            .get_resource::<RebalanceRound>()
+            .map(|r| r.image(id_of)),
+        rebalance_diagnostics: world.get_resource::<RebalanceDiagnostics>().copied(),
     };
     let mut out = Vec::with_capacity(1 << 16);
     out.extend_from_slice(MAGIC);
@@ -494,6 +503,9 @@ impl Checkpoint {
         if let Some(diagnostics) = head.resolver {
             world.insert_resource(diagnostics);
         }
+        if let Some(diagnostics) = head.rebalance_diagnostics {
+            world.insert_resource(diagnostics);
+        }
         // The agents, spawned in id order as they are decoded.
         let invalid = |reason: String| Self::invalid(&self.path, reason);
         let mut rest = &self.bytes[self.agents_at..self.bytes.len() - TRAILER];
@@ -555,6 +567,12 @@ impl Checkpoint {
         }
         let schedule = AgentSchedule::from_image(head.schedule, entity_of).map_err(invalid)?;
         world.insert_resource(schedule);
+        if let Some(round) = head.rebalance
+            && world.contains_resource::<RebalanceRound>()
+        {
+            let round = RebalanceRound::from_image(round, entity_of).map_err(invalid)?;
+            world.insert_resource(round);
+        }
         let pool = AgentPool::from_image(
             head.pool,
             |blueprint, memory| match memory {

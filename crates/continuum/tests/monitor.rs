@@ -11,7 +11,7 @@ use bevy_time::TimeUpdateStrategy;
 use continuum::agent::{PriorityRates, ScheduleStats};
 use continuum::memory::MemoryPlan;
 use continuum::metrics::RunStats;
-use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, ResourceStats};
+use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, RebalanceDiagnostics, ResourceStats};
 use continuum::prelude::*;
 
 fn three_priorities() -> Scenario {
@@ -218,4 +218,18 @@ fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
     for (id, memory) in sim.agents::<Memory>() {
         assert!(memory.caps().bytes() <= memory.limit() as usize, "{id}");
     }
+    // Each one-second round of 100 steps read the 400 agents over 49 steps
+    // and applied its updates over 50: no step did it all.
+    let spread = *sim.world().resource::<RebalanceDiagnostics>();
+    assert_eq!(spread.rounds, 30, "{spread:?}");
+    assert_eq!(spread.most_weighed, 400, "{spread:?}");
+    assert_eq!(
+        spread.most_read_in_a_step,
+        400u64.div_ceil(49),
+        "{spread:?}"
+    );
+    assert!(
+        (1..=8).contains(&spread.most_applied_in_a_step),
+        "{spread:?}"
+    );
 }

@@ -22,8 +22,12 @@
 //! in [`BudgetLog`] with its virtual time and reason.
 
 mod plugin;
+mod round;
 
 pub use plugin::ResourceMonitorPlugin;
+pub(crate) use round::RoundImage;
+use round::RoundSteps;
+pub use round::{RebalanceDiagnostics, RebalanceRound};
 
 use std::collections::VecDeque;
 
@@ -299,7 +303,7 @@ pub fn decide_overload(
 }
 
 /// What the rebalancer knows of one agent.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentLoad {
     /// Memory limit, bytes.
     pub memory_limit: u32,
@@ -318,7 +322,7 @@ pub struct AgentLoad {
 }
 
 /// A budget change for one agent (index into the slice given to [`rebalance`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BudgetUpdate {
     pub index: u32,
     pub memory_limit: u32,

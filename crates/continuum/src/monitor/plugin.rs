@@ -1,12 +1,10 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bevy_time::{Real, Time, TimeUpdateStrategy, Virtual};
 
 use bevy_app::prelude::*;
-use bevy_ecs::entity::UniqueEntitySlice;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
-use bevy_ecs::query::QueryFilter;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
@@ -17,7 +15,7 @@ use crate::memory::{
     TierCaps, WORKING_MAX,
 };
 use crate::metrics::RunStats;
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due, for_each_due_into};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::phases::ContinuumSystems;
 use crate::process::ProcessSampler;
 
@@ -71,6 +69,8 @@ impl Plugin for ResourceMonitorPlugin {
             .init_resource::<BudgetLog>()
             .init_resource::<ResourceStats>()
             .init_resource::<OverloadClock>()
+            .init_resource::<RebalanceRound>()
+            .init_resource::<RebalanceDiagnostics>()
             .add_systems(AgentsAdmitted, give_fair_shares)
             .add_systems(
                 self.schedule,
@@ -136,10 +136,12 @@ fn ceiling_bytes() -> u32 {
 }
 
 /// Every `rebalance.every` virtual seconds, moves memory budget and CPU shares
-/// between agents (see [`rebalance`]). Deterministic: work units and memory
-/// fill only, agents in table order. Reading every agent's load and applying
-/// the new budgets are parallel passes, and only agents whose memory limit
-/// changed have their tiers resized; the decisions in between are serial.
+/// between agents (see [`rebalance`]), as a [`RebalanceRound`] spread over the
+/// steps of the interval: the first half of its steps read the agents' loads a
+/// share at a time, the next decides, the rest apply the updates a share at a
+/// time. Deterministic: work units and memory fill only, agents in table
+/// order at the round's start, shares fixed by the step's index. Only agents
+/// whose memory limit changed have their tiers resized.
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
     clock: Res<SimClock>,
@@ -147,8 +149,8 @@ fn rebalance_budgets(
     kinds: Res<MemoryKinds>,
     pool: Res<AgentPool>,
     plan: Option<Res<MemoryPlan>>,
-    load: Res<ThreadLoad>,
-    mut tuners: Local<(BatchTuner, BatchTuner)>,
+    mut round: ResMut<RebalanceRound>,
+    mut diagnostics: ResMut<RebalanceDiagnostics>,
     mut log: ResMut<BudgetLog>,
     ids: Query<Entity, RebalancedAgent>,
     mut agents: Query<
@@ -156,154 +158,146 @@ fn rebalance_budgets(
         RebalancedAgent,
     >,
 ) {
-    let rules = &settings.rebalance;
-    let every = secs_to_sim(rules.every).max(clock.step_ns());
-    // The step that ends on (or just past) a multiple of the interval.
-    let end = clock.now() + clock.step_ns();
-    if end / every == clock.now() / every {
-        return;
-    }
     let Some(plan) = plan else {
         return;
     };
-    let ceiling = ceiling_bytes();
-    let defaults: Vec<u32> = kinds
-        .0
-        .iter()
-        .map(|rules| rules.capacity.clamped().bytes() as u32)
-        .collect();
-    // Table order: the same on every run and thread count.
-    let mut loads = vec![AgentLoad::default(); ids.iter().len()];
-    for_each_block(&ids, |offset, block| {
-        for_each_due_into(
-            &mut agents,
-            block,
-            &mut loads[offset..offset + block.len()],
-            &mut tuners.0,
-            &load,
-            |(agent, budget, memory, perception, cadence), out| {
-                let defaults = defaults.get(agent.kind.index()).copied().unwrap_or(0);
-                let held =
-                    memory.held_bytes() + perception.sites().len() * crate::memory::RECORD_BYTES[0];
-                // Fill counts against what the tiers can hold within the limit
-                // (the capacities round down to whole records).
-                let usable = memory.caps().bytes().max(1) as f32;
-                let pressure = held as f32 / usable;
-                let limit = memory.limit();
-                *out = AgentLoad {
-                    memory_limit: limit,
-                    memory_held: (pressure * limit as f32) as u32,
-                    memory_floor: (defaults / 4).min(limit),
-                    memory_ceiling: ceiling.max(limit),
-                    cpu_share: budget.cpu_share,
-                    work: budget.usage.average,
-                    ticks: cadence.ticks,
-                };
-            },
-        );
-    });
-    let slots = if pool.max_agents() == usize::MAX {
-        pool.active()
-    } else {
-        pool.max_agents()
-    };
-    let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-    let fair = fair_share(&pool);
-    let (mut updates, summary) = rebalance(&loads, total, fair, rules);
-    if updates.is_empty() {
-        return;
-    }
-    drop(loads);
-    let now = crate::memory::mem_time(clock.now());
-    // The updates are in table order: walk the agents again, block by block,
-    // and apply those of each block in one parallel pass.
-    let mut next = 0;
-    let mut picked = Vec::with_capacity(REBALANCE_BLOCK);
-    for_each_block(&ids, |offset, block| {
-        let first = next;
-        picked.clear();
-        while next < updates.len() && (updates[next].index as usize) < offset + block.len() {
-            picked.push(block[updates[next].index as usize - offset]);
-            next += 1;
-        }
-        // SAFETY: distinct indices (they strictly increase) into a block of
-        // unique entities.
-        let picked = unsafe { UniqueEntitySlice::from_slice_unchecked(&picked) };
-        for_each_due_into(
-            &mut agents,
-            picked,
-            &mut updates[first..next],
-            &mut tuners.1,
-            &load,
-            |(agent, mut budget, mut memory, mut perception, ..), update| {
-                budget.cpu_share = update.cpu_share;
-                budget.priority_boost = update.priority_boost;
-                if memory.limit() == update.memory_limit {
-                    return;
-                }
-                // The tiers fit a new limit at once: an agent never holds more.
-                match kinds.get(agent.kind) {
-                    Some(rules) => memory.resize(&mut perception, update.memory_limit, rules, now),
-                    None => memory.set_limit(update.memory_limit),
-                }
-            },
-        );
-    });
-    let at = crate::clock::sim_to_secs(end);
-    if summary.memory_moved > 0 || summary.memory_donors > 0 {
-        log.record(
-            at,
-            format!(
-                "memory: {} bytes to {} agents; {} agents gave some up",
-                summary.memory_moved, summary.memory_receivers, summary.memory_donors
-            ),
-            format!(
-                "memory at least {:.0} % full, or at most {:.0} %",
-                rules.memory_high * 100.0,
-                rules.memory_low * 100.0
-            ),
-        );
-    }
-    if summary.boosted + summary.trimmed > 0 {
-        log.record(
-            at,
-            format!(
-                "cpu: {} shares boosted, {} trimmed",
-                summary.boosted, summary.trimmed
-            ),
-            format!(
-                "work at least {}× the average, or at most {}×",
-                rules.cpu_high, rules.cpu_low
-            ),
-        );
-    }
-}
-
-/// Agents the rebalancer handles per parallel pass: its lists of entities stay
-/// small (128 KiB) at any population.
-const REBALANCE_BLOCK: usize = 16_384;
-
-/// Calls `f` with each block of up to [`REBALANCE_BLOCK`] of the entities `ids`
-/// matches, in table order, and the index of the block's first entity.
-fn for_each_block<F: QueryFilter>(
-    ids: &Query<Entity, F>,
-    mut f: impl FnMut(usize, &UniqueEntitySlice),
-) {
-    let mut iter = ids.iter();
-    let mut block = Vec::with_capacity(REBALANCE_BLOCK);
-    let mut offset = 0;
-    loop {
-        block.clear();
-        block.extend(iter.by_ref().take(REBALANCE_BLOCK));
-        if block.is_empty() {
-            return;
-        }
-        // SAFETY: one iteration of a query yields each entity once.
-        f(offset, unsafe {
-            UniqueEntitySlice::from_slice_unchecked(&block)
+    let started = Instant::now();
+    let rules = &settings.rebalance;
+    let step_ns = clock.step_ns();
+    let every = secs_to_sim(rules.every).max(step_ns);
+    let interval = clock.now() / every;
+    let round = &mut *round;
+    if round.steps.is_none_or(|s| s.interval != interval) {
+        // The interval's last step is the one that ends on or past its end.
+        let last = ((interval + 1) * every - 1) / step_ns;
+        round.steps = Some(RoundSteps {
+            interval,
+            first: clock.step(),
+            steps: last + 1 - clock.step(),
         });
-        offset += block.len();
+        round.agents.clear();
+        round.agents.extend(ids.iter());
+        round.loads.clear();
+        round.loads.resize(round.agents.len(), None);
+        round.updates.clear();
     }
+    let Some(work) = round
+        .steps
+        .and_then(|steps| steps.work(clock.step(), round.agents.len()))
+    else {
+        return;
+    };
+
+    if !work.read.is_empty() {
+        let ceiling = ceiling_bytes();
+        for i in work.read.clone() {
+            round.loads[i] = agents.get(round.agents[i]).ok().map(
+                |(agent, budget, memory, perception, cadence)| {
+                    let defaults = kinds
+                        .get(agent.kind)
+                        .map_or(0, |rules| rules.capacity.clamped().bytes() as u32);
+                    let held = memory.held_bytes()
+                        + perception.sites().len() * crate::memory::RECORD_BYTES[0];
+                    // Fill counts against what the tiers can hold within the
+                    // limit (the capacities round down to whole records).
+                    let usable = memory.caps().bytes().max(1) as f32;
+                    let pressure = held as f32 / usable;
+                    let limit = memory.limit();
+                    AgentLoad {
+                        memory_limit: limit,
+                        memory_held: (pressure * limit as f32) as u32,
+                        memory_floor: (defaults / 4).min(limit),
+                        memory_ceiling: ceiling.max(limit),
+                        cpu_share: budget.cpu_share,
+                        work: budget.usage.average,
+                        ticks: cadence.ticks,
+                    }
+                },
+            );
+        }
+        diagnostics.most_read_in_a_step =
+            diagnostics.most_read_in_a_step.max(work.read.len() as u64);
+    }
+
+    if work.decide {
+        // The agents still there when their turn to be read came.
+        let (listed, loads): (Vec<u32>, Vec<AgentLoad>) = round
+            .loads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, load)| load.map(|load| (i as u32, load)))
+            .unzip();
+        let slots = if pool.max_agents() == usize::MAX {
+            pool.active()
+        } else {
+            pool.max_agents()
+        };
+        let total = plan.per_agent_bytes.saturating_mul(slots as u64);
+        let (mut updates, summary) = rebalance(&loads, total, fair_share(&pool), rules);
+        for update in &mut updates {
+            update.index = listed[update.index as usize];
+        }
+        round.updates = updates;
+        round.loads = Vec::new();
+        diagnostics.rounds += 1;
+        diagnostics.most_weighed = diagnostics.most_weighed.max(loads.len() as u64);
+        let at = crate::clock::sim_to_secs(clock.now() + step_ns);
+        if summary.memory_moved > 0 || summary.memory_donors > 0 {
+            log.record(
+                at,
+                format!(
+                    "memory: {} bytes to {} agents; {} agents gave some up",
+                    summary.memory_moved, summary.memory_receivers, summary.memory_donors
+                ),
+                format!(
+                    "memory at least {:.0} % full, or at most {:.0} %",
+                    rules.memory_high * 100.0,
+                    rules.memory_low * 100.0
+                ),
+            );
+        }
+        if summary.boosted + summary.trimmed > 0 {
+            log.record(
+                at,
+                format!(
+                    "cpu: {} shares boosted, {} trimmed",
+                    summary.boosted, summary.trimmed
+                ),
+                format!(
+                    "work at least {}× the average, or at most {}×",
+                    rules.cpu_high, rules.cpu_low
+                ),
+            );
+        }
+    }
+
+    let apply = work.share(round.updates.len());
+    if !apply.is_empty() {
+        let now = crate::memory::mem_time(clock.now());
+        for update in &round.updates[apply.clone()] {
+            // An agent gone since it was read has nothing to update.
+            let Ok((agent, mut budget, mut memory, mut perception, _)) =
+                agents.get_mut(round.agents[update.index as usize])
+            else {
+                continue;
+            };
+            budget.cpu_share = update.cpu_share;
+            budget.priority_boost = update.priority_boost;
+            if memory.limit() == update.memory_limit {
+                continue;
+            }
+            // The tiers fit a new limit at once: an agent never holds more.
+            match kinds.get(agent.kind) {
+                Some(rules) => memory.resize(&mut perception, update.memory_limit, rules, now),
+                None => memory.set_limit(update.memory_limit),
+            }
+        }
+        diagnostics.most_applied_in_a_step =
+            diagnostics.most_applied_in_a_step.max(apply.len() as u64);
+    }
+    diagnostics.longest_step_ns = diagnostics
+        .longest_step_ns
+        .max(started.elapsed().as_nanos() as u64);
 }
 
 /// While steps follow real time ([`paced_in_real_time`]), every
@@ -404,35 +398,4 @@ fn shed_load(
         ),
         why,
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use bevy_ecs::system::RunSystemOnce;
-
-    use super::*;
-
-    #[derive(Component)]
-    struct Marked;
-
-    #[test]
-    fn blocks_cover_every_entity_once_in_table_order() {
-        let mut world = World::new();
-        let count = 2 * REBALANCE_BLOCK + 123;
-        world.spawn_batch((0..count).map(|_| Marked));
-        world
-            .run_system_once(move |ids: Query<Entity, With<Marked>>| {
-                let mut seen = Vec::new();
-                let mut offsets = Vec::new();
-                for_each_block(&ids, |offset, block| {
-                    assert_eq!(offset, seen.len());
-                    offsets.push(offset);
-                    seen.extend_from_slice(block);
-                });
-                assert_eq!(offsets, [0, REBALANCE_BLOCK, 2 * REBALANCE_BLOCK]);
-                assert_eq!(seen, ids.iter().collect::<Vec<_>>());
-                assert_eq!(seen.len(), count);
-            })
-            .expect("runs");
-    }
 }
