@@ -52,7 +52,7 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     for (agent, cadence, pos, vel, memory, intent, rng, feedback) in agents {
         h.word(agent.id.0)
             .word(u64::from(agent.kind.0))
-            .word(agent.priority as u64);
+            .word(agent.priority as u64 | u64::from(agent.priority_boost) << 8);
         h.f32(cadence.rate.0)
             .word(cadence.due)
             .word(u64::from(cadence.ticks));

@@ -144,6 +144,6 @@ mod tests {
         assert_eq!(size_of::<Memory>(), 24);
         assert_eq!(size_of::<Feedback>(), 40);
         assert_eq!(size_of::<Intent>(), 32);
-        assert_eq!(size_of::<Budget>(), 16);
+        assert_eq!(size_of::<Budget>(), 12);
     }
 }

@@ -43,7 +43,9 @@ fn budgets_start_from_the_formulae() {
             1.0 / 40.0,
             "a fair share: one over max_agents"
         );
-        assert!(!budget.priority_boost);
+    }
+    for (_, agent) in sim.agents::<Agent>() {
+        assert!(!agent.priority_boost);
     }
     for (_, memory) in sim.agents::<Memory>() {
         assert_eq!(u64::from(memory.limit()), per_agent);
@@ -152,6 +154,67 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
             .what
             .starts_with("restored: level 0")
     );
+}
+
+/// Under load shedding, a boosted background agent runs at the normal rate
+/// while the others of its class are slowed to a quarter.
+#[test]
+fn a_boosted_agent_keeps_the_rate_of_the_class_above_its_own() {
+    let mut scenario = three_priorities();
+    // No rebalancing decides within the test: the boosts set here stay.
+    scenario.monitor.rebalance.every = 1000.0;
+    let mut sim = SimHarness::with(scenario, |app| {
+        app.init_resource::<FakeBusy>().add_systems(
+            bevy_app::FixedUpdate,
+            fake_busy.in_set(ContinuumSystems::Resolve),
+        );
+    });
+    let step = 10_000_000; // ns
+    sim.world_mut()
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
+            step,
+        )));
+    // Boost five of the ten background agents.
+    let world = sim.world_mut();
+    let mut agents = world.query::<&mut Agent>();
+    let mut background: Vec<_> = agents
+        .iter_mut(world)
+        .filter(|a| a.priority == Priority::Background)
+        .collect();
+    background.sort_by_key(|a| a.id);
+    for agent in background.iter_mut().take(5) {
+        agent.priority_boost = true;
+    }
+    sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
+    sim.run_for(3.05);
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
+    let rates = sim.world().resource::<PriorityRates>().0;
+    assert_eq!((rates[0], rates[1]), (0.25, 1.0), "{rates:?}");
+    let ticks_of = |sim: &mut SimHarness| {
+        let agents = sim.agents::<Agent>();
+        let cadences = sim.agents::<Cadence>();
+        agents
+            .into_iter()
+            .zip(cadences)
+            .map(|((id, agent), (_, cadence))| (id, agent, cadence.ticks))
+            .collect::<Vec<_>>()
+    };
+    let before = ticks_of(&mut sim);
+    sim.run_for(2.0);
+    let after = ticks_of(&mut sim);
+    let (mut boosted, mut slowed, mut normal) = (vec![], vec![], vec![]);
+    for ((_, agent, t0), (_, _, t1)) in before.into_iter().zip(after) {
+        match (agent.priority, agent.priority_boost) {
+            (Priority::Background, true) => boosted.push(t1 - t0),
+            (Priority::Background, false) => slowed.push(t1 - t0),
+            (Priority::Normal, _) => normal.push(t1 - t0),
+            _ => {}
+        }
+    }
+    assert_eq!(boosted.len(), 5);
+    assert!(normal.iter().all(|&t| t == 20), "10 Hz for 2 s: {normal:?}");
+    assert!(boosted.iter().all(|&t| t == 20), "boosted: {boosted:?}");
+    assert!(slowed.iter().all(|&t| t <= 6), "slowed: {slowed:?}");
 }
 
 #[test]

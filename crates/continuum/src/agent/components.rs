@@ -40,6 +40,14 @@ pub struct Agent {
     pub id: AgentId,
     pub kind: AgentKind,
     pub priority: Priority,
+    /// While load shedding slows its priority class, the agent runs at the
+    /// tick rate and CPU share of the class above its own (a boosted
+    /// background agent as a normal one, a boosted normal agent as a high one,
+    /// which is never slowed). The resource monitor boosts the agents whose
+    /// CPU share it raised above the fair one: those that need the most work
+    /// per tick (see [`rebalance`](crate::monitor::rebalance)). Without load
+    /// shedding it changes nothing. It does not change who wins a conflict.
+    pub priority_boost: bool,
     /// The cell of the [`AgentIndex`] that holds the agent. It sits in what would be padding: a component of its own would
     /// cost every agent 12 bytes (4, and 8 of change ticks).
     #[serde(skip)]
@@ -53,8 +61,16 @@ impl Agent {
             id,
             kind,
             priority,
+            priority_boost: false,
             index_cell: 0,
         }
+    }
+
+    /// The priority class whose tick rate and CPU share the agent gets under
+    /// load shedding, as an index into [`PriorityRates`] (`Priority as usize`,
+    /// one above its own while [`priority_boost`](Self::priority_boost)).
+    pub fn shed_class(&self) -> usize {
+        (self.priority as usize + usize::from(self.priority_boost)).min(Priority::High as usize)
     }
 }
 

@@ -297,7 +297,7 @@ fn reschedule(
         &mut tuner,
         &load,
         |(agent, mut cadence), next| {
-            let rate = TickRate(cadence.rate.0 * rates.0[agent.priority as usize]);
+            let rate = TickRate(cadence.rate.0 * rates.0[agent.shed_class()]);
             cadence.due += rate.period_ns(step_ns);
             cadence.ticks += 1;
             *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority));

@@ -91,7 +91,7 @@ pub fn perceive(
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
         let (agent, budget, pos, body, mut perception) = item;
         let share = budget.share_or(fair);
-        let allowance = work_allowance(share, active, cpu_scale[agent.priority as usize]);
+        let allowance = work_allowance(share, active, cpu_scale[agent.shed_class()]);
         let mut view = perception.cleared();
         let radius = body.perception_radius;
         let capacity = view.capacity();

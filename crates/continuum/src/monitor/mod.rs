@@ -2,8 +2,9 @@
 //! holds under overload.
 //!
 //! - **Rebalancing** (every [`RebalanceRules::every`] virtual seconds, in every
-//!   mode): memory budget moves from agents that leave most of it unused to
-//!   agents whose memory is nearly full, never exceeding the total; CPU shares
+//!   mode, its work spread over the steps of that interval: see
+//!   [`RebalanceRound`]): memory budget moves from agents that leave most of
+//!   it unused to agents whose memory is nearly full, never exceeding the total; CPU shares
 //!   grow for agents that use much more than the average work and shrink for those
 //!   that use much less. It depends on deterministic work units only, so fast runs
 //!   stay deterministic.
@@ -13,7 +14,10 @@
 //!   sheds load one
 //!   [`LEVELS`] step at a time: background agents first (lower rate, then lower CPU
 //!   share), then normal ones, and at the deepest level it stops admitting new
-//!   agents. High-priority agents keep their full rate. When the load stays under
+//!   agents. High-priority agents keep their full rate, and an agent the
+//!   rebalancer boosted ([`Agent::priority_boost`](crate::agent::Agent::priority_boost):
+//!   its CPU share is above the fair one) gets the rate and share of the class
+//!   above its own. When the load stays under
 //!   [`OverloadRules::restore_below`] for [`OverloadRules::restore_after`]
 //!   evaluations in a row it restores one level, background last.
 //!
@@ -47,8 +51,6 @@ pub struct Budget {
     /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick. Zero until
     /// the monitor gives the agent a share: the fair share ([`fair_share`]).
     pub cpu_share: f32,
-    /// The monitor raised its share above the fair one.
-    pub priority_boost: bool,
     /// What its ticks cost.
     pub usage: Usage,
 }
@@ -327,6 +329,8 @@ pub struct BudgetUpdate {
     pub index: u32,
     pub memory_limit: u32,
     pub cpu_share: f32,
+    /// The agent's [`Agent::priority_boost`](crate::agent::Agent::priority_boost):
+    /// its share is above the fair one.
     pub priority_boost: bool,
 }
 

@@ -154,7 +154,13 @@ fn rebalance_budgets(
     mut log: ResMut<BudgetLog>,
     ids: Query<Entity, RebalancedAgent>,
     mut agents: Query<
-        (&Agent, &mut Budget, &mut Memory, &mut Perception, &Cadence),
+        (
+            &mut Agent,
+            &mut Budget,
+            &mut Memory,
+            &mut Perception,
+            &Cadence,
+        ),
         RebalancedAgent,
     >,
 ) {
@@ -276,13 +282,15 @@ fn rebalance_budgets(
         let now = crate::memory::mem_time(clock.now());
         for update in &round.updates[apply.clone()] {
             // An agent gone since it was read has nothing to update.
-            let Ok((agent, mut budget, mut memory, mut perception, _)) =
+            let Ok((mut agent, mut budget, mut memory, mut perception, _)) =
                 agents.get_mut(round.agents[update.index as usize])
             else {
                 continue;
             };
             budget.cpu_share = update.cpu_share;
-            budget.priority_boost = update.priority_boost;
+            if agent.priority_boost != update.priority_boost {
+                agent.priority_boost = update.priority_boost;
+            }
             if memory.limit() == update.memory_limit {
                 continue;
             }
