@@ -14,7 +14,7 @@ use continuum::digest::state_digest;
 use continuum::memory::{Memory, MemoryPlan, Perception, SharedCache};
 use continuum::metrics::RunStats;
 use continuum::metrics::{current_rss_bytes, peak_rss_bytes, realtime_ratio};
-use continuum::monitor::{BudgetChange, BudgetLog, ResourceStats};
+use continuum::monitor::{BudgetChange, BudgetLog, RebalanceDiagnostics, ResourceStats};
 use continuum::parallel::ThreadLoad;
 use continuum::scenario::ClockMode;
 use continuum::world::Sites;
@@ -138,6 +138,10 @@ pub struct ResourcesSummary {
     /// Agent ticks by priority.
     pub ticks_by_priority: ByPriority<u64>,
     pub threads: Vec<ThreadBusy>,
+    /// How the rebalancer spread its work over the steps: rounds decided, the
+    /// most agents one step read and one step updated, the most one decision
+    /// weighed, and the longest wall time it took in a step.
+    pub rebalance: RebalanceDiagnostics,
 }
 
 /// What the world looks like at the end.
@@ -423,6 +427,10 @@ fn resources_summary(world: &mut World) -> ResourcesSummary {
         overload_level: stats.overload.level,
         ticks_by_priority: ByPriority::from_fn(|p| ticks[p as usize]),
         threads,
+        rebalance: world
+            .get_resource::<RebalanceDiagnostics>()
+            .copied()
+            .unwrap_or_default(),
     }
 }
 

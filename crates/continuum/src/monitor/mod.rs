@@ -385,23 +385,31 @@ pub fn rebalance(
             }
         }
     }
-    let mut needy: Vec<u32> = (0..agents.len() as u32)
-        .filter(|&i| {
-            let a = &agents[i as usize];
-            pressure(a) >= rules.memory_high && a.memory_limit < a.memory_ceiling
-        })
-        .collect();
-    // The fullest first; ties in the given order.
-    needy.sort_by(|&a, &b| {
-        pressure(&agents[b as usize])
-            .total_cmp(&pressure(&agents[a as usize]))
-            .then(a.cmp(&b))
-    });
-    for i in needy.into_iter().map(|i| i as usize) {
+    let want = |a: &AgentLoad| {
+        ((a.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
+            .min(a.memory_ceiling - a.memory_limit)
+    };
+    // The fullest first, ties in the given order: one key per agent, the
+    // pressure's bits (a pressure is never negative, so its bits order as it
+    // does) inverted above the index. With nothing free, nobody gets more;
+    // with enough for every want, the order does not matter.
+    let mut needy: Vec<u64> = Vec::new();
+    let mut wanted = 0u64;
+    if free > 0 {
+        for (i, a) in agents.iter().enumerate() {
+            let p = pressure(a);
+            if p >= rules.memory_high && a.memory_limit < a.memory_ceiling {
+                needy.push(u64::from(!p.to_bits()) << 32 | i as u64);
+                wanted += u64::from(want(a));
+            }
+        }
+    }
+    if wanted > free {
+        needy.sort_unstable();
+    }
+    for i in needy.into_iter().map(|key| key as u32 as usize) {
         let a = &agents[i];
-        let want = ((a.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
-            .min(a.memory_ceiling - a.memory_limit);
-        let take = u64::from(want).min(free) as u32;
+        let take = u64::from(want(a)).min(free) as u32;
         if take > 0 {
             limits[i] += take;
             free -= u64::from(take);

@@ -226,13 +226,16 @@ fn rebalance_budgets(
     }
 
     if work.decide {
-        // The agents still there when their turn to be read came.
-        let (listed, loads): (Vec<u32>, Vec<AgentLoad>) = round
-            .loads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, load)| load.map(|load| (i as u32, load)))
-            .unzip();
+        let deciding = Instant::now();
+        // The agents still there when their turn to be read came (the loads
+        // compacted in their own allocation).
+        let listed: Vec<u32> = (0..round.loads.len() as u32)
+            .filter(|&i| round.loads[i as usize].is_some())
+            .collect();
+        let loads: Vec<AgentLoad> = std::mem::take(&mut round.loads)
+            .into_iter()
+            .flatten()
+            .collect();
         let slots = if pool.max_agents() == usize::MAX {
             pool.active()
         } else {
@@ -244,9 +247,11 @@ fn rebalance_budgets(
             update.index = listed[update.index as usize];
         }
         round.updates = updates;
-        round.loads = Vec::new();
         diagnostics.rounds += 1;
         diagnostics.most_weighed = diagnostics.most_weighed.max(loads.len() as u64);
+        diagnostics.longest_decision_ns = diagnostics
+            .longest_decision_ns
+            .max(deciding.elapsed().as_nanos() as u64);
         let at = crate::clock::sim_to_secs(clock.now() + step_ns);
         if summary.memory_moved > 0 || summary.memory_donors > 0 {
             log.record(

@@ -159,6 +159,8 @@ pub struct RebalanceDiagnostics {
     /// Longest wall time the rebalancer took in one step, in nanoseconds
     /// (measured, so it varies from run to run).
     pub longest_step_ns: u64,
+    /// Longest wall time one decision took, in nanoseconds (measured).
+    pub longest_decision_ns: u64,
 }
 
 #[cfg(test)]
