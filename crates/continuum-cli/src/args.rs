@@ -54,7 +54,9 @@ pub enum Command {
 pub struct RunArgs {
     /// The scenario file (RON).
     pub scenario: PathBuf,
-    /// Scale the scenario's groups to this many agents in total.
+    /// Scale the population: the starting groups to this many agents in all,
+    /// arrivals, departures and max_agents by the same factor (a scenario
+    /// that starts empty: its arrivals to about this many over the run).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub agents: Option<u64>,
     /// Seed (overrides the scenario).

@@ -49,15 +49,14 @@ fn resumed_digest(scenario: &Scenario, k: u64, n: u64) -> StateDigest {
 /// and a pool that changes while the run goes.
 fn churn() -> Scenario {
     let mut s = common::shipped("arrivals.ron");
+    // 120 agents at the start; arrivals, departures and room in proportion.
     s.scale_agents(120);
     for a in &mut s.arrivals {
         a.at /= 10.0;
-        a.group.count /= 10;
         a.group.lifetime = a.group.lifetime.map(|l| l / 10.0);
     }
     for d in &mut s.departures {
         d.at /= 10.0;
-        d.count /= 10;
     }
     for g in &mut s.groups {
         g.lifetime = g.lifetime.map(|l| l / 10.0);

@@ -262,3 +262,64 @@ fn the_accounting_identity_holds_at_every_step_of_random_runs() {
         }
     }
 }
+
+/// The shipped scenario that starts with no agents fills by arrivals: the pool
+/// stays at its room while waves wait in the queues, the high-priority ones
+/// admitted first.
+#[test]
+fn an_empty_start_fills_by_arrivals_high_priority_first() {
+    let scenario = common::shipped("empty-start.ron");
+    assert!(scenario.groups.is_empty());
+    let mut sim = SimHarness::new(scenario);
+    assert_eq!(
+        sim.world().resource::<AgentPool>().active(),
+        60,
+        "the wave due at 0 s only"
+    );
+    let mut peak_queued = [0; 3];
+    for _ in 0..20 {
+        sim.run_for(1.0);
+        let pool = sim.world().resource::<AgentPool>();
+        assert!(pool.active() <= 1000, "{} active", pool.active());
+        for p in [Priority::Background, Priority::Normal, Priority::High] {
+            peak_queued[p as usize] = peak_queued[p as usize].max(pool.queued_at(p));
+        }
+        assert_eq!(
+            pool.requested(),
+            pool.active() as u64 + pool.queued() as u64 + pool.retired()
+        );
+    }
+    let pool = sim.world().resource::<AgentPool>();
+    assert_eq!(pool.active(), 1000, "the room is full");
+    assert!(
+        peak_queued[Priority::Background as usize] > 0,
+        "{peak_queued:?}"
+    );
+    let (high, _, high_p99) = pool.wait_stats(Priority::High);
+    let (background, background_mean, _) = pool.wait_stats(Priority::Background);
+    assert!(high > 0 && background > 0, "both admitted");
+    assert!(
+        high_p99 < background_mean,
+        "high waits less: p99 {high_p99} s, background mean {background_mean} s"
+    );
+}
+
+/// `--agents` scales an empty start's arrivals, departures and room by one
+/// factor: the run at ten times the size keeps the proportions.
+#[test]
+fn scaling_an_empty_start_keeps_the_pool_in_proportion() {
+    let base = common::shipped("empty-start.ron");
+    let mut big = base.clone();
+    big.scale_agents(base.arriving_agents() * 10);
+    assert_eq!(big.arriving_agents(), base.arriving_agents() * 10);
+    assert_eq!(big.max_agents, base.max_agents.map(|m| m * 10));
+    for (a, b) in base.arrivals.iter().zip(&big.arrivals) {
+        assert_eq!(b.group.count, a.group.count * 10);
+    }
+    for (a, b) in base.departures.iter().zip(&big.departures) {
+        assert_eq!(b.count, a.count * 10);
+    }
+    let mut sim = SimHarness::new(big);
+    sim.run_for(10.0);
+    assert_eq!(sim.world().resource::<AgentPool>().active(), 10_000);
+}

@@ -528,11 +528,34 @@ impl Scenario {
         waves
     }
 
-    /// Scales the groups so that they hold `total` agents, keeping their
-    /// proportions (largest remainders get the leftover agents); groups left
-    /// empty are dropped. `max_agents`, if set, is scaled the same way.
+    /// Scales the population to `total` agents, keeping its proportions: the
+    /// starting groups then hold exactly `total` agents (largest remainders
+    /// get the leftover agents), and every arrival's and departure's count
+    /// and `max_agents` (if set) are scaled by the same factor (to the nearest
+    /// agent; `max_agents` up), so the pool's room and its queues keep their
+    /// proportions. A scenario that starts empty scales its arrivals so that
+    /// they request about `total` agents over the run (repeats counted).
+    /// Groups, arrivals and departures left with no agents are dropped.
     pub fn scale_agents(&mut self, total: u64) {
-        let old = self.total_agents().max(1);
+        let starting = self.total_agents();
+        let old = if starting > 0 {
+            starting
+        } else {
+            self.arriving_agents()
+        }
+        .max(1);
+        let scaled = |n: u32| {
+            ((u128::from(n) * u128::from(total) + u128::from(old) / 2) / u128::from(old))
+                .min(u128::from(u32::MAX)) as u32
+        };
+        for a in &mut self.arrivals {
+            a.group.count = scaled(a.group.count);
+        }
+        self.arrivals.retain(|a| a.group.count > 0);
+        for d in &mut self.departures {
+            d.count = scaled(d.count);
+        }
+        self.departures.retain(|d| d.count > 0);
         let mut shares: Vec<(usize, u64, u64)> = self
             .groups
             .iter()
@@ -788,9 +811,11 @@ impl Scenario {
             return;
         }
         let archetypes = self.archetypes();
-        v.check(!self.groups.is_empty(), "groups", || {
-            "expected at least one group of agents".into()
-        });
+        v.check(
+            !self.groups.is_empty() || !self.arrivals.is_empty(),
+            "groups",
+            || "expected at least one group of agents, or arrivals (a scenario may start empty and fill by arrivals)".into(),
+        );
         v.field("groups", |v| {
             for (i, g) in self.groups.iter().enumerate() {
                 v.at(PathSeg::Index(i), |v| {
@@ -1024,6 +1049,53 @@ mod tests {
         assert!(
             s.groups.iter().all(|g| g.count > 0),
             "empty groups are dropped"
+        );
+    }
+
+    #[test]
+    fn scaling_takes_arrivals_departures_and_the_pool_along() {
+        let parse = |text: &str| Scenario::from_ron(text, Path::new("s.ron")).unwrap();
+        let mut s = parse(
+            r#"Scenario(name: "s", clock: (duration: 60.0), max_agents: 150,
+                groups: [(kind: "explorer", count: 100)],
+                arrivals: [(at: 5.0, group: (kind: "analyzer", count: 40, priority: High)),
+                           (at: 6.0, every: 10.0, group: (kind: "explorer", count: 3))],
+                departures: [(at: 30.0, count: 20), (at: 40.0, count: 1)])"#,
+        );
+        s.scale_agents(1000);
+        assert_eq!(s.total_agents(), 1000);
+        let arrivals: Vec<u32> = s.arrivals.iter().map(|a| a.group.count).collect();
+        assert_eq!(arrivals, [400, 30]);
+        let departures: Vec<u32> = s.departures.iter().map(|d| d.count).collect();
+        assert_eq!(departures, [200, 10]);
+        assert_eq!(s.max_agents, Some(1500));
+        // Scaled down, what rounds to nobody goes.
+        s.scale_agents(10);
+        assert_eq!((s.total_agents(), s.max_agents), (10, Some(15)));
+        assert_eq!(s.arrivals.len(), 1, "{:?}", s.arrivals);
+        assert_eq!((s.arrivals[0].group.count, s.departures.len()), (4, 1));
+    }
+
+    #[test]
+    fn a_scenario_may_start_empty_and_scales_by_its_arrivals() {
+        let parse = |text: &str| Scenario::from_ron(text, Path::new("e.ron"));
+        let mut s = parse(
+            r#"Scenario(name: "e", clock: (duration: 30.0), max_agents: 50, groups: [],
+                arrivals: [(at: 0.0, every: 10.0, group: (kind: "explorer", count: 20)),
+                           (at: 1.0, group: (kind: "analyzer", count: 40, priority: High))],
+                departures: [(at: 25.0, count: 10)])"#,
+        )
+        .unwrap();
+        assert_eq!((s.total_agents(), s.arriving_agents()), (0, 120));
+        s.scale_agents(1200);
+        assert_eq!(s.arriving_agents(), 1200);
+        assert_eq!(s.max_agents, Some(500));
+        assert_eq!(s.departures[0].count, 100);
+        let err = parse(r#"Scenario(name: "none", groups: [])"#).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("groups") && text.contains("or arrivals"),
+            "{text}"
         );
     }
 

@@ -81,7 +81,8 @@ impl ActiveScenario {
     }
 
     /// Requests `count` more agents now, shared among the starting groups in
-    /// their proportions (as `--agents` scales them): a run resumed from a
+    /// their proportions (as `--agents` scales them; a scenario that started
+    /// empty shares them among its arrivals' groups): a run resumed from a
     /// checkpoint can branch into a larger population.
     pub fn request_more(&mut self, count: u64, archetypes: &Archetypes, pool: &mut AgentPool) {
         if count == 0 {
@@ -89,6 +90,11 @@ impl ActiveScenario {
         }
         let mut extra = self.scenario.clone();
         extra.max_agents = None;
+        if extra.groups.is_empty() {
+            extra.groups = extra.arrivals.iter().map(|a| a.group.clone()).collect();
+        }
+        extra.arrivals.clear();
+        extra.departures.clear();
         extra.scale_agents(count);
         let seed = self.scenario.seed;
         for group in &extra.groups {
