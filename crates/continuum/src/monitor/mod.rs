@@ -356,12 +356,53 @@ pub fn rebalance(
     fair_share: f32,
     rules: &RebalanceRules,
 ) -> (Vec<BudgetUpdate>, RebalanceSummary) {
+    let mut updates = Vec::new();
+    let summary = rebalance_into(
+        agents,
+        memory_total,
+        fair_share,
+        rules,
+        &mut RebalanceScratch::default(),
+        &mut updates,
+    );
+    (updates, summary)
+}
+
+/// Lists [`rebalance_into`] reuses from one rebalancing to the next: once
+/// they have grown to the population, a decision allocates nothing (fresh
+/// pages for a large population cost more than the decision itself).
+#[derive(Clone, Debug, Default)]
+pub struct RebalanceScratch {
+    limits: Vec<u32>,
+    shares: Vec<f32>,
+    needy: Vec<u64>,
+}
+
+/// [`rebalance`], with its working lists in `scratch` and the updates written
+/// to `updates` (cleared first).
+///
+/// # Panics
+/// If there are 2^32 agents or more (updates name them by a 32-bit index).
+pub fn rebalance_into(
+    agents: &[AgentLoad],
+    memory_total: u64,
+    fair_share: f32,
+    rules: &RebalanceRules,
+    scratch: &mut RebalanceScratch,
+    updates: &mut Vec<BudgetUpdate>,
+) -> RebalanceSummary {
     assert!(
         u32::try_from(agents.len()).is_ok(),
         "fewer than 2^32 agents"
     );
+    let RebalanceScratch {
+        limits,
+        shares,
+        needy,
+    } = scratch;
     let mut summary = RebalanceSummary::default();
-    let mut limits: Vec<u32> = agents.iter().map(|a| a.memory_limit).collect();
+    limits.clear();
+    limits.extend(agents.iter().map(|a| a.memory_limit));
     let used: u64 = limits.iter().map(|&l| u64::from(l)).sum();
     let mut free = memory_total.saturating_sub(used);
     let pressure = |a: &AgentLoad| {
@@ -393,7 +434,7 @@ pub fn rebalance(
     // pressure's bits (a pressure is never negative, so its bits order as it
     // does) inverted above the index. With nothing free, nobody gets more;
     // with enough for every want, the order does not matter.
-    let mut needy: Vec<u64> = Vec::new();
+    needy.clear();
     let mut wanted = 0u64;
     if free > 0 {
         for (i, a) in agents.iter().enumerate() {
@@ -407,7 +448,7 @@ pub fn rebalance(
     if wanted > free {
         needy.sort_unstable();
     }
-    for i in needy.into_iter().map(|key| key as u32 as usize) {
+    for i in needy.iter().map(|&key| key as u32 as usize) {
         let a = &agents[i];
         let take = u64::from(want(a)).min(free) as u32;
         if take > 0 {
@@ -423,7 +464,8 @@ pub fn rebalance(
     } else {
         agents.iter().map(|a| f64::from(a.work)).sum::<f64>() / agents.len() as f64
     } as f32;
-    let mut shares: Vec<f32> = agents.iter().map(|a| a.cpu_share).collect();
+    shares.clear();
+    shares.extend(agents.iter().map(|a| a.cpu_share));
     if mean_work > 0.0 {
         for (i, a) in agents.iter().enumerate() {
             let ratio = a.work / mean_work;
@@ -442,18 +484,20 @@ pub fn rebalance(
             shares.iter_mut().for_each(|s| *s *= scale);
         }
     }
-    let updates = agents
-        .iter()
-        .enumerate()
-        .filter(|(i, a)| limits[*i] != a.memory_limit || shares[*i] != a.cpu_share)
-        .map(|(i, _)| BudgetUpdate {
-            index: i as u32,
-            memory_limit: limits[i],
-            cpu_share: shares[i],
-            priority_boost: shares[i] > fair_share,
-        })
-        .collect();
-    (updates, summary)
+    updates.clear();
+    updates.extend(
+        agents
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| limits[*i] != a.memory_limit || shares[*i] != a.cpu_share)
+            .map(|(i, _)| BudgetUpdate {
+                index: i as u32,
+                memory_limit: limits[i],
+                cpu_share: shares[i],
+                priority_boost: shares[i] > fair_share,
+            }),
+    );
+    summary
 }
 
 /// One change of budgets or load shedding.

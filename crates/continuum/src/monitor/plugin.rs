@@ -227,28 +227,38 @@ fn rebalance_budgets(
 
     if work.decide {
         let deciding = Instant::now();
-        // The agents still there when their turn to be read came (the loads
-        // compacted in their own allocation).
-        let listed: Vec<u32> = (0..round.loads.len() as u32)
-            .filter(|&i| round.loads[i as usize].is_some())
-            .collect();
-        let loads: Vec<AgentLoad> = std::mem::take(&mut round.loads)
-            .into_iter()
-            .flatten()
-            .collect();
+        // The agents still there when their turn to be read came, in lists
+        // kept from one round to the next.
+        let scratch = &mut round.scratch;
+        scratch.listed.clear();
+        scratch.loads.clear();
+        for (i, load) in round.loads.iter().enumerate() {
+            if let Some(load) = load {
+                scratch.listed.push(i as u32);
+                scratch.loads.push(*load);
+            }
+        }
         let slots = if pool.max_agents() == usize::MAX {
             pool.active()
         } else {
             pool.max_agents()
         };
         let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-        let (mut updates, summary) = rebalance(&loads, total, fair_share(&pool), rules);
-        for update in &mut updates {
-            update.index = listed[update.index as usize];
+        let summary = rebalance_into(
+            &scratch.loads,
+            total,
+            fair_share(&pool),
+            rules,
+            &mut scratch.decision,
+            &mut round.updates,
+        );
+        for update in &mut round.updates {
+            update.index = scratch.listed[update.index as usize];
         }
-        round.updates = updates;
+        // Read and weighed: emptied, its room kept for the next round.
+        round.loads.clear();
         diagnostics.rounds += 1;
-        diagnostics.most_weighed = diagnostics.most_weighed.max(loads.len() as u64);
+        diagnostics.most_weighed = diagnostics.most_weighed.max(scratch.loads.len() as u64);
         diagnostics.longest_decision_ns = diagnostics
             .longest_decision_ns
             .max(deciding.elapsed().as_nanos() as u64);

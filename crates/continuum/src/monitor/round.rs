@@ -14,7 +14,7 @@ use std::ops::Range;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{AgentLoad, BudgetUpdate};
+use super::{AgentLoad, BudgetUpdate, RebalanceScratch};
 use crate::agent::AgentId;
 
 /// What one step of a round does: read the loads of the agents `read` of the
@@ -91,6 +91,17 @@ pub struct RebalanceRound {
     pub(crate) loads: Vec<Option<AgentLoad>>,
     /// The decided updates; each `index` names an agent of the list.
     pub(crate) updates: Vec<BudgetUpdate>,
+    /// Working lists of the decision, kept from one round to the next.
+    pub(crate) scratch: DecisionScratch,
+}
+
+/// What a decision works in: the loads read (compacted) and where each is in
+/// the round's list, and [`rebalance_into`](super::rebalance_into)'s lists.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DecisionScratch {
+    pub listed: Vec<u32>,
+    pub loads: Vec<AgentLoad>,
+    pub decision: RebalanceScratch,
 }
 
 impl RebalanceRound {
@@ -132,6 +143,7 @@ impl RebalanceRound {
             agents,
             loads: image.loads,
             updates: image.updates,
+            scratch: DecisionScratch::default(),
         })
     }
 }
