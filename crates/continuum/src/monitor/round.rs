@@ -80,7 +80,13 @@ impl RoundSteps {
     }
 }
 
-/// The rebalancing under way (see the [module docs](self)).
+/// The rebalancing under way. A round takes the steps of its interval in
+/// three parts: the first steps (about half) read the agents' loads a share
+/// at a time, one step decides, and the remaining steps apply the decided
+/// updates a share at a time. Every share is a fixed part of the list of
+/// agents taken when the round starts (in table order), so which agents a
+/// step touches depends on the step's index only: the same on every run and
+/// thread count. Checkpoints save it, agents named by id.
 #[derive(Resource, Clone, Debug, Default)]
 pub struct RebalanceRound {
     pub(crate) steps: Option<RoundSteps>,
