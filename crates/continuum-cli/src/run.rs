@@ -175,8 +175,12 @@ fn execute(
         Ui::Lines
     };
     if matches!(ui, Ui::Lines) {
+        let arriving = match scenario.arriving_agents() {
+            0 => String::new(),
+            n => format!(" (and {n} arriving)"),
+        };
         errln!(
-            "running {name}: {} agents, {} mode, {threads} thread(s){}",
+            "running {name}: {} agents{arriving}, {} mode, {threads} thread(s){}",
             scenario.total_agents(),
             mode.as_str(),
             duration.map_or(String::from(", until interrupted"), |d| format!(
