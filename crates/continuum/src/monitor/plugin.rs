@@ -259,9 +259,9 @@ fn rebalance_budgets(
         round.loads.clear();
         diagnostics.rounds += 1;
         diagnostics.most_weighed = diagnostics.most_weighed.max(scratch.loads.len() as u64);
-        diagnostics.longest_decision_ns = diagnostics
-            .longest_decision_ns
-            .max(deciding.elapsed().as_nanos() as u64);
+        let decided_in = deciding.elapsed().as_nanos() as u64;
+        diagnostics.longest_decision_ns = diagnostics.longest_decision_ns.max(decided_in);
+        diagnostics.decisions_ns += decided_in;
         let at = crate::clock::sim_to_secs(clock.now() + step_ns);
         if summary.memory_moved > 0 || summary.memory_donors > 0 {
             log.record(

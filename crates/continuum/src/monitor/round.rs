@@ -179,6 +179,9 @@ pub struct RebalanceDiagnostics {
     pub longest_step_ns: u64,
     /// Longest wall time one decision took, in nanoseconds (measured).
     pub longest_decision_ns: u64,
+    /// Wall time of all decisions, in nanoseconds (measured): over `rounds`,
+    /// the mean decision.
+    pub decisions_ns: u64,
 }
 
 #[cfg(test)]
