@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+/// Largest value accepted for a parameter with no natural bound (speeds,
+/// radii, amounts, seconds): sums and products of such values stay finite in
+/// `f32`.
+pub const MAX_MAGNITUDE: f32 = 1.0e9;
+
 /// A configuration file that could not be used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {

@@ -111,10 +111,7 @@ pub const MAX_KINDS: usize = 4096;
 /// step.
 pub const MAX_TICK_HZ: f32 = 10_000.0;
 
-/// Largest value accepted for a parameter with no natural bound (speeds,
-/// radii, amounts, seconds): sums and products of such values stay finite in
-/// `f32`.
-pub const MAX_MAGNITUDE: f32 = 1.0e9;
+pub use crate::config::MAX_MAGNITUDE;
 
 /// Checks that `x` is finite and in `[lo, hi]` (or `(lo, hi]` when
 /// `positive`), recording `what` against field `name` otherwise.

@@ -211,7 +211,7 @@ impl MemoryRules {
         v.check(
             self.half_life.is_finite()
                 && self.half_life > 0.0
-                && self.half_life <= crate::archetype::MAX_MAGNITUDE,
+                && self.half_life <= crate::config::MAX_MAGNITUDE,
             "half_life",
             || {
                 format!(
