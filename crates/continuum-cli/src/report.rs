@@ -140,7 +140,8 @@ pub struct ResourcesSummary {
     pub threads: Vec<ThreadBusy>,
     /// How the rebalancer spread its work over the steps: rounds decided, the
     /// most agents one step read and one step updated, the most one decision
-    /// weighed, and the longest wall time it took in a step.
+    /// weighed, and the wall time of its longest step, its longest decision
+    /// and all its decisions.
     pub rebalance: RebalanceDiagnostics,
 }
 

@@ -86,21 +86,7 @@ fn a_resumed_run_reaches_the_uninterrupted_state() {
 /// fill (a watcher among many sites) and agents that see nothing.
 #[test]
 fn a_resumed_run_finishes_the_rebalancing_under_way() {
-    let scenario = common::scenario(&format!(
-        r#"Scenario(
-            name: "rebalance",
-            world: (size: (300.0, 300.0), sites: 400),
-            clock: (fixed_hz: 100.0),
-            memory: (budget: Bytes(40000), shared_fraction: 0.2),
-            monitor: (rebalance: (memory_high: 0.6)),
-            archetypes: [{}],
-            groups: [
-                (kind: "still", count: 80, perception_radius: 40.0),
-                (kind: "still", count: 80, perception_radius: 0.01),
-            ],
-        )"#,
-        common::idle_kind("still", 10.0)
-    ));
+    let scenario = common::watchers_and_blind(80);
     let n = 2_600;
     let whole = digest_after(&scenario, n);
     // Steps 2500 to 2599 are one round: 49 steps read, one decides, 50 apply.

@@ -68,21 +68,30 @@ fn ticks(sim: &SimHarness) -> [u64; 3] {
     sim.world().resource::<ScheduleStats>().ticks_by_priority
 }
 
-#[test]
-fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hysteresis() {
-    let mut sim = SimHarness::with(three_priorities(), |app| {
+/// One step, in nanoseconds of virtual time (100 Hz).
+const STEP_NS: u64 = 10_000_000;
+
+/// `scenario` under synthetic load ([`FakeBusy`]), paced in real time: the
+/// overload policy acts only while steps follow real time, here a manual real
+/// clock that advances by one 10 ms step each update.
+fn under_fake_load(scenario: Scenario) -> SimHarness {
+    let mut sim = SimHarness::with(scenario, |app| {
         app.init_resource::<FakeBusy>().add_systems(
             bevy_app::FixedUpdate,
             fake_busy.in_set(ContinuumSystems::Resolve),
         );
     });
-    // The policy acts only while steps follow real time: here a manual real
-    // clock that advances by one 10 ms step each update.
-    let step = 10_000_000; // ns
     sim.world_mut()
         .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
-            step,
+            STEP_NS,
         )));
+    sim
+}
+
+#[test]
+fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hysteresis() {
+    let mut sim = under_fake_load(three_priorities());
+    let step = STEP_NS;
     sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
     sim.run_for(3.05); // evaluations at 1, 2 and 3 s: load 0.98 each time
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
@@ -163,17 +172,8 @@ fn a_boosted_agent_keeps_the_rate_of_the_class_above_its_own() {
     let mut scenario = three_priorities();
     // No rebalancing decides within the test: the boosts set here stay.
     scenario.monitor.rebalance.every = 1000.0;
-    let mut sim = SimHarness::with(scenario, |app| {
-        app.init_resource::<FakeBusy>().add_systems(
-            bevy_app::FixedUpdate,
-            fake_busy.in_set(ContinuumSystems::Resolve),
-        );
-    });
-    let step = 10_000_000; // ns
-    sim.world_mut()
-        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
-            step,
-        )));
+    let mut sim = under_fake_load(scenario);
+    let step = STEP_NS;
     // Boost five of the ten background agents.
     let world = sim.world_mut();
     let mut agents = world.query::<&mut Agent>();
@@ -233,27 +233,7 @@ fn fast_runs_never_shed() {
 
 #[test]
 fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
-    // Watchers stand among many sites and fill their memories; blind agents see
-    // nothing and keep theirs empty. 200 bytes each: a little more than the
-    // defaults take.
-    let scenario = common::scenario(&format!(
-        r#"Scenario(
-            name: "rebalance",
-            world: (size: (300.0, 300.0), sites: 400),
-            clock: (fixed_hz: 100.0),
-            memory: (budget: Bytes(100000), shared_fraction: 0.2),
-            // Watchers hold about two thirds of what their tiers can: count that
-            // as pressure here.
-            monitor: (rebalance: (memory_high: 0.6)),
-            archetypes: [{}],
-            groups: [
-                (kind: "still", count: 200, perception_radius: 40.0),
-                (kind: "still", count: 200, perception_radius: 0.01),
-            ],
-        )"#,
-        common::idle_kind("still", 10.0)
-    ));
-    let mut sim = SimHarness::new(scenario);
+    let mut sim = SimHarness::new(common::watchers_and_blind(200));
     sim.run_for(30.0);
     let plan = sim.world().resource::<MemoryPlan>().clone();
     let limits: Vec<u32> = sim

@@ -25,6 +25,30 @@ pub fn idle_kind(name: &str, tick_hz: f32) -> String {
     )
 }
 
+/// Watchers standing among many sites, whose memories fill, and as many
+/// agents that see nothing and keep theirs empty: `each` of both, with 200
+/// bytes of memory each (a little more than the defaults take), so that the
+/// rebalancer moves memory from the blind to the watchers. Watchers hold
+/// about two thirds of what their tiers can: that counts as pressure here.
+pub fn watchers_and_blind(each: u32) -> Scenario {
+    let budget = u64::from(each) * 2 * 250; // 200 bytes each after the cache's 20 %
+    scenario(&format!(
+        r#"Scenario(
+            name: "rebalance",
+            world: (size: (300.0, 300.0), sites: 400),
+            clock: (fixed_hz: 100.0),
+            memory: (budget: Bytes({budget}), shared_fraction: 0.2),
+            monitor: (rebalance: (memory_high: 0.6)),
+            archetypes: [{}],
+            groups: [
+                (kind: "still", count: {each}, perception_radius: 40.0),
+                (kind: "still", count: {each}, perception_radius: 0.01),
+            ],
+        )"#,
+        idle_kind("still", 10.0)
+    ))
+}
+
 /// The repository's root, where `scenarios/` is.
 pub fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
