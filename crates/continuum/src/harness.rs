@@ -13,13 +13,21 @@
 //! ```
 //!
 
+use std::time::Duration;
+
 use bevy_app::App;
 use bevy_ecs::prelude::*;
+use bevy_time::TimeUpdateStrategy;
 
 use crate::clock::SimClock;
 use crate::digest::{StateDigest, state_digest};
-use crate::headless::{FAST, base_app, prime, set_pacing};
-use crate::scenario::{Scenario, ScenarioPlugin};
+use crate::headless::{self, FAST, SpeedError, base_app, prime, set_pacing};
+use crate::scenario::{ClockMode, Pacing, Scenario, ScenarioPlugin};
+
+/// The real time of one update in [`SimHarness::advance_real`]: a 60 Hz frame,
+/// short enough that no speed up to 15 meets Bevy's 250 ms cap on a frame's
+/// virtual time.
+pub const REAL_FRAME: Duration = Duration::from_nanos(16_666_667);
 
 /// An `App` built from a scenario on a manual clock: every [`step`](Self::step)
 /// runs exactly one fixed step, whatever the wall clock does.
@@ -51,7 +59,73 @@ impl SimHarness {
         Self { app }
     }
 
-    /// Runs exactly `n` steps (fewer if the scenario's duration ends first).
+    /// The harness for `scenario` paced in real time at `speed`, on a manual
+    /// real clock: no step runs until [`advance_real`](Self::advance_real) moves
+    /// the wall clock, and then as many as that real time at the current speed
+    /// allows, as in a realtime run. A speed outside (0, `MAX_SPEED`] is an error.
+    pub fn realtime(scenario: Scenario, speed: f64) -> Result<Self, SpeedError> {
+        if !(speed.is_finite() && speed > 0.0 && speed <= headless::MAX_SPEED) {
+            return Err(SpeedError(speed));
+        }
+        let mut app = base_app(None);
+        app.add_plugins(ScenarioPlugin::new(scenario));
+        set_pacing(
+            &mut app,
+            Pacing {
+                mode: ClockMode::Realtime,
+                speed,
+            },
+        );
+        app.insert_resource(TimeUpdateStrategy::ManualDuration(Duration::ZERO));
+        prime(&mut app);
+        Ok(Self { app })
+    }
+
+    /// Moves a [`realtime`](Self::realtime) harness's wall clock on by `real`,
+    /// one update per [`REAL_FRAME`] (the last one shorter), running the steps
+    /// that fall due. In a fast harness it changes to realtime pacing on the
+    /// manual real clock.
+    pub fn advance_real(&mut self, real: Duration) {
+        let mut left = real;
+        while !left.is_zero() && !self.clock().is_finished() {
+            let frame = left.min(REAL_FRAME);
+            left -= frame;
+            self.app
+                .insert_resource(TimeUpdateStrategy::ManualDuration(frame));
+            self.app.update();
+        }
+    }
+
+    /// Pauses the run (`Time<Virtual>::pause`): until [`resume`](Self::resume),
+    /// updates ([`step`](Self::step), [`advance_real`](Self::advance_real)) run
+    /// no step and virtual time stands still.
+    pub fn pause(&mut self) {
+        headless::pause(self.app.world_mut());
+    }
+
+    /// Resumes a paused run exactly where it stood.
+    pub fn resume(&mut self) {
+        headless::resume(self.app.world_mut());
+    }
+
+    /// Whether the run is paused.
+    pub fn is_paused(&self) -> bool {
+        headless::is_paused(self.app.world())
+    }
+
+    /// Sets the realtime speed (`Time<Virtual>`'s relative speed; see
+    /// [`headless::set_speed`]). A fast harness still runs one step per update.
+    pub fn set_speed(&mut self, speed: f64) -> Result<(), SpeedError> {
+        headless::set_speed(self.app.world_mut(), speed)
+    }
+
+    /// The current relative speed.
+    pub fn speed(&self) -> f64 {
+        headless::speed(self.app.world())
+    }
+
+    /// Runs `n` updates: exactly `n` steps (fewer if the scenario's duration
+    /// ends first), none while paused.
     pub fn step(&mut self, n: u64) {
         for _ in 0..n {
             if self.clock().is_finished() {

@@ -245,3 +245,65 @@ fn until_next_step(app: &App) -> Duration {
     Duration::try_from_secs_f64(virtual_wait.as_secs_f64() / virt.relative_speed_f64())
         .map_or(MAX_SLEEP, |d| d.min(MAX_SLEEP))
 }
+
+/// A speed [`set_speed`] refuses: not a number, zero or negative (pause
+/// instead), or above [`MAX_SPEED`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpeedError(pub f64);
+
+impl std::fmt::Display for SpeedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "expected a positive speed factor of at most {MAX_SPEED:e}, got {}",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for SpeedError {}
+
+/// Sets the realtime speed while a run goes: `Time<Virtual>`'s relative speed,
+/// which paces the steps in realtime mode and which the real-time ratio and the
+/// overload monitor read. In fast mode (one step per update) the speed has no
+/// effect on the steps; it is set all the same. Pausing is
+/// `Time<Virtual>::pause()` (see [`pause`]).
+pub fn set_speed(world: &mut World, speed: f64) -> Result<(), SpeedError> {
+    if !(speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED) {
+        return Err(SpeedError(speed));
+    }
+    if let Some(mut virt) = world.get_resource_mut::<Time<Virtual>>() {
+        virt.set_relative_speed_f64(speed);
+    }
+    Ok(())
+}
+
+/// Pauses the run: `Time<Virtual>` stops, so no step runs until [`resume`],
+/// in either mode, and the real time that passes meanwhile is not counted as lag.
+pub fn pause(world: &mut World) {
+    if let Some(mut virt) = world.get_resource_mut::<Time<Virtual>>() {
+        virt.pause();
+    }
+}
+
+/// Resumes a paused run where it stood: virtual time continues from the same
+/// instant, with no steps owed for the time paused.
+pub fn resume(world: &mut World) {
+    if let Some(mut virt) = world.get_resource_mut::<Time<Virtual>>() {
+        virt.unpause();
+    }
+}
+
+/// Whether `Time<Virtual>` is paused.
+pub fn is_paused(world: &World) -> bool {
+    world
+        .get_resource::<Time<Virtual>>()
+        .is_some_and(|v| v.is_paused())
+}
+
+/// The relative speed of `Time<Virtual>` (1 without Bevy's clocks).
+pub fn speed(world: &World) -> f64 {
+    world
+        .get_resource::<Time<Virtual>>()
+        .map_or(1.0, |v| v.relative_speed_f64())
+}

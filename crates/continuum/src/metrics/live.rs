@@ -59,8 +59,16 @@ pub struct Snapshot {
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
     pub step_ms_max: f64,
-    /// Virtual seconds per (wall second × speed) since the first step.
+    /// Virtual seconds per paced second since the first update: real seconds
+    /// weighted by the speed of each moment, time paused left out (see
+    /// [`PaceLog`](super::PaceLog)). 1.0 is exactly on time.
     pub realtime_ratio: f64,
+    /// The relative speed of `Time<Virtual>` (1 in fast mode).
+    pub speed: f64,
+    /// Whether `Time<Virtual>` is paused.
+    pub paused: bool,
+    /// Real seconds spent paused since the start.
+    pub paused_wall_seconds: f64,
     /// Agent ticks per real second, by kind (the first [`TRACKED_KINDS`] kinds).
     pub ticks_per_sec_by_kind: Vec<f64>,
 }

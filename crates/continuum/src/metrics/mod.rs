@@ -126,3 +126,72 @@ impl RunStats {
         self.step_times.max() as f64 / 1e6
     }
 }
+
+/// The wall clock as the run's pacing saw it: real seconds weighted by the
+/// speed of `Time<Virtual>` at each update, and real seconds spent paused.
+///
+/// The real-time ratio divides virtual seconds by [`paced_seconds`](Self::paced_seconds),
+/// so a run that changes speed, or stands paused for a while, still reads 1.0
+/// when every step came on time: time paused is not lag. Updated once per
+/// update (frame), after Bevy's clocks, from `Time<Real>`'s delta, so a manual
+/// real clock (a test's `TimeUpdateStrategy::ManualDuration`) drives it exactly.
+/// Run statistics, not simulation state: the digest and checkpoints ignore it.
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct PaceLog {
+    /// Sum over updates of real seconds × relative speed, while not paused.
+    pub paced_seconds: f64,
+    /// Real seconds while `Time<Virtual>` was paused (or its speed was 0).
+    pub paused_seconds: f64,
+    /// Real seconds in total since the first update.
+    pub wall_seconds: f64,
+    /// The relative speed of `Time<Virtual>` at the latest update.
+    pub speed: f64,
+    /// Whether `Time<Virtual>` was paused at the latest update.
+    pub paused: bool,
+}
+
+impl PaceLog {
+    /// Takes in one update of `real_secs` real seconds at `speed`, `paused` or not.
+    pub fn record(&mut self, real_secs: f64, speed: f64, paused: bool) {
+        self.wall_seconds += real_secs;
+        self.speed = speed;
+        self.paused = paused || speed <= 0.0;
+        if self.paused {
+            self.paused_seconds += real_secs;
+        } else {
+            self.paced_seconds += real_secs * speed;
+        }
+    }
+
+    /// Virtual seconds per paced second: 1.0 is exactly on time at the speeds
+    /// asked for (0 before any paced time).
+    pub fn realtime_ratio(&self, virtual_seconds: f64) -> f64 {
+        if self.paced_seconds <= 0.0 {
+            0.0
+        } else {
+            virtual_seconds / self.paced_seconds
+        }
+    }
+}
+
+#[cfg(test)]
+mod pace_tests {
+    use super::PaceLog;
+
+    #[test]
+    fn paused_time_is_not_paced_and_speed_weights_real_time() {
+        let mut log = PaceLog::default();
+        log.record(1.0, 1.0, false);
+        log.record(2.0, 1.0, true);
+        log.record(0.5, 10.0, false);
+        assert_eq!(log.paced_seconds, 6.0);
+        assert_eq!(log.paused_seconds, 2.0);
+        assert_eq!(log.wall_seconds, 3.5);
+        assert_eq!(log.speed, 10.0);
+        assert!(!log.paused);
+        assert_eq!(log.realtime_ratio(6.0), 1.0);
+        log.record(1.0, 0.0, false);
+        assert!(log.paused);
+        assert_eq!(log.paused_seconds, 3.0);
+    }
+}

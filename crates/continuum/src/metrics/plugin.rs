@@ -68,6 +68,8 @@ impl Plugin for MetricsPlugin {
             .init_resource::<MetricsSettings>()
             .init_resource::<DueAgents>()
             .init_resource::<AgentPool>()
+            .init_resource::<PaceLog>()
+            .add_systems(First, log_pace.after(bevy_time::TimeSystems))
             .add_systems(Startup, start_metrics.in_set(ContinuumStartup::World))
             .add_systems(
                 self.schedule,
@@ -103,6 +105,23 @@ fn gather_thread_load(load: Option<ResMut<crate::parallel::ThreadLoad>>) {
     }
 }
 
+/// Takes in this update's real time at the speed `Time<Virtual>` has after
+/// Bevy's clocks moved (see [`PaceLog`]).
+fn log_pace(
+    real: Option<Res<bevy_time::Time<bevy_time::Real>>>,
+    virt: Option<Res<bevy_time::Time<bevy_time::Virtual>>>,
+    mut pace: ResMut<PaceLog>,
+) {
+    let (Some(real), Some(virt)) = (real, virt) else {
+        return;
+    };
+    pace.record(
+        real.delta_secs_f64(),
+        virt.relative_speed_f64(),
+        virt.is_paused(),
+    );
+}
+
 fn start_step(mut stats: ResMut<RunStats>) {
     stats.step_started = Some(Instant::now());
 }
@@ -135,7 +154,7 @@ fn update_metrics(
     pool: Res<AgentPool>,
     cache: Option<Res<SharedCache>>,
     sampler: Option<Res<ProcessSampler>>,
-    virt: Option<Res<bevy_time::Time<bevy_time::Virtual>>>,
+    pace: Res<PaceLog>,
     mut metrics: ResMut<Metrics>,
 ) {
     let wall = metrics.wall_now();
@@ -160,7 +179,6 @@ fn update_metrics(
         by_kind,
     };
     let sample = sampler.and_then(|s| s.latest());
-    let speed = virt.map_or(1.0, |v| v.relative_speed_f64());
     // Percentiles walk the histogram: only as often as the window takes a sample.
     let (p50, p99, max) = if metrics.samples_at(wall) {
         (
@@ -189,7 +207,10 @@ fn update_metrics(
         step_ms_p50: p50,
         step_ms_p99: p99,
         step_ms_max: max,
-        realtime_ratio: super::realtime_ratio(virtual_secs, wall, speed),
+        realtime_ratio: pace.realtime_ratio(virtual_secs),
+        speed: pace.speed,
+        paused: pace.paused,
+        paused_wall_seconds: pace.paused_seconds,
         ..Default::default()
     };
     metrics.record(totals, snapshot);
