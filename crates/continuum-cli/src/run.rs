@@ -261,6 +261,12 @@ fn execute(
             match tui.input() {
                 Input::Nothing => {}
                 Input::Stop => stop.store(true, Ordering::Relaxed),
+                Input::Controls(keys) => {
+                    for key in keys {
+                        let said = crate::dashboard::apply_control(app.world_mut(), key, mode);
+                        tracing::info!("{said}");
+                    }
+                }
                 Input::Gone => {
                     terminal_gone = true;
                     stop.store(true, Ordering::Relaxed);

@@ -216,7 +216,8 @@ pub fn run(
             observe(app);
             next_observation = start.elapsed() + period;
         }
-        if realtime {
+        // Paused, even a fast run waits rather than spin on empty updates.
+        if realtime || is_paused(app.world()) {
             std::thread::sleep(until_next_step(app));
         }
     }

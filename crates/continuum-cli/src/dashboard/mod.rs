@@ -135,7 +135,13 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
                 .add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!(
-            "   {} mode, {} thread(s)",
+            "   speed {}{}   {} mode, {} thread(s)",
+            if state.mode == ClockMode::Fast {
+                "n/a".to_string()
+            } else {
+                format!("×{}", s.speed)
+            },
+            if s.paused { "   PAUSED" } else { "" },
             state.mode.as_str(),
             state.threads
         )),
@@ -243,9 +249,120 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
     }
     frame.render_widget(
         Paragraph::new(Line::styled(
-            " q or Ctrl-C: stop (the report is still written) · last 60 s above",
+            " space: pause/resume · + / -: double / halve the speed (realtime) · q or Ctrl-C: stop (the report is still written) · last 60 s above",
             Style::default().fg(Color::DarkGray),
         )),
         footer,
     );
+}
+
+/// A live-control key of the dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Space: pause, or resume a paused run.
+    TogglePause,
+    /// `+` (or `=`, its unshifted key): double the speed.
+    Faster,
+    /// `-`: halve the speed.
+    Slower,
+}
+
+/// The live-control keys in raw terminal input, in order.
+pub fn control_keys(bytes: &[u8]) -> Vec<Control> {
+    bytes
+        .iter()
+        .filter_map(|b| match b {
+            b' ' => Some(Control::TogglePause),
+            b'+' | b'=' => Some(Control::Faster),
+            b'-' | b'_' => Some(Control::Slower),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Applies a live-control key to a running app and says what it did, for the
+/// log. Pausing works in both modes (`Time<Virtual>` stops the fixed steps);
+/// speed changes only in realtime mode, since a fast run takes one step per
+/// update whatever the speed: there the key is refused with a message. The
+/// speed stays within (0, `MAX_SPEED`]: at the bound the key says so.
+pub fn apply_control(
+    world: &mut bevy_ecs::world::World,
+    control: Control,
+    mode: ClockMode,
+) -> String {
+    use continuum::headless;
+    match control {
+        Control::TogglePause => {
+            if headless::is_paused(world) {
+                headless::resume(world);
+                "resumed".into()
+            } else {
+                headless::pause(world);
+                "paused".into()
+            }
+        }
+        Control::Faster | Control::Slower if mode == ClockMode::Fast => {
+            "speed n/a in fast mode (one step per update)".into()
+        }
+        Control::Faster | Control::Slower => {
+            let now = headless::speed(world);
+            let next = if control == Control::Faster {
+                now * 2.0
+            } else {
+                now / 2.0
+            };
+            match headless::set_speed(world, next) {
+                Ok(()) => format!("speed ×{next}"),
+                Err(e) => format!("speed stays ×{now}: {e}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+    use bevy_time::{Time, Virtual};
+
+    #[test]
+    fn keys_parse_in_order_and_ignore_others() {
+        assert_eq!(
+            control_keys(b" x+=-"),
+            vec![
+                Control::TogglePause,
+                Control::Faster,
+                Control::Faster,
+                Control::Slower
+            ]
+        );
+        assert!(control_keys(b"abc").is_empty());
+    }
+
+    #[test]
+    fn keys_pause_resume_and_change_speed_in_realtime_only() {
+        let mut world = bevy_ecs::world::World::new();
+        world.insert_resource(Time::<Virtual>::default());
+        assert_eq!(
+            apply_control(&mut world, Control::TogglePause, ClockMode::Realtime),
+            "paused"
+        );
+        assert!(world.resource::<Time<Virtual>>().is_paused());
+        assert_eq!(
+            apply_control(&mut world, Control::TogglePause, ClockMode::Realtime),
+            "resumed"
+        );
+        assert!(!world.resource::<Time<Virtual>>().is_paused());
+        apply_control(&mut world, Control::Faster, ClockMode::Realtime);
+        apply_control(&mut world, Control::Faster, ClockMode::Realtime);
+        assert_eq!(world.resource::<Time<Virtual>>().relative_speed_f64(), 4.0);
+        apply_control(&mut world, Control::Slower, ClockMode::Realtime);
+        assert_eq!(world.resource::<Time<Virtual>>().relative_speed_f64(), 2.0);
+        let said = apply_control(&mut world, Control::Faster, ClockMode::Fast);
+        assert!(said.contains("fast mode"), "{said}");
+        assert_eq!(world.resource::<Time<Virtual>>().relative_speed_f64(), 2.0);
+        assert_eq!(
+            apply_control(&mut world, Control::TogglePause, ClockMode::Fast),
+            "paused"
+        );
+    }
 }

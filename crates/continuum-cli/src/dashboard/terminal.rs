@@ -77,13 +77,15 @@ impl Tui {
 }
 
 /// What the terminal said since the last look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
     Nothing,
     /// `q`, Esc or Ctrl-C.
     Stop,
     /// The terminal hung up or cannot be read.
     Gone,
+    /// Live-control keys, in the order pressed (see [`super::control_keys`]).
+    Controls(Vec<super::Control>),
 }
 
 /// The keyboard, read straight from the terminal. Not through crossterm's
@@ -152,8 +154,16 @@ impl Keys {
                     _ => return Input::Gone,
                 },
                 n => {
-                    if stop_key(&buf[..n as usize]) {
+                    let bytes = &buf[..n as usize];
+                    if stop_key(bytes) {
                         input = Input::Stop;
+                    } else if input != Input::Stop {
+                        let keys = super::control_keys(bytes);
+                        match &mut input {
+                            Input::Controls(all) => all.extend(keys),
+                            _ if !keys.is_empty() => input = Input::Controls(keys),
+                            _ => {}
+                        }
                     }
                 }
             }
@@ -198,6 +208,16 @@ impl Keys {
                             && key.modifiers.contains(KeyModifiers::CONTROL))
                     {
                         input = Input::Stop;
+                    } else if let KeyCode::Char(c) = key.code
+                        && input != Input::Stop
+                    {
+                        let mut utf8 = [0u8; 4];
+                        let keys = super::control_keys(c.encode_utf8(&mut utf8).as_bytes());
+                        match &mut input {
+                            Input::Controls(all) => all.extend(keys),
+                            _ if !keys.is_empty() => input = Input::Controls(keys),
+                            _ => {}
+                        }
                     }
                 }
                 Ok(_) => {}
