@@ -12,7 +12,7 @@ use continuum::archetype::Archetypes;
 use continuum::clock::{SimClock, SimSeed};
 use continuum::digest::state_digest;
 use continuum::memory::{Memory, MemoryPlan, Perception, SharedCache};
-use continuum::metrics::RunStats;
+use continuum::metrics::{PaceLog, RunStats};
 use continuum::metrics::{current_rss_bytes, peak_rss_bytes, realtime_ratio};
 use continuum::monitor::{BudgetChange, BudgetLog, RebalanceDiagnostics, ResourceStats};
 use continuum::parallel::ThreadLoad;
@@ -165,13 +165,20 @@ pub struct RunReport {
     /// Threads working on the simulation (the main thread included).
     pub threads: usize,
     pub mode: &'static str,
-    /// Virtual seconds per real second asked for (realtime mode).
+    /// Virtual seconds per real second asked for at the start (realtime mode).
     pub speed: f64,
+    /// The speed at the end: the dashboard's keys, or a game through
+    /// `Time<Virtual>`, may have changed it on the way.
+    pub speed_at_end: f64,
     pub steps: u64,
     pub virtual_seconds: f64,
     pub wall_seconds: f64,
-    /// `virtual_seconds / (wall_seconds × speed)` (of a resumed run: the
-    /// virtual seconds since its checkpoint).
+    /// Wall seconds the run stood paused.
+    pub paused_seconds: f64,
+    /// Virtual seconds per paced second: real seconds weighted by the speed of
+    /// each moment, time paused left out (`PaceLog`); `virtual_seconds /
+    /// (wall_seconds × speed)` when the run never changed speed or paused. Of a
+    /// resumed run: the virtual seconds since its checkpoint.
     pub realtime_ratio: f64,
     pub agents_active: usize,
     pub agents_queued: usize,
@@ -231,6 +238,8 @@ impl RunReport {
         let clock = world.resource::<SimClock>();
         let archetypes = world.resource::<Archetypes>();
         let virtual_seconds = clock.elapsed_secs();
+        let pace = world.get_resource::<PaceLog>().cloned().unwrap_or_default();
+        let virtual_here = virtual_seconds - ctx.resumed.map_or(0.0, |r| r.virtual_seconds);
         let ticks_by_kind = stats
             .ticks_by_kind
             .iter()
@@ -266,14 +275,20 @@ impl RunReport {
             threads: ctx.threads,
             mode: ctx.mode.as_str(),
             speed: ctx.speed,
+            speed_at_end: if pace.wall_seconds > 0.0 {
+                pace.speed
+            } else {
+                ctx.speed
+            },
             steps: clock.step(),
             virtual_seconds,
             wall_seconds: ctx.wall_seconds,
-            realtime_ratio: realtime_ratio(
-                virtual_seconds - ctx.resumed.map_or(0.0, |r| r.virtual_seconds),
-                ctx.wall_seconds,
-                ctx.speed,
-            ),
+            paused_seconds: pace.paused_seconds,
+            realtime_ratio: if pace.paced_seconds > 0.0 {
+                pace.realtime_ratio(virtual_here)
+            } else {
+                realtime_ratio(virtual_here, ctx.wall_seconds, ctx.speed)
+            },
             agents_active: pool.active(),
             agents_queued: pool.queued(),
             agent_ticks: stats.agent_ticks,

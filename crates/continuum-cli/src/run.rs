@@ -419,8 +419,14 @@ fn status_line(state: &DashboardState) -> String {
     let progress = state.progress().map_or(String::new(), |(done, _, eta)| {
         format!(" | {:.0}% ETA {eta:.1}s", done * 100.0)
     });
+    // The speed counts in realtime only (a fast run takes a step per update).
+    let pace = match (state.mode, s.paused) {
+        (_, true) => " | PAUSED".to_owned(),
+        (ClockMode::Realtime, false) => format!(" at ×{}", s.speed),
+        (ClockMode::Fast, false) => String::new(),
+    };
     format!(
-        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | CPU {:.0}% RSS {} | real-time ratio {:.3}{progress}",
+        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | CPU {:.0}% RSS {} | real-time ratio {:.3}{pace}{progress}",
         s.wall_seconds,
         s.virtual_seconds,
         s.agents_active,
@@ -435,6 +441,19 @@ fn status_line(state: &DashboardState) -> String {
     )
 }
 
+/// What live control did to a run, for its summary: the speed it ended at when
+/// that changed, and the time it stood paused.
+fn pace_note(r: &RunReport) -> String {
+    let mut note = String::new();
+    if r.speed_at_end != r.speed {
+        note += &format!(", ended at ×{}", r.speed_at_end);
+    }
+    if r.paused_seconds > 0.0 {
+        note += &format!(", {:.1} s paused", r.paused_seconds);
+    }
+    note
+}
+
 fn summary(r: &RunReport) -> String {
     let kinds: Vec<String> = r
         .ticks_by_kind
@@ -442,7 +461,7 @@ fn summary(r: &RunReport) -> String {
         .map(|(k, n)| format!("{k} {}", si(*n as f64)))
         .collect();
     format!(
-        "{}{}: {:.1} virtual s in {:.2} wall s (real-time ratio {:.3}), {} agents, {} agent ticks ({}/s; {})\n\
+        "{}{}: {:.1} virtual s in {:.2} wall s (real-time ratio {:.3}{}), {} agents, {} agent ticks ({}/s; {})\n\
          actions {} submitted, {} applied, {} rejected, {} failed; {} conflicts; harvested {:.1}\n\
          step ms p50 {:.3} p99 {:.3} max {:.3}; peak RSS {:.1} MiB; state digest {}",
         r.scenario,
@@ -450,6 +469,7 @@ fn summary(r: &RunReport) -> String {
         r.virtual_seconds,
         r.wall_seconds,
         r.realtime_ratio,
+        pace_note(r),
         r.agents_active,
         r.agent_ticks,
         si(r.agent_ticks_per_sec),

@@ -37,6 +37,8 @@ pub struct MetricsRow {
     pub step_ms_p50: f64,
     pub step_ms_p99: f64,
     pub realtime_ratio: f64,
+    /// The realtime speed at the row (1 in fast mode).
+    pub speed: f64,
 }
 
 impl MetricsRow {
@@ -66,6 +68,7 @@ impl MetricsRow {
             step_ms_p50: s.step_ms_p50,
             step_ms_p99: s.step_ms_p99,
             realtime_ratio: s.realtime_ratio,
+            speed: s.speed,
         }
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use continuum::action::ResolverDiagnostics;
 use continuum::metrics::{Metrics, RunStats};
@@ -192,6 +193,75 @@ fn the_dashboard_shows_the_numbers() {
             "{expected:?} not on the dashboard:\n{screen}"
         );
     }
+}
+
+fn screen_of(state: &DashboardState) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(110, 40)).unwrap();
+    terminal.draw(|frame| draw(frame, state)).unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .chunks(110)
+        .map(|row| row.iter().map(|c| c.symbol()).collect::<String>() + "\n")
+        .collect()
+}
+
+#[test]
+fn live_control_shows_on_the_dashboard_and_in_the_report() {
+    let mut sim = SimHarness::realtime(common::shipped("quickstart.ron"), 1.0).unwrap();
+    sim.advance_real(Duration::from_secs(1));
+    sim.pause();
+    sim.advance_real(Duration::from_secs(2));
+    let dashboard = |sim: &SimHarness| DashboardState {
+        scenario: "quickstart".into(),
+        mode: ClockMode::Realtime,
+        threads: 1,
+        duration: None,
+        snapshot: sim.world().resource::<Metrics>().snapshot().clone(),
+        kinds: vec![],
+        history: History::default(),
+        log: Default::default(),
+    };
+    let paused = screen_of(&dashboard(&sim));
+    assert!(paused.contains("PAUSED"), "{paused}");
+    assert!(
+        paused.contains("space: pause/resume"),
+        "the keys in the footer:\n{paused}"
+    );
+    sim.resume();
+    sim.set_speed(2.0).unwrap();
+    sim.advance_real(Duration::from_secs(1));
+    let running = screen_of(&dashboard(&sim));
+    assert!(running.contains("speed ×2"), "{running}");
+    assert!(!running.contains("PAUSED"), "{running}");
+
+    let report = RunReport::gather(
+        sim.world_mut(),
+        &RunContext {
+            scenario: "quickstart".into(),
+            threads: 1,
+            mode: ClockMode::Realtime,
+            speed: 1.0,
+            wall_seconds: 4.0,
+            interrupted: false,
+            resumed: None,
+        },
+    );
+    assert_eq!(report.steps, 300, "1 s at ×1 and 1 s at ×2, at 100 Hz");
+    assert_eq!(report.speed, 1.0);
+    assert_eq!(report.speed_at_end, 2.0);
+    assert!(
+        (report.paused_seconds - 2.0).abs() < 1e-6,
+        "{}",
+        report.paused_seconds
+    );
+    // Wall time at the starting speed alone would read 3 / 4 = 0.75.
+    assert!(
+        (report.realtime_ratio - 1.0).abs() < 0.02,
+        "ratio {} over paced time",
+        report.realtime_ratio
+    );
 }
 
 #[test]

@@ -249,7 +249,7 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
     }
     frame.render_widget(
         Paragraph::new(Line::styled(
-            " space: pause/resume · + / -: double / halve the speed (realtime) · q or Ctrl-C: stop (the report is still written) · last 60 s above",
+            " space: pause/resume · + -: speed ×2 ÷2 (realtime) · q, Ctrl-C: stop (report kept) · last 60 s above",
             Style::default().fg(Color::DarkGray),
         )),
         footer,

@@ -105,6 +105,15 @@ impl Metrics {
         &self.snapshot
     }
 
+    /// Takes in the pace of the latest update: the speed, whether the run is
+    /// paused and the time paused move on while no step runs (a paused run
+    /// takes none), so they are refreshed every update, not every step.
+    pub(crate) fn set_pace(&mut self, pace: &super::PaceLog) {
+        self.snapshot.speed = pace.speed;
+        self.snapshot.paused = pace.paused;
+        self.snapshot.paused_wall_seconds = pace.paused_seconds;
+    }
+
     /// Whether a step ending at `wall` adds a sample to the window (and is worth
     /// recomputing the slower figures, such as step-time percentiles, for).
     pub(crate) fn samples_at(&self, wall: f64) -> bool {

@@ -106,11 +106,12 @@ fn gather_thread_load(load: Option<ResMut<crate::parallel::ThreadLoad>>) {
 }
 
 /// Takes in this update's real time at the speed `Time<Virtual>` has after
-/// Bevy's clocks moved (see [`PaceLog`]).
+/// Bevy's clocks moved (see [`PaceLog`]), and shows it in the live snapshot.
 fn log_pace(
     real: Option<Res<bevy_time::Time<bevy_time::Real>>>,
     virt: Option<Res<bevy_time::Time<bevy_time::Virtual>>>,
     mut pace: ResMut<PaceLog>,
+    metrics: Option<ResMut<Metrics>>,
 ) {
     let (Some(real), Some(virt)) = (real, virt) else {
         return;
@@ -120,6 +121,9 @@ fn log_pace(
         virt.relative_speed_f64(),
         virt.is_paused(),
     );
+    if let Some(mut metrics) = metrics {
+        metrics.set_pace(&pace);
+    }
 }
 
 fn start_step(mut stats: ResMut<RunStats>) {
