@@ -152,9 +152,9 @@ fn rebalance_budgets(
     mut round: ResMut<RebalanceRound>,
     mut diagnostics: ResMut<RebalanceDiagnostics>,
     mut log: ResMut<BudgetLog>,
-    ids: Query<Entity, RebalancedAgent>,
     mut agents: Query<
         (
+            Entity,
             &mut Agent,
             &mut Budget,
             &mut Memory,
@@ -181,8 +181,16 @@ fn rebalance_budgets(
             first: clock.step(),
             steps: last + 1 - clock.step(),
         });
+        // In id order: which step reads an agent must not depend on the
+        // order its entity has in the tables (a restored checkpoint's differs).
+        // The query mostly yields runs already in order, which a stable sort
+        // merges in about linear time.
+        let by_id = &mut round.scratch.by_id;
+        by_id.clear();
+        by_id.extend(agents.iter().map(|(entity, agent, ..)| (agent.id, entity)));
+        by_id.sort_by_key(|&(id, _)| id);
         round.agents.clear();
-        round.agents.extend(ids.iter());
+        round.agents.extend(by_id.iter().map(|&(_, entity)| entity));
         round.loads.clear();
         round.loads.resize(round.agents.len(), None);
         round.updates.clear();
@@ -198,7 +206,7 @@ fn rebalance_budgets(
         let ceiling = ceiling_bytes();
         for i in work.read.clone() {
             round.loads[i] = agents.get(round.agents[i]).ok().map(
-                |(agent, budget, memory, perception, cadence)| {
+                |(_, agent, budget, memory, perception, cadence)| {
                     let defaults = kinds
                         .get(agent.kind)
                         .map_or(0, |rules| rules.capacity.clamped().bytes() as u32);
@@ -297,7 +305,7 @@ fn rebalance_budgets(
         let now = crate::memory::mem_time(clock.now());
         for update in &round.updates[apply.clone()] {
             // An agent gone since it was read has nothing to update.
-            let Ok((mut agent, mut budget, mut memory, mut perception, _)) =
+            let Ok((_, mut agent, mut budget, mut memory, mut perception, _)) =
                 agents.get_mut(round.agents[update.index as usize])
             else {
                 continue;

@@ -105,6 +105,8 @@ pub struct RebalanceRound {
 /// the round's list, and [`rebalance_into`](super::rebalance_into)'s lists.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DecisionScratch {
+    /// The round's agents with their ids, to put them in id order.
+    pub by_id: Vec<(AgentId, Entity)>,
     pub listed: Vec<u32>,
     pub loads: Vec<AgentLoad>,
     pub decision: RebalanceScratch,
