@@ -205,3 +205,30 @@ fn the_monitor_measures_load_against_the_current_speed() {
     calm.advance_real(Duration::from_secs(3));
     assert!(level(&calm) > 0, "at speed 40 the same steps are overload");
 }
+
+/// In fast mode Bevy moves `Time<Real>` on by the steps taken: the pace is
+/// read from the wall clock instead, so the ratio says how much faster than
+/// real time the run went.
+#[test]
+fn a_fast_run_paces_on_the_wall_clock() {
+    let started = std::time::Instant::now();
+    let mut sim = SimHarness::new(common::shipped("quickstart.ron"));
+    sim.run_for(12.0);
+    let measured = started.elapsed().as_secs_f64();
+    let pace = sim.world().resource::<PaceLog>().clone();
+    assert!(
+        pace.wall_seconds <= measured,
+        "{} wall seconds counted in {measured} (12 virtual s)",
+        pace.wall_seconds
+    );
+    assert_eq!(
+        pace.paced_seconds, pace.wall_seconds,
+        "speed 1, never paused"
+    );
+    let r = ratio(&sim);
+    assert!(
+        (r - 12.0 / pace.paced_seconds).abs() < 0.1 * r,
+        "ratio {r} over {} paced seconds",
+        pace.paced_seconds
+    );
+}

@@ -107,20 +107,29 @@ fn gather_thread_load(load: Option<ResMut<crate::parallel::ThreadLoad>>) {
 
 /// Takes in this update's real time at the speed `Time<Virtual>` has after
 /// Bevy's clocks moved (see [`PaceLog`]), and shows it in the live snapshot.
+/// Paced in real time, that is `Time<Real>`'s delta (a test's manual real clock
+/// drives it); in fast mode Bevy advances `Time<Real>` by the steps taken, so
+/// the wall clock is read instead.
 fn log_pace(
     real: Option<Res<bevy_time::Time<bevy_time::Real>>>,
     virt: Option<Res<bevy_time::Time<bevy_time::Virtual>>>,
+    strategy: Option<Res<bevy_time::TimeUpdateStrategy>>,
+    mut last_update: Local<Option<Instant>>,
     mut pace: ResMut<PaceLog>,
     metrics: Option<ResMut<Metrics>>,
 ) {
     let (Some(real), Some(virt)) = (real, virt) else {
         return;
     };
-    pace.record(
-        real.delta_secs_f64(),
-        virt.relative_speed_f64(),
-        virt.is_paused(),
-    );
+    let now = Instant::now();
+    let wall = last_update.map_or(0.0, |last| (now - last).as_secs_f64());
+    *last_update = Some(now);
+    let real_secs = if crate::clock::paced_in_real_time(strategy.as_deref()) {
+        real.delta_secs_f64()
+    } else {
+        wall
+    };
+    pace.record(real_secs, virt.relative_speed_f64(), virt.is_paused());
     if let Some(mut metrics) = metrics {
         metrics.set_pace(&pace);
     }
