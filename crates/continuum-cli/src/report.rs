@@ -17,6 +17,7 @@ use continuum::metrics::{current_rss_bytes, peak_rss_bytes, realtime_ratio};
 use continuum::monitor::{BudgetChange, BudgetLog, RebalanceDiagnostics, ResourceStats};
 use continuum::parallel::ThreadLoad;
 use continuum::scenario::ClockMode;
+use continuum::think::{ThinkDiagnostics, ThinkSettings};
 use continuum::world::Sites;
 
 /// Step-time percentiles in milliseconds of wall time.
@@ -145,6 +146,29 @@ pub struct ResourcesSummary {
     pub rebalance: RebalanceDiagnostics,
 }
 
+/// Thinks that took longer than a tick (asynchronous thinks): what the
+/// queue did over the run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ThinkSummary {
+    /// Most tasks in flight at once allowed (`think.max_in_flight`).
+    pub max_in_flight: usize,
+    pub started: u64,
+    /// Results collected.
+    pub finished: u64,
+    /// Results not in by their deadline (real time only).
+    pub late: u64,
+    /// Plans handed to their agents.
+    pub delivered: u64,
+    /// Waiting for a slot and in flight at the end.
+    pub waiting: usize,
+    pub in_flight: usize,
+    pub peak_in_flight: usize,
+    /// Mean virtual seconds a request waited for its slot.
+    pub mean_queue_seconds: f64,
+    /// Fast mode: deadline steps that waited for a task still running.
+    pub waits: u64,
+}
+
 /// What the world looks like at the end.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct WorldSummary {
@@ -198,6 +222,7 @@ pub struct RunReport {
     pub step_ms: StepMs,
     pub peak_rss_bytes: u64,
     pub world: WorldSummary,
+    pub think: ThinkSummary,
     /// Hex digest of the final simulation state.
     pub state_digest: String,
     /// The run was stopped (Ctrl-C, SIGTERM) before its duration.
@@ -254,6 +279,7 @@ impl RunReport {
                 )
             })
             .collect();
+        let think = think_summary(world);
         let world_summary = world.get_resource::<Sites>().map_or(
             WorldSummary {
                 sites: 0,
@@ -336,6 +362,7 @@ impl RunReport {
             },
             peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
             world: world_summary,
+            think,
             state_digest: digest.to_string(),
             interrupted: ctx.interrupted,
         }
@@ -396,6 +423,27 @@ pub fn figures(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     walk("", report, &mut out);
     out
+}
+
+fn think_summary(world: &World) -> ThinkSummary {
+    let d = world
+        .get_resource::<ThinkDiagnostics>()
+        .cloned()
+        .unwrap_or_default();
+    ThinkSummary {
+        max_in_flight: world
+            .get_resource::<ThinkSettings>()
+            .map_or(0, |s| s.max_in_flight),
+        started: d.started,
+        finished: d.finished,
+        late: d.late,
+        delivered: d.delivered,
+        waiting: d.waiting,
+        in_flight: d.in_flight,
+        peak_in_flight: d.peak_in_flight,
+        mean_queue_seconds: d.mean_queue_seconds(),
+        waits: d.waits,
+    }
 }
 
 fn resources_summary(world: &mut World) -> ResourcesSummary {

@@ -425,8 +425,16 @@ fn status_line(state: &DashboardState) -> String {
         (ClockMode::Realtime, false) => format!(" at ×{}", s.speed),
         (ClockMode::Fast, false) => String::new(),
     };
+    let thinks = if s.thinks_started > 0 {
+        format!(
+            " | thinks {} in flight, {} waiting, {} late",
+            s.thinks_in_flight, s.thinks_waiting, s.thinks_late
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | CPU {:.0}% RSS {} | real-time ratio {:.3}{pace}{progress}",
+        "[{:>7.1}s] virtual {:>8.1}s | agents {} active, {} queued | {} ticks/s | {} actions/s | conflicts {} ({}/s) | CPU {:.0}% RSS {} | real-time ratio {:.3}{pace}{thinks}{progress}",
         s.wall_seconds,
         s.virtual_seconds,
         s.agents_active,
@@ -460,10 +468,19 @@ fn summary(r: &RunReport) -> String {
         .iter()
         .map(|(k, n)| format!("{k} {}", si(*n as f64)))
         .collect();
+    let t = &r.think;
+    let thinks = if t.started > 0 {
+        format!(
+            "\nthinks {} started, {} finished, {} late, {} waiting at the end ({} at most in flight; mean wait for a slot {:.2} virtual s)",
+            t.started, t.finished, t.late, t.waiting, t.max_in_flight, t.mean_queue_seconds
+        )
+    } else {
+        String::new()
+    };
     format!(
         "{}{}: {:.1} virtual s in {:.2} wall s (real-time ratio {:.3}{}), {} agents, {} agent ticks ({}/s; {})\n\
          actions {} submitted, {} applied, {} rejected, {} failed; {} conflicts; harvested {:.1}\n\
-         step ms p50 {:.3} p99 {:.3} max {:.3}; peak RSS {:.1} MiB; state digest {}",
+         step ms p50 {:.3} p99 {:.3} max {:.3}; peak RSS {:.1} MiB; state digest {}{thinks}",
         r.scenario,
         if r.interrupted { " (interrupted)" } else { "" },
         r.virtual_seconds,

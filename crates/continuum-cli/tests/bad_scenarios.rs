@@ -119,6 +119,34 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     ("deep-nesting", 4, 10, "seed", "Expected integer"),
     ("truncated", 6, 39, "groups[1]", "Expected opening `(`"),
     ("name-too-long", 3, 11, "name", "at most 256 characters"),
+    (
+        "think-max-in-flight-zero",
+        5,
+        28,
+        "think.max_in_flight",
+        "expected 1 to 1048576 tasks, got 0",
+    ),
+    (
+        "think-unknown-field",
+        5,
+        12,
+        "think.max_in_flite",
+        "Unexpected field named `max_in_flite`",
+    ),
+    (
+        "planner-negative-latency",
+        12,
+        28,
+        "archetypes[0].think_latency",
+        "got -0.5",
+    ),
+    (
+        "planner-too-many-stops",
+        13,
+        38,
+        "archetypes[0].behaviour.stops",
+        "expected 1 to 6 sites, got 9",
+    ),
 ];
 
 fn dir() -> PathBuf {

@@ -5,7 +5,8 @@
 //! components (memory tiers included), the pool's queues and expiries, the
 //! schedule and the spatial index in their exact order, the sites and region
 //! boards, the shared cache with its eviction order, the budgets and load
-//! shedding, and the run's counters. A run resumed from it reaches the same
+//! shedding, the asynchronous thinks under way (their inputs: a restored run
+//! starts their tasks again), and the run's counters. A run resumed from it reaches the same
 //! [`state_digest`](crate::digest::state_digest) as the same run never
 //! interrupted, on any thread count.
 //!
@@ -47,7 +48,7 @@ use crate::agent::{
     Position, PriorityRates, ScheduleStats, Velocity,
 };
 use crate::agent::{PoolImage, ScheduleImage};
-use crate::behaviour::Intent;
+use crate::behaviour::{Intent, Route};
 use crate::clock::SimClock;
 use crate::hash::DigestHasher;
 use crate::memory::{CacheImage, Memory, MemoryPlan, Perception, SharedCache};
@@ -57,12 +58,13 @@ use crate::monitor::{
 };
 use crate::scenario::{ActiveScenario, Scenario, TimelineImage};
 use crate::spatial::CellGrid;
+use crate::think::{ThinkDiagnostics, ThinkImage, ThinkQueue, ThinkRegistry};
 use crate::world::{Board, Site, Sites};
 
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.
@@ -115,6 +117,7 @@ struct AgentImage {
     intent: Option<Intent>,
     budget: Option<Budget>,
     feedback: Option<Feedback>,
+    route: Option<Route>,
 }
 
 /// Everything but the agents, which follow it in the payload one by one.
@@ -141,6 +144,9 @@ struct Head {
     /// The rebalancing under way, agents named by id.
     rebalance: Option<RoundImage>,
     rebalance_diagnostics: Option<RebalanceDiagnostics>,
+    /// The thinks under way, their inputs in place of their tasks.
+    think: Option<ThinkImage>,
+    think_stats: Option<ThinkDiagnostics>,
 }
 
 /// The components [`AgentImage`] saves: an agent with any other is refused.
@@ -158,6 +164,7 @@ fn known_components(world: &World) -> Vec<ComponentId> {
         c.component_id::<Intent>(),
         c.component_id::<Budget>(),
         c.component_id::<Feedback>(),
+        c.component_id::<Route>(),
     ]
     .into_iter()
     .flatten()
@@ -236,6 +243,17 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
         cache.settle();
     }
     let world = &*world;
+    let think = match (
+        world.get_resource::<ThinkQueue>(),
+        world.get_resource::<ThinkRegistry>(),
+    ) {
+        (Some(queue), Some(registry)) => Some(
+            queue
+                .image(registry)
+                .map_err(|e| CheckpointError::Unsupported(format!("the think queue: {e}")))?,
+        ),
+        _ => None,
+    };
     let id_of = |e: Entity| world.get::<Agent>(e).map(|a| a.id);
     let mut extras = extras.into_iter();
     let pool = match world.get_resource::<AgentPool>() {
@@ -274,6 +292,8 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
             .get_resource::<RebalanceRound>()
             .map(|r| r.image(id_of)),
         rebalance_diagnostics: world.get_resource::<RebalanceDiagnostics>().copied(),
+        think,
+        think_stats: world.get_resource::<ThinkDiagnostics>().cloned(),
     };
     let mut out = Vec::with_capacity(1 << 16);
     out.extend_from_slice(MAGIC);
@@ -312,6 +332,7 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
             intent: e.get::<Intent>().copied(),
             budget: e.get::<Budget>().copied(),
             feedback: e.get::<Feedback>().copied(),
+            route: e.get::<Route>().cloned(),
         };
         out = postcard::to_extend(&image, out).map_err(encode)?;
     }
@@ -534,6 +555,9 @@ impl Checkpoint {
             if let Some(c) = a.feedback {
                 e.insert(c);
             }
+            if let Some(c) = a.route {
+                e.insert(c);
+            }
             spawned.push((id, e.id()));
         }
         if !rest.is_empty() {
@@ -564,6 +588,16 @@ impl Checkpoint {
                     .index_cell = cell;
             }
             world.insert_resource(AgentIndex(grid));
+        }
+        if let Some(stats) = head.think_stats {
+            world.insert_resource(stats);
+        }
+        if let Some(image) = head.think {
+            let registry = world.get_resource::<ThinkRegistry>().ok_or_else(|| {
+                mismatch("the checkpoint has thinks under way; the app has no ThinkPlugin".into())
+            })?;
+            let queue = ThinkQueue::from_image(image, registry, entity_of).map_err(mismatch)?;
+            world.insert_resource(queue);
         }
         let schedule = AgentSchedule::from_image(head.schedule, entity_of).map_err(invalid)?;
         world.insert_resource(schedule);

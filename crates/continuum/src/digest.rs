@@ -1,7 +1,7 @@
 //! The state digest of a world.
 //!
 //! The digest covers everything that makes up the simulation's state (agents in id
-//! order, sites, the step index) and nothing that depends on how the run was
+//! order, sites, the shared cache, the thinks under way, the step index) and nothing that depends on how the run was
 //! executed (entity ids, thread count, wall time, diagnostics). Two runs of the
 //! same scenario and seed must give the same digest.
 
@@ -11,9 +11,10 @@ use crate::hash::DigestHasher;
 
 use crate::action::{ActionKind, Feedback, FeedbackResult, Target};
 use crate::agent::*;
-use crate::behaviour::{Intent, Movement};
+use crate::behaviour::{Intent, Movement, Route};
 use crate::clock::SimClock;
 use crate::memory::{Memory, SharedCache};
+use crate::think::{ThinkQueue, ThinkRegistry};
 use crate::world::Sites;
 
 /// A state digest, shown as 16 hex digits.
@@ -37,6 +38,7 @@ type DigestQuery<'a> = (
     Option<&'a Intent>,
     &'a AgentRng,
     Option<&'a Feedback>,
+    Option<&'a Route>,
 );
 
 /// The digest of the whole simulation state in `world`.
@@ -49,7 +51,7 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     let mut agents: Vec<_> = query.iter(world).collect();
     agents.sort_unstable_by_key(|a| a.0.id);
     h.word(agents.len() as u64);
-    for (agent, cadence, pos, vel, memory, intent, rng, feedback) in agents {
+    for (agent, cadence, pos, vel, memory, intent, rng, feedback, route) in agents {
         h.word(agent.id.0)
             .word(u64::from(agent.kind.0))
             .word(agent.priority as u64 | u64::from(agent.priority_boost) << 8);
@@ -66,6 +68,12 @@ pub fn state_digest(world: &mut World) -> StateDigest {
         h.word(rng.fingerprint());
         if let Some(feedback) = feedback {
             hash_feedback(&mut h, feedback);
+        }
+        if let Some(route) = route {
+            h.word(route.stops().len() as u64);
+            for site in route.stops() {
+                h.word(u64::from(site.0));
+            }
         }
     }
     if let Some(sites) = world.get_resource::<Sites>() {
@@ -94,6 +102,9 @@ pub fn state_digest(world: &mut World) -> StateDigest {
             h.word(u64::from(site.0)).f32(fact.value).word(fact.at);
             h.word(fact.by.0).word(last_access);
         }
+    }
+    if let Some(queue) = world.get_resource::<ThinkQueue>() {
+        queue.hash(&mut h, world.get_resource::<ThinkRegistry>());
     }
     StateDigest(h.finish())
 }

@@ -24,7 +24,8 @@
 //! | [`MemoryPlugin`](memory::MemoryPlugin) | four memory tiers, consolidation, budgets, the shared cache |
 //! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
 //! | [`ArchetypePlugin`](archetype::ArchetypePlugin) | the agent kinds and their per-kind tables |
-//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / think / act, and the explorer, analyzer and controller kinds |
+//! | [`ThinkPlugin`](think::ThinkPlugin) | thinks that take longer than a tick, as tasks on the async compute pool |
+//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / think / act, and the explorer, analyzer, controller and planner kinds |
 //! | [`MetricsPlugin`](metrics::MetricsPlugin) | run statistics, live metrics, CPU and memory sampling |
 //! | [`ResourceMonitorPlugin`](monitor::ResourceMonitorPlugin) | budget rebalancing, load shedding under overload |
 //!
@@ -56,9 +57,10 @@ pub mod process;
 pub mod scenario;
 pub mod spatial;
 pub mod sweep;
+pub mod think;
 pub mod world;
 
-pub use phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
+pub use phases::{ContinuumStartup, ContinuumSystems, LearnSystems, ThinkSystems};
 
 use bevy_app::{FixedUpdate, PluginGroup, PluginGroupBuilder};
 use bevy_ecs::intern::Interned;
@@ -86,8 +88,13 @@ pub mod prelude {
     pub use crate::metrics::{Metrics, MetricsPlugin, RunStats};
     pub use crate::monitor::{Budget, ResourceMonitorPlugin};
     pub use crate::scenario::{ClockMode, Pacing, Scenario, ScenarioPlugin};
+    pub use crate::think::{
+        AsyncThink, AsyncThinkAppExt, ThinkDiagnostics, ThinkPlugin, ThinkSettings, Thinks,
+    };
     pub use crate::world::{SiteId, Sites, WorldMap, WorldPlugin, WorldSettings};
-    pub use crate::{ContinuumPlugins, ContinuumStartup, ContinuumSystems, LearnSystems};
+    pub use crate::{
+        ContinuumPlugins, ContinuumStartup, ContinuumSystems, LearnSystems, ThinkSystems,
+    };
 }
 
 /// All of Continuum's plugins, running the simulation step in one host schedule
@@ -121,6 +128,7 @@ impl PluginGroup for ContinuumPlugins {
             .add(memory::MemoryPlugin::new(s))
             .add(action::ActionPlugin::new(s))
             .add(archetype::ArchetypePlugin::new(s))
+            .add(think::ThinkPlugin::new(s))
             .add(behaviour::BehaviourPlugin::new(s))
             .add(metrics::MetricsPlugin::new(s))
             .add(monitor::ResourceMonitorPlugin::new(s))

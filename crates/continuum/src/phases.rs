@@ -85,6 +85,29 @@ impl LearnSystems {
     ];
 }
 
+/// Inside [`ContinuumSystems::Think`], in this order: asynchronous thinks'
+/// results come in, the kinds decide, and waiting thinks start. Systems that
+/// use [`Thinks`](crate::think::Thinks) go in [`Decide`](Self::Decide).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThinkSystems {
+    /// Results whose deadline falls in this step are collected (in fast mode,
+    /// waited for) and their slots freed.
+    Collect,
+    /// The kinds take their plans and make their requests.
+    Decide,
+    /// Waiting requests start in the free slots, by priority.
+    Launch,
+}
+
+impl ThinkSystems {
+    /// Every sub-phase, in execution order.
+    pub const ALL: [ThinkSystems; 3] = [
+        ThinkSystems::Collect,
+        ThinkSystems::Decide,
+        ThinkSystems::Launch,
+    ];
+}
+
 /// What Continuum sets up before the first step, in order. `Kinds` and
 /// `World` run in `Startup`, `Plan` and `Admit` in `PostStartup`, so a game's
 /// own `Startup` systems (requesting agents, say) run before the agents are

@@ -181,16 +181,26 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
         Paragraph::new(agent_rows).block(Block::default().borders(Borders::ALL).title(" Agents ")),
         agents,
     );
+    let mut action_rows = vec![
+        row("submitted/s", si(s.actions_per_sec)),
+        row("applied/s", si(s.applied_per_sec)),
+        row("rejected/s", si(s.rejected_per_sec)),
+        row("conflicts/s", si(s.conflicts_per_sec)),
+        row("conflicts", s.conflicts.to_string()),
+        row("cache hits", format!("{:.1} %", s.cache_hit_rate * 100.0)),
+    ];
+    if s.thinks_started > 0 {
+        action_rows.push(row(
+            "thinks",
+            format!(
+                "{} flying, {} waiting, {} late",
+                s.thinks_in_flight, s.thinks_waiting, s.thinks_late
+            ),
+        ));
+    }
     frame.render_widget(
-        Paragraph::new(vec![
-            row("submitted/s", si(s.actions_per_sec)),
-            row("applied/s", si(s.applied_per_sec)),
-            row("rejected/s", si(s.rejected_per_sec)),
-            row("conflicts/s", si(s.conflicts_per_sec)),
-            row("conflicts", s.conflicts.to_string()),
-            row("cache hits", format!("{:.1} %", s.cache_hit_rate * 100.0)),
-        ])
-        .block(Block::default().borders(Borders::ALL).title(" Actions ")),
+        Paragraph::new(action_rows)
+            .block(Block::default().borders(Borders::ALL).title(" Actions ")),
         actions,
     );
     frame.render_widget(

@@ -64,12 +64,39 @@ pub struct ControllerParams {
     pub travel_cost: f32,
 }
 
+/// Planner parameters: plan a route over several sites by a search over what
+/// it knows, run as an asynchronous think (it takes the kind's
+/// [`think_latency`](Archetype::think_latency)), then harvest along it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlannerParams {
+    /// Most sites on a route, 1 to [`MAX_ROUTE_STOPS`].
+    pub stops: u8,
+    /// Most sites a plan chooses among (the most valuable it knows of), 1 to
+    /// [`MAX_CANDIDATES`]: the search looks at up to `candidates!/(candidates
+    /// - stops)!` routes.
+    pub candidates: u8,
+    /// Value taken per harvest action.
+    pub harvest: f32,
+    /// A site worth less than this is not planned for, and left.
+    pub min_estimate: f32,
+    /// Value a world unit of travel is worth giving up.
+    pub travel_cost: f32,
+}
+
+/// Most sites on a planner's route.
+pub const MAX_ROUTE_STOPS: usize = 6;
+/// Most sites a planner's search chooses among.
+pub const MAX_CANDIDATES: usize = 12;
+
 /// What drives agents of a kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Behaviour {
     Explorer(ExplorerParams),
     Analyzer(AnalyzerParams),
     Controller(ControllerParams),
+    /// Plans routes as an asynchronous think (see [`crate::think`]).
+    Planner(PlannerParams),
     /// No built-in behaviour: a control group that does nothing, or a kind driven
     /// by a game's own systems.
     Idle,
@@ -98,6 +125,12 @@ pub struct Archetype {
     /// Memory capacities and consolidation rules.
     #[serde(default)]
     pub memory: MemoryRules,
+    /// Virtual seconds an asynchronous think of this kind takes: a result is
+    /// due this long after its task starts (see [`crate::think`]). Only kinds
+    /// with an asynchronous think (the planner's, or one a game registers)
+    /// read it.
+    #[serde(default)]
+    pub think_latency: f32,
     pub behaviour: Behaviour,
 }
 
@@ -161,6 +194,15 @@ impl Archetype {
             "a radius",
         );
         v.field("memory", |v| self.memory.validate(v));
+        check_range(
+            v,
+            self.think_latency,
+            "think_latency",
+            0.0,
+            M,
+            false,
+            "virtual seconds",
+        );
         v.field("behaviour", |v| match &self.behaviour {
             Behaviour::Explorer(p) => {
                 check_range(v, p.momentum, "momentum", 0.0, 1.0, false, "a value");
@@ -177,6 +219,21 @@ impl Archetype {
                 check_range(v, p.stale_after, "stale_after", 0.0, M, true, "seconds");
             }
             Behaviour::Controller(p) => {
+                check_range(v, p.harvest, "harvest", 0.0, M, true, "an amount");
+                check_range(v, p.min_estimate, "min_estimate", 0.0, M, false, "a value");
+                check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
+            }
+            Behaviour::Planner(p) => {
+                v.check(
+                    (1..=MAX_ROUTE_STOPS).contains(&usize::from(p.stops)),
+                    "stops",
+                    || format!("expected 1 to {MAX_ROUTE_STOPS} sites, got {}", p.stops),
+                );
+                v.check(
+                    (1..=MAX_CANDIDATES).contains(&usize::from(p.candidates)),
+                    "candidates",
+                    || format!("expected 1 to {MAX_CANDIDATES} sites, got {}", p.candidates),
+                );
                 check_range(v, p.harvest, "harvest", 0.0, M, true, "an amount");
                 check_range(v, p.min_estimate, "min_estimate", 0.0, M, false, "a value");
                 check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
@@ -200,7 +257,7 @@ fn yes() -> bool {
 }
 
 /// The built-in archetype files, embedded at build time.
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 4] = [
     (
         "assets/archetypes/explorer.ron",
         include_str!("../../assets/archetypes/explorer.ron"),
@@ -212,6 +269,10 @@ const BUILTIN: [(&str, &str); 3] = [
     (
         "assets/archetypes/controller.ron",
         include_str!("../../assets/archetypes/controller.ron"),
+    ),
+    (
+        "assets/archetypes/planner.ron",
+        include_str!("../../assets/archetypes/planner.ron"),
     ),
 ];
 
@@ -225,7 +286,7 @@ pub struct Archetypes {
 }
 
 impl Default for Archetypes {
-    /// The built-in kinds: explorer, analyzer and controller.
+    /// The built-in kinds: explorer, analyzer, controller and planner.
     fn default() -> Self {
         static BUILT_IN: std::sync::OnceLock<Archetypes> = std::sync::OnceLock::new();
         BUILT_IN

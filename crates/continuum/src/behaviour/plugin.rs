@@ -6,7 +6,7 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_math::Vec2;
 use bevy_utils::Parallel;
 
-use super::{Intent, Movement, analyzer, controller, explorer};
+use super::{Intent, Movement, analyzer, controller, explorer, planner};
 use crate::action::{Action, PlannedAction};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
@@ -14,7 +14,8 @@ use crate::clock::{SimClock, configure_phases};
 use crate::memory::{Memory, Perception, SharedCache, WORKING_MAX};
 use crate::monitor::{Budget, LoadShedding, fair_share, work_allowance};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::phases::{ContinuumSystems, LearnSystems};
+use crate::phases::{ContinuumSystems, LearnSystems, ThinkSystems};
+use crate::think::{ThinkQueue, ThinkRegistry};
 use crate::world::{SiteId, Sites, WorldMap};
 
 /// Perception, movement and action emission for every agent, and the think and
@@ -55,16 +56,31 @@ impl Plugin for BehaviourPlugin {
             .init_resource::<DueAgents>()
             .init_resource::<crate::action::InformedAgents>()
             .init_resource::<ThreadLoad>()
+            .init_resource::<ThinkQueue>()
+            .init_resource::<ThinkRegistry>()
+            .add_systems(AgentsAdmitted, planner::give_routes)
             .add_systems(
                 self.schedule,
                 (
                     perceive.in_set(ContinuumSystems::Perceive),
-                    think.in_set(ContinuumSystems::Think),
+                    (think, planner::think).chain().in_set(ThinkSystems::Decide),
                     act.in_set(ContinuumSystems::Act),
-                    (explorer::learn, analyzer::learn, controller::learn)
+                    (
+                        explorer::learn,
+                        analyzer::learn,
+                        controller::learn,
+                        planner::learn,
+                    )
                         .chain()
                         .in_set(LearnSystems::Behaviours),
                 ),
+            );
+        // Planners plan as an asynchronous think (served by the think plugin).
+        app.world_mut()
+            .resource_mut::<ThinkRegistry>()
+            .register_matching(
+                |a| matches!(a.behaviour, Behaviour::Planner(_)),
+                planner::RoutePlanner,
             );
     }
 }
@@ -187,7 +203,7 @@ pub fn think(
         let Some(archetype) = archetypes.try_get(agent.kind) else {
             return;
         };
-        if matches!(archetype.behaviour, Behaviour::Idle) {
+        if matches!(archetype.behaviour, Behaviour::Idle | Behaviour::Planner(_)) {
             return;
         }
         let me = Thinker {
@@ -206,7 +222,7 @@ pub fn think(
             Behaviour::Controller(params) => {
                 controller::think(&ctx, params, archetype.memory.half_life, me);
             }
-            Behaviour::Idle => {}
+            Behaviour::Planner(_) | Behaviour::Idle => {}
         }
     });
 }

@@ -6,7 +6,7 @@ use bevy_time::prelude::*;
 use std::time::Duration;
 
 use super::{ClockSettings, PhaseTimes, SimClock, SimSeed, sim_running};
-use crate::phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
+use crate::phases::{ContinuumStartup, ContinuumSystems, LearnSystems, ThinkSystems};
 
 /// Counts the steps, applies [`ClockSettings`] to Bevy's clocks, and times
 /// each phase ([`PhaseTimes`]). Without it (a game with a clock of its own)
@@ -61,7 +61,8 @@ struct ConfiguredPhases(Vec<Interned<dyn ScheduleLabel>>);
 
 /// What every Continuum plugin stands on, set up once whichever plugin comes
 /// first: the simulation clock and seed, the chained phases of a step in
-/// `schedule` (running while the clock runs), the sub-phases of learning, and
+/// `schedule` (running while the clock runs), the sub-phases of thinking and
+/// learning, and
 /// the startup sets. Each plugin calls it, so that any of them can be left out
 /// of the group.
 pub(crate) fn configure_phases(app: &mut App, schedule: Interned<dyn ScheduleLabel>) {
@@ -85,6 +86,12 @@ pub(crate) fn configure_phases(app: &mut App, schedule: Interned<dyn ScheduleLab
         app.configure_sets(schedule, set.in_set(ContinuumSystems::Learn));
     }
     for pair in LearnSystems::ALL.windows(2) {
+        app.configure_sets(schedule, pair[1].after(pair[0]));
+    }
+    for set in ThinkSystems::ALL {
+        app.configure_sets(schedule, set.in_set(ContinuumSystems::Think));
+    }
+    for pair in ThinkSystems::ALL.windows(2) {
         app.configure_sets(schedule, pair[1].after(pair[0]));
     }
     if first {

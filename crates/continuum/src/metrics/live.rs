@@ -71,6 +71,14 @@ pub struct Snapshot {
     pub paused_wall_seconds: f64,
     /// Agent ticks per real second, by kind (the first [`TRACKED_KINDS`] kinds).
     pub ticks_per_sec_by_kind: Vec<f64>,
+    /// Asynchronous thinks started, collected and late (real time) so far
+    /// (see [`crate::think`]).
+    pub thinks_started: u64,
+    pub thinks_finished: u64,
+    pub thinks_late: u64,
+    /// Asynchronous thinks waiting for a slot and in flight, now.
+    pub thinks_waiting: usize,
+    pub thinks_in_flight: usize,
 }
 
 /// Live metrics any game or test can read. See [`Snapshot`].

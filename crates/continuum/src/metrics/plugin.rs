@@ -13,6 +13,7 @@ use crate::clock::{SimClock, configure_phases};
 use crate::memory::SharedCache;
 use crate::phases::ContinuumStartup;
 use crate::phases::ContinuumSystems;
+use crate::think::ThinkDiagnostics;
 
 /// How metrics are gathered.
 #[derive(Resource, Clone, Debug, PartialEq)]
@@ -168,6 +169,7 @@ fn update_metrics(
     cache: Option<Res<SharedCache>>,
     sampler: Option<Res<ProcessSampler>>,
     pace: Res<PaceLog>,
+    thinks: Option<Res<ThinkDiagnostics>>,
     mut metrics: ResMut<Metrics>,
 ) {
     let wall = metrics.wall_now();
@@ -225,6 +227,17 @@ fn update_metrics(
         paused: pace.paused,
         paused_wall_seconds: pace.paused_seconds,
         ..Default::default()
+    };
+    let snapshot = match thinks {
+        Some(t) => Snapshot {
+            thinks_started: t.started,
+            thinks_finished: t.finished,
+            thinks_late: t.late,
+            thinks_waiting: t.waiting,
+            thinks_in_flight: t.in_flight,
+            ..snapshot
+        },
+        None => snapshot,
     };
     metrics.record(totals, snapshot);
 }

@@ -16,9 +16,9 @@
 //! ```
 //!
 //! Unknown fields are errors; everything but `name` and `groups` has a default.
-//! The `world`, `clock`, `memory` and `monitor` sections are the plugins' own
-//! settings types ([`WorldSettings`], [`ClockSettings`], [`MemorySettings`],
-//! [`MonitorSettings`]), so a field has one default whether it comes from a
+//! The `world`, `clock`, `memory`, `monitor` and `think` sections are the
+//! plugins' own settings types ([`WorldSettings`], [`ClockSettings`],
+//! [`MemorySettings`], [`MonitorSettings`], [`ThinkSettings`]), so a field has one default whether it comes from a
 //! file or from a game. [`Scenario::load`] parses and validates, and every error
 //! names the file, line, column and field. [`ScenarioPlugin`] seeds an `App`'s
 //! resources from it.
@@ -48,6 +48,7 @@ use crate::memory::{
 };
 use crate::monitor::MonitorSettings;
 use crate::spatial::{CellGrid, GridGeometry};
+use crate::think::{MAX_IN_FLIGHT, ThinkSettings};
 use crate::world::WorldSettings;
 
 /// How a run paces its steps.
@@ -253,6 +254,9 @@ pub struct Scenario {
     /// Budget rebalancing and load shedding.
     #[serde(default)]
     pub monitor: MonitorSettings,
+    /// Thinks that take longer than a tick: how many run at once.
+    #[serde(default)]
+    pub think: ThinkSettings,
     /// Extra kinds, or new definitions of built-in ones.
     #[serde(default)]
     pub archetypes: Vec<Archetype>,
@@ -363,6 +367,7 @@ impl Scenario {
             conflicts: Default::default(),
             memory: Default::default(),
             monitor: Default::default(),
+            think: Default::default(),
             archetypes: Vec::new(),
         }
     }
@@ -782,6 +787,12 @@ impl Scenario {
                 MemoryBudget::Bytes(b) => v.check(b > 0, "budget", || "expected some bytes".into()),
                 MemoryBudget::Auto => {}
             }
+        });
+        v.field("think", |v| {
+            let n = self.think.max_in_flight;
+            v.check((1..=MAX_IN_FLIGHT).contains(&n), "max_in_flight", || {
+                format!("expected 1 to {MAX_IN_FLIGHT} tasks, got {n}")
+            });
         });
         let builtins = Archetypes::default();
         v.field("archetypes", |v| {

@@ -120,6 +120,7 @@ impl Plugin for ScenarioPlugin {
             .insert_resource(s.archetypes())
             .insert_resource(s.memory.clone())
             .insert_resource(s.monitor.clone())
+            .insert_resource(s.think.clone())
             .insert_resource(ActiveScenario {
                 scenario: timeline,
                 requested: 0,
