@@ -194,3 +194,52 @@ fn an_agent_with_a_component_of_its_own_is_refused() {
         Ok(_) => panic!("a component it cannot restore was saved silently"),
     }
 }
+
+/// Requests waiting for a slot, in flight, and done but not yet handed over
+/// at the checkpoint: `(waiting, in flight, done)`.
+fn thinks_under_way(app: &App) -> (usize, usize, usize) {
+    let queue = app.world().resource::<continuum::think::ThinkQueue>();
+    let waiting = queue.waiting().count();
+    let flying = queue.in_flight().count();
+    (waiting, flying, queue.len() - waiting - flying)
+}
+
+/// Planners thinking when the checkpoint is taken: their requests are saved
+/// as their inputs, the tasks in flight start again, the plans collected but
+/// not handed over are computed again, and the resumed run reaches the
+/// uninterrupted run's state.
+#[test]
+fn a_resumed_run_restarts_the_thinks_under_way() {
+    let mut scenario = common::shipped("planners.ron");
+    scenario.clock.duration = None;
+    let n = 1200;
+    let whole = digest_after(&scenario, n);
+    // Steps at which requests wait, fly and are done, all three.
+    let mut first = app(scenario.clone());
+    prime(&mut first);
+    let mut taken = Vec::new();
+    for k in 1..n {
+        steps(&mut first, 1);
+        let (waiting, flying, done) = thinks_under_way(&first);
+        if waiting > 0 && flying > 0 && done > 0 && taken.last().is_none_or(|&last| k > last + 200) {
+            taken.push(k);
+            let bytes = checkpoint::save(first.world_mut()).expect("saved");
+            let at_k = state_digest(first.world_mut());
+            let checkpoint = Checkpoint::from_bytes(bytes, Path::new("mem.ckpt")).unwrap();
+            let mut second = app(checkpoint.scenario().unwrap());
+            checkpoint.restore(&mut second).expect("restored");
+            assert_eq!(thinks_under_way(&second), (waiting, flying, done));
+            assert_eq!(state_digest(second.world_mut()), at_k, "restored at step {k}");
+            steps(&mut second, n - k);
+            assert_eq!(
+                state_digest(second.world_mut()),
+                whole,
+                "checkpoint at step {k} of {n}"
+            );
+        }
+        if taken.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(taken.len(), 3, "the run had thinks under way in every stage");
+}
