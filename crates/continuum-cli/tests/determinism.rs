@@ -108,6 +108,13 @@ fn thread_counts_agree_in_a_conflict_storm() {
     digests_by_threads("conflict-storm.ron", 10);
 }
 
+/// Planners whose plans are tasks on the async compute pool, at most 8 at
+/// once: the same world on every thread count.
+#[test]
+fn thread_counts_agree_with_thinks_under_way() {
+    digests_by_threads("planners.ron", 10);
+}
+
 /// Every pass shared between threads in small chunks, however few agents are
 /// due, gives the same world as one thread: the parallel paths, which a small
 /// world would otherwise leave to the calling thread, change nothing.

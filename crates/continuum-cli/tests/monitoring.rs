@@ -332,3 +332,81 @@ fn a_live_run_samples_cpu_and_memory() {
     assert!(r["machine_memory_bytes"].as_u64().unwrap() > 0, "{r}");
     assert!(!r["threads"].as_array().unwrap().is_empty(), "{r}");
 }
+
+/// The planners' thinks: the live metrics, the report, the dashboard, the
+/// status line and the summary all show them.
+#[test]
+fn thinks_reach_the_metrics_the_report_and_the_dashboard() {
+    let mut planners = common::shipped("planners.ron");
+    planners.clock.duration = Some(10.0);
+    let mut sim = SimHarness::new(planners);
+    sim.run_for(10.0);
+    let snapshot = sim.world().resource::<Metrics>().snapshot().clone();
+    let diag = sim.world().resource::<ThinkDiagnostics>().clone();
+    let report = RunReport::gather(
+        sim.world_mut(),
+        &RunContext {
+            scenario: "planners".into(),
+            threads: 1,
+            mode: ClockMode::Fast,
+            speed: 1.0,
+            wall_seconds: 1.0,
+            interrupted: false,
+            resumed: None,
+        },
+    );
+    let t = &report.think;
+    assert!(t.started > 50, "{t:?}");
+    assert_eq!(
+        (t.started, t.finished, t.late, t.waiting, t.in_flight),
+        (diag.started, diag.finished, 0, diag.waiting, diag.in_flight)
+    );
+    assert_eq!((t.max_in_flight, t.peak_in_flight), (8, 8));
+    assert!(t.mean_queue_seconds > 0.0, "plans waited for a slot");
+    assert!(t.delivered <= t.finished && t.finished <= t.started);
+    assert_eq!(
+        (snapshot.thinks_started, snapshot.thinks_finished),
+        (t.started, t.finished)
+    );
+    let state = DashboardState {
+        scenario: "planners".into(),
+        mode: ClockMode::Fast,
+        threads: 1,
+        duration: Some(10.0),
+        snapshot: snapshot.clone(),
+        kinds: Vec::new(),
+        history: History::default(),
+        log: Default::default(),
+    };
+    let mut terminal = Terminal::new(TestBackend::new(110, 40)).unwrap();
+    terminal.draw(|frame| draw(frame, &state)).unwrap();
+    let screen: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    let row = format!(
+        "thinks        {} flying, {} waiting, 0 late",
+        snapshot.thinks_in_flight, snapshot.thinks_waiting
+    );
+    assert!(screen.contains(&row), "{row:?} not on the dashboard");
+
+    let json = tmp("planners.json");
+    let out = common::continuum([
+        "run",
+        "scenarios/planners.ron",
+        "--duration",
+        "3",
+        "--report",
+        json.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("late (8 at most in flight"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["think"]["started"].as_u64().unwrap() > 0);
+    assert_eq!(report["think"]["late"], 0, "fast mode is never late");
+}

@@ -146,3 +146,19 @@ fn without_the_monitor_every_agent_keeps_the_fair_share() {
     );
     assert!(submitted(&sim) > 0);
 }
+
+#[test]
+fn without_the_think_plugin_planners_plan_within_their_tick() {
+    let mut app = base_app_with(None, without::<ThinkPlugin>());
+    app.add_plugins(ScenarioPlugin::new(common::shipped("planners.ron")));
+    let mut sim = SimHarness::from_app(app);
+    sim.step(500);
+    let queue = sim.world().resource::<continuum::think::ThinkQueue>();
+    assert!(queue.is_empty(), "nothing serves the queue: nothing joins it");
+    let routes = sim.agents::<continuum::behaviour::Route>();
+    assert_eq!(routes.len(), 60);
+    assert!(
+        routes.iter().any(|(_, r)| !r.stops().is_empty()),
+        "planners plan on the spot"
+    );
+}
