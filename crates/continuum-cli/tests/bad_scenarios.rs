@@ -129,7 +129,7 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     (
         "think-unknown-field",
         5,
-        12,
+        13,
         "think.max_in_flite",
         "Unexpected field named `max_in_flite`",
     ),
@@ -143,7 +143,7 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     (
         "planner-too-many-stops",
         13,
-        38,
+        40,
         "archetypes[0].behaviour.stops",
         "expected 1 to 6 sites, got 9",
     ),
@@ -222,8 +222,9 @@ fn every_bad_scenario_is_refused_at_its_line_column_and_field() {
     );
     std::fs::write(&path, text).unwrap();
     let path = path.to_str().unwrap();
-    // The 4094th of the scenario's kinds (index 4093) is the 4097th in all.
-    let position = format!("{path}:4098:16: `archetypes[4093].kind`: too many kinds");
+    // With the 4 built-in kinds, the 4093rd of the scenario's kinds (index
+    // 4092) is the 4097th in all.
+    let position = format!("{path}:4097:16: `archetypes[4092].kind`: too many kinds");
     if let Err(e) = refused(
         "too-many-kinds",
         &continuum(["validate", path]),

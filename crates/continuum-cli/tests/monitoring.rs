@@ -388,7 +388,7 @@ fn thinks_reach_the_metrics_the_report_and_the_dashboard() {
         .map(|c| c.symbol())
         .collect();
     let row = format!(
-        "thinks        {} flying, {} waiting, 0 late",
+        "thinks        {} run {} wait 0 late",
         snapshot.thinks_in_flight, snapshot.thinks_waiting
     );
     assert!(screen.contains(&row), "{row:?} not on the dashboard");
@@ -404,7 +404,12 @@ fn thinks_reach_the_metrics_the_report_and_the_dashboard() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("late (8 at most in flight"), "{stderr}");
+    assert!(stderr.contains(" in flight, "), "the status line: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("0 late, ") && stdout.contains("(8 at most in flight"),
+        "the summary: {stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(report["think"]["started"].as_u64().unwrap() > 0);

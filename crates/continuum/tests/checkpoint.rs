@@ -221,7 +221,8 @@ fn a_resumed_run_restarts_the_thinks_under_way() {
     for k in 1..n {
         steps(&mut first, 1);
         let (waiting, flying, done) = thinks_under_way(&first);
-        if waiting > 0 && flying > 0 && done > 0 && taken.last().is_none_or(|&last| k > last + 200) {
+        if waiting > 0 && flying > 0 && done > 0 && taken.last().is_none_or(|&last| k > last + 200)
+        {
             taken.push(k);
             let bytes = checkpoint::save(first.world_mut()).expect("saved");
             let at_k = state_digest(first.world_mut());
@@ -229,7 +230,11 @@ fn a_resumed_run_restarts_the_thinks_under_way() {
             let mut second = app(checkpoint.scenario().unwrap());
             checkpoint.restore(&mut second).expect("restored");
             assert_eq!(thinks_under_way(&second), (waiting, flying, done));
-            assert_eq!(state_digest(second.world_mut()), at_k, "restored at step {k}");
+            assert_eq!(
+                state_digest(second.world_mut()),
+                at_k,
+                "restored at step {k}"
+            );
             steps(&mut second, n - k);
             assert_eq!(
                 state_digest(second.world_mut()),
@@ -241,5 +246,9 @@ fn a_resumed_run_restarts_the_thinks_under_way() {
             break;
         }
     }
-    assert_eq!(taken.len(), 3, "the run had thinks under way in every stage");
+    assert_eq!(
+        taken.len(),
+        3,
+        "the run had thinks under way in every stage"
+    );
 }

@@ -154,7 +154,10 @@ fn without_the_think_plugin_planners_plan_within_their_tick() {
     let mut sim = SimHarness::from_app(app);
     sim.step(500);
     let queue = sim.world().resource::<continuum::think::ThinkQueue>();
-    assert!(queue.is_empty(), "nothing serves the queue: nothing joins it");
+    assert!(
+        queue.is_empty(),
+        "nothing serves the queue: nothing joins it"
+    );
     let routes = sim.agents::<continuum::behaviour::Route>();
     assert_eq!(routes.len(), 60);
     assert!(

@@ -189,11 +189,12 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
         row("conflicts", s.conflicts.to_string()),
         row("cache hits", format!("{:.1} %", s.cache_hit_rate * 100.0)),
     ];
+    // Thinks under way (running, waiting for a slot) and late so far.
     if s.thinks_started > 0 {
         action_rows.push(row(
             "thinks",
             format!(
-                "{} flying, {} waiting, {} late",
+                "{} run {} wait {} late",
                 s.thinks_in_flight, s.thinks_waiting, s.thinks_late
             ),
         ));
