@@ -91,7 +91,9 @@ impl AsyncThink for RoutePlanner {
 /// found. Candidates are tried most valuable first, ties by site id, and only
 /// a strictly better route replaces the best: the result is a function of the
 /// problem alone. Returns the route and the number of partial routes
-/// examined. The empty route (worth 0) wins when no site is worth its trip.
+/// examined. With any candidate the route has a stop, even at a loss (the
+/// best is then the least bad trip, as a controller would take it); without
+/// one it is empty.
 pub fn plan_route(problem: &RouteProblem) -> (Route, u64) {
     let mut order: Vec<Candidate> = problem
         .candidates
@@ -105,7 +107,7 @@ pub fn plan_route(problem: &RouteProblem) -> (Route, u64) {
         used: vec![false; order.len()],
         path: ArrayVec::new(),
         best: ArrayVec::new(),
-        best_value: 0.0,
+        best_value: f32::NEG_INFINITY,
         depth_limit: usize::from(problem.stops).min(MAX_ROUTE_STOPS),
         travel_cost: problem.travel_cost,
         examined: 0,
@@ -131,7 +133,7 @@ impl Search<'_> {
     /// `value`).
     fn extend(&mut self, at: Vec2, value: f32) {
         self.examined += 1;
-        if value > self.best_value {
+        if !self.path.is_empty() && value > self.best_value {
             self.best_value = value;
             self.best = self.path.clone();
         }
@@ -397,7 +399,7 @@ mod tests {
     /// Every ordered selection, by brute force: the search must match it.
     fn best_by_brute_force(p: &RouteProblem) -> f32 {
         fn go(p: &RouteProblem, at: Vec2, used: &mut Vec<bool>, depth: usize, value: f32) -> f32 {
-            let mut best = value;
+            let mut best = if depth > 0 { value } else { f32::NEG_INFINITY };
             if depth == usize::from(p.stops) {
                 return best;
             }
@@ -484,13 +486,17 @@ mod tests {
     }
 
     #[test]
-    fn nothing_worth_the_trip_gives_an_empty_route() {
-        let problem = RouteProblem {
+    fn a_route_goes_somewhere_even_at_a_loss() {
+        let mut problem = RouteProblem {
             from: Vec2::ZERO,
             stops: 2,
             travel_cost: 1.0,
-            candidates: vec![at(1, 100.0, 0.0, 5.0)],
+            candidates: vec![at(1, 100.0, 0.0, 5.0), at(2, 0.0, 50.0, 1.0)],
         };
+        // Both trips lose value; the second loses less, and a second stop
+        // would only lose more.
+        assert_eq!(plan_route(&problem).0.stops(), &[SiteId(2)]);
+        problem.candidates.clear();
         assert_eq!(plan_route(&problem).0, Route::default());
     }
 }

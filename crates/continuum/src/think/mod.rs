@@ -194,7 +194,7 @@ enum Serves {
 /// [`AsyncThinkAppExt::add_async_think`] (by kind name) or
 /// [`register_matching`](Self::register_matching); a kind has at most one
 /// (the latest registered that serves it). Kinds are matched when the app
-/// starts and whenever [`Archetypes`] changes.
+/// starts and at the next step after [`Archetypes`] or the registry changes.
 #[derive(Resource, Default)]
 pub struct ThinkRegistry {
     entries: Vec<(Serves, Arc<dyn ErasedThink>)>,

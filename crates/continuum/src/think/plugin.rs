@@ -1,7 +1,7 @@
 use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
-use bevy_ecs::schedule::ScheduleLabel;
+use bevy_ecs::schedule::{ScheduleLabel, SystemCondition};
 use bevy_time::TimeUpdateStrategy;
 
 use super::{ThinkDiagnostics, ThinkQueue, ThinkRegistry, ThinkSettings, ThinkSystems};
@@ -41,7 +41,10 @@ impl Plugin for ThinkPlugin {
                 self.schedule,
                 (
                     resolve_kinds
-                        .run_if(resource_changed::<Archetypes>)
+                        .run_if(
+                            resource_changed::<Archetypes>
+                                .or_eager(resource_changed::<ThinkRegistry>),
+                        )
                         .in_set(ContinuumSystems::First),
                     collect.in_set(ThinkSystems::Collect),
                     launch.in_set(ThinkSystems::Launch),
@@ -50,9 +53,10 @@ impl Plugin for ThinkPlugin {
     }
 }
 
-/// Matches the registered thinks to the kinds.
+/// Matches the registered thinks to the kinds (without marking the registry
+/// changed: only a registration or new kinds call for it again).
 fn resolve_kinds(archetypes: Res<Archetypes>, mut registry: ResMut<ThinkRegistry>) {
-    registry.resolve(&archetypes);
+    registry.bypass_change_detection().resolve(&archetypes);
 }
 
 /// Results due in this step are collected (waited for in fast mode) and
