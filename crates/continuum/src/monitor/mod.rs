@@ -30,8 +30,8 @@ mod round;
 
 pub use plugin::ResourceMonitorPlugin;
 pub(crate) use round::RoundImage;
-use round::RoundSteps;
 pub use round::{RebalanceDiagnostics, RebalanceRound};
+use round::{RoundSteps, Weighing, part};
 
 use std::collections::VecDeque;
 
@@ -405,43 +405,24 @@ pub fn rebalance_into(
     limits.extend(agents.iter().map(|a| a.memory_limit));
     let used: u64 = limits.iter().map(|&l| u64::from(l)).sum();
     let mut free = memory_total.saturating_sub(used);
-    let pressure = |a: &AgentLoad| {
-        if a.memory_limit == 0 {
-            1.0
-        } else {
-            a.memory_held as f32 / a.memory_limit as f32
-        }
-    };
     for (i, a) in agents.iter().enumerate() {
-        if pressure(a) <= rules.memory_low
-            && a.memory_limit > a.memory_floor
-            && a.ticks >= rules.settle_ticks
-        {
-            let give = ((a.memory_limit as f32 * rules.memory_step) as u32)
-                .min(a.memory_limit - a.memory_floor);
-            if give > 0 {
-                limits[i] -= give;
-                free += u64::from(give);
-                summary.memory_donors += 1;
-            }
+        let give = a.gives(rules);
+        if give > 0 {
+            limits[i] -= give;
+            free += u64::from(give);
+            summary.memory_donors += 1;
         }
     }
-    let want = |a: &AgentLoad| {
-        ((a.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
-            .min(a.memory_ceiling - a.memory_limit)
-    };
-    // The fullest first, ties in the given order: one key per agent, the
-    // pressure's bits (a pressure is never negative, so its bits order as it
-    // does) inverted above the index. With nothing free, nobody gets more;
-    // with enough for every want, the order does not matter.
+    // The fullest first, ties in the given order (see `AgentLoad::needy_key`).
+    // With nothing free, nobody gets more; with enough for every want, the
+    // order does not matter.
     needy.clear();
     let mut wanted = 0u64;
     if free > 0 {
         for (i, a) in agents.iter().enumerate() {
-            let p = pressure(a);
-            if p >= rules.memory_high && a.memory_limit < a.memory_ceiling {
-                needy.push(u64::from(!p.to_bits()) << 32 | i as u64);
-                wanted += u64::from(want(a));
+            if let Some(key) = a.needy_key(i as u32, rules) {
+                needy.push(key);
+                wanted += u64::from(a.wants(rules));
             }
         }
     }
@@ -449,8 +430,7 @@ pub fn rebalance_into(
         needy.sort_unstable();
     }
     for i in needy.iter().map(|&key| key as u32 as usize) {
-        let a = &agents[i];
-        let take = u64::from(want(a)).min(free) as u32;
+        let take = u64::from(agents[i].wants(rules)).min(free) as u32;
         if take > 0 {
             limits[i] += take;
             free -= u64::from(take);
@@ -468,14 +448,9 @@ pub fn rebalance_into(
     shares.extend(agents.iter().map(|a| a.cpu_share));
     if mean_work > 0.0 {
         for (i, a) in agents.iter().enumerate() {
-            let ratio = a.work / mean_work;
-            if ratio >= rules.cpu_high {
-                shares[i] = (a.cpu_share * (1.0 + rules.cpu_step)).min(fair_share * rules.cpu_max);
-                summary.boosted += usize::from(shares[i] > a.cpu_share);
-            } else if ratio <= rules.cpu_low {
-                shares[i] = (a.cpu_share * (1.0 - rules.cpu_step)).max(fair_share * rules.cpu_min);
-                summary.trimmed += usize::from(shares[i] < a.cpu_share);
-            }
+            shares[i] = a.share(mean_work, fair_share, rules);
+            summary.boosted += usize::from(shares[i] > a.cpu_share);
+            summary.trimmed += usize::from(shares[i] < a.cpu_share);
         }
         // Shares add up to at most one whole.
         let sum: f64 = shares.iter().map(|&s| f64::from(s)).sum();
@@ -498,6 +473,63 @@ pub fn rebalance_into(
             }),
     );
     summary
+}
+
+impl AgentLoad {
+    /// How full its memory is (held over limit; full without a limit).
+    pub fn pressure(&self) -> f32 {
+        if self.memory_limit == 0 {
+            1.0
+        } else {
+            self.memory_held as f32 / self.memory_limit as f32
+        }
+    }
+
+    /// Bytes of its limit it gives away: a settled agent whose memory is at
+    /// most `memory_low` full gives `memory_step` of its limit, down to its floor.
+    pub fn gives(&self, rules: &RebalanceRules) -> u32 {
+        if self.pressure() <= rules.memory_low
+            && self.memory_limit > self.memory_floor
+            && self.ticks >= rules.settle_ticks
+        {
+            ((self.memory_limit as f32 * rules.memory_step) as u32)
+                .min(self.memory_limit - self.memory_floor)
+        } else {
+            0
+        }
+    }
+
+    /// Bytes it asks for when it is needy: `memory_step` of its limit, up to
+    /// its ceiling.
+    pub fn wants(&self, rules: &RebalanceRules) -> u32 {
+        ((self.memory_limit.max(1) as f32 * rules.memory_step).ceil() as u32)
+            .min(self.memory_ceiling.saturating_sub(self.memory_limit))
+    }
+
+    /// Its place among the needy, as agent `index`: `None` unless its memory
+    /// is at least `memory_high` full and below its ceiling. Keys sort the
+    /// fullest first, ties by index: the pressure's bits (a pressure is never
+    /// negative, so its bits order as it does) inverted above the index.
+    pub fn needy_key(&self, index: u32, rules: &RebalanceRules) -> Option<u64> {
+        let p = self.pressure();
+        (p >= rules.memory_high && self.memory_limit < self.memory_ceiling)
+            .then(|| u64::from(!p.to_bits()) << 32 | u64::from(index))
+    }
+
+    /// Its CPU share after a rebalancing (before the shares are scaled to add
+    /// up to at most one): `cpu_step` more if its work is at least `cpu_high`
+    /// times `mean_work`, up to `cpu_max` fair shares; `cpu_step` less if at
+    /// most `cpu_low` times, down to `cpu_min` fair shares.
+    pub fn share(&self, mean_work: f32, fair_share: f32, rules: &RebalanceRules) -> f32 {
+        let ratio = self.work / mean_work;
+        if ratio >= rules.cpu_high {
+            (self.cpu_share * (1.0 + rules.cpu_step)).min(fair_share * rules.cpu_max)
+        } else if ratio <= rules.cpu_low {
+            (self.cpu_share * (1.0 - rules.cpu_step)).max(fair_share * rules.cpu_min)
+        } else {
+            self.cpu_share
+        }
+    }
 }
 
 /// One change of budgets or load shedding.

@@ -137,11 +137,11 @@ fn ceiling_bytes() -> u32 {
 
 /// Every `rebalance.every` virtual seconds, moves memory budget and CPU shares
 /// between agents (see [`rebalance`]), as a [`RebalanceRound`] spread over the
-/// steps of the interval: the first half of its steps read the agents' loads a
-/// share at a time, the next decides, the rest apply the updates a share at a
-/// time. Deterministic: work units and memory fill only, agents in table
-/// order at the round's start, shares fixed by the step's index. Only agents
-/// whose memory limit changed have their tiers resized.
+/// steps of the interval: about half of its steps read the agents' loads a
+/// share at a time, the next sixth weigh them, the rest apply the new budgets
+/// a share at a time. Deterministic: work units and memory fill only, agents
+/// in id order, shares fixed by the step's index. Only agents whose memory
+/// limit changed have their tiers resized.
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
     clock: Res<SimClock>,
@@ -176,24 +176,21 @@ fn rebalance_budgets(
     if round.steps.is_none_or(|s| s.interval != interval) {
         // The interval's last step is the one that ends on or past its end.
         let last = ((interval + 1) * every - 1) / step_ns;
-        round.steps = Some(RoundSteps {
-            interval,
-            first: clock.step(),
-            steps: last + 1 - clock.step(),
-        });
         // In id order: which step reads an agent must not depend on the
         // order its entity has in the tables (a restored checkpoint's differs).
         // The query mostly yields runs already in order, which a stable sort
         // merges in about linear time.
-        let by_id = &mut round.scratch.by_id;
-        by_id.clear();
-        by_id.extend(agents.iter().map(|(entity, agent, ..)| (agent.id, entity)));
-        by_id.sort_by_key(|&(id, _)| id);
-        round.agents.clear();
-        round.agents.extend(by_id.iter().map(|&(_, entity)| entity));
-        round.loads.clear();
-        round.loads.resize(round.agents.len(), None);
-        round.updates.clear();
+        round.by_id.clear();
+        round
+            .by_id
+            .extend(agents.iter().map(|(entity, agent, ..)| (agent.id, entity)));
+        round.by_id.sort_by_key(|&(id, _)| id);
+        let steps = RoundSteps {
+            interval,
+            first: clock.step(),
+            steps: last + 1 - clock.step(),
+        };
+        round.start(steps, rules);
     }
     let Some(work) = round
         .steps
@@ -201,11 +198,19 @@ fn rebalance_budgets(
     else {
         return;
     };
+    let RebalanceRound {
+        rules,
+        agents: listed,
+        loads,
+        tally,
+        weighing,
+        ..
+    } = round;
 
     if !work.read.is_empty() {
         let ceiling = ceiling_bytes();
         for i in work.read.clone() {
-            round.loads[i] = agents.get(round.agents[i]).ok().map(
+            loads[i] = agents.get(listed[i]).ok().map(
                 |(_, agent, budget, memory, perception, cadence)| {
                     let defaults = kinds
                         .get(agent.kind)
@@ -228,107 +233,127 @@ fn rebalance_budgets(
                     }
                 },
             );
+            if let Some(load) = &loads[i] {
+                tally.add(i as u32, load, rules);
+            }
         }
         diagnostics.most_read_in_a_step =
             diagnostics.most_read_in_a_step.max(work.read.len() as u64);
     }
 
-    if work.decide {
-        let deciding = Instant::now();
-        // The agents still there when their turn to be read came, in lists
-        // kept from one round to the next.
-        let scratch = &mut round.scratch;
-        scratch.listed.clear();
-        scratch.loads.clear();
-        for (i, load) in round.loads.iter().enumerate() {
-            if let Some(load) = load {
-                scratch.listed.push(i as u32);
-                scratch.loads.push(*load);
+    if let Some(weigh) = work.weigh {
+        let weighing_started = Instant::now();
+        if weigh.0 == 0 {
+            let slots = if pool.max_agents() == usize::MAX {
+                pool.active()
+            } else {
+                pool.max_agents()
+            };
+            let total = plan.per_agent_bytes.saturating_mul(slots as u64);
+            *weighing = Some(Weighing::start(
+                tally,
+                total,
+                fair_share(&pool),
+                loads,
+                rules,
+            ));
+        }
+        if let Some(weighing) = weighing {
+            weighing.weigh(loads[part(loads.len(), weigh)].iter().flatten(), rules);
+            if weigh.0 + 1 == weigh.1 {
+                weighing.finish();
+                diagnostics.rounds += 1;
+                diagnostics.most_weighed = diagnostics.most_weighed.max(tally.read);
+                log_round(
+                    &mut log,
+                    &weighing.summary(tally),
+                    rules,
+                    clock.now() + step_ns,
+                );
             }
         }
-        let slots = if pool.max_agents() == usize::MAX {
-            pool.active()
-        } else {
-            pool.max_agents()
-        };
-        let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-        let summary = rebalance_into(
-            &scratch.loads,
-            total,
-            fair_share(&pool),
-            rules,
-            &mut scratch.decision,
-            &mut round.updates,
-        );
-        for update in &mut round.updates {
-            update.index = scratch.listed[update.index as usize];
-        }
-        // Read and weighed: emptied, its room kept for the next round.
-        round.loads.clear();
-        diagnostics.rounds += 1;
-        diagnostics.most_weighed = diagnostics.most_weighed.max(scratch.loads.len() as u64);
-        let decided_in = deciding.elapsed().as_nanos() as u64;
-        diagnostics.longest_decision_ns = diagnostics.longest_decision_ns.max(decided_in);
-        diagnostics.decisions_ns += decided_in;
-        let at = crate::clock::sim_to_secs(clock.now() + step_ns);
-        if summary.memory_moved > 0 || summary.memory_donors > 0 {
-            log.record(
-                at,
-                format!(
-                    "memory: {} bytes to {} agents; {} agents gave some up",
-                    summary.memory_moved, summary.memory_receivers, summary.memory_donors
-                ),
-                format!(
-                    "memory at least {:.0} % full, or at most {:.0} %",
-                    rules.memory_high * 100.0,
-                    rules.memory_low * 100.0
-                ),
-            );
-        }
-        if summary.boosted + summary.trimmed > 0 {
-            log.record(
-                at,
-                format!(
-                    "cpu: {} shares boosted, {} trimmed",
-                    summary.boosted, summary.trimmed
-                ),
-                format!(
-                    "work at least {}× the average, or at most {}×",
-                    rules.cpu_high, rules.cpu_low
-                ),
-            );
-        }
+        let weighed_in = weighing_started.elapsed().as_nanos() as u64;
+        diagnostics.longest_decision_ns = diagnostics.longest_decision_ns.max(weighed_in);
+        diagnostics.decisions_ns += weighed_in;
     }
 
-    let apply = work.share(round.updates.len());
-    if !apply.is_empty() {
+    if let (Some(apply), Some(weighing)) = (work.apply, weighing.as_ref()) {
         let now = crate::memory::mem_time(clock.now());
-        for update in &round.updates[apply.clone()] {
+        let range = part(loads.len(), apply);
+        let mut takes = weighing.takes[weighing
+            .takes
+            .partition_point(|&(i, _)| (i as usize) < range.start)..]
+            .iter()
+            .peekable();
+        let mut changed = 0;
+        for i in range {
+            let take = takes
+                .next_if(|&&(at, _)| at as usize == i)
+                .map_or(0, |t| t.1);
+            let Some(load) = &loads[i] else { continue };
+            let (limit, share) = weighing.budget(load, take, rules);
+            if limit == load.memory_limit && share == load.cpu_share {
+                continue;
+            }
             // An agent gone since it was read has nothing to update.
             let Ok((_, mut agent, mut budget, mut memory, mut perception, _)) =
-                agents.get_mut(round.agents[update.index as usize])
+                agents.get_mut(listed[i])
             else {
                 continue;
             };
-            budget.cpu_share = update.cpu_share;
-            if agent.priority_boost != update.priority_boost {
-                agent.priority_boost = update.priority_boost;
+            changed += 1;
+            budget.cpu_share = share;
+            let boost = share > weighing.fair_share;
+            if agent.priority_boost != boost {
+                agent.priority_boost = boost;
             }
-            if memory.limit() == update.memory_limit {
+            if memory.limit() == limit {
                 continue;
             }
             // The tiers fit a new limit at once: an agent never holds more.
             match kinds.get(agent.kind) {
-                Some(rules) => memory.resize(&mut perception, update.memory_limit, rules, now),
-                None => memory.set_limit(update.memory_limit),
+                Some(rules) => memory.resize(&mut perception, limit, rules, now),
+                None => memory.set_limit(limit),
             }
         }
-        diagnostics.most_applied_in_a_step =
-            diagnostics.most_applied_in_a_step.max(apply.len() as u64);
+        diagnostics.most_applied_in_a_step = diagnostics.most_applied_in_a_step.max(changed);
     }
     diagnostics.longest_step_ns = diagnostics
         .longest_step_ns
         .max(started.elapsed().as_nanos() as u64);
+}
+
+/// Logs what a round did (virtual time `at`, nanoseconds), when it changed
+/// anything.
+fn log_round(log: &mut BudgetLog, summary: &RebalanceSummary, rules: &RebalanceRules, at: u64) {
+    let at = crate::clock::sim_to_secs(at);
+    if summary.memory_moved > 0 || summary.memory_donors > 0 {
+        log.record(
+            at,
+            format!(
+                "memory: {} bytes to {} agents; {} agents gave some up",
+                summary.memory_moved, summary.memory_receivers, summary.memory_donors
+            ),
+            format!(
+                "memory at least {:.0} % full, or at most {:.0} %",
+                rules.memory_high * 100.0,
+                rules.memory_low * 100.0
+            ),
+        );
+    }
+    if summary.boosted + summary.trimmed > 0 {
+        log.record(
+            at,
+            format!(
+                "cpu: {} shares boosted, {} trimmed",
+                summary.boosted, summary.trimmed
+            ),
+            format!(
+                "work at least {}× the average, or at most {}×",
+                rules.cpu_high, rules.cpu_low
+            ),
+        );
+    }
 }
 
 /// While steps follow real time ([`paced_in_real_time`]), every

@@ -3,39 +3,48 @@
 //! Reading every agent's load, deciding and applying the new budgets in one
 //! step made that step several times longer than the others (with 300 000
 //! agents, a step p99 of 31 ms against a median of 6.7 ms). A round instead
-//! takes the steps of its interval in three parts: the first steps read the
-//! agents a share at a time, one step decides, and the remaining steps apply
-//! the decided updates a share at a time. Every share is a fixed part of a list
-//! taken when the round starts, so which agents a step touches depends on the
-//! step's index only: the same on every run and thread count.
+//! takes the steps of its interval in three parts, each a share of the agents
+//! per step:
+//!
+//! 1. **Reads** (about the first half): each agent's load is read, and what
+//!    depends on that agent alone is tallied as it comes: the memory it gives
+//!    away, whether it is needy and what it wants, its work.
+//! 2. **Weighing** (about a sixth): the first weighing step shares out the
+//!    free memory among the needy (the only part that needs them all: a sort
+//!    of the needy alone, when their wants exceed what is free); each weighing
+//!    step then works out the new CPU shares of its share of the agents, and
+//!    the last one scales them to add up to one at most.
+//! 3. **Applies** (the rest): each agent's new budget is worked out again
+//!    from its load and the round's figures, and set.
+//!
+//! The result is exactly [`rebalance`](super::rebalance)'s on the loads read.
+//! Every share is a fixed part of the list of agents taken (in id order) when
+//! the round starts, so which agents a step touches depends on the step's
+//! index only: the same on every run and thread count.
 
 use std::ops::Range;
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{AgentLoad, BudgetUpdate, RebalanceScratch};
+use super::{AgentLoad, RebalanceRules, RebalanceSummary};
 use crate::agent::AgentId;
 
 /// What one step of a round does: read the loads of the agents `read` of the
-/// round's list, decide (once the last are read), and apply its share of the
-/// decided updates ([`share`](Self::share)). A round of one step does all three.
+/// round's list, weigh its share of the agents (the `i`-th of `of`), and
+/// apply the new budgets of its share. A round of one step does all three.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StepWork {
     pub read: Range<usize>,
-    pub decide: bool,
+    /// This step's index among the weighing steps, and how many there are.
+    pub weigh: Option<(u64, u64)>,
     /// This step's index among the applying steps, and how many there are.
     pub apply: Option<(u64, u64)>,
 }
 
-impl StepWork {
-    /// The updates this step applies, of `updates` decided.
-    pub fn share(&self, updates: usize) -> Range<usize> {
-        match self.apply {
-            Some((i, of)) => share(updates, i, of)..share(updates, i + 1, of),
-            None => 0..0,
-        }
-    }
+/// The `i`-th of `of` equal parts of `0..total`.
+pub(crate) fn part(total: usize, (i, of): (u64, u64)) -> Range<usize> {
+    share(total, i, of)..share(total, i + 1, of)
 }
 
 /// The first `done` of `of` equal parts of `total`, rounded up.
@@ -56,70 +65,225 @@ pub(crate) struct RoundSteps {
 
 impl RoundSteps {
     /// What step `step` does, with `agents` in the round's list: `None`
-    /// outside the round. The first steps (about half) read, the next one
-    /// decides, the rest apply; with two steps the first reads and decides.
+    /// outside the round. Of `n` steps, the first `(n - 1) / 2` read, the next
+    /// sixth or so weigh, the rest apply; with two steps the first reads and
+    /// weighs, with one it does everything.
     pub fn work(&self, step: u64, agents: usize) -> Option<StepWork> {
         let t = step.checked_sub(self.first)?;
         let n = self.steps.max(1);
         if t >= n {
             return None;
         }
-        let reads = if n <= 2 { 1 } else { (n - 1) / 2 };
-        let decide_at = if n <= 2 { 0 } else { reads };
-        let apply_from = if n == 1 { 0 } else { decide_at + 1 };
+        let (reads, weighs) = match n {
+            1 | 2 => (1, 1),
+            _ => {
+                let reads = (n - 1) / 2;
+                (reads, ((n - reads) / 3).max(1))
+            }
+        };
+        let weigh_from = if n <= 2 { 0 } else { reads };
+        let apply_from = if n == 1 { 0 } else { weigh_from + weighs };
         let read = if t < reads {
-            share(agents, t, reads)..share(agents, t + 1, reads)
+            part(agents, (t, reads))
         } else {
             agents..agents
         };
         Some(StepWork {
             read,
-            decide: t == decide_at,
+            weigh: (weigh_from..weigh_from + weighs)
+                .contains(&t)
+                .then(|| (t - weigh_from, weighs)),
             apply: (t >= apply_from).then(|| (t - apply_from, n - apply_from)),
         })
     }
 }
 
-/// The rebalancing under way. A round takes the steps of its interval in
-/// three parts: the first steps (about half) read the agents' loads a share
-/// at a time, one step decides, and the remaining steps apply the decided
-/// updates a share at a time. Every share is a fixed part of the list of
-/// agents taken when the round starts (in table order), so which agents a
-/// step touches depends on the step's index only: the same on every run and
-/// thread count. Checkpoints save it, agents named by id.
+/// What a round's reads tally, agent by agent as they come.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Tally {
+    /// Loads read (agents still there when their turn came).
+    pub read: u64,
+    /// Their memory limits, in total.
+    pub used: u64,
+    /// Bytes the donors give away, and how many donors there are.
+    pub given: u64,
+    pub donors: u64,
+    /// What the needy want, in total, and their keys
+    /// ([`AgentLoad::needy_key`]) in list order.
+    pub wanted: u64,
+    pub needy: Vec<u64>,
+    /// Their work, summed in list order.
+    pub work: f64,
+}
+
+impl Tally {
+    /// Takes in the load of the agent at `index` of the round's list.
+    pub fn add(&mut self, index: u32, load: &AgentLoad, rules: &RebalanceRules) {
+        self.read += 1;
+        self.used += u64::from(load.memory_limit);
+        let give = load.gives(rules);
+        if give > 0 {
+            self.given += u64::from(give);
+            self.donors += 1;
+        }
+        if let Some(key) = load.needy_key(index, rules) {
+            self.needy.push(key);
+            self.wanted += u64::from(load.wants(rules));
+        }
+        self.work += f64::from(load.work);
+    }
+}
+
+/// The figures a round's weighing fixes: the same for every agent it applies.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Weighing {
+    pub fair_share: f32,
+    pub mean_work: f32,
+    /// The memory the needy get: `(list index, bytes)` in index order.
+    pub takes: Vec<(u32, u32)>,
+    pub moved: u64,
+    /// The new CPU shares (before scaling) weighed so far: their sum in list
+    /// order, and how many went up and down.
+    pub share_sum: f64,
+    pub boosted: u64,
+    pub trimmed: u64,
+    /// What every share is multiplied by (once the last weighing step is done).
+    pub scale: f32,
+}
+
+impl Weighing {
+    /// The memory decision, at the first weighing step: the free memory of
+    /// `memory_total` (what the round's agents hold now, and what the donors
+    /// give) goes to the needy, the fullest first when it does not go round.
+    pub fn start(
+        tally: &mut Tally,
+        memory_total: u64,
+        fair_share: f32,
+        loads: &[Option<AgentLoad>],
+        rules: &RebalanceRules,
+    ) -> Self {
+        let mut free = memory_total.saturating_sub(tally.used) + tally.given;
+        let mut weighing = Self {
+            fair_share,
+            mean_work: if tally.read == 0 {
+                0.0
+            } else {
+                (tally.work / tally.read as f64) as f32
+            },
+            scale: 1.0,
+            ..Self::default()
+        };
+        if free > 0 {
+            if tally.wanted > free {
+                tally.needy.sort_unstable();
+            }
+            for index in tally.needy.iter().map(|&key| key as u32) {
+                let Some(load) = &loads[index as usize] else {
+                    continue;
+                };
+                let take = u64::from(load.wants(rules)).min(free) as u32;
+                if take > 0 {
+                    free -= u64::from(take);
+                    weighing.moved += u64::from(take);
+                    weighing.takes.push((index, take));
+                }
+            }
+            weighing.takes.sort_unstable();
+        }
+        weighing
+    }
+
+    /// Weighs the new CPU shares of `loads` (a share of the list, in order).
+    pub fn weigh<'a>(
+        &mut self,
+        loads: impl Iterator<Item = &'a AgentLoad>,
+        rules: &RebalanceRules,
+    ) {
+        if self.mean_work <= 0.0 {
+            return;
+        }
+        for load in loads {
+            let share = load.share(self.mean_work, self.fair_share, rules);
+            self.boosted += u64::from(share > load.cpu_share);
+            self.trimmed += u64::from(share < load.cpu_share);
+            self.share_sum += f64::from(share);
+        }
+    }
+
+    /// At the last weighing step: shares add up to at most one whole.
+    pub fn finish(&mut self) {
+        if self.mean_work > 0.0 && self.share_sum > 1.0 {
+            self.scale = (1.0 / self.share_sum) as f32;
+        }
+    }
+
+    /// The new budget of the agent at `index` with `load`: its memory limit
+    /// (`take`: what it gets, if needy) and CPU share.
+    pub fn budget(&self, load: &AgentLoad, take: u32, rules: &RebalanceRules) -> (u32, f32) {
+        let limit = load.memory_limit - load.gives(rules) + take;
+        let share = if self.mean_work > 0.0 {
+            load.share(self.mean_work, self.fair_share, rules) * self.scale
+        } else {
+            load.cpu_share
+        };
+        (limit, share)
+    }
+
+    /// What the round did, for the log.
+    pub fn summary(&self, tally: &Tally) -> RebalanceSummary {
+        RebalanceSummary {
+            memory_donors: tally.donors as usize,
+            memory_receivers: self.takes.len(),
+            memory_moved: self.moved,
+            boosted: self.boosted as usize,
+            trimmed: self.trimmed as usize,
+        }
+    }
+}
+
+/// The rebalancing under way (see the module's documentation). Checkpoints
+/// save it, agents named by id.
 #[derive(Resource, Clone, Debug, Default)]
 pub struct RebalanceRound {
     pub(crate) steps: Option<RoundSteps>,
-    /// The agents of the round, in table order when it started.
+    /// The rules the round started with.
+    pub(crate) rules: RebalanceRules,
+    /// The agents of the round, in id order.
     pub(crate) agents: Vec<Entity>,
     /// Loads read so far, one per agent of the list (`None`: gone when its
     /// turn came, or not read yet).
     pub(crate) loads: Vec<Option<AgentLoad>>,
-    /// The decided updates; each `index` names an agent of the list.
-    pub(crate) updates: Vec<BudgetUpdate>,
-    /// Working lists of the decision, kept from one round to the next.
-    pub(crate) scratch: DecisionScratch,
-}
-
-/// What a decision works in: the loads read (compacted) and where each is in
-/// the round's list, and [`rebalance_into`](super::rebalance_into)'s lists.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DecisionScratch {
-    /// The round's agents with their ids, to put them in id order.
-    pub by_id: Vec<(AgentId, Entity)>,
-    pub listed: Vec<u32>,
-    pub loads: Vec<AgentLoad>,
-    pub decision: RebalanceScratch,
+    pub(crate) tally: Tally,
+    /// Fixed by the first weighing step.
+    pub(crate) weighing: Option<Weighing>,
+    /// The round's agents with their ids, to put them in id order: a list
+    /// kept from one round to the next.
+    pub(crate) by_id: Vec<(AgentId, Entity)>,
 }
 
 impl RebalanceRound {
+    /// Starts the round of `steps` over `agents` (in id order) with `rules`.
+    pub(crate) fn start(&mut self, steps: RoundSteps, rules: &RebalanceRules) {
+        self.steps = Some(steps);
+        self.rules = rules.clone();
+        self.agents.clear();
+        self.agents
+            .extend(self.by_id.iter().map(|&(_, entity)| entity));
+        self.loads.clear();
+        self.loads.resize(self.agents.len(), None);
+        self.tally = Tally::default();
+        self.weighing = None;
+    }
+
     /// The round for a checkpoint, agents named by `id_of` (`None`: gone).
     pub(crate) fn image(&self, id_of: impl Fn(Entity) -> Option<AgentId>) -> RoundImage {
         RoundImage {
             steps: self.steps,
+            rules: self.rules.clone(),
             agents: self.agents.iter().map(|&e| id_of(e)).collect(),
             loads: self.loads.clone(),
-            updates: self.updates.clone(),
+            tally: self.tally.clone(),
+            weighing: self.weighing.clone(),
         }
     }
 
@@ -138,20 +302,28 @@ impl RebalanceRound {
                     .ok_or_else(|| format!("the rebalancing names agent {id}, which is not saved")),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if image.loads.len() > agents.len()
-            || image
-                .updates
+        let listed = |index: u64| index < agents.len() as u64;
+        if image.loads.len() != agents.len()
+            || !image
+                .tally
+                .needy
                 .iter()
-                .any(|u| u.index as usize >= agents.len())
+                .all(|&key| listed(key & 0xffff_ffff))
+            || !image
+                .weighing
+                .as_ref()
+                .is_none_or(|w| w.takes.iter().all(|&(i, _)| listed(u64::from(i))))
         {
-            return Err("the rebalancing's loads or updates name agents it does not list".into());
+            return Err("the rebalancing's loads or decisions name agents it does not list".into());
         }
         Ok(Self {
             steps: image.steps,
+            rules: image.rules,
             agents,
             loads: image.loads,
-            updates: image.updates,
-            scratch: DecisionScratch::default(),
+            tally: image.tally,
+            weighing: image.weighing,
+            by_id: Vec::new(),
         })
     }
 }
@@ -160,35 +332,41 @@ impl RebalanceRound {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct RoundImage {
     steps: Option<RoundSteps>,
+    rules: RebalanceRules,
     agents: Vec<Option<AgentId>>,
     loads: Vec<Option<AgentLoad>>,
-    updates: Vec<BudgetUpdate>,
+    tally: Tally,
+    weighing: Option<Weighing>,
 }
 
 /// What the rebalancer did: how its work was spread over the steps.
 #[derive(Resource, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebalanceDiagnostics {
-    /// Rounds decided.
+    /// Rounds weighed.
     pub rounds: u64,
     /// Most agents whose load one step read.
     pub most_read_in_a_step: u64,
-    /// Most budget updates one step applied.
+    /// Most agents whose budget one step changed.
     pub most_applied_in_a_step: u64,
-    /// Most agents one decision weighed.
+    /// Most agents one round weighed.
     pub most_weighed: u64,
     /// Longest wall time the rebalancer took in one step, in nanoseconds
     /// (measured, so it varies from run to run).
     pub longest_step_ns: u64,
-    /// Longest wall time one decision took, in nanoseconds (measured).
+    /// Longest wall time one weighing step took, in nanoseconds (measured).
     pub longest_decision_ns: u64,
-    /// Wall time of all decisions, in nanoseconds (measured): over `rounds`,
-    /// the mean decision.
+    /// Wall time of all weighing steps, in nanoseconds (measured): over
+    /// `rounds`, the mean weighing of a round.
     pub decisions_ns: u64,
 }
 
 #[cfg(test)]
 mod tests {
+    use rand::{RngExt, SeedableRng};
+    use rand_pcg::Pcg32;
+
     use super::*;
+    use crate::monitor::{BudgetUpdate, rebalance};
 
     /// Every step's work in a round of `steps` over `agents` agents.
     fn works(steps: u64, agents: usize) -> Vec<StepWork> {
@@ -204,62 +382,171 @@ mod tests {
             .collect()
     }
 
-    /// Reads and applies cover every agent and update exactly once, in
-    /// order, reads before the decision and applies after it.
-    fn check(steps: u64, agents: usize, updates: usize) {
-        let (mut read, mut applied, mut decisions) = (0, 0, 0);
+    /// Reads, weighings and applies each cover every agent exactly once, in
+    /// order: all reads before the first weighing, all weighing before the
+    /// first apply.
+    fn check(steps: u64, agents: usize) {
+        let (mut read, mut weighed, mut applied) = (0, 0, 0);
         for work in works(steps, agents) {
             assert_eq!(work.read.start, read, "{steps} steps: reads follow on");
-            assert!(
-                decisions == 0 || work.read.is_empty(),
-                "{steps} steps: read after the decision"
-            );
             read = work.read.end;
-            if work.decide {
-                assert_eq!(read, agents, "{steps} steps: decided before reading all");
-                decisions += 1;
+            if let Some(weigh) = work.weigh {
+                assert_eq!(read, agents, "{steps} steps: weighed before reading all");
+                let part = part(agents, weigh);
+                assert_eq!(part.start, weighed, "{steps} steps: weighing follows on");
+                weighed = part.end;
             }
-            let apply = work.share(updates);
-            assert!(
-                decisions == 1 || apply.is_empty(),
-                "{steps} steps: applied before deciding"
-            );
-            assert_eq!(apply.start, applied, "{steps} steps: applies follow on");
-            applied = apply.end;
+            if let Some(apply) = work.apply {
+                assert!(
+                    weighed == agents && work.weigh.is_none_or(|(i, of)| i + 1 == of),
+                    "{steps} steps: applied before weighing all"
+                );
+                let part = part(agents, apply);
+                assert_eq!(part.start, applied, "{steps} steps: applies follow on");
+                applied = part.end;
+            }
         }
         assert_eq!(
-            (read, applied, decisions),
-            (agents, updates, 1),
+            (read, weighed, applied),
+            (agents, agents, agents),
             "{steps} steps"
         );
     }
 
     #[test]
-    fn every_round_reads_decides_and_applies_everything_once() {
+    fn every_round_reads_weighs_and_applies_everything_once() {
         for steps in 1..=12 {
-            for (agents, updates) in [(0, 0), (1, 1), (7, 3), (300_000, 123_457)] {
-                check(steps, agents, updates);
+            for agents in [0, 1, 7, 300_000] {
+                check(steps, agents);
             }
         }
-        check(100, 300_000, 300_000);
+        check(100, 300_000);
     }
 
     #[test]
     fn a_round_of_a_hundred_steps_spreads_its_work() {
         let works = works(100, 300_000);
-        let reads: Vec<usize> = works
-            .iter()
-            .map(|w| w.read.len())
-            .filter(|&n| n > 0)
-            .collect();
-        let applies: Vec<usize> = works
-            .iter()
-            .map(|w| w.share(300_000).len())
-            .filter(|&n| n > 0)
-            .collect();
-        assert_eq!((reads.len(), applies.len()), (49, 50));
-        assert!(reads.iter().all(|&n| n <= 300_000usize.div_ceil(49)));
-        assert!(applies.iter().all(|&n| n <= 300_000 / 50));
-        assert!(works[49].decide && works[49].read.is_empty() && works[49].apply.is_none());
+        let count = |f: &dyn Fn(&StepWork) -> bool| works.iter().filter(|w| f(w)).count();
+        assert_eq!(count(&|w| !w.read.is_empty()), 49);
+        assert_eq!(count(&|w| w.weigh.is_some()), 17);
+        assert_eq!(count(&|w| w.apply.is_some()), 34);
+        assert_eq!(count(&|w| w.weigh.is_some() && w.apply.is_some()), 0);
+        let most = |f: &dyn Fn(&StepWork) -> usize| works.iter().map(f).max().unwrap();
+        assert!(most(&|w| w.read.len()) <= 300_000usize.div_ceil(49));
+        assert!(most(&|w| w.weigh.map_or(0, |p| part(300_000, p).len())) <= 300_000 / 17 + 1);
+        assert!(most(&|w| w.apply.map_or(0, |p| part(300_000, p).len())) <= 300_000 / 34 + 1);
+    }
+
+    /// Loads of every kind: donors, needy, busy and idle agents, some gone.
+    fn loads(rng: &mut Pcg32, n: usize) -> Vec<Option<AgentLoad>> {
+        (0..n)
+            .map(|_| {
+                (rng.random_range(0..10) > 0).then(|| {
+                    let limit = rng.random_range(0..400);
+                    AgentLoad {
+                        memory_limit: limit,
+                        memory_held: rng.random_range(0..=limit.max(1)),
+                        memory_floor: rng.random_range(0..100).min(limit),
+                        memory_ceiling: limit + rng.random_range(0..200),
+                        cpu_share: rng.random_range(0.0..0.02),
+                        work: if rng.random_range(0..4) == 0 {
+                            rng.random_range(0.0..200.0)
+                        } else {
+                            rng.random_range(0.0..20.0)
+                        },
+                        ticks: rng.random_range(0..20),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The budgets a round of `steps` sets, as [`BudgetUpdate`]s naming the
+    /// agents among those read.
+    fn by_round(
+        loads: &[Option<AgentLoad>],
+        steps: u64,
+        total: u64,
+        fair: f32,
+        rules: &RebalanceRules,
+    ) -> Vec<BudgetUpdate> {
+        let round = RoundSteps {
+            interval: 0,
+            first: 0,
+            steps,
+        };
+        let mut tally = Tally::default();
+        let mut weighing = None;
+        let mut updates = Vec::new();
+        let read: Vec<usize> = (0..loads.len()).filter(|&i| loads[i].is_some()).collect();
+        for step in 0..steps {
+            let work = round.work(step, loads.len()).unwrap();
+            for i in work.read {
+                if let Some(load) = &loads[i] {
+                    tally.add(i as u32, load, rules);
+                }
+            }
+            if let Some(weigh) = work.weigh {
+                if weigh.0 == 0 {
+                    weighing = Some(Weighing::start(&mut tally, total, fair, loads, rules));
+                }
+                let w = weighing.as_mut().unwrap();
+                w.weigh(loads[part(loads.len(), weigh)].iter().flatten(), rules);
+                if weigh.0 + 1 == weigh.1 {
+                    w.finish();
+                }
+            }
+            if let Some(apply) = work.apply {
+                let w = weighing.as_ref().unwrap();
+                for i in part(loads.len(), apply) {
+                    let Some(load) = &loads[i] else { continue };
+                    let take = w
+                        .takes
+                        .iter()
+                        .find(|t| t.0 as usize == i)
+                        .map_or(0, |t| t.1);
+                    let (limit, share) = w.budget(load, take, rules);
+                    if limit != load.memory_limit || share != load.cpu_share {
+                        updates.push(BudgetUpdate {
+                            index: read.binary_search(&i).unwrap() as u32,
+                            memory_limit: limit,
+                            cpu_share: share,
+                            priority_boost: share > fair,
+                        });
+                    }
+                }
+            }
+        }
+        updates
+    }
+
+    /// A round spread over its steps sets exactly the budgets one
+    /// [`rebalance`] of the loads read would: memory short or plenty, shares
+    /// to scale or not, any number of steps.
+    #[test]
+    fn a_spread_round_decides_as_one_rebalancing() {
+        let mut rng = Pcg32::seed_from_u64(7);
+        let rules = RebalanceRules::default();
+        let mut checked = 0;
+        for case in 0..60 {
+            let n = rng.random_range(0..300);
+            let loads = loads(&mut rng, n);
+            let read: Vec<AgentLoad> = loads.iter().flatten().copied().collect();
+            let used: u64 = read.iter().map(|a| u64::from(a.memory_limit)).sum();
+            // Nothing free, a little, or plenty; fair shares that do and do
+            // not make the shares add up to more than one.
+            let total = [0, used, used + 500, used * 2][case % 4];
+            let fair = [0.002, 0.01, 0.05][case % 3];
+            let (expected, summary) = rebalance(&read, total, fair, &rules);
+            for steps in [1, 2, 3, 10, 100] {
+                assert_eq!(
+                    by_round(&loads, steps, total, fair, &rules),
+                    expected,
+                    "case {case}, {steps} steps"
+                );
+            }
+            checked += usize::from(summary.memory_receivers > 0 && summary.boosted > 0);
+        }
+        assert!(checked > 10, "memory and shares moved in {checked} cases");
     }
 }
