@@ -156,6 +156,20 @@ pub enum SweepAction {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Compare every point of a sweep with a baseline point, seed by seed:
+    /// the mean paired difference of each figure, its 95 % confidence
+    /// interval (Student's t), and on how many seeds the point came out above
+    /// and below the baseline.
+    Compare {
+        /// The sweep's results folder (`sweep --out`).
+        dir: PathBuf,
+        /// The figures to compare, comma-separated, e.g. `world.harvested`.
+        #[arg(long, value_name = "FIGURE", value_delimiter = ',', required = true)]
+        y: Vec<String>,
+        /// The point the others are compared with.
+        #[arg(long, default_value_t = 0)]
+        baseline: u64,
+    },
 }
 
 /// Part `index` (0-based) of `count` of a sweep.

@@ -1,6 +1,7 @@
 //! `continuum sweep plot`: pictures of a sweep's table (PNG and SVG, with a
 //! legend and a panel per figure), and clear errors (exit code 2) for unknown
-//! or non-numeric columns, an empty table and other picture formats.
+//! or non-numeric columns, an empty table and other picture formats; and
+//! `continuum sweep compare`, the points of a table against a baseline.
 
 mod common;
 
@@ -325,4 +326,65 @@ fn a_refused_plot_leaves_the_previous_picture_as_it_was() {
     let out = sweep_plot(dir.path(), &["--x", "nope", "--y", "conflicts"], &svg);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(std::fs::read(&svg).unwrap(), before);
+}
+
+/// Runs `continuum sweep compare DIR ARGS...`.
+fn sweep_compare(dir: &Path, args: &[&str]) -> Output {
+    let mut all: Vec<&OsStr> = vec!["sweep".as_ref(), "compare".as_ref(), dir.as_os_str()];
+    all.extend(args.iter().map(OsStr::new));
+    continuum(all)
+}
+
+#[test]
+fn compare_pairs_each_point_with_the_baseline_seed_by_seed() {
+    let dir = Scratch::new("compare", RUNS);
+    let out = sweep_compare(dir.path(), &["--y", "conflicts"]);
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = |point: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().take(2).eq(["conflicts", point]))
+            .unwrap_or_else(|| panic!("no row for point {point}:\n{text}"))
+            .to_owned()
+    };
+    // Point 1 against point 0: 8 − 10 and 9 − 14, a mean of −3.5 on a
+    // baseline of 12, below on both seeds; two pairs leave a wide interval.
+    let one = row("1");
+    for expected in ["2", "12.0", "-3.500 (-29.17 %)", "0/2"] {
+        assert!(one.contains(expected), "{expected:?} not in {one:?}");
+    }
+    assert!(!one.contains('*'), "{one}");
+    // Point 2: 20 more on both seeds, with no spread: clear of the noise.
+    let two = row("2");
+    assert!(
+        two.contains("+20.000 (+166.67 %)") && two.contains("[+20.000, +20.000] *"),
+        "{two}"
+    );
+    assert!(two.ends_with("2/0"), "{two}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("conflicts")).count(),
+        5
+    );
+
+    let other = sweep_compare(dir.path(), &["--y", "conflicts", "--baseline", "2"]);
+    assert_ok(&other);
+    assert!(String::from_utf8_lossy(&other.stdout).contains("against point 2"));
+}
+
+#[test]
+fn compare_refuses_an_unknown_baseline_or_figure() {
+    let dir = Scratch::new("compare-bad", RUNS);
+    let out = sweep_compare(dir.path(), &["--y", "conflicts", "--baseline", "9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no point 9 to compare with; its points: 0, 1, 2, 3, 4, 5"));
+    let out = sweep_compare(dir.path(), &["--y", "harvest"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no column `harvest`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sweep_compare(dir.path(), &["--y", "mode"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a number"), "{}", stderr(&out));
 }

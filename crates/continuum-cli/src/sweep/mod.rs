@@ -9,6 +9,7 @@
 //! `reports/run-NNNNNN.json`, and with `series` in the sweep file
 //! `series/run-NNNNNN.csv` and their join `series.csv`.
 
+pub mod compare;
 pub mod merge;
 pub mod plot;
 pub mod runner;
@@ -46,6 +47,9 @@ pub const PARAMETER_PREFIX: &str = "param.";
 pub fn sweep_command(args: SweepArgs) -> ExitCode {
     match &args.action {
         Some(SweepAction::Merge { parts, out }) => return merge::merge_command(parts, out),
+        Some(SweepAction::Compare { dir, y, baseline }) => {
+            return compare::compare_command(dir, y, *baseline);
+        }
         Some(SweepAction::Plot {
             dir,
             x,

@@ -124,7 +124,7 @@ pub fn plot(dir: &Path, axes: Axes, output: &Path) -> Result<String, SweepPlotEr
 }
 
 /// The sweep's name from its manifest, or else the folder's.
-fn sweep_name(dir: &Path) -> String {
+pub(super) fn sweep_name(dir: &Path) -> String {
     Manifest::read(dir)
         .ok()
         .flatten()
@@ -140,15 +140,15 @@ fn plural(n: usize) -> &'static str {
 
 /// A sweep's table as read for plotting: its columns and its rows, in run
 /// order.
-struct Runs {
-    path: PathBuf,
+pub(super) struct Runs {
+    pub(super) path: PathBuf,
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    pub(super) rows: Vec<Vec<String>>,
 }
 
 impl Runs {
     /// Reads `DIR/runs.csv`, which must hold at least one run.
-    fn read(dir: &Path) -> Result<Self, SweepPlotError> {
+    pub(super) fn read(dir: &Path) -> Result<Self, SweepPlotError> {
         let path = dir.join(RUNS_FILE);
         if !path.is_file() {
             return Err(SweepPlotError::NoTable(path));
@@ -165,7 +165,7 @@ impl Runs {
     }
 
     /// The position of column `name` (matched exactly).
-    fn column(&self, name: &str) -> Result<usize, SweepPlotError> {
+    pub(super) fn column(&self, name: &str) -> Result<usize, SweepPlotError> {
         self.header
             .iter()
             .position(|c| c == name)
@@ -188,7 +188,7 @@ impl Runs {
 
     /// Column `name`'s numbers, a row each; a cell that is not a finite
     /// number is an error naming its run.
-    fn numbers(&self, name: &str) -> Result<Vec<f64>, SweepPlotError> {
+    pub(super) fn numbers(&self, name: &str) -> Result<Vec<f64>, SweepPlotError> {
         let cells = self.cells(name)?;
         cells
             .iter()
