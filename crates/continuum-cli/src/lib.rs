@@ -82,10 +82,17 @@ pub fn main() -> ExitCode {
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
         Command::Validate { scenario } => {
             match Scenario::load(&scenario).and_then(|s| s.check_resources(&scenario).map(|()| s)) {
-                Ok(_) => {
-                    outln!("ok");
-                    ExitCode::SUCCESS
-                }
+                // The app is built (no agent is admitted before it starts) to
+                // see whether the memory budget holds the agents.
+                Ok(s) => match continuum::memory::check_budget(
+                    continuum::headless::build_app(s, 1).world(),
+                ) {
+                    Ok(()) => {
+                        outln!("ok");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => invalid(&format_args!("{}: {e}", scenario.display())),
+                },
                 Err(e) => invalid(&e),
             }
         }

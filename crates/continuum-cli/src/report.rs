@@ -92,7 +92,11 @@ pub struct CacheSummary {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct MemorySummary {
     pub budget_bytes: u64,
+    /// Each agent's memory limit (its slab blocks).
     pub per_agent_limit_bytes: u64,
+    /// What the engine keeps per agent beside its memory (components, index
+    /// entries), which the budget holds too.
+    pub engine_bytes_per_agent: u64,
     /// Resident memory added since the world was generated, per active agent
     /// (agents, their indices, and everything the run allocated since).
     pub bytes_per_agent: f64,
@@ -523,6 +527,7 @@ fn memory_summary(world: &mut World) -> Option<MemorySummary> {
     Some(MemorySummary {
         budget_bytes: plan.total_bytes,
         per_agent_limit_bytes: plan.per_agent_bytes,
+        engine_bytes_per_agent: plan.engine_bytes_per_agent,
         bytes_per_agent: mean(added as usize),
         held_bytes_mean: mean(held),
         block_bytes_mean: mean(blocks),

@@ -194,6 +194,10 @@ fn execute(
         plugins = plugins.disable::<ResourceMonitorPlugin>();
     }
     let mut app = build_app_with(scenario, threads, plugins);
+    // Before any agent is admitted: a budget that cannot hold them is bad input.
+    if let Err(e) = continuum::memory::check_budget(app.world()) {
+        return invalid(&format_args!("scenario `{name}`: {e}"));
+    }
     if args.metrics.is_some() || args.plot.is_some() {
         crate::series::record(&mut app, run_label, args.metrics_interval);
     }

@@ -441,3 +441,18 @@ fn a_failed_report_write_keeps_the_previous_report() {
     left.sort();
     assert_eq!(left, [blocker.file_name().unwrap(), "report.json".as_ref()]);
 }
+
+#[test]
+fn a_budget_too_small_for_max_agents_is_refused_with_its_figures() {
+    rejects(
+        "budget-too-small.ron",
+        "    name: \"good\",",
+        "    name: \"good\", max_agents: 1000, memory: (budget: Bytes(100000)),",
+        &[
+            "memory.budget: 100000 bytes is too small for max_agents = 1000",
+            "80 bytes per agent",
+            "engine's own state takes",
+            "bytes are needed",
+        ],
+    );
+}

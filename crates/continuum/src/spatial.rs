@@ -242,6 +242,11 @@ impl<T> CellGrid<T> {
     pub fn bytes_per_cell() -> usize {
         std::mem::size_of::<Cell<T>>()
     }
+
+    /// Bytes one item takes in a cell (its position and its value).
+    pub fn bytes_per_item() -> usize {
+        std::mem::size_of::<(SharedPos, T)>()
+    }
 }
 
 impl<T: Copy + Default> CellGrid<T> {

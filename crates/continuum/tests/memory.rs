@@ -4,6 +4,7 @@
 
 mod common;
 
+use bevy_ecs::prelude::*;
 use continuum::memory::{MemoryPlan, SharedCache, TierCaps};
 use continuum::prelude::*;
 
@@ -67,13 +68,17 @@ fn no_tier_ever_exceeds_its_capacity() {
 }
 
 fn with_budget(budget: &str) -> SimHarness {
+    with_budget_shared(budget, 0.25)
+}
+
+fn with_budget_shared(budget: &str, shared: f64) -> SimHarness {
     let scenario = common::scenario(&format!(
         r#"Scenario(
             name: "budget",
             world: (sites: 200),
             clock: (fixed_hz: 100.0),
             max_agents: 100,
-            memory: (budget: {budget}, shared_fraction: 0.25),
+            memory: (budget: {budget}, shared_fraction: {shared}),
             groups: [(kind: "explorer", count: 40), (kind: "controller", count: 40)],
         )"#
     ));
@@ -82,52 +87,73 @@ fn with_budget(budget: &str) -> SimHarness {
     sim
 }
 
+/// The budget that leaves each of the 100 agents `memory` bytes beside the
+/// engine's own state, with `shared` of it for the cache.
+fn budget_for(memory: u64, shared: f64) -> String {
+    let engine = with_budget("Auto")
+        .world()
+        .resource::<MemoryPlan>()
+        .engine_bytes_per_agent;
+    format!(
+        "Bytes({})",
+        ((memory + engine) as f64 * 100.0 / (1.0 - shared)).ceil() as u64 + 100
+    )
+}
+
 #[test]
 fn the_budget_sizes_the_shared_cache_and_each_agents_tiers() {
-    let sim = with_budget("Bytes(64000)");
-    let plan = sim.world().resource::<MemoryPlan>();
-    assert_eq!(plan.shared_bytes, 16_000);
+    let budget = budget_for(480, 0.25);
+    let sim = with_budget(&budget);
+    let plan = sim.world().resource::<MemoryPlan>().clone();
+    assert_eq!(plan.shared_bytes, plan.total_bytes / 4);
     assert_eq!(
         plan.per_agent_bytes,
-        48_000 / 100,
-        "(1 - shared) × budget / max_agents"
+        (plan.total_bytes - plan.shared_bytes) / 100 - plan.engine_bytes_per_agent,
+        "(1 - shared) × budget / max_agents, less the engine's own bytes"
+    );
+    assert_eq!(plan.per_agent_bytes, 480);
+    assert!(
+        100 * (plan.per_agent_bytes + plan.engine_bytes_per_agent) + plan.shared_bytes
+            <= plan.total_bytes,
+        "the budget holds it all"
     );
     assert_eq!(
         sim.world().resource::<SharedCache>().capacity(),
-        16_000 / SharedCache::ENTRY_BYTES
+        plan.shared_bytes as usize / SharedCache::ENTRY_BYTES
     );
 
-    // 480 bytes each: more than the defaults (184), so tiers grow to the maxima.
+    // 480 bytes each: more than the defaults' blocks (224), so tiers grow
+    // toward the maxima, their blocks within the limit.
     let mut sim = sim;
     for (_, m) in sim.agents::<Memory>() {
         assert_eq!(m.limit(), 480);
-        assert!(m.caps().bytes() <= 480);
+        assert!(m.caps().block_bytes() <= 480);
+        assert!(m.caps().bytes() > 208, "{:?}", m.caps());
     }
 
-    // A tight budget: 92 bytes each, half the defaults.
-    let mut tight = with_budget("Bytes(12267)");
+    // A tight budget: 112 bytes each, half the defaults' blocks.
+    let mut tight = with_budget(&budget_for(112, 0.25));
     let expected = TierCaps {
         working: 6,
         short_term: 6,
         intermediate: 4,
         long_term: 3,
     }
-    .scaled_to(92);
-    assert!(expected.bytes() <= 92 && expected != TierCaps::NONE);
+    .scaled_to(112);
+    assert!(expected.block_bytes() <= 112 && expected != TierCaps::NONE);
     for (_, m) in tight.agents::<Memory>() {
         assert_eq!(m.caps(), expected);
     }
-    let small_cache = tight.world().resource::<SharedCache>().capacity();
-    assert_eq!(small_cache, 3066 / SharedCache::ENTRY_BYTES);
 }
 
 #[test]
 fn a_small_shared_cache_evicts_and_counts() {
-    let mut sim = with_budget("Bytes(12267)");
+    // 5 % of the budget: room for fewer facts than the world has sites.
+    let mut sim = with_budget_shared(&budget_for(112, 0.05), 0.05);
     sim.run_for(60.0);
     let stats = sim.world().resource::<SharedCache>().stats();
-    assert_eq!(stats.capacity, 47);
-    assert!(stats.len <= 47);
+    assert!(stats.capacity < 100, "{stats:?}");
+    assert!(stats.len <= stats.capacity);
     assert!(stats.evictions > 0, "{stats:?}");
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
 }
@@ -163,4 +189,39 @@ fn a_changed_limit_resizes_the_tiers_at_the_next_tick() {
     );
     let p = sim.world().get::<Perception>(victim).unwrap();
     assert!(p.capacity() <= usize::from(m.caps().working));
+}
+
+/// The engine's bytes per agent the budget holds are what the ECS says an
+/// agent entity's components take, plus a little bookkeeping: measured from
+/// the app's own registrations, so a component added to agents counts.
+#[test]
+fn the_engine_bytes_per_agent_are_those_of_an_agent_entity() {
+    let mut sim = SimHarness::new(common::shipped("quickstart.ron"));
+    let engine = sim.world().resource::<MemoryPlan>().engine_bytes_per_agent;
+    let world = sim.world_mut();
+    let entity = world
+        .query_filtered::<Entity, With<Agent>>()
+        .iter(world)
+        .next()
+        .expect("an agent");
+    let components = world.components();
+    let carried: usize = world
+        .entity(entity)
+        .archetype()
+        .components()
+        .iter()
+        .filter_map(|&id| components.get_info(id))
+        .map(|info| info.layout().size())
+        .sum();
+    assert!(carried > 100, "{carried}");
+    assert_eq!(
+        engine,
+        continuum::agent::engine_bytes_per_agent(components),
+        "the plan's figure"
+    );
+    let bookkeeping = engine as usize - carried;
+    assert!(
+        (16..=64).contains(&bookkeeping),
+        "{engine} bytes counted for {carried} of components"
+    );
 }

@@ -257,9 +257,14 @@ fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
     );
     let log = sim.world().resource::<BudgetLog>();
     assert!(log.recent.iter().any(|c| c.what.starts_with("memory:")));
-    // Tiers follow the new limits.
+    // Tiers follow the new limits, and what each memory's blocks really take
+    // stays within its limit.
     for (id, memory) in sim.agents::<Memory>() {
-        assert!(memory.caps().bytes() <= memory.limit() as usize, "{id}");
+        assert!(
+            memory.caps().block_bytes() <= memory.limit() as usize,
+            "{id}"
+        );
+        assert!(memory.block_bytes() <= memory.limit() as usize, "{id}");
     }
     // Each one-second round of 100 steps read the 400 agents over 49 steps,
     // weighed them over 17 and applied the new budgets over 34: no step did

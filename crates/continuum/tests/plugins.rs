@@ -109,7 +109,7 @@ fn without_the_archetype_plugin_the_built_in_kinds_use_default_memory_rules() {
             .is_empty()
     );
     assert!(submitted(&sim) > 0);
-    let default_bytes = continuum::memory::DEFAULT_RULES.capacity.bytes() as u32;
+    let default_bytes = continuum::memory::DEFAULT_RULES.capacity.block_bytes() as u32;
     assert!(
         sim.agents::<Memory>()
             .iter()

@@ -25,6 +25,11 @@ pub struct IndexedAgent {
 #[derive(Resource, Clone, Debug)]
 pub struct AgentIndex(pub CellGrid<IndexedAgent>);
 
+/// Bytes of one agent's entry in the index.
+pub(crate) fn entry_bytes() -> usize {
+    CellGrid::<IndexedAgent>::bytes_per_item()
+}
+
 impl Default for AgentIndex {
     fn default() -> Self {
         Self(CellGrid::new(

@@ -26,3 +26,42 @@ pub(crate) use pool::PoolImage;
 pub use pool::{AgentBlueprint, AgentPool};
 pub(crate) use schedule::ScheduleImage;
 pub use schedule::{AgentLists, AgentSchedule, DueAgents};
+
+/// The engine's own bytes per agent, outside its memory's slab blocks: the
+/// components an agent entity carries (those it is spawned with and those the
+/// app's plugins require of [`Agent`], as registered in `components`: the
+/// sizes are the ECS's own), the entity's place in its table and in the
+/// entity index, and its entries in the [`AgentSchedule`] and the
+/// [`AgentIndex`]. Without [`Agent`] registered, 0.
+pub fn engine_bytes_per_agent(components: &bevy_ecs::component::Components) -> u64 {
+    let Some(agent) = components.component_id::<Agent>() else {
+        return 0;
+    };
+    let spawned = [
+        components.component_id::<Cadence>(),
+        components.component_id::<Position>(),
+        components.component_id::<Velocity>(),
+        components.component_id::<Body>(),
+        components.component_id::<AgentRng>(),
+    ];
+    let required = components
+        .get_info(agent)
+        .map(|info| info.required_components().iter_ids().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut ids: Vec<_> = std::iter::once(agent)
+        .chain(spawned.into_iter().flatten())
+        .chain(required)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let component_bytes: usize = ids
+        .iter()
+        .filter_map(|&id| components.get_info(id))
+        .map(|info| info.layout().size())
+        .sum();
+    let bookkeeping = size_of::<bevy_ecs::entity::Entity>()
+        + size_of::<bevy_ecs::entity::EntityLocation>()
+        + schedule::ENTRY_BYTES
+        + index::entry_bytes();
+    (component_bytes + bookkeeping) as u64
+}

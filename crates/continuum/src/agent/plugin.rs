@@ -62,6 +62,16 @@ impl std::ops::Deref for Admitted {
 impl Plugin for AgentPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
+        // Registered now, not at the first admission: the memory budget
+        // counts what an agent's components take before any is admitted
+        // (`engine_bytes_per_agent`).
+        let world = app.world_mut();
+        world.register_component::<Agent>();
+        world.register_component::<Cadence>();
+        world.register_component::<Position>();
+        world.register_component::<Velocity>();
+        world.register_component::<Body>();
+        world.register_component::<AgentRng>();
         app.init_resource::<AgentPool>()
             .init_resource::<AgentSchedule>()
             .init_resource::<DueAgents>()

@@ -9,6 +9,9 @@ use crate::clock::SimTime;
 const WHEEL_SLOTS: usize = 1024;
 
 /// 16 bytes: the entity, the lap of the wheel it is due in, and its kind.
+/// Bytes of one agent's entry in the schedule.
+pub(crate) const ENTRY_BYTES: usize = size_of::<Entry>();
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     entity: Entity,

@@ -30,9 +30,9 @@ mod slab;
 pub(crate) use cache::CacheImage;
 pub use cache::{CacheStats, SharedCache, SharedFact};
 pub use perception::Perception;
-pub use plugin::MemoryPlugin;
+pub use plugin::{MemoryPlugin, check_budget};
 pub use slab::SlabUsage;
-use slab::{SLAB_VEC_MAX, SlabRecord, SlabVec};
+use slab::{SLAB_VEC_MAX, SlabRecord, SlabVec, block_records};
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,19 @@ impl TierCaps {
             .sum()
     }
 
+    /// Bytes the memory's slab blocks take at most with these capacities:
+    /// the facts of the intermediate and long-term tiers share one block,
+    /// the observations take another, each of the smallest size (2, 4, 8 or
+    /// 16 records) that holds its tiers full. This is what a memory really
+    /// holds, and what its limit bounds; the working tier lives in the
+    /// agent's [`Perception`], inline.
+    pub fn block_bytes(&self) -> usize {
+        let caps = self.clamped();
+        block_records(usize::from(caps.intermediate) + usize::from(caps.long_term))
+            * size_of::<Fact>()
+            + block_records(usize::from(caps.short_term)) * size_of::<Observation>()
+    }
+
     /// The capacities clamped to the tier maxima.
     pub fn clamped(self) -> Self {
         Self {
@@ -125,15 +138,16 @@ impl TierCaps {
         }
     }
 
-    /// The largest capacities, in proportion to `self`, that fit in `limit`
-    /// bytes (and in the tier maxima). With `limit` at or above
-    /// [`bytes`](Self::bytes), every tier may grow by the same factor.
+    /// The largest capacities, in proportion to `self`, whose blocks fit in
+    /// `limit` bytes ([`block_bytes`](Self::block_bytes); and in the tier
+    /// maxima). With `limit` at or above `self.block_bytes()`, every tier may
+    /// grow by the same factor. The working tier scales with the others.
     pub fn scaled_to(self, limit: usize) -> Self {
         let base = self.clamped();
-        if base.bytes() == 0 {
+        if base.block_bytes() == 0 {
             return base;
         }
-        let factor = limit as f64 / base.bytes() as f64;
+        let factor = limit as f64 / base.block_bytes() as f64;
         let scale = |c: u8, max: usize| ((f64::from(c) * factor).floor() as usize).min(max) as u8;
         let mut caps = Self {
             working: scale(base.working, WORKING_MAX),
@@ -141,25 +155,19 @@ impl TierCaps {
             intermediate: scale(base.intermediate, INTERMEDIATE_MAX),
             long_term: scale(base.long_term, LONG_TERM_MAX),
         };
-        // Flooring keeps the total within the limit; take away from the largest
-        // tier in bytes if rounding ever left it above.
-        while caps.bytes() > limit {
-            let tiers = [
-                caps.working,
-                caps.short_term,
-                caps.intermediate,
-                caps.long_term,
-            ];
+        // Blocks come in whole sizes: take a record at a time from the tier
+        // whose records take the most bytes until the blocks fit.
+        while caps.block_bytes() > limit {
+            let tiers = [caps.short_term, caps.intermediate, caps.long_term];
             let (i, _) = tiers
                 .iter()
-                .zip(RECORD_BYTES)
+                .zip(&RECORD_BYTES[1..])
                 .enumerate()
-                .max_by_key(|(i, (c, b))| (usize::from(**c) * b, std::cmp::Reverse(*i)))
-                .expect("four tiers");
+                .max_by_key(|(i, (c, b))| (usize::from(**c) * **b, std::cmp::Reverse(*i)))
+                .expect("three tiers");
             match i {
-                0 => caps.working -= 1,
-                1 => caps.short_term -= 1,
-                2 => caps.intermediate -= 1,
+                0 => caps.short_term -= 1,
+                1 => caps.intermediate -= 1,
                 _ => caps.long_term -= 1,
             }
         }
@@ -273,8 +281,8 @@ impl MemoryKinds {
         self.get(kind).unwrap_or(&DEFAULT_RULES)
     }
 
-    /// Bytes of the largest default capacities of any kind: what an agent
-    /// needs under an automatic budget.
+    /// Bytes the blocks of the largest default capacities of any kind take:
+    /// what an agent needs under an automatic budget.
     pub fn largest_default_bytes(&self) -> u64 {
         let kinds = if self.0.is_empty() {
             std::slice::from_ref(&DEFAULT_RULES)
@@ -283,7 +291,7 @@ impl MemoryKinds {
         };
         kinds
             .iter()
-            .map(|r| r.capacity.clamped().bytes() as u64)
+            .map(|r| r.capacity.clamped().block_bytes() as u64)
             .max()
             .unwrap_or(0)
     }
@@ -517,7 +525,7 @@ impl Memory {
             Sizing::Sized | Sizing::Resize => return,
         };
         let limit = limit
-            .unwrap_or(base.bytes() as u64)
+            .unwrap_or(base.block_bytes() as u64)
             .min(u64::from(u32::MAX)) as u32;
         let caps = base.scaled_to(limit as usize);
         *perception = Perception::with_capacity(usize::from(caps.working));
@@ -568,6 +576,11 @@ impl Memory {
             let i = least_valuable(self.long_term());
             self.remove_long(i);
         }
+        // Blocks no larger than the new capacities need: what the memory
+        // holds stays within its limit.
+        self.short_term.fit_to(usize::from(self.caps.short_term));
+        self.facts
+            .fit_to(usize::from(self.caps.intermediate) + usize::from(self.caps.long_term));
     }
 
     /// Recent observations, oldest first.
@@ -898,14 +911,26 @@ impl Default for MemorySettings {
 }
 
 /// The memory budget worked out at startup.
+///
+/// With a budget in bytes and a maximum of agents, the budget holds it all:
+/// the shared cache's share, and for every agent the engine's own state
+/// ([`engine_bytes_per_agent`](Self::engine_bytes_per_agent)) and its
+/// memory's limit, what is left. An automatic budget is the total those
+/// parts come to with every agent at its kind's default capacities.
 #[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemoryPlan {
     /// The whole budget in bytes.
     pub total_bytes: u64,
     /// The shared cache's share in bytes.
     pub shared_bytes: u64,
-    /// Each agent's limit: `(1 - shared_fraction) × total / max_agents`.
+    /// Each agent's memory limit (its slab blocks):
+    /// `(total − shared) / max_agents − engine_bytes_per_agent`.
     pub per_agent_bytes: u64,
+    /// What the engine itself keeps per agent beside its memory: its
+    /// components, its entity's places in the ECS's tables and index, its
+    /// entries in the schedule and the spatial index
+    /// ([`engine_bytes_per_agent`](crate::agent::engine_bytes_per_agent)).
+    pub engine_bytes_per_agent: u64,
     /// Facts the shared cache holds.
     pub cache_capacity: usize,
     /// Resident memory of the process when the plan was made (after the world
@@ -913,55 +938,123 @@ pub struct MemoryPlan {
     pub baseline_rss: Option<u64>,
 }
 
+/// A budget in bytes that cannot hold `max_agents` agents: after the shared
+/// cache's share, each agent's part is smaller than the engine's own state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetTooSmall {
+    pub budget: u64,
+    pub shared: u64,
+    pub fraction: f64,
+    pub max_agents: usize,
+    pub share: u64,
+    pub engine: u64,
+    pub needed: u64,
+}
+
+impl std::fmt::Display for BudgetTooSmall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "memory.budget: {} bytes is too small for max_agents = {}: after the shared \
+             cache's {} bytes ({} of the budget) it leaves {} bytes per agent, and the engine's \
+             own state takes {} bytes per agent; at least {} bytes are needed (or a smaller \
+             max_agents)",
+            self.budget,
+            self.max_agents,
+            self.shared,
+            self.fraction,
+            self.share,
+            self.engine,
+            self.needed
+        )
+    }
+}
+
+impl std::error::Error for BudgetTooSmall {}
+
 impl MemoryPlan {
-    /// Works out the plan. `default_agent_bytes` is what the largest default
-    /// capacities take; `machine_bytes` the machine's total memory (for
+    /// Works out the plan. `default_agent_bytes` is what the blocks of the
+    /// largest default capacities take; `engine_bytes` the engine's own state
+    /// per agent; `machine_bytes` the machine's total memory (for
     /// [`MemoryBudget::MachineFraction`]). Without a maximum of agents (`None`,
     /// an unlimited pool) an automatic budget gives every agent its defaults and
     /// the cache room for `sites` facts, and an explicit budget gives every agent
-    /// its defaults and the cache its share.
+    /// its defaults and the cache its share. A budget too small for the engine's
+    /// own state leaves the agents no memory ([`shortfall`](Self::shortfall)
+    /// says so before a run).
     pub fn new(
         settings: &MemorySettings,
         max_agents: Option<usize>,
         default_agent_bytes: u64,
+        engine_bytes: u64,
         machine_bytes: u64,
         sites: usize,
     ) -> Self {
         let shared = settings.shared_fraction.clamp(0.0, 0.99);
-        let explicit = match settings.budget {
-            MemoryBudget::Auto => None,
-            MemoryBudget::Bytes(b) => Some(b),
-            MemoryBudget::MachineFraction(f) => Some((machine_bytes as f64 * f) as u64),
-        };
-        let (total, shared_bytes, per_agent) = match (explicit, max_agents) {
-            (Some(total), Some(n)) => {
-                let shared_bytes = (total as f64 * shared) as u64;
-                (
-                    total,
-                    shared_bytes,
-                    (total - shared_bytes) / n.max(1) as u64,
-                )
-            }
-            (None, Some(n)) => {
-                let agents = n.max(1) as u64;
-                let total = (agents.saturating_mul(default_agent_bytes) as f64 / (1.0 - shared))
-                    .ceil() as u64;
-                let shared_bytes = (total as f64 * shared) as u64;
-                (total, shared_bytes, (total - shared_bytes) / agents)
-            }
-            (Some(total), None) => (total, (total as f64 * shared) as u64, default_agent_bytes),
-            (None, None) => {
-                let shared_bytes = (sites * SharedCache::ENTRY_BYTES) as u64;
-                (shared_bytes, shared_bytes, default_agent_bytes)
-            }
-        };
+        let (total, shared_bytes, per_agent) =
+            match (explicit_bytes(settings.budget, machine_bytes), max_agents) {
+                (Some(total), Some(n)) => {
+                    let shared_bytes = (total as f64 * shared) as u64;
+                    let share = (total - shared_bytes) / n.max(1) as u64;
+                    (total, shared_bytes, share.saturating_sub(engine_bytes))
+                }
+                (None, Some(n)) => {
+                    let agents = n.max(1) as u64;
+                    let each = default_agent_bytes.saturating_add(engine_bytes);
+                    let total = (agents.saturating_mul(each) as f64 / (1.0 - shared)).ceil() as u64;
+                    let shared_bytes = (total as f64 * shared) as u64;
+                    (total, shared_bytes, default_agent_bytes)
+                }
+                (Some(total), None) => (total, (total as f64 * shared) as u64, default_agent_bytes),
+                (None, None) => {
+                    let shared_bytes = (sites * SharedCache::ENTRY_BYTES) as u64;
+                    (shared_bytes, shared_bytes, default_agent_bytes)
+                }
+            };
         Self {
             total_bytes: total,
             shared_bytes,
             per_agent_bytes: per_agent,
+            engine_bytes_per_agent: engine_bytes,
             cache_capacity: (shared_bytes / SharedCache::ENTRY_BYTES as u64) as usize,
             baseline_rss: None,
         }
+    }
+
+    /// Whether a budget in bytes (or a fraction of `machine_bytes`) is too
+    /// small for `max_agents` agents whose engine state takes `engine_bytes`
+    /// each: `None` when it holds them (or for an automatic budget, or an
+    /// unlimited pool).
+    pub fn shortfall(
+        settings: &MemorySettings,
+        max_agents: Option<usize>,
+        engine_bytes: u64,
+        machine_bytes: u64,
+    ) -> Option<BudgetTooSmall> {
+        let total = explicit_bytes(settings.budget, machine_bytes)?;
+        let n = max_agents?.max(1);
+        let fraction = settings.shared_fraction.clamp(0.0, 0.99);
+        let shared = (total as f64 * fraction) as u64;
+        let share = (total - shared) / n as u64;
+        (share < engine_bytes).then(|| BudgetTooSmall {
+            budget: total,
+            shared,
+            fraction,
+            max_agents: n,
+            share,
+            engine: engine_bytes,
+            needed: ((n as u64).saturating_mul(engine_bytes) as f64 / (1.0 - fraction)).ceil()
+                as u64,
+        })
+    }
+}
+
+/// The budget in bytes, unless it is automatic.
+fn explicit_bytes(budget: MemoryBudget, machine_bytes: u64) -> Option<u64> {
+    match budget {
+        MemoryBudget::Auto => None,
+        MemoryBudget::Bytes(b) => Some(b),
+        MemoryBudget::MachineFraction(f) => Some((machine_bytes as f64 * f) as u64),
     }
 }
 

@@ -70,6 +70,7 @@ fn plan_memory(
     kinds: Res<MemoryKinds>,
     pool: Option<Res<AgentPool>>,
     sites: Option<Res<Sites>>,
+    components: &bevy_ecs::component::Components,
 ) {
     let machine = match settings.budget {
         MemoryBudget::MachineFraction(_) => machine_memory_bytes(),
@@ -78,11 +79,16 @@ fn plan_memory(
     let max_agents = pool
         .map(|p| p.max_agents())
         .filter(|&max| max != usize::MAX);
+    let engine = crate::agent::engine_bytes_per_agent(components);
+    if let Some(shortfall) = MemoryPlan::shortfall(&settings, max_agents, engine, machine) {
+        tracing::error!("{shortfall}; the agents get no memory");
+    }
     let site_count = sites.map_or(0, |s| s.len());
     let mut plan = MemoryPlan::new(
         &settings,
         max_agents,
         kinds.largest_default_bytes(),
+        engine,
         machine,
         site_count,
     );
@@ -90,11 +96,32 @@ fn plan_memory(
     tracing::info!(
         total = plan.total_bytes,
         per_agent = plan.per_agent_bytes,
+        engine_per_agent = plan.engine_bytes_per_agent,
         cache_facts = plan.cache_capacity,
         "memory budget planned"
     );
     commands.insert_resource(SharedCache::new(site_count, plan.cache_capacity));
     commands.insert_resource(plan);
+}
+
+/// Whether the app's memory budget holds its `max_agents` agents (see
+/// [`MemoryPlan::shortfall`]): call it after the plugins are added and before
+/// the app starts, to refuse a run whose budget cannot hold its agents before
+/// any is admitted. Reads the machine's memory for a `MachineFraction` budget.
+pub fn check_budget(world: &World) -> Result<(), BudgetTooSmall> {
+    let Some(settings) = world.get_resource::<MemorySettings>() else {
+        return Ok(());
+    };
+    let machine = match settings.budget {
+        MemoryBudget::MachineFraction(_) => machine_memory_bytes(),
+        _ => 0,
+    };
+    let max_agents = world
+        .get_resource::<AgentPool>()
+        .map(|p| p.max_agents())
+        .filter(|&max| max != usize::MAX);
+    let engine = crate::agent::engine_bytes_per_agent(world.components());
+    MemoryPlan::shortfall(settings, max_agents, engine, machine).map_or(Ok(()), Err)
 }
 
 /// Sizes the tiers of the agents just admitted: their starting capacities

@@ -286,6 +286,15 @@ fn class_for(len: usize) -> usize {
         .expect("at most SLAB_VEC_MAX records")
 }
 
+/// Records in the block a [`SlabVec`] of `records` records at most ever
+/// takes: the smallest class that holds them (none for none).
+pub fn block_records(records: usize) -> usize {
+    match records {
+        0 => 0,
+        n => CLASS_RECORDS[class_for(n.min(SLAB_VEC_MAX))],
+    }
+}
+
 /// A vector of at most [`SLAB_VEC_MAX`] records whose storage is a block of its
 /// type's [`Slab`]: six bytes inline, the block sized to what it holds, no
 /// block while empty. It dereferences to a slice.
@@ -431,6 +440,18 @@ impl<T: SlabRecord> SlabVec<T> {
         }
         self.len = kept as u8;
         self.settle();
+    }
+
+    /// Moves the records to a smaller block if the one it has is larger than
+    /// a vector of at most `capacity` records ever takes ([`block_records`]):
+    /// after its capacity shrank, the vector takes no more room than a new
+    /// one would.
+    pub fn fit_to(&mut self, capacity: usize) {
+        let len = usize::from(self.len);
+        debug_assert!(len <= capacity.max(len));
+        if self.capacity() > block_records(capacity.max(len)) {
+            self.move_to((len > 0).then(|| class_for(len)));
+        }
     }
 
     /// After records went: no block for no records, a smaller block for a

@@ -181,10 +181,12 @@ fn zero_capacities_hold_nothing() {
 #[test]
 fn capacities_follow_the_budget() {
     let caps = rules().capacity;
-    let full = caps.bytes();
+    // 5 facts in a block of 8, 6 observations in a block of 8.
+    let full = caps.block_bytes();
+    assert_eq!(full, 8 * size_of::<Fact>() + 8 * size_of::<Observation>());
     assert_eq!(caps.scaled_to(full), caps);
     let half = caps.scaled_to(full / 2);
-    assert!(half.bytes() <= full / 2);
+    assert!(half.block_bytes() <= full / 2);
     assert_eq!(
         half,
         TierCaps {
@@ -195,6 +197,11 @@ fn capacities_follow_the_budget() {
         }
     );
     assert_eq!(caps.scaled_to(0), TierCaps::NONE);
+    // Whatever the limit, the blocks of the capacities fit in it.
+    for limit in 0..=2 * full {
+        let scaled = caps.scaled_to(limit);
+        assert!(scaled.block_bytes() <= limit, "{limit}: {scaled:?}");
+    }
     let big = caps.scaled_to(full * 100);
     assert_eq!(
         big,
@@ -204,17 +211,62 @@ fn capacities_follow_the_budget() {
     assert_eq!(big.long_term as usize, LONG_TERM_MAX);
 }
 
+/// Capacities that shrink take the blocks down with them: a memory never
+/// holds blocks larger than its capacities need.
+#[test]
+fn shrunk_capacities_free_their_large_blocks() {
+    let r = rules();
+    let big = TierCaps {
+        working: 6,
+        short_term: 8,
+        intermediate: 6,
+        long_term: 4,
+    };
+    let mut m = Memory::with_caps(big, big.block_bytes() as u32);
+    for t in 0..40 {
+        let sites: Vec<SiteId> = (0..6).map(|i| s(t * 6 + i)).collect();
+        m.consolidate(&sites, t * 10, &r, |_| Some(1.0));
+        m.consolidate(&sites, t * 10 + 5, &r, |_| Some(1.0));
+    }
+    // Sites seen once stay in short-term.
+    for t in 0..2 {
+        let sites: Vec<SiteId> = (0..4).map(|i| s(1000 + t * 4 + i)).collect();
+        m.consolidate(&sites, 500 + t, &r, |_| Some(1.0));
+    }
+    let (short, inter, _) = m.lens();
+    assert!(short >= 5 && inter >= 5, "{:?}", m.lens());
+    assert!(
+        m.block_bytes() > 8 * size_of::<Fact>(),
+        "{}",
+        m.block_bytes()
+    );
+    let small = TierCaps {
+        working: 6,
+        short_term: 3,
+        intermediate: 2,
+        long_term: 1,
+    };
+    m.set_caps(small, 1000, &r);
+    assert_eq!(m.lens(), (3, 2, 0));
+    assert_eq!(
+        m.block_bytes(),
+        2 * size_of::<Fact>() + 4 * size_of::<Observation>(),
+        "a block of two for two facts, of four for three observations"
+    );
+    assert!(m.block_bytes() <= small.block_bytes());
+}
+
 #[test]
 fn the_plan_follows_the_formulae() {
     let settings = MemorySettings {
         budget: MemoryBudget::Bytes(1_000_000),
         shared_fraction: 0.2,
     };
-    let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0);
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0, 0);
     assert_eq!(plan.shared_bytes, 200_000);
     assert_eq!(plan.per_agent_bytes, 800);
     assert_eq!(plan.cache_capacity, 200_000 / SharedCache::ENTRY_BYTES);
-    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0);
+    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0, 0);
     assert_eq!(
         auto.per_agent_bytes, 200,
         "an automatic budget covers the defaults exactly"
@@ -223,16 +275,73 @@ fn the_plan_follows_the_formulae() {
         budget: MemoryBudget::MachineFraction(0.5),
         shared_fraction: 0.25,
     };
-    let plan = MemoryPlan::new(&machine, Some(10), 0, 8_000, 0);
+    let plan = MemoryPlan::new(&machine, Some(10), 0, 0, 8_000, 0);
     assert_eq!(
         (plan.total_bytes, plan.shared_bytes, plan.per_agent_bytes),
         (4_000, 1_000, 300)
     );
-    let unlimited = MemoryPlan::new(&MemorySettings::default(), None, 200, 0, 50);
+    let unlimited = MemoryPlan::new(&MemorySettings::default(), None, 200, 300, 0, 50);
     assert_eq!(
         (unlimited.per_agent_bytes, unlimited.cache_capacity),
         (200, 50)
     );
+}
+
+/// The budget holds the engine's own state per agent beside the memories and
+/// the shared cache; an automatic budget counts it in its total.
+#[test]
+fn the_plan_holds_the_engine_state_within_the_budget() {
+    let settings = MemorySettings {
+        budget: MemoryBudget::Bytes(1_000_000),
+        shared_fraction: 0.2,
+    };
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, 0);
+    assert_eq!(
+        (plan.per_agent_bytes, plan.engine_bytes_per_agent),
+        (500, 300)
+    );
+    assert!(1000 * (plan.per_agent_bytes + 300) + plan.shared_bytes <= plan.total_bytes);
+    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 300, 0, 0);
+    assert_eq!(auto.per_agent_bytes, 200);
+    assert_eq!(auto.total_bytes, 625_000, "1000 × (200 + 300) over 0.8");
+    assert_eq!(auto.shared_bytes, 125_000);
+    assert_eq!(MemoryPlan::shortfall(&settings, Some(1000), 300, 0), None);
+    assert_eq!(
+        MemoryPlan::shortfall(&MemorySettings::default(), Some(10), 1 << 40, 0),
+        None
+    );
+    assert_eq!(MemoryPlan::shortfall(&settings, None, 1 << 40, 0), None);
+}
+
+#[test]
+fn a_budget_that_cannot_hold_the_agents_names_the_figures() {
+    let settings = MemorySettings {
+        budget: MemoryBudget::Bytes(100_000),
+        shared_fraction: 0.2,
+    };
+    let short = MemoryPlan::shortfall(&settings, Some(1000), 300, 0).expect("too small");
+    assert_eq!(
+        (short.share, short.engine, short.needed),
+        (80, 300, 375_000)
+    );
+    let text = short.to_string();
+    for figure in [
+        "100000 bytes",
+        "max_agents = 1000",
+        "20000 bytes",
+        "80 bytes per agent",
+        "300 bytes",
+        "375000",
+    ] {
+        assert!(text.contains(figure), "{figure:?} not in {text}");
+    }
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, 0);
+    assert_eq!(plan.per_agent_bytes, 0, "the agents get no memory");
+    let machine = MemorySettings {
+        budget: MemoryBudget::MachineFraction(0.001),
+        shared_fraction: 0.2,
+    };
+    assert!(MemoryPlan::shortfall(&machine, Some(1000), 300, 1 << 20).is_some());
 }
 
 fn fact(v: f32) -> SharedFact {

@@ -124,7 +124,8 @@ fn take_samples(
     stats.refresh_ms = sample.refresh_cost.as_secs_f64() * 1e3;
 }
 
-/// Bytes the maxima of every tier take: no limit above is of any use.
+/// Bytes the blocks of every tier at its maximum take: no limit above is of
+/// any use.
 fn ceiling_bytes() -> u32 {
     TierCaps {
         working: WORKING_MAX as u8,
@@ -132,7 +133,7 @@ fn ceiling_bytes() -> u32 {
         intermediate: INTERMEDIATE_MAX as u8,
         long_term: LONG_TERM_MAX as u8,
     }
-    .bytes() as u32
+    .block_bytes() as u32
 }
 
 /// Every `rebalance.every` virtual seconds, moves memory budget and CPU shares
@@ -214,7 +215,7 @@ fn rebalance_budgets(
                 |(_, agent, budget, memory, perception, cadence)| {
                     let defaults = kinds
                         .get(agent.kind)
-                        .map_or(0, |rules| rules.capacity.clamped().bytes() as u32);
+                        .map_or(0, |rules| rules.capacity.clamped().block_bytes() as u32);
                     let held = memory.held_bytes()
                         + perception.sites().len() * crate::memory::RECORD_BYTES[0];
                     // Fill counts against what the tiers can hold within the

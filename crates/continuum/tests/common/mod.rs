@@ -25,20 +25,32 @@ pub fn idle_kind(name: &str, tick_hz: f32) -> String {
     )
 }
 
+/// What the engine itself keeps per agent (its components and index
+/// entries), which a budget in bytes holds beside the agents' memories.
+pub fn engine_bytes_per_agent() -> u64 {
+    let sim = SimHarness::new(shipped("quickstart.ron"));
+    sim.world()
+        .resource::<continuum::memory::MemoryPlan>()
+        .engine_bytes_per_agent
+}
+
 /// Watchers standing among many sites, whose memories fill, and as many
-/// agents that see nothing and keep theirs empty: `each` of both, with 200
-/// bytes of memory each (a little more than the defaults take), so that the
-/// rebalancer moves memory from the blind to the watchers. Watchers hold
-/// about two thirds of what their tiers can: that counts as pressure here.
+/// agents that see nothing and keep theirs empty: `each` of both, with 224
+/// bytes of memory each (what the blocks of the default capacities take: 5
+/// facts and 6 observations in blocks of 8), so that the rebalancer moves
+/// memory from the blind to the watchers. Watchers hold about three fifths of
+/// what their tiers can: that counts as pressure here.
 pub fn watchers_and_blind(each: u32) -> Scenario {
-    let budget = u64::from(each) * 2 * 250; // 200 bytes each after the cache's 20 %
+    // 224 bytes of memory and the engine's own state each, after the
+    // cache's 20 %.
+    let budget = (u64::from(each) * 2 * (224 + engine_bytes_per_agent())).div_ceil(4) * 5;
     scenario(&format!(
         r#"Scenario(
             name: "rebalance",
             world: (size: (300.0, 300.0), sites: 400),
             clock: (fixed_hz: 100.0),
             memory: (budget: Bytes({budget}), shared_fraction: 0.2),
-            monitor: (rebalance: (memory_high: 0.6)),
+            monitor: (rebalance: (memory_high: 0.5)),
             archetypes: [{}],
             groups: [
                 (kind: "still", count: {each}, perception_radius: 40.0),
