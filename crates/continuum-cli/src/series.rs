@@ -32,6 +32,8 @@ pub struct MetricsRow {
     pub conflicts: u64,
     pub conflicts_per_sec: f64,
     pub cache_hit_rate: f64,
+    /// Facts the shared cache evicted since the start.
+    pub cache_evictions: u64,
     pub cpu_percent: f64,
     pub rss_bytes: u64,
     pub step_ms_p50: f64,
@@ -63,6 +65,7 @@ impl MetricsRow {
             conflicts: s.conflicts,
             conflicts_per_sec: s.conflicts_per_sec,
             cache_hit_rate: s.cache_hit_rate,
+            cache_evictions: s.cache_evictions,
             cpu_percent: s.cpu_percent,
             rss_bytes: s.rss_bytes,
             step_ms_p50: s.step_ms_p50,

@@ -185,6 +185,7 @@ fn the_dashboard_shows_the_numbers() {
         &format!("conflicts     {}", snapshot.conflicts),
         &format!("steps         {}", snapshot.steps),
         "10 %",
+        &format!("{} evicted", snapshot.cache_evictions),
         "explorer",
         "a warning",
     ] {

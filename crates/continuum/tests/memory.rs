@@ -156,6 +156,12 @@ fn a_small_shared_cache_evicts_and_counts() {
     assert!(stats.len <= stats.capacity);
     assert!(stats.evictions > 0, "{stats:?}");
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+    let live = sim
+        .world()
+        .resource::<continuum::metrics::Metrics>()
+        .snapshot()
+        .cache_evictions;
+    assert_eq!(live, stats.evictions, "the live metrics count them too");
 }
 
 #[test]

@@ -187,7 +187,14 @@ pub fn draw(frame: &mut Frame, state: &DashboardState) {
         row("rejected/s", si(s.rejected_per_sec)),
         row("conflicts/s", si(s.conflicts_per_sec)),
         row("conflicts", s.conflicts.to_string()),
-        row("cache hits", format!("{:.1} %", s.cache_hit_rate * 100.0)),
+        row(
+            "cache hits",
+            format!(
+                "{:.1} %, {} evicted",
+                s.cache_hit_rate * 100.0,
+                si(s.cache_evictions as f64)
+            ),
+        ),
     ];
     // Thinks under way (running, waiting for a slot) and late so far.
     if s.thinks_started > 0 {

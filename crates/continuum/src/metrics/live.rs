@@ -52,6 +52,8 @@ pub struct Snapshot {
     pub conflicts_per_sec: f64,
     /// Shared cache hits over reads in the window (0 without reads).
     pub cache_hit_rate: f64,
+    /// Facts the shared cache evicted since the start (its room was full).
+    pub cache_evictions: u64,
     /// Process CPU in percent of one core, from the latest sample (0 if none).
     pub cpu_percent: f64,
     /// Resident memory from the latest sample (0 if none).

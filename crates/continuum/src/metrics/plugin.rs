@@ -217,6 +217,7 @@ fn update_metrics(
         actions_applied: diag.applied,
         actions_rejected: diag.rejected,
         conflicts: diag.conflicts,
+        cache_evictions: cache.evictions,
         cpu_percent: sample.map_or(0.0, |s| f64::from(s.cpu_percent)),
         rss_bytes: sample.map_or(0, |s| s.rss_bytes),
         step_ms_p50: p50,
