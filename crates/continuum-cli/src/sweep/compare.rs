@@ -182,7 +182,7 @@ pub fn render(sweep: &str, baseline: u64, comparisons: &[Comparison]) -> String 
                 String::new()
             }
         };
-        let interval = p.half_width.map_or("n/a (one seed)".to_owned(), |h| {
+        let interval = p.half_width.map_or("n/a (< 2 seeds)".to_owned(), |h| {
             format!(
                 "[{}, {}]{}",
                 signed(p.mean - h),
