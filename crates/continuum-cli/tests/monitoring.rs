@@ -18,6 +18,19 @@ use continuum_cli::series::{MetricsRecorder, MetricsRow, SeriesWriter, read_seri
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+/// How a one-thread run at speed 1 of `scenario` went, for its report.
+fn context(scenario: &str, mode: ClockMode, wall_seconds: f64) -> RunContext {
+    RunContext {
+        scenario: scenario.into(),
+        threads: 1,
+        mode,
+        speed: 1.0,
+        wall_seconds,
+        interrupted: false,
+        resumed: None,
+    }
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("monitoring");
     std::fs::create_dir_all(&dir).unwrap();
@@ -40,15 +53,7 @@ fn live_metrics_match_the_report() {
     let diag = sim.world().resource::<ResolverDiagnostics>().clone();
     let report = RunReport::gather(
         sim.world_mut(),
-        &RunContext {
-            scenario: "quickstart".into(),
-            threads: 1,
-            mode: ClockMode::Fast,
-            speed: 1.0,
-            wall_seconds: 1.0,
-            interrupted: false,
-            resumed: None,
-        },
+        &context("quickstart", ClockMode::Fast, 1.0),
     );
     assert_eq!(snapshot.steps, 1200);
     assert_eq!(snapshot.steps, report.steps);
@@ -239,15 +244,7 @@ fn live_control_shows_on_the_dashboard_and_in_the_report() {
 
     let report = RunReport::gather(
         sim.world_mut(),
-        &RunContext {
-            scenario: "quickstart".into(),
-            threads: 1,
-            mode: ClockMode::Realtime,
-            speed: 1.0,
-            wall_seconds: 4.0,
-            interrupted: false,
-            resumed: None,
-        },
+        &context("quickstart", ClockMode::Realtime, 4.0),
     );
     assert_eq!(report.steps, 300, "1 s at ×1 and 1 s at ×2, at 100 Hz");
     assert_eq!(report.speed, 1.0);
@@ -344,18 +341,7 @@ fn thinks_reach_the_metrics_the_report_and_the_dashboard() {
     sim.run_for(10.0);
     let snapshot = sim.world().resource::<Metrics>().snapshot().clone();
     let diag = sim.world().resource::<ThinkDiagnostics>().clone();
-    let report = RunReport::gather(
-        sim.world_mut(),
-        &RunContext {
-            scenario: "planners".into(),
-            threads: 1,
-            mode: ClockMode::Fast,
-            speed: 1.0,
-            wall_seconds: 1.0,
-            interrupted: false,
-            resumed: None,
-        },
-    );
+    let report = RunReport::gather(sim.world_mut(), &context("planners", ClockMode::Fast, 1.0));
     let t = &report.think;
     assert!(t.started > 50, "{t:?}");
     assert_eq!(

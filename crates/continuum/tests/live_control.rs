@@ -5,30 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use bevy_ecs::prelude::*;
 use bevy_time::{Time, Virtual};
-use continuum::metrics::{Metrics, PaceLog, RunStats};
+use continuum::metrics::{Metrics, PaceLog};
 use continuum::monitor::ResourceStats;
 use continuum::prelude::*;
-
-/// 30 agents at 10 Hz on a 100 Hz clock.
-fn small() -> Scenario {
-    common::scenario(&format!(
-        r#"Scenario(
-            name: "live",
-            world: (sites: 40),
-            clock: (fixed_hz: 100.0),
-            max_agents: 40,
-            archetypes: [{}],
-            groups: [
-                (kind: "idle", count: 10, priority: High),
-                (kind: "idle", count: 10, priority: Normal),
-                (kind: "idle", count: 10, priority: Background),
-            ],
-        )"#,
-        common::idle_kind("idle", 10.0)
-    ))
-}
 
 fn virtual_elapsed(sim: &SimHarness) -> Duration {
     sim.world().resource::<Time<Virtual>>().elapsed()
@@ -70,7 +50,7 @@ fn a_pause_runs_no_steps_and_resuming_matches_a_run_never_paused() {
 #[test]
 fn realtime_pacing_keeps_the_ratio_near_one_at_speed_1_and_10() {
     for speed in [1.0, 10.0] {
-        let mut sim = SimHarness::realtime(small(), speed).unwrap();
+        let mut sim = SimHarness::realtime(common::three_priorities(), speed).unwrap();
         assert_eq!(sim.clock().step(), 0, "no step before real time passes");
         sim.advance_real(Duration::from_secs(5));
         let expected = 500.0 * speed;
@@ -87,7 +67,7 @@ fn realtime_pacing_keeps_the_ratio_near_one_at_speed_1_and_10() {
 
 #[test]
 fn steps_per_real_second_follow_a_speed_change() {
-    let mut sim = SimHarness::realtime(small(), 1.0).unwrap();
+    let mut sim = SimHarness::realtime(common::three_priorities(), 1.0).unwrap();
     sim.advance_real(Duration::from_secs(1));
     let at_1 = sim.clock().step();
     assert!((99..=101).contains(&at_1), "{at_1} steps at speed 1");
@@ -112,18 +92,18 @@ fn steps_per_real_second_follow_a_speed_change() {
 
 #[test]
 fn bad_speeds_are_refused_and_change_nothing() {
-    let mut sim = SimHarness::realtime(small(), 2.0).unwrap();
+    let mut sim = SimHarness::realtime(common::three_priorities(), 2.0).unwrap();
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2.0e6] {
         let err = sim.set_speed(bad).unwrap_err();
         assert!(err.to_string().contains("positive speed"), "{err}");
         assert_eq!(sim.speed(), 2.0);
     }
-    assert!(SimHarness::realtime(small(), 0.0).is_err());
+    assert!(SimHarness::realtime(common::three_priorities(), 0.0).is_err());
 }
 
 #[test]
 fn time_paused_in_realtime_is_not_lag() {
-    let mut sim = SimHarness::realtime(small(), 1.0).unwrap();
+    let mut sim = SimHarness::realtime(common::three_priorities(), 1.0).unwrap();
     sim.advance_real(Duration::from_secs(1));
     let before = sim.clock().step();
     sim.pause();
@@ -145,25 +125,10 @@ fn time_paused_in_realtime_is_not_lag() {
     assert!((r - 1.0).abs() < 0.02, "ratio {r} after 3 s paused");
 }
 
-/// Synthetic load: the step loop's busy time per step, in nanoseconds.
-#[derive(Resource, Default)]
-struct FakeBusy {
-    per_step: u64,
-    total: u64,
-}
-
-fn fake_busy(mut fake: ResMut<FakeBusy>, mut stats: ResMut<RunStats>) {
-    fake.total += fake.per_step;
-    stats.busy_ns = fake.total;
-}
-
 fn loaded(speed: f64, busy_per_step_ns: u64) -> SimHarness {
-    let mut sim = SimHarness::realtime(small(), speed).unwrap();
-    sim.app_mut().init_resource::<FakeBusy>().add_systems(
-        bevy_app::FixedUpdate,
-        fake_busy.in_set(ContinuumSystems::Resolve),
-    );
-    sim.world_mut().resource_mut::<FakeBusy>().per_step = busy_per_step_ns;
+    let mut sim = SimHarness::realtime(common::three_priorities(), speed).unwrap();
+    common::add_fake_busy(sim.app_mut());
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = busy_per_step_ns;
     sim
 }
 

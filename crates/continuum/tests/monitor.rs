@@ -10,31 +10,12 @@ use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
 use continuum::agent::{PriorityRates, ScheduleStats};
 use continuum::memory::MemoryPlan;
-use continuum::metrics::RunStats;
 use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, RebalanceDiagnostics, ResourceStats};
 use continuum::prelude::*;
 
-fn three_priorities() -> Scenario {
-    common::scenario(&format!(
-        r#"Scenario(
-            name: "priorities",
-            world: (sites: 40),
-            clock: (fixed_hz: 100.0),
-            max_agents: 40,
-            archetypes: [{}],
-            groups: [
-                (kind: "idle", count: 10, priority: High),
-                (kind: "idle", count: 10, priority: Normal),
-                (kind: "idle", count: 10, priority: Background),
-            ],
-        )"#,
-        common::idle_kind("idle", 10.0)
-    ))
-}
-
 #[test]
 fn budgets_start_from_the_formulae() {
-    let mut sim = SimHarness::new(three_priorities());
+    let mut sim = SimHarness::new(common::three_priorities());
     sim.step(1);
     let per_agent = sim.world().resource::<MemoryPlan>().per_agent_bytes;
     for (_, budget) in sim.agents::<Budget>() {
@@ -52,18 +33,6 @@ fn budgets_start_from_the_formulae() {
     }
 }
 
-/// Synthetic load: the step loop's busy time per step, in nanoseconds.
-#[derive(Resource, Default)]
-struct FakeBusy {
-    per_step: u64,
-    total: u64,
-}
-
-fn fake_busy(mut fake: ResMut<FakeBusy>, mut stats: ResMut<RunStats>) {
-    fake.total += fake.per_step;
-    stats.busy_ns = fake.total;
-}
-
 fn ticks(sim: &SimHarness) -> [u64; 3] {
     sim.world().resource::<ScheduleStats>().ticks_by_priority
 }
@@ -71,16 +40,11 @@ fn ticks(sim: &SimHarness) -> [u64; 3] {
 /// One step, in nanoseconds of virtual time (100 Hz).
 const STEP_NS: u64 = 10_000_000;
 
-/// `scenario` under synthetic load ([`FakeBusy`]), paced in real time: the
+/// `scenario` under synthetic load ([`FakeBusy`](common::FakeBusy)), paced in real time: the
 /// overload policy acts only while steps follow real time, here a manual real
 /// clock that advances by one 10 ms step each update.
 fn under_fake_load(scenario: Scenario) -> SimHarness {
-    let mut sim = SimHarness::with(scenario, |app| {
-        app.init_resource::<FakeBusy>().add_systems(
-            bevy_app::FixedUpdate,
-            fake_busy.in_set(ContinuumSystems::Resolve),
-        );
-    });
+    let mut sim = SimHarness::with(scenario, common::add_fake_busy);
     sim.world_mut()
         .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_nanos(
             STEP_NS,
@@ -90,9 +54,9 @@ fn under_fake_load(scenario: Scenario) -> SimHarness {
 
 #[test]
 fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hysteresis() {
-    let mut sim = under_fake_load(three_priorities());
+    let mut sim = under_fake_load(common::three_priorities());
     let step = STEP_NS;
-    sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = step * 98 / 100;
     sim.run_for(3.05); // evaluations at 1, 2 and 3 s: load 0.98 each time
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
     assert_eq!(sim.world().resource::<PriorityRates>().0, LEVELS[3].rate);
@@ -136,7 +100,7 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
     );
 
     // Calm: a level comes back only after three calm evaluations in a row.
-    sim.world_mut().resource_mut::<FakeBusy>().per_step = step / 5;
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = step / 5;
     sim.run_for(2.0);
     assert_eq!(
         sim.world().resource::<ResourceStats>().overload.level,
@@ -169,7 +133,7 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
 /// while the others of its class are slowed to a quarter.
 #[test]
 fn a_boosted_agent_keeps_the_rate_of_the_class_above_its_own() {
-    let mut scenario = three_priorities();
+    let mut scenario = common::three_priorities();
     // No rebalancing decides within the test: the boosts set here stay.
     scenario.monitor.rebalance.every = 1000.0;
     let mut sim = under_fake_load(scenario);
@@ -185,7 +149,7 @@ fn a_boosted_agent_keeps_the_rate_of_the_class_above_its_own() {
     for agent in background.iter_mut().take(5) {
         agent.priority_boost = true;
     }
-    sim.world_mut().resource_mut::<FakeBusy>().per_step = step * 98 / 100;
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = step * 98 / 100;
     sim.run_for(3.05);
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 3);
     let rates = sim.world().resource::<PriorityRates>().0;
@@ -219,13 +183,8 @@ fn a_boosted_agent_keeps_the_rate_of_the_class_above_its_own() {
 
 #[test]
 fn fast_runs_never_shed() {
-    let mut sim = SimHarness::with(three_priorities(), |app| {
-        app.init_resource::<FakeBusy>().add_systems(
-            bevy_app::FixedUpdate,
-            fake_busy.in_set(ContinuumSystems::Resolve),
-        );
-    });
-    sim.world_mut().resource_mut::<FakeBusy>().per_step = 100_000_000;
+    let mut sim = SimHarness::with(common::three_priorities(), common::add_fake_busy);
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = 100_000_000;
     sim.run_for(5.0);
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
     assert_eq!(ticks(&sim), [500, 500, 500]);

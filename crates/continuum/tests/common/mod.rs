@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use bevy_ecs::prelude::*;
+use continuum::metrics::RunStats;
 use continuum::prelude::*;
 
 /// Parses and validates a scenario written inline in a test.
@@ -64,4 +66,44 @@ pub fn watchers_and_blind(each: u32) -> Scenario {
 /// The repository's root, where `scenarios/` is.
 pub fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// 30 agents at 10 Hz on a 100 Hz clock, ten of each priority.
+pub fn three_priorities() -> Scenario {
+    scenario(&format!(
+        r#"Scenario(
+            name: "priorities",
+            world: (sites: 40),
+            clock: (fixed_hz: 100.0),
+            max_agents: 40,
+            archetypes: [{}],
+            groups: [
+                (kind: "idle", count: 10, priority: High),
+                (kind: "idle", count: 10, priority: Normal),
+                (kind: "idle", count: 10, priority: Background),
+            ],
+        )"#,
+        idle_kind("idle", 10.0)
+    ))
+}
+
+/// Synthetic load: the step loop's busy time per step, in nanoseconds.
+#[derive(Resource, Default)]
+pub struct FakeBusy {
+    pub per_step: u64,
+    total: u64,
+}
+
+fn fake_busy(mut fake: ResMut<FakeBusy>, mut stats: ResMut<RunStats>) {
+    fake.total += fake.per_step;
+    stats.busy_ns = fake.total;
+}
+
+/// Makes every step of `app` count [`FakeBusy::per_step`] nanoseconds of busy
+/// time, as the overload monitor reads it.
+pub fn add_fake_busy(app: &mut bevy_app::App) {
+    app.init_resource::<FakeBusy>().add_systems(
+        bevy_app::FixedUpdate,
+        fake_busy.in_set(ContinuumSystems::Resolve),
+    );
 }
