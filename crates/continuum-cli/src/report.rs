@@ -80,10 +80,20 @@ pub struct TierMeans {
 /// The shared cache's counters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CacheSummary {
+    /// Its share of the budget.
+    pub capacity_bytes: u64,
+    /// Most facts it holds at once.
     pub capacity: usize,
+    /// Facts held at the end: about sites, and about ground cells.
     pub len: usize,
+    pub site_facts: usize,
+    pub ground_facts: usize,
+    /// Bytes the facts held take.
+    pub bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Hits over reads (0 without reads).
+    pub hit_rate: f64,
     pub evictions: u64,
     pub publications: u64,
 }
@@ -538,10 +548,15 @@ fn memory_summary(world: &mut World) -> Option<MemorySummary> {
             long_term: mean(tiers[3]),
         },
         shared_cache: CacheSummary {
+            capacity_bytes: stats.capacity_bytes,
             capacity: stats.capacity,
             len: stats.len,
+            site_facts: stats.site_facts,
+            ground_facts: stats.len - stats.site_facts,
+            bytes: stats.bytes,
             hits: stats.hits,
             misses: stats.misses,
+            hit_rate: stats.hits as f64 / (stats.hits + stats.misses).max(1) as f64,
             evictions: stats.evictions,
             publications: stats.publications,
         },

@@ -64,7 +64,7 @@ use crate::world::{Board, Site, Sites};
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.
@@ -498,10 +498,13 @@ impl Checkpoint {
         if let (Some(saved), Some(mut sites)) = (head.sites, world.get_resource_mut::<Sites>()) {
             sites.restore(saved).map_err(mismatch)?;
         }
-        if let Some(cache) = head.cache
-            && world.contains_resource::<SharedCache>()
+        if let Some(image) = head.cache
+            && let Some(cache) = world.get_resource::<SharedCache>()
         {
-            world.insert_resource(SharedCache::from_image(cache));
+            let restored = cache.restored(image).ok_or_else(|| {
+                mismatch("the checkpoint's shared cache holds keys outside this world".into())
+            })?;
+            world.insert_resource(restored);
         }
         if let Some(plan) = head.plan {
             world.insert_resource(plan);

@@ -13,7 +13,7 @@ use crate::action::{ActionKind, Feedback, FeedbackResult, Target};
 use crate::agent::*;
 use crate::behaviour::{Intent, Movement, Route};
 use crate::clock::SimClock;
-use crate::memory::{Memory, SharedCache};
+use crate::memory::{Memory, SharedCache, SharedKey};
 use crate::think::{ThinkQueue, ThinkRegistry};
 use crate::world::Sites;
 
@@ -98,8 +98,12 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     }
     if let Some(cache) = world.get_resource::<SharedCache>() {
         h.word(cache.len() as u64).word(cache.capacity() as u64);
-        for (site, fact, last_access) in cache.iter() {
-            h.word(u64::from(site.0)).f32(fact.value).word(fact.at);
+        for (key, fact, last_access) in cache.iter() {
+            let key = match key {
+                SharedKey::Site(site) => u64::from(site.0),
+                SharedKey::Ground(cell) => (1 << 32) | u64::from(cell),
+            };
+            h.word(key).f32(fact.value).word(fact.at);
             h.word(fact.by.0).word(last_access);
         }
     }

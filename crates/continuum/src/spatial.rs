@@ -59,6 +59,25 @@ impl GridGeometry {
         cy * self.cols + cx
     }
 
+    /// The centre of cell `cell`.
+    pub fn cell_center(&self, cell: u32) -> Vec2 {
+        let (cx, cy) = (cell % self.cols, cell / self.cols);
+        (Vec2::new(cx as f32, cy as f32) + 0.5) * self.cell
+    }
+
+    /// The up to eight cells around the one containing `p` (those inside the
+    /// grid), row by row.
+    pub fn neighbours(&self, p: Vec2) -> impl Iterator<Item = u32> {
+        let (cx, cy) = self.coords(p);
+        let (cols, rows) = (i64::from(self.cols), i64::from(self.rows));
+        (-1i64..=1)
+            .flat_map(|dy| (-1i64..=1).map(move |dx| (dx, dy)))
+            .filter(|&d| d != (0, 0))
+            .map(move |(dx, dy)| (i64::from(cx) + dx, i64::from(cy) + dy))
+            .filter(move |&(x, y)| (0..cols).contains(&x) && (0..rows).contains(&y))
+            .map(move |(x, y)| (y * cols + x) as u32)
+    }
+
     /// For each row of cells overlapping the square around `center`, the first
     /// and last cell of that row.
     #[inline]
@@ -470,6 +489,32 @@ mod tests {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// A cell's neighbours are the cells whose centres lie one cell away in
+    /// each axis, at most, and never the cell itself; corners have three,
+    /// edges five, the rest eight.
+    #[test]
+    fn neighbours_are_the_adjacent_cells() {
+        let g = GridGeometry::new(Vec2::new(50.0, 30.0), 10.0);
+        assert_eq!((g.cells(), g.cell_center(0)), (15, Vec2::new(5.0, 5.0)));
+        assert_eq!(g.cell_center(7), Vec2::new(25.0, 15.0));
+        for cell in 0..g.cells() as u32 {
+            let c = g.cell_center(cell);
+            assert_eq!(g.cell_of(c), cell);
+            let got: Vec<u32> = g.neighbours(c).collect();
+            let want: Vec<u32> = (0..g.cells() as u32)
+                .filter(|&o| o != cell)
+                .filter(|&o| {
+                    let d = (g.cell_center(o) - c).abs();
+                    d.x <= 10.5 && d.y <= 10.5
+                })
+                .collect();
+            assert_eq!(got, want, "cell {cell}");
+        }
+        assert_eq!(g.neighbours(Vec2::ZERO).count(), 3);
+        assert_eq!(g.neighbours(Vec2::new(25.0, 5.0)).count(), 5);
+        assert_eq!(g.neighbours(Vec2::new(25.0, 15.0)).count(), 8);
     }
 
     /// Both grids find exactly what a brute-force scan finds, for random

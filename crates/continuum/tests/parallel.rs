@@ -13,6 +13,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemState;
 use bevy_tasks::{ComputeTaskPool, TaskPoolBuilder};
 use continuum::action::ResolverDiagnostics;
+use continuum::memory::SharedCache;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
 use continuum::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -174,5 +175,43 @@ fn per_region_resolution_on_several_threads_matches_one_thread() {
             serial,
             "per-region resolution on {threads} threads"
         );
+    }
+}
+
+/// Explorers mark the ground from the parallel think pass, into a shared
+/// cache too small for the world: on 2 and 4 threads the marks, the
+/// evictions and the whole state are those of one thread.
+#[test]
+fn ground_marks_from_several_threads_match_one_thread() {
+    pool();
+    let run = |threads: usize| {
+        let scenario = common::scenario(
+            r#"Scenario(
+                name: "wide",
+                world: (size: (2000.0, 2000.0), regions: (4, 4), sites: 1000),
+                clock: (fixed_hz: 100.0),
+                memory: (budget: Auto, shared_fraction: 0.05),
+                groups: [
+                    (kind: "explorer", count: 400),
+                    (kind: "analyzer", count: 100),
+                    (kind: "controller", count: 100),
+                ],
+            )"#,
+        );
+        let mut sim = SimHarness::with(scenario, |app| {
+            app.insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass());
+        });
+        sim.run_for(10.0);
+        assert_eq!(sim.world().resource::<ThreadLoad>().threads(), threads);
+        let stats = sim.world().resource::<SharedCache>().stats();
+        assert!(
+            stats.evictions > 100 && stats.len > stats.site_facts,
+            "the cache should hold marks and evict: {stats:?}"
+        );
+        (stats, sim.state_digest())
+    };
+    let serial = run(1);
+    for threads in [2, 4] {
+        assert_eq!(run(threads), serial, "ground marks on {threads} threads");
     }
 }

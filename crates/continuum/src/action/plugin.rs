@@ -10,7 +10,7 @@ use bevy_tasks::ComputeTaskPool;
 use super::*;
 use crate::agent::{Agent, AgentLists};
 use crate::clock::{SimClock, SimSeed, configure_phases};
-use crate::memory::{Publication, SharedCache, SharedFact};
+use crate::memory::{Publication, SharedCache, SharedFact, SharedKey};
 use crate::parallel::ThreadLoad;
 use crate::phases::{ContinuumSystems, LearnSystems};
 use crate::world::{Region, Sites, WorldMap};
@@ -286,7 +286,7 @@ fn apply(
     let reach = rules.reach;
     let in_reach = action.origin.distance_squared(site.pos) <= reach * reach;
     let fact = |value: f32| Publication {
-        site: id,
+        key: SharedKey::Site(id),
         fact: SharedFact {
             value,
             at: t,

@@ -40,6 +40,21 @@ pub struct ExplorerParams {
     /// Strength of the push away from the sites in view it already remembers.
     #[serde(default)]
     pub avoid_known: f32,
+    /// Strength of the push away from the ground explorers went over lately:
+    /// the neighbouring cells of the shared cache's ground grid
+    /// ([`SharedCache::ground`](crate::memory::SharedCache::ground)) marked
+    /// less than [`explored_for`](Self::explored_for) ago, the fresher the
+    /// stronger. Explorers mark the cells they go over.
+    #[serde(default)]
+    pub avoid_explored: f32,
+    /// Virtual seconds a cell counts as explored after an explorer went over
+    /// it (an explorer marks its cell again once its mark is half that old).
+    #[serde(default = "default_explored_for")]
+    pub explored_for: f32,
+}
+
+fn default_explored_for() -> f32 {
+    30.0
 }
 
 /// Analyzer parameters: visit published sites and assess them.
@@ -209,6 +224,16 @@ impl Archetype {
                 check_range(v, p.jitter, "jitter", 0.0, M, false, "a strength");
                 check_range(v, p.separation, "separation", 0.0, M, false, "a strength");
                 check_range(v, p.avoid_known, "avoid_known", 0.0, M, false, "a strength");
+                check_range(
+                    v,
+                    p.avoid_explored,
+                    "avoid_explored",
+                    0.0,
+                    M,
+                    false,
+                    "a strength",
+                );
+                check_range(v, p.explored_for, "explored_for", 0.0, M, true, "seconds");
             }
             Behaviour::Analyzer(p) => {
                 v.check(

@@ -25,6 +25,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
         velocity,
         intent,
         rng,
+        ..
     } = me;
     let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
     let stale = secs_to_sim(f64::from(params.stale_after));

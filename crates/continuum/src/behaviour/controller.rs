@@ -29,6 +29,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
         velocity,
         intent,
         rng,
+        ..
     } = me;
     let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
     let now = mem_time(cadence.due);

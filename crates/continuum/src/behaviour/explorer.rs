@@ -1,6 +1,7 @@
 //! Explorers: a random walk with momentum that keeps apart from other agents and
-//! steers away from the sites it already remembers; they publish the sites the
-//! shared cache does not hold yet.
+//! steers away from the sites it already remembers and from the ground others
+//! went over lately; they publish the sites the shared cache does not hold yet,
+//! and mark the ground they go over.
 
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
@@ -10,22 +11,23 @@ use super::{ThinkContext, Thinker, wander};
 use crate::action::{ActionKind, Feedback, InformedAgents, PlannedAction, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour, ExplorerParams};
-use crate::clock::SimClock;
-use crate::memory::{Memory, REPORTED, mem_time};
+use crate::clock::{SimClock, SimTime, secs_to_sim};
+use crate::memory::{Memory, Perception, Publication, REPORTED, SharedFact, SharedKey, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 
 /// An explorer's decision: publish the nearest site in view nobody has
 /// published, and wander on, apart from its neighbours and the sites it knows.
 pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
     let Thinker {
+        id,
         perception,
         body,
+        cadence,
         pos,
         memory,
         velocity,
         intent,
         rng,
-        ..
     } = me;
     let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
     // Publish the nearest site in view that nobody has published (as far as
@@ -51,6 +53,14 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
         .map(|s| (pos.0 - s.pos).normalize_or_zero())
         .sum();
     push += known.normalize_or_zero() * params.avoid_known;
+    // The ground is looked at every few ticks, not every tick (each look reads
+    // nine cells of the shared cache, which costs more than the rest of an
+    // explorer's tick), and then turns it as much as every tick would have.
+    if (cadence.ticks.wrapping_add(id.0 as u32)) % LOOK_EVERY == 0 {
+        let me = (id, cadence.due);
+        push += explored_ground(ctx, params, me, pos.0, perception)
+            * (params.avoid_explored * LOOK_EVERY as f32);
+    }
     velocity.0 = wander(
         velocity.0,
         body.speed,
@@ -68,6 +78,62 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
         }),
     );
 }
+
+/// Away from the ground explorers went over lately, and a mark on its own
+/// cell: the sum of the directions away from the eight neighbouring cells,
+/// each weighed by how fresh its mark is (1 just marked, 0 once
+/// `explored_for` old or never), at most 1 long. The explorer marks its own
+/// cell (with the number of sites in view) unless it was marked less than
+/// half of `explored_for` ago.
+fn explored_ground(
+    ctx: &ThinkContext,
+    params: &ExplorerParams,
+    me: (AgentId, SimTime),
+    pos: Vec2,
+    perception: &Perception,
+) -> Vec2 {
+    let (cache, step) = (ctx.cache, ctx.step);
+    let Some(ground) = cache.ground() else {
+        return Vec2::ZERO;
+    };
+    let (id, now) = me;
+    let fresh_for = secs_to_sim(f64::from(params.explored_for)).max(1);
+    let freshness = |cell: u32| {
+        cache
+            .read(SharedKey::Ground(cell), step)
+            .map_or(0.0, |mark| {
+                1.0 - now.saturating_sub(mark.at).min(fresh_for) as f32 / fresh_for as f32
+            })
+    };
+    let here = ground.cell_of(pos);
+    // Nine cells, each a miss in the processor's cache more often than not:
+    // their lines are asked for together, so that the misses overlap.
+    cache.prefetch(SharedKey::Ground(here));
+    for cell in ground.neighbours(pos) {
+        cache.prefetch(SharedKey::Ground(cell));
+    }
+    if freshness(here) < 0.5 {
+        let fact = SharedFact {
+            value: perception.sites().len() as f32,
+            at: now,
+            by: id,
+        };
+        let key = SharedKey::Ground(here);
+        ctx.publish
+            .scope(|published| published.push(Publication { key, fact }));
+    }
+    if params.avoid_explored == 0.0 {
+        return Vec2::ZERO;
+    }
+    ground
+        .neighbours(pos)
+        .map(|cell| (pos - ground.cell_center(cell)).normalize_or_zero() * freshness(cell))
+        .sum::<Vec2>()
+        .clamp_length_max(1.0)
+}
+
+/// Ticks between an explorer's looks at the ground (staggered by id).
+const LOOK_EVERY: u32 = 4;
 
 /// A report, applied or beaten by someone else's in the same step, means the
 /// site is published: the explorer remembers it reported it.

@@ -11,7 +11,7 @@ use crate::action::{Action, PlannedAction};
 use crate::agent::*;
 use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, configure_phases};
-use crate::memory::{Memory, Perception, SharedCache, WORKING_MAX};
+use crate::memory::{Memory, Perception, Publication, SharedCache, WORKING_MAX};
 use crate::monitor::{Budget, LoadShedding, fair_share, work_allowance};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::phases::{ContinuumSystems, LearnSystems, ThinkSystems};
@@ -47,6 +47,7 @@ impl Plugin for BehaviourPlugin {
         let _ = app.try_register_required_components::<Agent, Budget>();
         app.register_required_components::<Agent, Intent>()
             .add_message::<Action>()
+            .add_message::<Publication>()
             .init_resource::<Archetypes>()
             .init_resource::<Sites>()
             .init_resource::<WorldMap>()
@@ -152,10 +153,14 @@ pub(super) struct ThinkContext<'a> {
     pub sites: &'a Sites,
     pub map: &'a WorldMap,
     pub cache: &'a SharedCache,
+    /// What thinkers publish in the shared cache besides their actions'
+    /// results (explorers' ground marks), gathered per thread.
+    pub publish: &'a Parallel<Vec<Publication>>,
 }
 
 /// The thinking agent: what it reads and what it decides.
 pub(super) struct Thinker<'a> {
+    pub id: AgentId,
     pub perception: &'a Perception,
     pub body: &'a Body,
     pub cadence: &'a Cadence,
@@ -179,6 +184,9 @@ pub fn think(
     sites: Res<Sites>,
     map: Res<WorldMap>,
     cache: Res<SharedCache>,
+    mut publications: MessageWriter<Publication>,
+    mut published: Local<Parallel<Vec<Publication>>>,
+    mut sorted: Local<Vec<Publication>>,
     mut agents: Query<(
         &Agent,
         &Perception,
@@ -197,6 +205,7 @@ pub fn think(
         sites: &sites,
         map: &map,
         cache: &cache,
+        publish: &published,
     };
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
         let (agent, perception, body, cadence, pos, memory, velocity, intent, rng) = item;
@@ -207,6 +216,7 @@ pub fn think(
             return;
         }
         let me = Thinker {
+            id: agent.id,
             perception,
             body,
             cadence,
@@ -225,6 +235,12 @@ pub fn think(
             Behaviour::Planner(_) | Behaviour::Idle => {}
         }
     });
+    // Publications are taken in order: the threads' order is replaced by the
+    // keys' and the publishers'.
+    sorted.clear();
+    sorted.extend(published.drain());
+    sorted.sort_unstable_by_key(|p| (p.key, p.fact.by));
+    publications.write_batch(sorted.drain(..));
 }
 
 /// Inserts `seen` into a list kept sorted by (distance, id), at most `capacity` long.

@@ -1,4 +1,3 @@
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bevy_ecs::prelude::*;
@@ -7,12 +6,15 @@ use thread_local::ThreadLocal;
 
 use crate::agent::AgentId;
 use crate::clock::SimTime;
+use crate::spatial::GridGeometry;
 use crate::world::SiteId;
 
-/// A published fact about a site.
+/// A published fact: a site's value, or when a patch of ground was last
+/// explored.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SharedFact {
-    /// The published value; `NAN` for a site reported but not yet assessed.
+    /// The published value: a site's value (`NAN` for a site reported but not
+    /// yet assessed), or the sites seen on a patch of ground.
     pub value: f32,
     /// Virtual time of the publication.
     pub at: SimTime,
@@ -20,80 +22,180 @@ pub struct SharedFact {
     pub by: AgentId,
 }
 
-/// One site's entry: 32 bytes, aligned so that a read touches one cache line
-/// (an `Option<SharedFact>` and its stamp took 40, and every other read two
-/// lines). Reads never write to it, so during a parallel pass its line stays
-/// shared between the cores' caches.
-#[repr(align(32))]
+/// What a shared fact is about: a site, or a cell of the ground grid
+/// ([`SharedCache::ground`]), whose fact says when an explorer last went over
+/// it. Keys are ordered sites first, then cells, each by id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SharedKey {
+    Site(SiteId),
+    Ground(u32),
+}
+
+impl From<SiteId> for SharedKey {
+    fn from(site: SiteId) -> Self {
+        Self::Site(site)
+    }
+}
+
+/// One held fact: 32 bytes. Two make a [`Set`], one cache line, so that a
+/// read touches one line. Reads never write to it, so during a parallel pass
+/// its line stays shared between the cores' caches.
+#[derive(Clone, Copy)]
+#[repr(C)]
 struct Slot {
     at: SimTime,
     by: u64,
-    /// The step of the latest publication, or a later read step folded in
-    /// by eviction. The entry's recency is the latest of this and the
-    /// readers' stamps ([`SharedCache::last_access`]).
+    /// The step of the publication, or a later read step folded in when the
+    /// set's other fact was published. The fact's recency is the latest of
+    /// this and the readers' stamps ([`SharedCache::last_access`]).
     stamp: u64,
     value: f32,
-    held: bool,
+    /// The key's ordinal + 1 ([`Layout::ordinal`]); 0: empty.
+    key: u32,
 }
 
 impl Slot {
-    fn empty() -> Self {
-        Self {
-            at: 0,
-            by: 0,
-            stamp: 0,
-            value: 0.0,
-            held: false,
-        }
-    }
+    #[cfg(test)]
+    const EMPTY: Slot = Slot {
+        at: 0,
+        by: 0,
+        stamp: 0,
+        value: 0.0,
+        key: 0,
+    };
 
-    fn fact(&self) -> Option<SharedFact> {
-        self.held.then_some(SharedFact {
+    fn fact(&self) -> SharedFact {
+        SharedFact {
             value: self.value,
             at: self.at,
             by: AgentId(self.by),
-        })
-    }
-
-    fn set(&mut self, fact: SharedFact) {
-        (self.value, self.at, self.by, self.held) = (fact.value, fact.at, fact.by.0, true);
+        }
     }
 }
 
 const _: () = assert!(size_of::<Slot>() == 32);
 
+/// Facts a set holds.
+const WAYS: usize = 2;
+
+/// The facts whose keys map to one set: a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Set([Slot; WAYS]);
+
+const _: () = assert!(size_of::<Set>() == 64);
+
+/// `n` empty sets, zeroed by the allocator: the room is reserved, but pages
+/// of sets no key reaches are never touched, so only what is used is
+/// resident.
+fn empty_sets(n: usize) -> Box<[Set]> {
+    if n == 0 {
+        return Box::new([]);
+    }
+    let layout = std::alloc::Layout::array::<Set>(n).expect("the cache's room fits in memory");
+    // SAFETY: the layout's size is not zero. All-zero bytes are a valid `Set`:
+    // two empty slots (`Slot::EMPTY` is all zeros, checked by a test). The
+    // allocation has the layout of `[Set; n]`, and ownership passes to the
+    // box, which frees it with that layout.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<Set>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n))
+    }
+}
+
+#[cfg(test)]
+mod zeroed {
+    use super::*;
+
+    #[test]
+    fn an_empty_slot_is_all_zero_bytes() {
+        let e = Slot::EMPTY;
+        assert_eq!(
+            (e.at, e.by, e.stamp, e.value.to_bits(), e.key),
+            (0, 0, 0, 0, 0)
+        );
+        let sets = empty_sets(3);
+        assert!(
+            sets.iter()
+                .flat_map(|s| s.0)
+                .all(|s| s.key == 0 && s.value.to_bits() == 0)
+        );
+    }
+}
+
+/// The keys a cache can hold, numbered densely: sites `0..sites`, then the
+/// ground's cells.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Layout {
+    sites: u32,
+    ground: Option<GridGeometry>,
+}
+
+impl Layout {
+    fn keys(&self) -> usize {
+        self.sites as usize + self.ground.map_or(0, |g| g.cells())
+    }
+
+    #[inline]
+    fn ordinal(&self, key: SharedKey) -> Option<u32> {
+        match key {
+            SharedKey::Site(s) => (s.0 < self.sites).then_some(s.0),
+            SharedKey::Ground(c) => {
+                let cells = self.ground.map_or(0, |g| g.cells());
+                ((c as usize) < cells).then(|| self.sites + c)
+            }
+        }
+    }
+
+    fn key(&self, ordinal: u32) -> SharedKey {
+        if ordinal < self.sites {
+            SharedKey::Site(SiteId(ordinal))
+        } else {
+            SharedKey::Ground(ordinal - self.sites)
+        }
+    }
+}
+
 /// What one reading thread keeps: its hit and miss counts, and the latest step
-/// in which it read each site. Only its own thread writes it (plain loads and
+/// in which it read each slot. Only its own thread writes it (plain loads and
 /// stores), so reads from many threads never write to the same cache line;
 /// aligned so that two threads' counters never share one either.
 #[repr(align(128))]
 struct Reader {
     hits: AtomicU64,
     misses: AtomicU64,
-    /// By site: the latest step this thread read its fact in, saturating at
-    /// `u32::MAX` (reads stop renewing an entry after 2^32 steps, 16 months
-    /// of 100 Hz steps; publications still do). Zero: never.
+    /// By slot: the latest step this thread read the slot's fact in,
+    /// saturating at `u32::MAX` (reads stop renewing a fact after 2^32
+    /// steps, 16 months of 100 Hz steps; publications still do). Zero: never.
+    /// A slot's stamps outlive its fact; they are never later than the
+    /// eviction, so never later than the next fact's publication.
     stamps: Box<[AtomicU32]>,
 }
 
+/// `len` zeroed `T`s from the allocator: pages nobody touches are never
+/// touched.
+fn zeroed_atomics(len: usize) -> Box<[AtomicU32]> {
+    let zeroed = std::mem::ManuallyDrop::new(vec![0u32; len].into_boxed_slice());
+    // SAFETY: `AtomicU32` has the size, alignment and bit validity of `u32`,
+    // so the allocation is a valid `[AtomicU32]` of the same length, and
+    // ownership passes to the new box.
+    unsafe {
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+            zeroed.as_ptr().cast_mut().cast::<AtomicU32>(),
+            zeroed.len(),
+        ))
+    }
+}
+
 impl Reader {
-    fn new(sites: usize) -> Self {
-        // Zeroed memory from the allocator: pages a thread never reads in are
-        // never touched.
-        let zeroed = std::mem::ManuallyDrop::new(vec![0u32; sites].into_boxed_slice());
-        // SAFETY: `AtomicU32` has the size, alignment and bit validity of
-        // `u32`, so the allocation is a valid `[AtomicU32]` of the same
-        // length, and ownership passes to the new box.
-        let stamps = unsafe {
-            Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                zeroed.as_ptr().cast_mut().cast::<AtomicU32>(),
-                zeroed.len(),
-            ))
-        };
+    fn new(slots: usize) -> Self {
         Self {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            stamps,
+            stamps: zeroed_atomics(slots),
         }
     }
 
@@ -103,7 +205,7 @@ impl Reader {
     }
 }
 
-/// Hit, miss and eviction counters of the [`SharedCache`].
+/// Hit, miss and eviction counters of the [`SharedCache`], and its room.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     pub hits: u64,
@@ -112,53 +214,59 @@ pub struct CacheStats {
     pub publications: u64,
     /// Facts held now.
     pub len: usize,
+    /// Most facts held at once.
     pub capacity: usize,
+    /// Bytes the facts held now take ([`SharedCache::ENTRY_BYTES`] each).
+    pub bytes: u64,
+    /// The cache's share of the memory budget, in bytes.
+    pub capacity_bytes: u64,
+    /// Site facts held now (the rest are ground cells).
+    pub site_facts: usize,
 }
 
-/// The facts agents publish and read, least recently used first out.
+/// What agents publish and read, least recently used first out, within a
+/// room in bytes.
 ///
-/// Explorers publish the sites they report, analyzers their assessments,
-/// controllers what a harvest left; everyone reads. Its capacity comes from the
-/// memory budget ([`MemoryPlan::cache_capacity`](super::MemoryPlan)).
+/// Two kinds of shared knowledge live side by side ([`SharedKey`]):
+/// - **site facts**: explorers publish the sites they report, analyzers
+///   their assessments, controllers what a harvest left; everyone reads;
+/// - **ground**: explorers mark the cells of a grid over the world
+///   ([`ground`](Self::ground)) they go over, and steer away from the cells
+///   others went over lately. Their number grows with the world, and how many
+///   are fresh at once with the explorers.
+///
+/// Its room is its share of the memory budget, in bytes
+/// ([`MemoryPlan::shared_bytes`](super::MemoryPlan)): `room / ENTRY_BYTES`
+/// facts (rounded down to whole sets), whatever their kind, allocated once.
+///
+/// It is set-associative, as a processor's caches are: a key's fact can only
+/// sit in the two slots of its set, one cache line, so a read looks at one
+/// line and nothing else. Keys go two by two to the sets in turn (keys 0 and
+/// 1 to the first, 2 and 3 to the second, and round again when the sets run
+/// out), so that neighbouring keys share a line. A world with no more keys
+/// than the room has slots never evicts (each set gets at most two keys); in
+/// a wider one, publishing a key whose set is full evicts the set's least
+/// recently used fact (oldest stamp, then lowest key).
 ///
 /// Recency is kept per step, so that reads from many threads give the same
-/// result in any order: a read stamps the entry with the current step; the
-/// entry evicted first is the one with the oldest stamp, ties going to the lowest
-/// site id. Reads count hits and misses. Each reading thread keeps its own
-/// stamps and counters, and an entry's stamp is the latest of its
-/// publication's and the threads': a read writes only to memory of its own
-/// thread, so threads reading the same facts do not take cache lines from
-/// each other.
-///
-/// The eviction order is a queue of per-step buckets of site ids, filed lazily:
-/// every held entry is in exactly one bucket, whose step is at most its stamp.
-/// A read only stamps the entry. Eviction takes the oldest bucket in id order:
-/// an entry whose stamp still matches the bucket is the least recently used;
-/// one used since is filed again under its stamp. Keeping the order costs
-/// nothing per read, and a move per entry that reaches the front of the queue
-/// after it was used.
+/// result in any order: a read stamps the fact with the current step. Reads
+/// count hits and misses. Each reading thread keeps its own stamps and
+/// counters, and a fact's stamp is the latest of its publication's and the
+/// threads': a read writes only to memory of its own thread, so threads
+/// reading the same facts do not take cache lines from each other.
 #[derive(Resource)]
 pub struct SharedCache {
-    slots: Vec<Slot>,
-    /// Buckets of `(step, sites)` in step order, oldest first.
-    order: VecDeque<Bucket>,
+    layout: Layout,
+    sets: Box<[Set]>,
     len: usize,
-    capacity: usize,
+    site_facts: usize,
+    capacity_bytes: u64,
     /// Each reading thread's stamps, and its hits and misses since the latest
     /// settle.
     readers: ThreadLocal<Reader>,
     totals: Counters,
     evictions: u64,
     publications: u64,
-}
-
-struct Bucket {
-    step: u64,
-    sites: Vec<SiteId>,
-    /// Sorted (lowest id first), ready for eviction.
-    sorted: bool,
-    /// Sites before this index have been looked at by eviction.
-    cursor: usize,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -169,25 +277,30 @@ struct Counters {
 
 impl Default for SharedCache {
     fn default() -> Self {
-        Self::new(0, 0)
+        Self::new(0, None, 0)
     }
 }
 
 impl SharedCache {
-    /// Bytes a held fact is counted at when a budget is turned into a
-    /// capacity: its 32-byte slot, its place in the eviction queue (4 bytes)
-    /// and each reading thread's 4-byte stamp, rounded up to leave room for
-    /// up to seven readers. (Slots and stamps exist for every site, held or
-    /// not; what the cache takes beyond its budget is the unheld sites'.)
+    /// Bytes a held fact is counted at against the cache's room: its 32-byte
+    /// slot and each reading thread's 4-byte stamp, rounded up to leave room
+    /// for up to eight readers.
     pub const ENTRY_BYTES: usize = 64;
 
-    /// A cache for sites `0..sites` holding at most `capacity` facts.
-    pub fn new(sites: usize, capacity: usize) -> Self {
+    /// A cache for sites `0..sites` and the cells of `ground`, holding at most
+    /// `room` bytes of facts.
+    pub fn new(sites: usize, ground: Option<GridGeometry>, room: u64) -> Self {
+        let layout = Layout {
+            sites: sites.min(u32::MAX as usize / 2) as u32,
+            ground,
+        };
+        let sets = Self::capacity_for(room) / WAYS;
         Self {
-            slots: (0..sites).map(|_| Slot::empty()).collect(),
-            order: VecDeque::new(),
+            layout,
+            sets: empty_sets(sets),
             len: 0,
-            capacity,
+            site_facts: 0,
+            capacity_bytes: room,
             readers: ThreadLocal::new(),
             totals: Counters::default(),
             evictions: 0,
@@ -195,38 +308,120 @@ impl SharedCache {
         }
     }
 
-    /// Reads the fact about `site` in step `step`: counts a hit or a miss and, on
-    /// a hit, marks the fact as used in this step. Safe to call from many threads.
-    pub fn read(&self, site: SiteId, step: u64) -> Option<SharedFact> {
-        let i = site.0 as usize;
-        let fact = self.slots.get(i).and_then(Slot::fact);
-        let reader = self.readers.get_or(|| Reader::new(self.slots.len()));
-        match fact {
-            Some(_) => {
+    /// Facts a room of `room` bytes holds: whole sets of two.
+    pub fn capacity_for(room: u64) -> usize {
+        (room / (Self::ENTRY_BYTES * WAYS) as u64).min(u64::from(u32::MAX) / 4) as usize * WAYS
+    }
+
+    /// The room that holds a fact about each of `keys` keys without ever
+    /// evicting one.
+    pub fn room_for(keys: usize) -> u64 {
+        (keys.div_ceil(WAYS) * WAYS * Self::ENTRY_BYTES) as u64
+    }
+
+    /// A cache of sites only, holding at most `facts` facts (rounded down to
+    /// an even number).
+    pub fn for_sites(sites: usize, facts: usize) -> Self {
+        Self::new(sites, None, (facts * Self::ENTRY_BYTES) as u64)
+    }
+
+    /// The grid whose cells explorers mark ([`SharedKey::Ground`]), if any.
+    pub fn ground(&self) -> Option<&GridGeometry> {
+        self.layout.ground.as_ref()
+    }
+
+    /// The set of the key `ordinal`: keys two by two, so that neighbouring
+    /// keys (sites of one region, cells of one row) share lines.
+    #[inline]
+    fn set_of(&self, ordinal: u32) -> usize {
+        let block = ordinal as usize / WAYS;
+        // No division while the sets outnumber the blocks (a world no wider
+        // than the room).
+        if block < self.sets.len() {
+            block
+        } else {
+            block % self.sets.len()
+        }
+    }
+
+    /// The slot (set × ways + way) holding `key`'s fact, if it is held.
+    #[inline]
+    fn slot_of(&self, key: SharedKey) -> Option<usize> {
+        let ordinal = self.layout.ordinal(key)?;
+        if self.sets.is_empty() {
+            return None;
+        }
+        let set = self.set_of(ordinal);
+        let way = self.sets[set].0.iter().position(|s| s.key == ordinal + 1)?;
+        Some(set * WAYS + way)
+    }
+
+    #[inline]
+    fn slot(&self, slot: usize) -> &Slot {
+        &self.sets[slot / WAYS].0[slot % WAYS]
+    }
+
+    /// Asks the processor to bring the line of `key`'s set into its cache,
+    /// without waiting for it: a reader about to read several keys prefetches
+    /// them all first, so that their misses overlap instead of following one
+    /// another. Changes nothing the cache holds or counts.
+    #[inline]
+    pub fn prefetch(&self, key: impl Into<SharedKey>) {
+        let Some(ordinal) = self.layout.ordinal(key.into()) else {
+            return;
+        };
+        if !self.sets.is_empty() {
+            let set = &self.sets[self.set_of(ordinal)];
+            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86-64
+            // processor; a prefetch is a hint that reads and writes nothing,
+            // and the address is a live set's.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    std::ptr::from_ref(set).cast::<i8>(),
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = set;
+        }
+    }
+
+    /// Reads the fact about `key` in step `step`: counts a hit or a miss and,
+    /// on a hit, marks the fact as used in this step. Safe to call from many
+    /// threads.
+    #[inline(always)]
+    pub fn read(&self, key: impl Into<SharedKey>, step: u64) -> Option<SharedFact> {
+        let slot = self.slot_of(key.into());
+        let reader = self.readers.get_or(|| Reader::new(self.capacity()));
+        match slot {
+            Some(i) => {
                 Reader::count(&reader.hits);
                 let stamp = &reader.stamps[i];
                 let step = step.min(u64::from(u32::MAX)) as u32;
                 if stamp.load(Ordering::Relaxed) < step {
                     stamp.store(step, Ordering::Relaxed);
                 }
+                Some(self.slot(i).fact())
             }
-            None => Reader::count(&reader.misses),
+            None => {
+                Reader::count(&reader.misses);
+                None
+            }
         }
-        fact
     }
 
-    /// The step of the latest access to `site`'s entry: its publication or the
-    /// latest read on any thread.
-    fn last_access(&self, site: usize) -> u64 {
+    /// The step of the latest access to the fact in `slot`: its publication
+    /// or the latest read on any thread.
+    fn last_access(&self, slot: usize) -> u64 {
         self.readers
             .iter()
-            .map(|r| u64::from(r.stamps[site].load(Ordering::Relaxed)))
-            .fold(self.slots[site].stamp, u64::max)
+            .map(|r| u64::from(r.stamps[slot].load(Ordering::Relaxed)))
+            .fold(self.slot(slot).stamp, u64::max)
     }
 
-    /// The fact about `site`, without counting or marking anything.
-    pub fn peek(&self, site: SiteId) -> Option<SharedFact> {
-        self.slots.get(site.0 as usize).and_then(Slot::fact)
+    /// The fact about `key`, without counting or marking anything.
+    pub fn peek(&self, key: impl Into<SharedKey>) -> Option<SharedFact> {
+        self.slot_of(key.into()).map(|i| self.slot(i).fact())
     }
 
     /// Facts held now.
@@ -241,7 +436,7 @@ impl SharedCache {
 
     /// Most facts held at once.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.sets.len() * WAYS
     }
 
     /// The counters, as of the latest [`settle`](Self::settle) (the end of the
@@ -253,50 +448,43 @@ impl SharedCache {
             evictions: self.evictions,
             publications: self.publications,
             len: self.len,
-            capacity: self.capacity,
+            capacity: self.capacity(),
+            bytes: (self.len * Self::ENTRY_BYTES) as u64,
+            capacity_bytes: self.capacity_bytes,
+            site_facts: self.site_facts,
         }
     }
 
-    /// Held facts from the next to be evicted to the most recently used.
-    pub fn lru_order(&self) -> impl Iterator<Item = SiteId> + '_ {
-        let mut held: Vec<(u64, SiteId)> =
-            self.iter().map(|(site, _, stamp)| (stamp, site)).collect();
+    /// Every held fact's slot and key ordinal, in key order.
+    fn held(&self) -> Vec<(u32, usize)> {
+        let mut held: Vec<(u32, usize)> = (0..self.capacity())
+            .filter_map(|i| {
+                let key = self.slot(i).key;
+                (key != 0).then(|| (key - 1, i))
+            })
+            .collect();
         held.sort_unstable();
-        held.into_iter().map(|(_, site)| site)
+        held
     }
 
-    /// Every held fact with its last access step, in site order (for digests).
-    pub fn iter(&self) -> impl Iterator<Item = (SiteId, SharedFact, u64)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.fact().map(|f| (SiteId(i as u32), f, self.last_access(i))))
+    /// Held facts from the least to the most recently used (ties: lowest key
+    /// first).
+    pub fn lru_order(&self) -> impl Iterator<Item = SharedKey> + '_ {
+        let mut held: Vec<(u64, SharedKey)> =
+            self.iter().map(|(key, _, stamp)| (stamp, key)).collect();
+        held.sort_unstable();
+        held.into_iter().map(|(_, key)| key)
     }
 
-    /// Files `site` in the bucket of `step`, made if there is none.
-    fn file(&mut self, site: SiteId, step: u64) {
-        // New entries go to the back; entries filed again to a later bucket.
-        let at = match self.order.back() {
-            Some(last) if last.step < step => Err(self.order.len()),
-            Some(last) if last.step == step => Ok(self.order.len() - 1),
-            _ => self.order.binary_search_by_key(&step, |b| b.step),
-        };
-        match at {
-            Ok(i) => {
-                let bucket = &mut self.order[i];
-                bucket.sites.push(site);
-                bucket.sorted = false;
-            }
-            Err(i) => self.order.insert(
-                i,
-                Bucket {
-                    step,
-                    sites: vec![site],
-                    sorted: false,
-                    cursor: 0,
-                },
-            ),
-        }
+    /// Every held fact with its last access step, in key order (for digests).
+    pub fn iter(&self) -> impl Iterator<Item = (SharedKey, SharedFact, u64)> + '_ {
+        self.held().into_iter().map(|(ordinal, i)| {
+            (
+                self.layout.key(ordinal),
+                self.slot(i).fact(),
+                self.last_access(i),
+            )
+        })
     }
 
     /// Brings the hit and miss counters up to date with the reads so far.
@@ -307,76 +495,63 @@ impl SharedCache {
         }
     }
 
-    /// Removes the least recently used entry (oldest stamp, lowest id).
-    fn evict_one(&mut self) -> bool {
-        while let Some(mut bucket) = self.order.pop_front() {
-            if !bucket.sorted {
-                bucket.sites.drain(..bucket.cursor);
-                bucket.cursor = 0;
-                bucket.sites.sort_unstable();
-                bucket.sorted = true;
-            }
-            while bucket.cursor < bucket.sites.len() {
-                let site = bucket.sites[bucket.cursor];
-                bucket.cursor += 1;
-                let i = site.0 as usize;
-                if !self.slots[i].held {
-                    continue;
-                }
-                let stamp = self.last_access(i);
-                let slot = &mut self.slots[i];
-                slot.stamp = stamp;
-                if stamp == bucket.step {
-                    slot.held = false;
-                    self.len -= 1;
-                    self.evictions += 1;
-                    if bucket.cursor < bucket.sites.len() {
-                        self.order.push_front(bucket);
-                    }
-                    return true;
-                }
-                // Used since it was filed: its place is under its latest use.
-                self.file(site, stamp);
-            }
-        }
-        false
-    }
-
-    /// Publishes `fact` about `site` in step `step`, replacing what was held. When
-    /// the cache is full, the least recently used fact is evicted first.
-    pub fn publish(&mut self, site: SiteId, fact: SharedFact, step: u64) {
-        self.settle();
-        if self.capacity == 0 || site.0 as usize >= self.slots.len() {
+    /// Publishes `fact` about `key` in step `step`, replacing what was held.
+    /// When the key's set is full, its least recently used fact is evicted
+    /// first.
+    pub fn publish(&mut self, key: impl Into<SharedKey>, fact: SharedFact, step: u64) {
+        let Some(ordinal) = self.layout.ordinal(key.into()) else {
+            return;
+        };
+        if self.sets.is_empty() {
             return;
         }
         self.publications += 1;
-        if !self.slots[site.0 as usize].held {
-            if self.len >= self.capacity {
-                self.evict_one();
+        let set = self.set_of(ordinal);
+        let ways = &self.sets[set].0;
+        let way = match ways.iter().position(|s| s.key == ordinal + 1) {
+            Some(way) => way,
+            None => {
+                let way = match ways.iter().position(|s| s.key == 0) {
+                    Some(empty) => empty,
+                    None => {
+                        // The least recently used, ties to the lowest key.
+                        let way = (0..WAYS)
+                            .min_by_key(|&w| (self.last_access(set * WAYS + w), ways[w].key))
+                            .expect("a set has ways");
+                        self.evictions += 1;
+                        self.len -= 1;
+                        if ways[way].key - 1 < self.layout.sites {
+                            self.site_facts -= 1;
+                        }
+                        way
+                    }
+                };
+                self.len += 1;
+                if ordinal < self.layout.sites {
+                    self.site_facts += 1;
+                }
+                way
             }
-            self.len += 1;
-        }
-        let slot = &mut self.slots[site.0 as usize];
-        let new = !slot.held;
-        slot.set(fact);
-        slot.stamp = step;
-        if new {
-            self.file(site, step);
-        }
+        };
+        self.sets[set].0[way] = Slot {
+            at: fact.at,
+            by: fact.by.0,
+            stamp: step,
+            value: fact.value,
+            key: ordinal + 1,
+        };
     }
 }
 
-/// A [`SharedCache`] as a checkpoint holds it: every slot with its recency
-/// (the readers' stamps folded in), the eviction queue as it stands, and the
-/// counters.
+/// A [`SharedCache`] as a checkpoint holds it: every held fact with its slot
+/// and its recency (the readers' stamps folded in), and the counters. (The
+/// ground grid is the world's, rebuilt with it.)
 #[derive(Serialize, Deserialize)]
 pub(crate) struct CacheImage {
-    /// `(value, at, by, stamp, held)` of every site's slot.
-    slots: Vec<(f32, SimTime, u64, u64, bool)>,
-    /// `(step, sites, sorted, cursor)` of every bucket, oldest first.
-    order: Vec<(u64, Vec<SiteId>, bool, usize)>,
-    len: usize,
-    capacity: usize,
+    /// `(slot, key ordinal, value, at, by, stamp)` of every held fact, in key
+    /// order.
+    facts: Vec<(u32, u32, f32, SimTime, u64, u64)>,
+    capacity_bytes: u64,
     hits: u64,
     misses: u64,
     evictions: u64,
@@ -388,19 +563,15 @@ impl SharedCache {
     /// [`settle`](Self::settle).
     pub(crate) fn image(&self) -> CacheImage {
         CacheImage {
-            slots: (0..self.slots.len())
-                .map(|i| {
-                    let s = &self.slots[i];
-                    (s.value, s.at, s.by, self.last_access(i), s.held)
+            facts: self
+                .held()
+                .into_iter()
+                .map(|(ordinal, i)| {
+                    let s = self.slot(i);
+                    (i as u32, ordinal, s.value, s.at, s.by, self.last_access(i))
                 })
                 .collect(),
-            order: self
-                .order
-                .iter()
-                .map(|b| (b.step, b.sites.clone(), b.sorted, b.cursor))
-                .collect(),
-            len: self.len,
-            capacity: self.capacity,
+            capacity_bytes: self.capacity_bytes,
             hits: self.totals.hits,
             misses: self.totals.misses,
             evictions: self.evictions,
@@ -408,40 +579,44 @@ impl SharedCache {
         }
     }
 
-    /// The cache a checkpoint held; it behaves from here on exactly as the
-    /// cache it was taken from.
-    pub(crate) fn from_image(image: CacheImage) -> Self {
-        Self {
-            slots: image
-                .slots
-                .into_iter()
-                .map(|(value, at, by, stamp, held)| Slot {
-                    at,
-                    by,
-                    stamp,
-                    value,
-                    held,
-                })
-                .collect(),
-            order: image
-                .order
-                .into_iter()
-                .map(|(step, sites, sorted, cursor)| Bucket {
-                    step,
-                    sites,
-                    sorted,
-                    cursor,
-                })
-                .collect(),
-            len: image.len,
-            capacity: image.capacity,
-            readers: ThreadLocal::new(),
-            totals: Counters {
-                hits: image.hits,
-                misses: image.misses,
-            },
-            evictions: image.evictions,
-            publications: image.publications,
+    /// The cache a checkpoint held, over the same sites and ground as `self`
+    /// (the cache the restored app made); it behaves from here on exactly as
+    /// the cache it was taken from. `None` if the image holds a key outside
+    /// them, or a fact out of its set.
+    pub(crate) fn restored(&self, image: CacheImage) -> Option<Self> {
+        let mut cache = Self::new(
+            self.layout.sites as usize,
+            self.layout.ground,
+            image.capacity_bytes,
+        );
+        let keys = cache.layout.keys();
+        for (slot, ordinal, value, at, by, stamp) in image.facts {
+            let slot = slot as usize;
+            if ordinal as usize >= keys
+                || slot >= cache.capacity()
+                || cache.set_of(ordinal) != slot / WAYS
+                || cache.slot(slot).key != 0
+            {
+                return None;
+            }
+            cache.sets[slot / WAYS].0[slot % WAYS] = Slot {
+                at,
+                by,
+                stamp,
+                value,
+                key: ordinal + 1,
+            };
+            cache.len += 1;
+            if ordinal < cache.layout.sites {
+                cache.site_facts += 1;
+            }
         }
+        cache.totals = Counters {
+            hits: image.hits,
+            misses: image.misses,
+        };
+        cache.evictions = image.evictions;
+        cache.publications = image.publications;
+        Some(cache)
     }
 }

@@ -20,7 +20,8 @@
 //! agent that knows little takes little room.
 //!
 //! Agents also share what they learn through the [`SharedCache`], an LRU map of
-//! published facts sized from the memory budget ([`MemoryPlan`]).
+//! published facts (site values, and the ground explorers went over) whose room
+//! in bytes is its share of the memory budget ([`MemoryPlan`]).
 
 mod cache;
 mod perception;
@@ -28,7 +29,7 @@ mod plugin;
 mod slab;
 
 pub(crate) use cache::CacheImage;
-pub use cache::{CacheStats, SharedCache, SharedFact};
+pub use cache::{CacheStats, SharedCache, SharedFact, SharedKey};
 pub use perception::Perception;
 pub use plugin::{MemoryPlugin, check_budget};
 pub use slab::SlabUsage;
@@ -70,7 +71,7 @@ const _: () = assert!(SHORT_TERM_MAX <= SLAB_VEC_MAX);
 /// order written.
 #[derive(Message, Clone, Copy, Debug, PartialEq)]
 pub struct Publication {
-    pub site: SiteId,
+    pub key: SharedKey,
     pub fact: SharedFact,
 }
 
@@ -978,7 +979,8 @@ impl MemoryPlan {
     /// per agent; `machine_bytes` the machine's total memory (for
     /// [`MemoryBudget::MachineFraction`]). Without a maximum of agents (`None`,
     /// an unlimited pool) an automatic budget gives every agent its defaults and
-    /// the cache room for `sites` facts, and an explicit budget gives every agent
+    /// the cache room for a fact about each of its `keys` (every site and
+    /// ground cell), and an explicit budget gives every agent
     /// its defaults and the cache its share. A budget too small for the engine's
     /// own state leaves the agents no memory ([`shortfall`](Self::shortfall)
     /// says so before a run).
@@ -988,7 +990,7 @@ impl MemoryPlan {
         default_agent_bytes: u64,
         engine_bytes: u64,
         machine_bytes: u64,
-        sites: usize,
+        keys: usize,
     ) -> Self {
         let shared = settings.shared_fraction.clamp(0.0, 0.99);
         let (total, shared_bytes, per_agent) =
@@ -1007,7 +1009,7 @@ impl MemoryPlan {
                 }
                 (Some(total), None) => (total, (total as f64 * shared) as u64, default_agent_bytes),
                 (None, None) => {
-                    let shared_bytes = (sites * SharedCache::ENTRY_BYTES) as u64;
+                    let shared_bytes = SharedCache::room_for(keys);
                     (shared_bytes, shared_bytes, default_agent_bytes)
                 }
             };
@@ -1016,7 +1018,7 @@ impl MemoryPlan {
             shared_bytes,
             per_agent_bytes: per_agent,
             engine_bytes_per_agent: engine_bytes,
-            cache_capacity: (shared_bytes / SharedCache::ENTRY_BYTES as u64) as usize,
+            cache_capacity: SharedCache::capacity_for(shared_bytes),
             baseline_rss: None,
         }
     }

@@ -4,11 +4,14 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
-use crate::agent::{Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, DueAgents};
+use crate::agent::{
+    Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, DueAgents, PerceptionReach,
+};
 use crate::clock::{SimClock, configure_phases};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 use crate::phases::{ContinuumStartup, ContinuumSystems, LearnSystems};
-use crate::world::Sites;
+use crate::spatial::GridGeometry;
+use crate::world::{Sites, WorldMap};
 
 /// Memory tiers, their consolidation, budgets, and the shared cache.
 ///
@@ -70,6 +73,8 @@ fn plan_memory(
     kinds: Res<MemoryKinds>,
     pool: Option<Res<AgentPool>>,
     sites: Option<Res<Sites>>,
+    map: Option<Res<WorldMap>>,
+    reach: Option<Res<PerceptionReach>>,
     components: &bevy_ecs::component::Components,
 ) {
     let machine = match settings.budget {
@@ -84,23 +89,28 @@ fn plan_memory(
         tracing::error!("{shortfall}; the agents get no memory");
     }
     let site_count = sites.map_or(0, |s| s.len());
+    // The ground explorers mark: cells as wide as the longest perception
+    // radius, so that going over a cell sees all of it.
+    let ground = map.map(|m| GridGeometry::new(m.size(), reach.map_or(50.0, |r| r.0)));
+    let keys = site_count + ground.map_or(0, |g| g.cells());
     let mut plan = MemoryPlan::new(
         &settings,
         max_agents,
         kinds.largest_default_bytes(),
         engine,
         machine,
-        site_count,
+        keys,
     );
     plan.baseline_rss = crate::process::current_rss_bytes();
     tracing::info!(
         total = plan.total_bytes,
         per_agent = plan.per_agent_bytes,
         engine_per_agent = plan.engine_bytes_per_agent,
+        cache_bytes = plan.shared_bytes,
         cache_facts = plan.cache_capacity,
         "memory budget planned"
     );
-    commands.insert_resource(SharedCache::new(site_count, plan.cache_capacity));
+    commands.insert_resource(SharedCache::new(site_count, ground, plan.shared_bytes));
     commands.insert_resource(plan);
 }
 
@@ -150,7 +160,7 @@ fn publish_facts(
 ) {
     let step = clock.step();
     for p in publications.read() {
-        cache.publish(p.site, p.fact, step);
+        cache.publish(p.key, p.fact, step);
     }
 }
 

@@ -265,7 +265,11 @@ fn the_plan_follows_the_formulae() {
     let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0, 0);
     assert_eq!(plan.shared_bytes, 200_000);
     assert_eq!(plan.per_agent_bytes, 800);
-    assert_eq!(plan.cache_capacity, 200_000 / SharedCache::ENTRY_BYTES);
+    assert_eq!(plan.cache_capacity, SharedCache::capacity_for(200_000));
+    assert_eq!(
+        plan.cache_capacity,
+        200_000 / SharedCache::ENTRY_BYTES / 2 * 2
+    );
     let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0, 0);
     assert_eq!(
         auto.per_agent_bytes, 200,
@@ -354,56 +358,80 @@ fn fact(v: f32) -> SharedFact {
 
 #[test]
 fn the_cache_evicts_the_least_recently_used() {
-    let mut cache = SharedCache::new(10, 3);
+    // Room for two facts: one set, which every site maps to.
+    let mut cache = SharedCache::for_sites(10, 3);
+    assert_eq!(cache.capacity(), 2);
     cache.publish(s(1), fact(1.0), 1);
     cache.publish(s(2), fact(2.0), 2);
-    cache.publish(s(3), fact(3.0), 3);
-    assert!(cache.read(s(1), 4).is_some()); // 1 is now the most recent
+    assert!(cache.read(s(1), 3).is_some()); // 1 is now the most recent
     cache.settle();
-    cache.publish(s(4), fact(4.0), 5); // evicts 2
-    assert_eq!(cache.lru_order().collect::<Vec<_>>(), [s(3), s(1), s(4)]);
+    cache.publish(s(3), fact(3.0), 4); // evicts 2
+    assert_eq!(
+        cache.lru_order().collect::<Vec<_>>(),
+        [s(1), s(3)].map(SharedKey::from)
+    );
     assert!(cache.peek(s(2)).is_none());
-    assert!(cache.read(s(2), 6).is_none());
+    assert!(cache.read(s(2), 5).is_none());
     cache.settle(); // counters are gathered at the end of each step
     let stats = cache.stats();
     assert_eq!(
         (stats.hits, stats.misses, stats.evictions, stats.len),
-        (1, 1, 1, 3)
+        (1, 1, 1, 2)
     );
 }
 
-/// Against a reference LRU, over random reads and publications, one per step.
+/// Against a reference set-associative LRU (two facts a set, sites two by
+/// two to the sets in turn), over random reads and publications, one per
+/// step: the same hits, the same facts held, the same recency.
 #[test]
 fn the_cache_matches_a_reference_lru() {
-    for seed in 0..20u64 {
-        let capacity = 1 + (seed % 6) as usize;
-        let mut cache = SharedCache::new(16, capacity);
-        let mut reference: Vec<SiteId> = Vec::new(); // least recent first
+    for seed in 0..30u64 {
+        let capacity = 2 * (1 + (seed % 4) as usize);
+        let sets = capacity / 2;
+        let mut cache = SharedCache::for_sites(16, capacity);
+        assert_eq!(cache.capacity(), capacity);
+        // Held sites with the step of their latest use.
+        let mut reference: Vec<(SiteId, u64)> = Vec::new();
         let mut h = seed;
         for step in 1..400u64 {
             h = crate::hash::mix(h, step);
             let site = s((h % 16) as u32);
+            let held = reference.iter().position(|&(x, _)| x == site);
             if h % 3 == 0 {
                 cache.publish(site, fact(step as f32), step);
-                if let Some(i) = reference.iter().position(|&x| x == site) {
-                    reference.remove(i);
-                } else if reference.len() == capacity {
-                    reference.remove(0);
+                match held {
+                    Some(i) => reference[i].1 = step,
+                    None => {
+                        let set_of = |x: SiteId| x.0 as usize / 2 % sets;
+                        let mates: Vec<usize> = (0..reference.len())
+                            .filter(|&i| set_of(reference[i].0) == set_of(site))
+                            .collect();
+                        if mates.len() == 2 {
+                            let lru = *mates
+                                .iter()
+                                .min_by_key(|&&i| (reference[i].1, reference[i].0))
+                                .unwrap();
+                            reference.remove(lru);
+                        }
+                        reference.push((site, step));
+                    }
                 }
-                reference.push(site);
             } else {
                 let hit = cache.read(site, step).is_some();
-                let i = reference.iter().position(|&x| x == site);
-                assert_eq!(hit, i.is_some(), "seed {seed} step {step}");
-                if let Some(i) = i {
-                    reference.remove(i);
-                    reference.push(site);
+                assert_eq!(hit, held.is_some(), "seed {seed} step {step}");
+                if let Some(i) = held {
+                    reference[i].1 = step;
                 }
             }
             cache.settle();
+            let mut order = reference.clone();
+            order.sort_by_key(|&(x, at)| (at, x));
             assert_eq!(
                 cache.lru_order().collect::<Vec<_>>(),
-                reference,
+                order
+                    .iter()
+                    .map(|&(x, _)| SharedKey::from(x))
+                    .collect::<Vec<_>>(),
                 "seed {seed} step {step}"
             );
         }
@@ -413,7 +441,7 @@ fn the_cache_matches_a_reference_lru() {
 #[test]
 fn reads_from_many_threads_in_one_step_settle_to_the_same_order() {
     let build = || {
-        let mut cache = SharedCache::new(64, 64);
+        let mut cache = SharedCache::for_sites(64, 64);
         for i in 0..64 {
             cache.publish(s(i), fact(i as f32), 1);
         }
@@ -440,4 +468,112 @@ fn reads_from_many_threads_in_one_step_settle_to_the_same_order() {
         serial.lru_order().collect::<Vec<_>>(),
         parallel.lru_order().collect::<Vec<_>>()
     );
+}
+
+/// Sites and ground cells share one room in bytes: a key's set holds two
+/// facts, whatever their kind, and the least recently used of a full set goes;
+/// keys outside the world are ignored; a world with no more keys than the
+/// room has slots never evicts.
+#[test]
+fn sites_and_ground_share_the_room_in_bytes() {
+    let ground = crate::spatial::GridGeometry::new(bevy_math::Vec2::splat(1000.0), 10.0);
+    let room = 4 * SharedCache::ENTRY_BYTES as u64 + 10;
+    let mut cache = SharedCache::new(5, Some(ground), room);
+    assert_eq!((cache.capacity(), cache.stats().capacity_bytes), (4, room));
+    let g = SharedKey::Ground;
+    // Two sets: keys numbered sites first (0 to 4), then cells (5 on), go
+    // two by two to the sets in turn: 0 and 1 to set 0, 2 and 3 to set 1, ...
+    cache.publish(s(0), fact(1.0), 1); // set 0
+    cache.publish(s(2), fact(2.0), 2); // set 1
+    cache.publish(g(1), fact(3.0), 3); // key 6, set 1
+    cache.publish(g(3), fact(4.0), 4); // key 8, set 0
+    assert!(cache.read(s(0), 5).is_some());
+    cache.publish(g(4), fact(5.0), 6); // key 9, set 0: evicts cell 3
+    assert!(cache.peek(g(3)).is_none());
+    assert_eq!(
+        cache.lru_order().collect::<Vec<_>>(),
+        [s(2).into(), g(1), s(0).into(), g(4)]
+    );
+    // Outside the world: no site 5, no cell 10 000.
+    cache.publish(s(5), fact(5.0), 7);
+    cache.publish(g(10_000), fact(5.0), 7);
+    assert!(cache.read(g(10_000), 7).is_none());
+    cache.settle();
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.len,
+            stats.site_facts,
+            stats.evictions,
+            stats.publications
+        ),
+        (4, 2, 1, 5)
+    );
+    assert_eq!(stats.bytes, 4 * SharedCache::ENTRY_BYTES as u64);
+    // A hundred thousand publications over ten thousand cells: four held.
+    for cell in 0..100_000u32 {
+        cache.publish(g(cell % 10_000), fact(cell as f32), 10 + u64::from(cell));
+    }
+    assert_eq!((cache.len(), cache.stats().site_facts), (4, 0));
+    assert_eq!(
+        cache.iter().map(|(k, ..)| k).collect::<Vec<_>>(),
+        [g(9_996), g(9_997), g(9_998), g(9_999)]
+    );
+
+    // As much room as keys: nothing is ever evicted.
+    let keys = 5 + ground.cells();
+    let mut roomy = SharedCache::new(5, Some(ground), SharedCache::room_for(keys));
+    for step in 0..3 {
+        for site in 0..5 {
+            roomy.publish(s(site), fact(1.0), step);
+        }
+        for cell in 0..ground.cells() as u32 {
+            roomy.publish(g(cell), fact(1.0), step);
+        }
+    }
+    assert_eq!((roomy.len(), roomy.stats().evictions), (keys, 0));
+}
+
+/// A restored cache holds the same facts with the same recency and goes on
+/// exactly as the one it was taken from.
+#[test]
+fn a_restored_cache_goes_on_as_the_original() {
+    let ground = crate::spatial::GridGeometry::new(bevy_math::Vec2::splat(100.0), 10.0);
+    let mut a = SharedCache::new(20, Some(ground), 8 * SharedCache::ENTRY_BYTES as u64);
+    let mut h = 7u64;
+    let key = |h: u64| {
+        if h.is_multiple_of(2) {
+            SharedKey::Site(s((h / 2 % 20) as u32))
+        } else {
+            SharedKey::Ground((h / 2 % 100) as u32)
+        }
+    };
+    let mut step = 0;
+    let run = |cache: &mut SharedCache, steps: u64, h: &mut u64, step: &mut u64| {
+        for _ in 0..steps {
+            *step += 1;
+            *h = crate::hash::mix(*h, *step);
+            if (*h).is_multiple_of(3) {
+                cache.publish(key(*h >> 8), fact(*step as f32), *step);
+            } else {
+                cache.read(key(*h >> 8), *step);
+            }
+            cache.settle();
+        }
+    };
+    run(&mut a, 300, &mut h, &mut step);
+    let mut b = SharedCache::new(20, Some(ground), 0)
+        .restored(a.image())
+        .expect("the same world");
+    let (mut hb, mut step_b) = (h, step);
+    run(&mut a, 300, &mut h, &mut step);
+    run(&mut b, 300, &mut hb, &mut step_b);
+    assert_eq!(a.stats(), b.stats());
+    assert_eq!(
+        a.lru_order().collect::<Vec<_>>(),
+        b.lru_order().collect::<Vec<_>>()
+    );
+    assert!(a.iter().eq(b.iter()));
+    // A world with fewer keys refuses the image.
+    assert!(SharedCache::new(3, None, 0).restored(a.image()).is_none());
 }
