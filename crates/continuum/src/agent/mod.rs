@@ -33,6 +33,11 @@ pub use schedule::{AgentLists, AgentSchedule, DueAgents};
 /// sizes are the ECS's own), the entity's place in its table and in the
 /// entity index, and its entries in the [`AgentSchedule`] and the
 /// [`AgentIndex`]. Without [`Agent`] registered, 0.
+///
+/// A component counts by its inline size: one that owns heap memory (a
+/// `Vec`, a `Box`) is counted without it. The built-in components own none
+/// (their lists are inline, the memory's records live in its slab blocks); a
+/// game whose agent components do should leave room for it in the budget.
 pub fn engine_bytes_per_agent(components: &bevy_ecs::component::Components) -> u64 {
     let Some(agent) = components.component_id::<Agent>() else {
         return 0;

@@ -88,6 +88,13 @@ fn plan_memory(
     if let Some(shortfall) = MemoryPlan::shortfall(&settings, max_agents, engine, machine) {
         tracing::error!("{shortfall}; the agents get no memory");
     }
+    if max_agents.is_none() && !matches!(settings.budget, MemoryBudget::Auto) {
+        tracing::warn!(
+            "memory.budget in bytes with no maximum of agents: it cannot be shared among \
+             them, so every agent gets its kind's default capacities; give the AgentPool a \
+             maximum for the budget to hold"
+        );
+    }
     let site_count = sites.map_or(0, |s| s.len());
     // The ground explorers mark: cells as wide as the longest perception
     // radius, so that going over a cell sees all of it.
