@@ -3,6 +3,7 @@
 //! went over lately; they publish the sites the shared cache does not hold yet,
 //! and mark the ground they go over.
 
+use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
@@ -106,10 +107,16 @@ fn explored_ground(
             })
     };
     let here = ground.cell_of(pos);
-    // Nine cells, each a miss in the processor's cache more often than not:
-    // their lines are asked for together, so that the misses overlap.
+    let avoid = params.avoid_explored != 0.0;
+    let around: ArrayVec<u32, 8> = if avoid {
+        ground.neighbours(pos).collect()
+    } else {
+        ArrayVec::new()
+    };
+    // Up to nine cells, each a miss in the processor's cache more often than
+    // not: their lines are asked for together, so that the misses overlap.
     cache.prefetch(SharedKey::Ground(here));
-    for cell in ground.neighbours(pos) {
+    for &cell in &around {
         cache.prefetch(SharedKey::Ground(cell));
     }
     if freshness(here) < 0.5 {
@@ -122,11 +129,11 @@ fn explored_ground(
         ctx.publish
             .scope(|published| published.push(Publication { key, fact }));
     }
-    if params.avoid_explored == 0.0 {
+    if !avoid {
         return Vec2::ZERO;
     }
-    ground
-        .neighbours(pos)
+    around
+        .into_iter()
         .map(|cell| (pos - ground.cell_center(cell)).normalize_or_zero() * freshness(cell))
         .sum::<Vec2>()
         .clamp_length_max(1.0)

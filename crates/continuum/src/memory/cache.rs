@@ -45,9 +45,9 @@ impl From<SiteId> for SharedKey {
 struct Slot {
     at: SimTime,
     by: u64,
-    /// The step of the publication, or a later read step folded in when the
-    /// set's other fact was published. The fact's recency is the latest of
-    /// this and the readers' stamps ([`SharedCache::last_access`]).
+    /// The step of the publication (in a restored cache, the latest access
+    /// as the checkpoint saw it). The fact's recency is the latest of this
+    /// and the readers' stamps ([`SharedCache::last_access`]).
     stamp: u64,
     value: f32,
     /// The key's ordinal + 1 ([`Layout::ordinal`]); 0: empty.
@@ -85,25 +85,34 @@ struct Set([Slot; WAYS]);
 
 const _: () = assert!(size_of::<Set>() == 64);
 
-/// `n` empty sets, zeroed by the allocator: the room is reserved, but pages
-/// of sets no key reaches are never touched, so only what is used is
-/// resident.
-fn empty_sets(n: usize) -> Box<[Set]> {
-    if n == 0 {
-        return Box::new([]);
+/// `n` zeroed `T`s from the allocator: the memory is reserved, but pages
+/// nobody touches are never resident.
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid `T`.
+unsafe fn zeroed_slice<T>(n: usize) -> Box<[T]> {
+    let layout = std::alloc::Layout::array::<T>(n).expect("the cache's room fits in memory");
+    if layout.size() == 0 {
+        return Vec::new().into_boxed_slice();
     }
-    let layout = std::alloc::Layout::array::<Set>(n).expect("the cache's room fits in memory");
-    // SAFETY: the layout's size is not zero. All-zero bytes are a valid `Set`:
-    // two empty slots (`Slot::EMPTY` is all zeros, checked by a test). The
-    // allocation has the layout of `[Set; n]`, and ownership passes to the
-    // box, which frees it with that layout.
+    // SAFETY: the layout's size is not zero; the caller vouches that zeroed
+    // memory holds valid `T`s. The allocation has the layout of `[T; n]`, and
+    // ownership passes to the box, which frees it with that layout.
     unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout).cast::<Set>();
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
         if ptr.is_null() {
             std::alloc::handle_alloc_error(layout);
         }
         Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n))
     }
+}
+
+/// `n` empty sets (see [`zeroed_slice`]).
+fn empty_sets(n: usize) -> Box<[Set]> {
+    // SAFETY: all-zero bytes are two empty slots (`Slot::EMPTY` is all zeros,
+    // checked by a test).
+    unsafe { zeroed_slice(n) }
 }
 
 #[cfg(test)]
@@ -175,27 +184,13 @@ struct Reader {
     stamps: Box<[AtomicU32]>,
 }
 
-/// `len` zeroed `T`s from the allocator: pages nobody touches are never
-/// touched.
-fn zeroed_atomics(len: usize) -> Box<[AtomicU32]> {
-    let zeroed = std::mem::ManuallyDrop::new(vec![0u32; len].into_boxed_slice());
-    // SAFETY: `AtomicU32` has the size, alignment and bit validity of `u32`,
-    // so the allocation is a valid `[AtomicU32]` of the same length, and
-    // ownership passes to the new box.
-    unsafe {
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-            zeroed.as_ptr().cast_mut().cast::<AtomicU32>(),
-            zeroed.len(),
-        ))
-    }
-}
-
 impl Reader {
     fn new(slots: usize) -> Self {
         Self {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            stamps: zeroed_atomics(slots),
+            // SAFETY: zero is a valid `AtomicU32`.
+            stamps: unsafe { zeroed_slice(slots) },
         }
     }
 
