@@ -135,43 +135,51 @@ pub fn read_ron<T: DeserializeOwned>(path: &Path) -> Result<(T, String), ConfigE
 
 /// Parses RON text. `Option` fields may be written without `Some(..)`.
 pub fn parse_ron<T: DeserializeOwned>(source: &str, file: &Path) -> Result<T, ConfigError> {
+    parse_located(source).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: e.line,
+        column: e.column,
+        field: e.field,
+        message: e.message,
+    })
+}
+
+/// Why RON text could not be read into a value: where in the text (1-based),
+/// the path of the field at fault (empty for the whole text) and what was
+/// expected.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocatedError {
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// [`parse_ron`] without a file: the error's place is in `source` itself.
+pub fn parse_located<T: DeserializeOwned>(source: &str) -> Result<T, LocatedError> {
     let options =
         ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
-    let mut de =
-        ron::Deserializer::from_str_with_options(source, &options).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            line: e.span.start.line,
-            column: e.span.start.col,
-            field: String::new(),
-            message: clip(&e.code.to_string(), MAX_QUOTED_CHARS),
-        })?;
+    let located = |e: ron::error::SpannedError, field: String| LocatedError {
+        line: e.span.start.line,
+        column: e.span.start.col,
+        field,
+        message: clip(&e.code.to_string(), MAX_QUOTED_CHARS),
+    };
+    let mut de = ron::Deserializer::from_str_with_options(source, &options)
+        .map_err(|e| located(e, String::new()))?;
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // serde_path_to_error writes `?` for a segment it could not name (e.g. in
         // the middle of a syntax error); the path up to there is still useful.
         let field = e.path().to_string().replace(".?", "").replace('?', "");
-        let spanned = de.span_error(e.into_inner());
-        ConfigError {
-            file: file.to_path_buf(),
-            line: spanned.span.start.line,
-            column: spanned.span.start.col,
-            field: if field == "." {
-                String::new()
-            } else {
-                clip(&field, MAX_QUOTED_CHARS)
-            },
-            message: clip(&spanned.code.to_string(), MAX_QUOTED_CHARS),
-        }
+        let field = if field == "." {
+            String::new()
+        } else {
+            clip(&field, MAX_QUOTED_CHARS)
+        };
+        located(de.span_error(e.into_inner()), field)
     })?;
-    de.end().map_err(|e| {
-        let spanned = de.span_error(e);
-        ConfigError {
-            file: file.to_path_buf(),
-            line: spanned.span.start.line,
-            column: spanned.span.start.col,
-            field: String::new(),
-            message: clip(&spanned.code.to_string(), MAX_QUOTED_CHARS),
-        }
-    })?;
+    de.end()
+        .map_err(|e| located(de.span_error(e), String::new()))?;
     Ok(value)
 }
 
@@ -187,10 +195,36 @@ pub enum PathSeg {
 #[derive(Default)]
 pub struct Validator {
     path: Vec<PathSeg>,
-    error: Option<(Vec<PathSeg>, String)>,
+    error: Option<Fault>,
+    behaviours: Option<crate::archetype::BehaviourRegistry>,
+}
+
+/// The first problem a [`Validator`] found.
+struct Fault {
+    path: Vec<PathSeg>,
+    message: String,
+    /// A problem inside the text of the value at `path`: the rest of the
+    /// field's path and where in that text (1-based line and column).
+    inner: Option<(String, usize, usize)>,
 }
 
 impl Validator {
+    /// A validator that checks the parameters of the behaviours plugins
+    /// registered (see [`BehaviourRegistry`](crate::archetype::BehaviourRegistry)):
+    /// a kind whose behaviour no plugin registered is an error.
+    pub fn with_behaviours(registry: crate::archetype::BehaviourRegistry) -> Self {
+        Self {
+            behaviours: Some(registry),
+            ..Self::default()
+        }
+    }
+
+    /// The registered behaviours this validator checks against, if it was
+    /// given them.
+    pub fn behaviours(&self) -> Option<&crate::archetype::BehaviourRegistry> {
+        self.behaviours.as_ref()
+    }
+
     /// Runs `f` with `seg` appended to the current path.
     pub fn at<R>(&mut self, seg: PathSeg, f: impl FnOnce(&mut Self) -> R) -> R {
         self.path.push(seg);
@@ -211,7 +245,24 @@ impl Validator {
             if !name.is_empty() {
                 path.push(PathSeg::Field(name));
             }
-            self.error = Some((path, message()));
+            self.error = Some(Fault {
+                path,
+                message: message(),
+                inner: None,
+            });
+        }
+    }
+
+    /// Records a problem found while reading the text of the current value
+    /// on its own (a plugin's parameters): `e` is placed relative to where
+    /// the value starts in the file.
+    pub fn fail_inside(&mut self, e: LocatedError) {
+        if self.error.is_none() {
+            self.error = Some(Fault {
+                path: self.path.clone(),
+                message: e.message,
+                inner: Some((e.field, e.line, e.column)),
+            });
         }
     }
 
@@ -222,16 +273,30 @@ impl Validator {
 
     /// The first problem, located in `source`.
     pub fn finish(self, source: &str, file: &Path) -> Result<(), ConfigError> {
-        let Some((path, message)) = self.error else {
+        let Some(fault) = self.error else {
             return Ok(());
         };
-        let (line, column) = locate(source, &path).unwrap_or((0, 0));
+        let (mut line, mut column) = locate(source, &fault.path).unwrap_or((0, 0));
+        let mut field = path_string(&fault.path);
+        if let Some((rest, l, c)) = fault.inner {
+            if line > 0 && l > 0 {
+                if l == 1 {
+                    column += c.saturating_sub(1);
+                } else {
+                    line += l - 1;
+                    column = c;
+                }
+            }
+            if !rest.is_empty() {
+                field = format!("{field}.{rest}");
+            }
+        }
         Err(ConfigError {
             file: file.to_path_buf(),
             line,
             column,
-            field: path_string(&path),
-            message,
+            field,
+            message: fault.message,
         })
     }
 }

@@ -77,7 +77,10 @@ pub mod prelude {
         Admitted, Agent, AgentBlueprint, AgentId, AgentIndex, AgentKind, AgentPlugin, AgentPool,
         AgentRng, AgentsAdmitted, Body, Cadence, DueAgents, Position, Priority, TickRate, Velocity,
     };
-    pub use crate::archetype::{Archetype, ArchetypePlugin, Archetypes, Behaviour};
+    pub use crate::archetype::{
+        Archetype, ArchetypePlugin, Archetypes, Behaviour, BehaviourParams, BehaviourRegistry,
+        KindParams, ModelParams, RegisterBehaviour,
+    };
     pub use crate::behaviour::{BehaviourPlugin, Intent, Movement};
     pub use crate::clock::{ClockPlugin, ClockSettings, SimClock, SimSeed};
     pub use crate::digest::{StateDigest, state_digest};

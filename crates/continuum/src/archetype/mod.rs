@@ -27,6 +27,10 @@ use crate::config::{ConfigError, MAX_NAME_CHARS, Validator, parse_ron};
 use crate::memory::{MemoryKinds, MemoryRules};
 use crate::phases::{ContinuumStartup, ContinuumSystems};
 
+mod model;
+
+pub use model::{BehaviourParams, BehaviourRegistry, KindParams, ModelParams, RegisterBehaviour};
+
 /// Explorer parameters: a random walk with momentum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +119,13 @@ pub enum Behaviour {
     /// No built-in behaviour: a control group that does nothing, or a kind driven
     /// by a game's own systems.
     Idle,
+    /// A behaviour a plugin registered (see [`RegisterBehaviour`]): its name
+    /// and its parameters, read by the plugin's own type
+    /// ([`KindParams`]).
+    Model {
+        name: String,
+        params: ModelParams,
+    },
 }
 
 /// One kind of agent.
@@ -264,6 +275,16 @@ impl Archetype {
                 check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
             }
             Behaviour::Idle => {}
+            Behaviour::Model { name, params } => {
+                v.check(!name.trim().is_empty(), "name", || {
+                    "expected the name of a registered behaviour".into()
+                });
+                if let Some(registry) = v.behaviours().cloned()
+                    && !v.failed()
+                {
+                    registry.check(name, params, v);
+                }
+            }
         });
     }
 

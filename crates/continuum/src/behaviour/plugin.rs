@@ -212,7 +212,10 @@ pub fn think(
         let Some(archetype) = archetypes.try_get(agent.kind) else {
             return;
         };
-        if matches!(archetype.behaviour, Behaviour::Idle | Behaviour::Planner(_)) {
+        if matches!(
+            archetype.behaviour,
+            Behaviour::Idle | Behaviour::Planner(_) | Behaviour::Model { .. }
+        ) {
             return;
         }
         let me = Thinker {
@@ -232,7 +235,7 @@ pub fn think(
             Behaviour::Controller(params) => {
                 controller::think(&ctx, params, archetype.memory.half_life, me);
             }
-            Behaviour::Planner(_) | Behaviour::Idle => {}
+            Behaviour::Planner(_) | Behaviour::Idle | Behaviour::Model { .. } => {}
         }
     });
     // Publications are taken in order: the threads' order is replaced by the

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::ConflictStrategyKind;
 use crate::agent::Priority;
 use crate::agent::{AgentBlueprint, AgentId, IndexedAgent};
-use crate::archetype::{Archetype, Archetypes};
+use crate::archetype::{Archetype, Archetypes, BehaviourRegistry};
 use crate::archetype::{MAX_KINDS, MAX_MAGNITUDE};
 use crate::clock::ClockSettings;
 use crate::config::{
@@ -372,17 +372,43 @@ impl Scenario {
         }
     }
 
-    /// Reads, parses and validates a scenario file.
+    /// Reads, parses and validates a scenario file. The parameters of kinds
+    /// whose behaviour a plugin brings (`Model(..)`) are not checked: see
+    /// [`load_with`](Self::load_with).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_in(path, Validator::default())
+    }
+
+    /// Reads, parses and validates a scenario file, and its kinds' behaviours
+    /// against the behaviours plugins registered: a name none registered, or
+    /// parameters its type does not read or refuses, is an error.
+    pub fn load_with(path: &Path, behaviours: &BehaviourRegistry) -> Result<Self, ConfigError> {
+        Self::load_in(path, Validator::with_behaviours(behaviours.clone()))
+    }
+
+    fn load_in(path: &Path, v: Validator) -> Result<Self, ConfigError> {
         let (scenario, source): (Scenario, String) = read_ron(path).map_err(moved_fields)?;
-        scenario.validate(&source, path)?;
+        scenario.validate_in(&source, path, v)?;
         Ok(scenario)
     }
 
-    /// Parses and validates scenario text; `file` names it in errors.
+    /// Parses and validates scenario text; `file` names it in errors. (See
+    /// [`from_ron_with`](Self::from_ron_with) for the behaviours plugins bring.)
     pub fn from_ron(source: &str, file: &Path) -> Result<Self, ConfigError> {
         let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
         scenario.validate(source, file)?;
+        Ok(scenario)
+    }
+
+    /// [`from_ron`](Self::from_ron), checking the kinds' behaviours against the
+    /// registered ones as [`load_with`](Self::load_with) does.
+    pub fn from_ron_with(
+        source: &str,
+        file: &Path,
+        behaviours: &BehaviourRegistry,
+    ) -> Result<Self, ConfigError> {
+        let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
+        scenario.validate_in(source, file, Validator::with_behaviours(behaviours.clone()))?;
         Ok(scenario)
     }
 
@@ -593,7 +619,10 @@ impl Scenario {
     /// Checks every value; the first problem is reported with its position in
     /// `source`.
     pub fn validate(&self, source: &str, file: &Path) -> Result<(), ConfigError> {
-        let mut v = Validator::default();
+        self.validate_in(source, file, Validator::default())
+    }
+
+    fn validate_in(&self, source: &str, file: &Path, mut v: Validator) -> Result<(), ConfigError> {
         self.check(&mut v);
         v.finish(source, file)
     }
