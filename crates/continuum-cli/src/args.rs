@@ -264,6 +264,15 @@ pub struct RunOptions {
 
 #[derive(Args)]
 pub struct BenchArgs {
+    /// The model to measure: `sites` (the built-in world: explorers,
+    /// analyzers and controllers, every subsystem on) or `flocking` (boids at
+    /// the published comparisons' scale; `--steps` steps, every bird every
+    /// step).
+    #[arg(long, value_enum, default_value = "sites")]
+    pub model: BenchModel,
+    /// Steps measured at each population (`--model flocking`).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub steps: u64,
     /// Populations to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub agents: Vec<u64>,
@@ -319,8 +328,20 @@ pub struct BenchPairArgs {
     pub json: bool,
 }
 
+/// What `continuum bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchModel {
+    Sites,
+    Flocking,
+}
+
 #[derive(Args)]
 pub struct BenchOneArgs {
+    #[arg(long, value_enum, default_value = "sites")]
+    pub model: BenchModel,
+    /// Steps measured (`--model flocking`).
+    #[arg(long, default_value_t = 50)]
+    pub steps: u64,
     #[arg(long)]
     pub agents: u64,
     #[arg(long)]

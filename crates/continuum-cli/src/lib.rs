@@ -61,6 +61,15 @@ fn keep_large_blocks_mapped() {
 
 /// The whole command: parses the arguments, runs the subcommand and gives its
 /// exit code.
+/// The plugins a run is built with: all of Continuum's and the standard
+/// models' (whose behaviours scenario files may name).
+pub fn plugins() -> bevy_app::PluginGroupBuilder {
+    use bevy_app::PluginGroup;
+    continuum::ContinuumPlugins::default()
+        .build()
+        .add(continuum_models::ModelsPlugin::default())
+}
+
 pub fn main() -> ExitCode {
     keep_large_blocks_mapped();
     let cli = match Cli::try_parse() {
@@ -81,11 +90,13 @@ pub fn main() -> ExitCode {
         Command::Sweep(args) => sweep::sweep_command(args),
         Command::Plot { metrics, output } => plot::plot_command(&metrics, &output),
         Command::Validate { scenario } => {
-            match Scenario::load(&scenario).and_then(|s| s.check_resources(&scenario).map(|()| s)) {
+            match Scenario::load_with(&scenario, &continuum_models::behaviours())
+                .and_then(|s| s.check_resources(&scenario).map(|()| s))
+            {
                 // The app is built (no agent is admitted before it starts) to
                 // see whether the memory budget holds the agents.
                 Ok(s) => match continuum::memory::check_budget(
-                    continuum::headless::build_app(s, 1).world(),
+                    continuum::headless::build_app_with(s, 1, plugins()).world(),
                 ) {
                     Ok(()) => {
                         outln!("ok");
@@ -98,6 +109,11 @@ pub fn main() -> ExitCode {
         }
         Command::Bench(args) => bench::bench_command(args),
         Command::BenchPair(a) => bench::bench_pair_command(&a),
+        Command::BenchOne(a) if a.model == args::BenchModel::Flocking => {
+            let result = bench::flocking::run_flocking(a.agents, a.threads, a.steps);
+            outln!("{}", serde_json::to_string(&result).expect("serialisable"));
+            ExitCode::SUCCESS
+        }
         Command::BenchOne(a) => {
             let result = run_once(&BenchConfig {
                 agents: a.agents,

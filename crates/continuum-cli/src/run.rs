@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bevy_app::PluginGroup;
-use continuum::ContinuumPlugins;
 use continuum::agent::AgentPool;
 use continuum::archetype::Archetypes;
 use continuum::checkpoint::{self, Checkpoint, CheckpointError};
@@ -31,7 +29,7 @@ use crate::report::{Resumed, RunContext, RunReport, write_report};
 use crate::series::{MetricsRecorder, SeriesFormat, SeriesWriter};
 
 pub fn run_command(args: RunArgs, log: &LogSink) -> ExitCode {
-    let mut scenario = match Scenario::load(&args.scenario) {
+    let mut scenario = match Scenario::load_with(&args.scenario, &continuum_models::behaviours()) {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };
@@ -189,7 +187,7 @@ fn execute(
         );
     }
 
-    let mut plugins = ContinuumPlugins::default().build();
+    let mut plugins = crate::plugins();
     if args.no_monitor {
         plugins = plugins.disable::<ResourceMonitorPlugin>();
     }

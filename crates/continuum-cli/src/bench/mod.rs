@@ -1,6 +1,7 @@
 //! `continuum bench` and `bench-pair`: agent-ticks per second and bytes per
 //! agent in fast mode, and thread counts compared within one run.
 
+pub mod flocking;
 mod measure;
 
 pub use measure::{BenchConfig, BenchResult, PairConfig, run_once, run_pair};
@@ -9,7 +10,8 @@ use std::process::ExitCode;
 
 use continuum::headless::default_threads;
 
-use crate::args::{BenchArgs, BenchPairArgs};
+use crate::args::{BenchArgs, BenchModel, BenchPairArgs};
+use flocking::FlockResult;
 
 /// Warns when the machine is already busy before a benchmark starts.
 fn warn_if_busy() {
@@ -85,6 +87,9 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
         }
     };
     warn_if_busy();
+    if args.model == BenchModel::Flocking {
+        return bench_flocking(&args, &thread_counts, &exe);
+    }
     // One measurement in a process of its own.
     let measure = |agents: u64, threads: usize, live: bool| -> Option<BenchResult> {
         let mut command = std::process::Command::new(&exe);
@@ -228,6 +233,79 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
             .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
             .collect();
         if let Err(e) = std::fs::write(&path, lines) {
+            errln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `continuum bench --model flocking`: each population on each thread count,
+/// `--repeat` times in turns, one process per measurement; every run is a
+/// JSON line in `--json`, and the table keeps the fastest of each.
+fn bench_flocking(args: &BenchArgs, thread_counts: &[usize], exe: &std::path::Path) -> ExitCode {
+    let measure = |agents: u64, threads: usize| -> Option<FlockResult> {
+        let output = std::process::Command::new(exe)
+            .args(["bench-one", "--model", "flocking"])
+            .args(["--agents", &agents.to_string()])
+            .args(["--steps", &args.steps.to_string()])
+            .args(["--threads", &threads.to_string()])
+            .args(["--seconds", "0", "--fixed-hz", "10", "--tick-hz", "10"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        serde_json::from_slice(&output.stdout).ok()
+    };
+    outln!(
+        "flocking: 0.1 birds per unit area, radius 10, every bird every step, {} steps per run",
+        args.steps
+    );
+    outln!(
+        "{:>10} {:>8} {:>18} {:>9} {:>14}",
+        "agents",
+        "threads",
+        "agent-steps/s",
+        "speed-up",
+        "peak RSS MB"
+    );
+    let mut all = Vec::new();
+    for &agents in &args.agents {
+        let mut runs = Vec::new();
+        for _ in 0..args.repeat {
+            for &threads in thread_counts {
+                let Some(r) = measure(agents, threads) else {
+                    errln!("error: a measurement at {agents} agents, {threads} thread(s) failed");
+                    return ExitCode::FAILURE;
+                };
+                runs.push(r);
+            }
+        }
+        let fastest = |threads: usize| {
+            runs.iter()
+                .filter(|r| r.threads == threads)
+                .max_by(|a, b| a.agent_steps_per_sec.total_cmp(&b.agent_steps_per_sec))
+                .expect("measured")
+        };
+        let base = fastest(thread_counts[0]).agent_steps_per_sec;
+        for &threads in thread_counts {
+            let r = fastest(threads);
+            outln!(
+                "{:>10} {:>8} {:>18.0} {:>8.2}x {:>14.1}",
+                r.agents,
+                threads,
+                r.agent_steps_per_sec,
+                r.agent_steps_per_sec / base,
+                r.peak_rss_bytes as f64 / 1e6
+            );
+        }
+        all.extend(runs);
+    }
+    if let Some(path) = &args.json {
+        let lines: String = all
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("serialisable") + "\n")
+            .collect();
+        if let Err(e) = continuum::atomic_file::write_bytes_atomically(path, lines.as_bytes()) {
             errln!("error: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
