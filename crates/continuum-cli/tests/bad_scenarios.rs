@@ -17,6 +17,27 @@ use common::continuum;
 const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     ("syntax-error", 5, 29, "clock", "Expected comma"),
     (
+        "model-bad-param",
+        12,
+        27,
+        "archetypes[0].behaviour.params.cohesion",
+        "expected a weight",
+    ),
+    (
+        "model-unknown-behaviour",
+        11,
+        36,
+        "archetypes[0].behaviour.name",
+        "expected one of: flocking",
+    ),
+    (
+        "model-param-typo",
+        11,
+        72,
+        "archetypes[0].behaviour.params.momentun",
+        "momentun",
+    ),
+    (
         "unknown-field",
         5,
         5,
