@@ -196,7 +196,15 @@ pub enum PathSeg {
 pub struct Validator {
     path: Vec<PathSeg>,
     error: Option<Fault>,
-    behaviours: Option<crate::archetype::BehaviourRegistry>,
+    behaviours: Option<std::sync::Arc<dyn BehaviourChecks>>,
+}
+
+/// What a [`Validator`] checks the behaviours that plugins bring with: the
+/// archetype module's registry of them.
+pub trait BehaviourChecks: Send + Sync {
+    /// Checks the behaviour `name` with the parameters `params` (RON text),
+    /// recording problems in `v`, whose current path is the behaviour's.
+    fn check_behaviour(&self, name: &str, params: &str, v: &mut Validator);
 }
 
 /// The first problem a [`Validator`] found.
@@ -210,19 +218,19 @@ struct Fault {
 
 impl Validator {
     /// A validator that checks the parameters of the behaviours plugins
-    /// registered (see [`BehaviourRegistry`](crate::archetype::BehaviourRegistry)):
-    /// a kind whose behaviour no plugin registered is an error.
-    pub fn with_behaviours(registry: crate::archetype::BehaviourRegistry) -> Self {
+    /// registered with `checks` (the archetype module's registry): a kind
+    /// whose behaviour none registered is an error.
+    pub fn with_behaviours(checks: std::sync::Arc<dyn BehaviourChecks>) -> Self {
         Self {
-            behaviours: Some(registry),
+            behaviours: Some(checks),
             ..Self::default()
         }
     }
 
     /// The registered behaviours this validator checks against, if it was
     /// given them.
-    pub fn behaviours(&self) -> Option<&crate::archetype::BehaviourRegistry> {
-        self.behaviours.as_ref()
+    pub fn behaviours(&self) -> Option<std::sync::Arc<dyn BehaviourChecks>> {
+        self.behaviours.clone()
     }
 
     /// Runs `f` with `seg` appended to the current path.

@@ -279,10 +279,10 @@ impl Archetype {
                 v.check(!name.trim().is_empty(), "name", || {
                     "expected the name of a registered behaviour".into()
                 });
-                if let Some(registry) = v.behaviours().cloned()
+                if let Some(checks) = v.behaviours()
                     && !v.failed()
                 {
-                    registry.check(name, params, v);
+                    checks.check_behaviour(name, params.as_ron(), v);
                 }
             }
         });

@@ -26,7 +26,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Archetypes, Behaviour};
 use crate::agent::AgentKind;
-use crate::config::{LocatedError, MAX_QUOTED_CHARS, Validator, clip, parse_located};
+use crate::config::{
+    BehaviourChecks, LocatedError, MAX_QUOTED_CHARS, Validator, clip, parse_located,
+};
 use crate::phases::ContinuumStartup;
 
 /// The parameters of a behaviour a plugin brings.
@@ -91,8 +93,8 @@ impl<'de> Deserialize<'de> for ModelParams {
     }
 }
 
-/// Reads and checks one behaviour's parameters.
-type CheckFn = fn(&ModelParams, &mut Validator);
+/// Reads and checks one behaviour's parameters (RON text).
+type CheckFn = fn(&str, &mut Validator);
 
 /// The behaviours plugins registered, by name: what a scenario's kinds may
 /// name in `Model(name: ...)`. A resource of the `App`; a tool that checks
@@ -123,6 +125,12 @@ impl BehaviourRegistry {
     /// Checks the behaviour `name` with `params`, recording problems in `v`
     /// (whose current path is the behaviour's).
     pub fn check(&self, name: &str, params: &ModelParams, v: &mut Validator) {
+        self.check_behaviour(name, params.as_ron(), v);
+    }
+}
+
+impl BehaviourChecks for BehaviourRegistry {
+    fn check_behaviour(&self, name: &str, params: &str, v: &mut Validator) {
         let Some(check) = self.checks.get(name) else {
             let known: Vec<&str> = self.names().collect();
             v.check(false, "name", || {
@@ -142,8 +150,8 @@ impl BehaviourRegistry {
     }
 }
 
-fn check<P: BehaviourParams>(params: &ModelParams, v: &mut Validator) {
-    match params.read::<P>() {
+fn check<P: BehaviourParams>(params: &str, v: &mut Validator) {
+    match parse_located::<P>(params) {
         Ok(p) => p.validate(v),
         Err(e) => v.fail_inside(e),
     }

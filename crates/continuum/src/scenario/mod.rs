@@ -383,7 +383,10 @@ impl Scenario {
     /// against the behaviours plugins registered: a name none registered, or
     /// parameters its type does not read or refuses, is an error.
     pub fn load_with(path: &Path, behaviours: &BehaviourRegistry) -> Result<Self, ConfigError> {
-        Self::load_in(path, Validator::with_behaviours(behaviours.clone()))
+        Self::load_in(
+            path,
+            Validator::with_behaviours(std::sync::Arc::new(behaviours.clone())),
+        )
     }
 
     fn load_in(path: &Path, v: Validator) -> Result<Self, ConfigError> {
@@ -408,7 +411,11 @@ impl Scenario {
         behaviours: &BehaviourRegistry,
     ) -> Result<Self, ConfigError> {
         let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
-        scenario.validate_in(source, file, Validator::with_behaviours(behaviours.clone()))?;
+        scenario.validate_in(
+            source,
+            file,
+            Validator::with_behaviours(std::sync::Arc::new(behaviours.clone())),
+        )?;
         Ok(scenario)
     }
 
