@@ -265,12 +265,13 @@ pub struct RunOptions {
 #[derive(Args)]
 pub struct BenchArgs {
     /// The model to measure: `sites` (the built-in world: explorers,
-    /// analyzers and controllers, every subsystem on) or `flocking` (boids at
+    /// analyzers and controllers, every subsystem on), `flocking` (boids at
     /// the published comparisons' scale; `--steps` steps, every bird every
-    /// step).
+    /// step) or `schelling` (segregation on a grid four fifths full;
+    /// `--steps` steps, every resident every step).
     #[arg(long, value_enum, default_value = "sites")]
     pub model: BenchModel,
-    /// Steps measured at each population (`--model flocking`).
+    /// Steps measured at each population (`--model flocking|schelling`).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub steps: u64,
     /// Populations to measure, comma-separated.
@@ -333,13 +334,25 @@ pub struct BenchPairArgs {
 pub enum BenchModel {
     Sites,
     Flocking,
+    Schelling,
+}
+
+impl BenchModel {
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchModel::Sites => "sites",
+            BenchModel::Flocking => "flocking",
+            BenchModel::Schelling => "schelling",
+        }
+    }
 }
 
 #[derive(Args)]
 pub struct BenchOneArgs {
     #[arg(long, value_enum, default_value = "sites")]
     pub model: BenchModel,
-    /// Steps measured (`--model flocking`).
+    /// Steps measured (`--model flocking|schelling`).
     #[arg(long, default_value_t = 50)]
     pub steps: u64,
     #[arg(long)]

@@ -109,8 +109,8 @@ pub fn main() -> ExitCode {
         }
         Command::Bench(args) => bench::bench_command(args),
         Command::BenchPair(a) => bench::bench_pair_command(&a),
-        Command::BenchOne(a) if a.model == args::BenchModel::Flocking => {
-            let result = bench::flocking::run_flocking(a.agents, a.threads, a.steps);
+        Command::BenchOne(a) if a.model != args::BenchModel::Sites => {
+            let result = bench::models::run_model(a.model, a.agents, a.threads, a.steps);
             outln!("{}", serde_json::to_string(&result).expect("serialisable"));
             ExitCode::SUCCESS
         }

@@ -19,10 +19,13 @@ use continuum::prelude::*;
 /// and paste the digest it prints here. If the change was not meant to alter
 /// behaviour, a different digest is a bug.
 ///
-/// Last changed when explorers began to mark the ground in the shared cache
-/// and steer away from the ground marked lately (the cache's keys and the
-/// explorers' paths changed).
-const QUICKSTART_20S: &str = "4334e59148351b71";
+/// Last changed when an action's target could be a model's own (a grid cell,
+/// an agent, a pair of ids): `Intent` and `Feedback` grew by 8 bytes each, and
+/// an automatic memory budget, which sizes the shared cache in proportion to
+/// what every agent takes, gave the cache room for more facts (3 % more in
+/// `quickstart.ron`). Nothing else in the sites model changed: with the cache
+/// pinned to its former room, its runs are the same as before.
+const QUICKSTART_20S: &str = "a04c440310ea8e00";
 
 fn harness_digest(seed: Option<u64>) -> String {
     let mut scenario = common::shipped("quickstart.ron");

@@ -10,6 +10,7 @@
 //! | model | plugin | behaviour |
 //! | --- | --- | --- |
 //! | flocking (boids) | [`FlockingPlugin`](flocking::FlockingPlugin) | `flocking` |
+//! | Schelling segregation | [`SchellingPlugin`](schelling::SchellingPlugin) | `schelling` |
 //!
 //! Add [`ModelsPlugin`] beside `ContinuumPlugins` for all of them, and give
 //! [`behaviours`] to the scenario loader
@@ -21,6 +22,7 @@
 #![allow(clippy::too_many_arguments, clippy::type_complexity)]
 
 pub mod flocking;
+pub mod schelling;
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::intern::Interned;
@@ -49,7 +51,10 @@ impl Default for ModelsPlugin {
 
 impl Plugin for ModelsPlugin {
     fn build(&self, app: &mut App) {
-        app.add_plugins(flocking::FlockingPlugin::new(self.schedule));
+        app.add_plugins((
+            flocking::FlockingPlugin::new(self.schedule),
+            schelling::SchellingPlugin::new(self.schedule),
+        ));
     }
 }
 
@@ -58,6 +63,7 @@ impl Plugin for ModelsPlugin {
 pub fn behaviours() -> BehaviourRegistry {
     let mut registry = BehaviourRegistry::default();
     registry.register::<flocking::FlockingParams>();
+    registry.register::<schelling::SchellingParams>();
     debug_assert!(registry.contains(flocking::FlockingParams::NAME));
     registry
 }

@@ -171,6 +171,12 @@ fn hash_intent(h: &mut DigestHasher, intent: &Intent) {
 fn hash_action(h: &mut DigestHasher, target: Target, kind: ActionKind) {
     match target {
         Target::Site(s) => h.word(u64::from(s.0)),
+        Target::Cell { x, y } => h
+            .word(u64::MAX - 1)
+            .word(x as u32 as u64)
+            .word(y as u32 as u64),
+        Target::Agent(a) => h.word(u64::MAX - 2).word(AgentId::from(a).0),
+        Target::Pair(a, b) => h.word(u64::MAX - 3).word(u64::from(a)).word(u64::from(b)),
     };
     match kind {
         ActionKind::Report => h.word(10),

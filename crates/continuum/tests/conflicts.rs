@@ -40,11 +40,26 @@ fn arena() -> Scenario {
     ))
 }
 
-fn contend(due: Res<DueAgents>, archetypes: Res<Archetypes>, mut intents: Query<&mut Intent>) {
+/// What each contender aims at, by its id.
+#[derive(Resource, Clone, Copy)]
+struct Aim(fn(AgentId) -> Target);
+
+impl Default for Aim {
+    fn default() -> Self {
+        Self(|_| Target::Site(SiteId(0)))
+    }
+}
+
+fn contend(
+    due: Res<DueAgents>,
+    archetypes: Res<Archetypes>,
+    aim: Res<Aim>,
+    mut intents: Query<(&Agent, &mut Intent)>,
+) {
     let kind = archetypes.kind("contender").unwrap();
-    for mut intent in intents.iter_many_unique_mut(due.of_kind(kind)).flatten() {
+    for (agent, mut intent) in intents.iter_many_unique_mut(due.of_kind(kind)).flatten() {
         intent.action = Some(PlannedAction {
-            target: Target::Site(SiteId(0)),
+            target: (aim.0)(agent.id),
             kind: ActionKind::Custom {
                 code: 1,
                 value: 1.0,
@@ -63,11 +78,16 @@ fn record(mut outcomes: MessageReader<Outcome>, mut log: ResMut<Outcomes>) {
 /// Starts an arena with `strategy` and the contenders `which` (indices into
 /// `CONTENDERS`; ids are given in that order, after the bystander's id 0).
 fn run_arena(strategy: ConflictStrategy, which: &[usize], steps: u64) -> SimHarness {
+    run_aimed(strategy, Aim::default(), which, steps)
+}
+
+fn run_aimed(strategy: ConflictStrategy, aim: Aim, which: &[usize], steps: u64) -> SimHarness {
     let mut sim = SimHarness::with(arena(), |app| {
         app.insert_resource(ConflictResolver {
             strategy,
             ..Default::default()
         })
+        .insert_resource(aim)
         .init_resource::<Outcomes>()
         .add_systems(
             bevy_app::FixedUpdate,
@@ -198,4 +218,119 @@ fn a_game_can_bring_its_own_rule() {
     let all = [0, 1, 2, 3, 4];
     let sim = run_arena(ConflictStrategy::Custom(Arc::new(HighestIdWins)), &all, 1);
     assert_eq!(winners(&sim), vec![id(4, &all)]);
+}
+
+/// Targets of a model's own (a grid cell, an agent, a pair of ids) conflict
+/// like sites, with every strategy.
+#[test]
+fn a_models_own_targets_conflict_like_sites() {
+    let all = [0, 1, 2, 3, 4];
+    for aim in [
+        Aim(|_| Target::Cell { x: -3, y: 7 }),
+        Aim(|_| Target::agent(AgentId(0))),
+        Aim(|_| Target::Pair(2, 9)),
+    ] {
+        let sim = run_aimed(ConflictStrategy::PriorityThenTimestamp, aim, &all, 1);
+        assert_eq!(winners(&sim), vec![id(1, &all)]);
+        let sim = run_aimed(ConflictStrategy::Timestamp, aim, &all, 1);
+        assert_eq!(winners(&sim), vec![id(3, &all)]);
+        let sim = run_aimed(
+            ConflictStrategy::Custom(Arc::new(HighestIdWins)),
+            aim,
+            &all,
+            1,
+        );
+        assert_eq!(winners(&sim), vec![id(4, &all)]);
+        let outcomes = &sim.world().resource::<Outcomes>().0;
+        assert_eq!(outcomes.len(), 5, "one outcome per action");
+        assert!(outcomes.iter().all(|o| o.target == (aim.0)(o.agent)));
+    }
+}
+
+/// One winner per target: contenders on different cells do not conflict, and a
+/// site's built-in action aimed at a model's target fails rather than touching
+/// the world.
+#[test]
+fn one_winner_per_model_target() {
+    let all = [0, 1, 2, 3, 4];
+    // Ids 1 to 5: odd ids on one cell, even ids on another.
+    let aim = Aim(|a| Target::Cell {
+        x: (a.0 % 2) as i32,
+        y: 0,
+    });
+    let sim = run_aimed(ConflictStrategy::PriorityThenTimestamp, aim, &all, 1);
+    // Odd: ids 1, 3, 5 (contenders 0, 2, 4: normal, at 5, 2, 2 ms): id 3 at
+    // 2 ms (the lower id of the tie). Even: ids 2, 4 (contenders 1, 3): the
+    // high-priority id 2.
+    let mut won = winners(&sim);
+    won.sort();
+    assert_eq!(won, vec![AgentId(2), AgentId(3)]);
+    let diag = sim.world().resource::<ResolverDiagnostics>().clone();
+    assert_eq!((diag.applied, diag.rejected, diag.conflicts), (2, 3, 2));
+}
+
+/// Random draws for a model's target are seeded and spread over contenders.
+#[test]
+fn random_over_model_targets_is_seeded_and_fair() {
+    let all = [0, 1, 2, 3, 4];
+    let aim = Aim(|_| Target::Pair(7, 7));
+    let first = winners(&run_aimed(ConflictStrategy::Random, aim, &all, 2000));
+    assert_eq!(first.len(), 200);
+    let again = winners(&run_aimed(ConflictStrategy::Random, aim, &all, 2000));
+    assert_eq!(first, again);
+    for c in all {
+        let wins = first.iter().filter(|&&w| w == id(c, &all)).count();
+        assert!((20..=60).contains(&wins), "contender {c} won {wins} of 200");
+    }
+}
+
+/// Many contenders on many cells, resolved in parallel over the model
+/// buckets: the same outcomes, in the same order, on 1, 2 and 4 threads.
+#[test]
+fn model_targets_resolve_the_same_on_one_two_and_four_threads() {
+    use bevy_tasks::{ComputeTaskPool, TaskPoolBuilder};
+    use continuum::parallel::ThreadLoad;
+    ComputeTaskPool::get_or_init(|| TaskPoolBuilder::new().num_threads(4).build());
+    let run = |threads: usize| {
+        let mut sim = SimHarness::with(arena(), |app| {
+            app.insert_resource(ConflictResolver {
+                parallel_threshold: 1,
+                ..Default::default()
+            })
+            .insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass())
+            .insert_resource(Aim(|a| Target::Cell {
+                x: (a.0 % 4) as i32,
+                y: (a.0 % 3) as i32 - 1,
+            }))
+            .init_resource::<Outcomes>()
+            .add_systems(
+                bevy_app::FixedUpdate,
+                (
+                    contend.in_set(ContinuumSystems::Think),
+                    record.in_set(ContinuumSystems::Learn),
+                ),
+            );
+        });
+        let world = sim.world_mut();
+        let kind = world.resource::<Archetypes>().kind("contender").unwrap();
+        let mut bp = world.resource::<Archetypes>().blueprint(kind);
+        bp.position = Some(bevy_math::Vec2::new(10.0, 10.0));
+        for i in 0..99u32 {
+            bp.priority = [Priority::Normal, Priority::High, Priority::Background][i as usize % 3];
+            bp.phase = Some(f64::from(i % 10) / 10.0);
+            world.resource_mut::<AgentPool>().request(bp.clone());
+        }
+        sim.step(30);
+        sim.world().resource::<Outcomes>().0.clone()
+    };
+    let one = run(1);
+    // 99 contenders at 10 Hz over 30 steps of 10 ms: each acts three times.
+    assert_eq!(one.len(), 99 * 3);
+    let lost = one
+        .iter()
+        .filter(|o| matches!(o.result, ActionResult::Rejected { .. }))
+        .count();
+    assert!(lost > 0, "some contenders met on a cell");
+    assert_eq!(run(2), one, "2 threads");
+    assert_eq!(run(4), one, "4 threads");
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use bevy_ecs::prelude::*;
-use continuum::memory::{MemoryPlan, SharedCache, SharedKey, TierCaps};
+use continuum::memory::{MemoryBudget, MemoryPlan, SharedCache, SharedKey, TierCaps};
 use continuum::prelude::*;
 
 /// A world wider than the shared cache's room (the helper below), with and
@@ -259,6 +259,12 @@ fn wide_scenario(seed: u64, avoid_explored: f32) -> Scenario {
         )"#,
     );
     scenario.seed = seed;
+    // A budget in bytes, so that the cache's room (about 3 900 facts, for
+    // 10 000 sites and 15 625 ground cells) does not follow the size of the
+    // engine's components, as an automatic budget's does; the agents' share
+    // still holds their default tiers.
+    scenario.memory.budget = MemoryBudget::Bytes(1_300_000);
+    scenario.memory.shared_fraction = 0.194;
     let builtin = Archetypes::default();
     let mut explorer = builtin.get(builtin.kind("explorer").unwrap()).clone();
     let Behaviour::Explorer(params) = &mut explorer.behaviour else {

@@ -1,8 +1,8 @@
 //! `continuum bench` and `bench-pair`: agent-ticks per second and bytes per
 //! agent in fast mode, and thread counts compared within one run.
 
-pub mod flocking;
 mod measure;
+pub mod models;
 
 pub use measure::{BenchConfig, BenchResult, PairConfig, run_once, run_pair};
 
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use continuum::headless::default_threads;
 
 use crate::args::{BenchArgs, BenchModel, BenchPairArgs};
-use flocking::FlockResult;
+use models::ModelResult;
 
 /// Warns when the machine is already busy before a benchmark starts.
 fn warn_if_busy() {
@@ -87,8 +87,8 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
         }
     };
     warn_if_busy();
-    if args.model == BenchModel::Flocking {
-        return bench_flocking(&args, &thread_counts, &exe);
+    if args.model != BenchModel::Sites {
+        return bench_model(&args, &thread_counts, &exe);
     }
     // One measurement in a process of its own.
     let measure = |agents: u64, threads: usize, live: bool| -> Option<BenchResult> {
@@ -240,13 +240,14 @@ pub fn bench_command(args: BenchArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `continuum bench --model flocking`: each population on each thread count,
-/// `--repeat` times in turns, one process per measurement; every run is a
-/// JSON line in `--json`, and the table keeps the fastest of each.
-fn bench_flocking(args: &BenchArgs, thread_counts: &[usize], exe: &std::path::Path) -> ExitCode {
-    let measure = |agents: u64, threads: usize| -> Option<FlockResult> {
+/// `continuum bench --model flocking|schelling`: each population on each
+/// thread count, `--repeat` times in turns, one process per measurement; every
+/// run is a JSON line in `--json`, and the table keeps the fastest of each.
+fn bench_model(args: &BenchArgs, thread_counts: &[usize], exe: &std::path::Path) -> ExitCode {
+    let model = args.model.name();
+    let measure = |agents: u64, threads: usize| -> Option<ModelResult> {
         let output = std::process::Command::new(exe)
-            .args(["bench-one", "--model", "flocking"])
+            .args(["bench-one", "--model", model])
             .args(["--agents", &agents.to_string()])
             .args(["--steps", &args.steps.to_string()])
             .args(["--threads", &threads.to_string()])
@@ -256,10 +257,16 @@ fn bench_flocking(args: &BenchArgs, thread_counts: &[usize], exe: &std::path::Pa
             .filter(|o| o.status.success())?;
         serde_json::from_slice(&output.stdout).ok()
     };
-    outln!(
-        "flocking: 0.1 birds per unit area, radius 10, every bird every step, {} steps per run",
-        args.steps
-    );
+    match args.model {
+        BenchModel::Schelling => outln!(
+            "schelling: a grid four fifths full, every resident every step from the random start, {} steps per run",
+            args.steps
+        ),
+        _ => outln!(
+            "flocking: 0.1 birds per unit area, radius 10, every bird every step, {} steps per run",
+            args.steps
+        ),
+    }
     outln!(
         "{:>10} {:>8} {:>18} {:>9} {:>14}",
         "agents",

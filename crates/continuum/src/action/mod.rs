@@ -26,11 +26,76 @@ use crate::agent::{Agent, AgentId, Priority};
 use crate::clock::SimTime;
 use crate::world::SiteId;
 
-/// What an action is aimed at. Actions on the same target in the same step
-/// conflict: at most one of them is applied.
+/// What an action is aimed at: the key agents contend for. Actions on the
+/// same target in the same step conflict: at most one of them is applied.
+///
+/// Targets are ordered (variant first, then fields), and the resolver groups
+/// and sorts by that order, so any of them works with every strategy and
+/// custom rule. A site is the sites model's and is applied to the world by
+/// the resolver; the other targets belong to the model that aims at them:
+/// the resolver picks one winner per target and reports it
+/// ([`ActionResult::Applied`] for an [`ActionKind::Custom`] action), and the
+/// model's own system, after [`ContinuumSystems::Resolve`](crate::ContinuumSystems::Resolve),
+/// reads the [`Outcome`] messages and applies the winners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Target {
+    /// A site of the world (the sites model).
     Site(SiteId),
+    /// A cell of a model's grid: two agents moving into one cell conflict.
+    Cell { x: i32, y: i32 },
+    /// Another agent (made by [`Target::agent`], read by
+    /// [`Target::as_agent`]): two wolves after one sheep conflict.
+    Agent(PackedId),
+    /// A pair of the model's own ids: `(what, which)` for a door, a trade,
+    /// an edge of a graph.
+    Pair(u32, u32),
+}
+
+impl Target {
+    /// The agent `id` as a target.
+    pub fn agent(id: AgentId) -> Self {
+        Target::Agent(PackedId::from(id))
+    }
+
+    /// The agent this target is, if it is one.
+    pub fn as_agent(&self) -> Option<AgentId> {
+        match *self {
+            Target::Agent(id) => Some(id.into()),
+            _ => None,
+        }
+    }
+
+    /// A well-mixed word for the target, the same on every run (the
+    /// [`Random`](ConflictStrategy::Random) strategy's draw and the spreading
+    /// of model targets over the resolver's buckets use it).
+    pub fn key(&self) -> u64 {
+        use crate::hash::mix;
+        match *self {
+            // Unmixed, as it always was: a site's draw keeps its value.
+            Target::Site(site) => u64::from(site.0),
+            Target::Cell { x, y } => mix(mix(1, x as u32 as u64), y as u32 as u64),
+            Target::Agent(agent) => mix(2, AgentId::from(agent).0),
+            Target::Pair(a, b) => mix(mix(3, u64::from(a)), u64::from(b)),
+        }
+    }
+}
+
+/// An [`AgentId`] kept as two 32-bit halves (high first, so it orders as the
+/// id does): a [`Target`] then needs 4-byte alignment, not 8, which saves 8
+/// bytes in every agent's `Intent` and `Feedback`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackedId([u32; 2]);
+
+impl From<AgentId> for PackedId {
+    fn from(id: AgentId) -> Self {
+        Self([(id.0 >> 32) as u32, id.0 as u32])
+    }
+}
+
+impl From<PackedId> for AgentId {
+    fn from(p: PackedId) -> Self {
+        AgentId((u64::from(p.0[0]) << 32) | u64::from(p.0[1]))
+    }
 }
 
 /// What an agent wants to do to its target.
@@ -43,19 +108,21 @@ pub enum ActionKind {
     Assess { noise: f32 },
     /// Take up to `amount` value from the site (controllers).
     Harvest { amount: f32 },
-    /// A game's own action; the resolver settles its conflicts and reports
-    /// `Applied { value }` to the winner without touching the world.
+    /// A model's or a game's own action: `code` says which of its actions
+    /// it is, `value` carries its payload. The resolver settles its conflicts
+    /// and reports `Applied { value }` to the winner without touching the
+    /// world; the model applies it.
     Custom { code: u32, value: f32 },
 }
 
 impl ActionKind {
     /// A small number that orders kinds in the total order of actions.
-    pub fn code(&self) -> u32 {
+    pub fn code(&self) -> u64 {
         match self {
             ActionKind::Report => 0,
             ActionKind::Assess { .. } => 1,
             ActionKind::Harvest { .. } => 2,
-            ActionKind::Custom { code, .. } => 3 + code,
+            ActionKind::Custom { code, .. } => 3 + u64::from(*code),
         }
     }
 }
@@ -298,8 +365,8 @@ impl ConflictStrategy {
             }
             ConflictStrategy::Timestamp => index_of_min(&|a| (0, a.timestamp, a.agent)),
             ConflictStrategy::Random => {
-                let Target::Site(site) = contenders[0].target;
-                let h = crate::hash::mix(crate::hash::mix(ctx.seed, ctx.step), u64::from(site.0));
+                let target = contenders[0].target.key();
+                let h = crate::hash::mix(crate::hash::mix(ctx.seed, ctx.step), target);
                 (h % contenders.len() as u64) as usize
             }
             ConflictStrategy::Custom(rule) => {

@@ -123,15 +123,23 @@ fn resolve_actions(
     let started = Instant::now();
     let scratch = &mut *scratch;
     let regions = sites.regions().len();
-    scratch.buckets.resize_with(regions, Vec::new);
-    scratch.regions.resize_with(regions, RegionOut::default);
+
+    scratch
+        .buckets
+        .resize_with(regions + MODEL_BUCKETS, Vec::new);
+    scratch
+        .regions
+        .resize_with(regions + MODEL_BUCKETS, RegionOut::default);
 
     let mut submitted = 0u64;
     for &action in actions.read() {
         submitted += 1;
-        let Target::Site(site) = action.target;
-        match sites.region_of(site) {
-            Some(region) => scratch.buckets[region.0 as usize].push(action),
+        let bucket = match action.target {
+            Target::Site(site) => sites.region_of(site).map(|region| region.0 as usize),
+            model => Some(regions + (model.key() % MODEL_BUCKETS as u64) as usize),
+        };
+        match bucket {
+            Some(bucket) => scratch.buckets[bucket].push(action),
             None => scratch.unresolvable.push(outcome(
                 &action,
                 ActionResult::Failed {
@@ -161,9 +169,13 @@ fn resolve_actions(
         },
     };
     let rules = &rules;
+    // The world's regions, then the buckets of model targets (which touch no
+    // region: the model applies its winners).
     let work = sites
         .regions_mut()
         .iter_mut()
+        .map(Some)
+        .chain(std::iter::repeat_with(|| None).take(MODEL_BUCKETS))
         .zip(scratch.buckets.iter_mut())
         .zip(scratch.regions.iter_mut())
         .filter(|((_, bucket), _)| !bucket.is_empty());
@@ -231,10 +243,16 @@ fn outcome(action: &Action, result: ActionResult) -> Outcome {
     }
 }
 
-/// Resolves one region's actions: sorts them into the total order, picks one
-/// winner per target and applies it. The region is this call's alone.
+/// How many buckets model targets (all but sites) are spread over by their
+/// [`Target::key`], to be resolved in parallel like regions. Fixed, so that the
+/// order outcomes are written in does not depend on the number of threads.
+const MODEL_BUCKETS: usize = 64;
+
+/// Resolves one bucket's actions: sorts them into the total order, picks one
+/// winner per target and applies it. A world region (the bucket of its sites'
+/// actions) is this call's alone; a bucket of model targets has none.
 fn resolve_region(
-    region: &mut Region,
+    mut region: Option<&mut Region>,
     bucket: &mut Vec<Action>,
     out: &mut RegionOut,
     rules: &Rules,
@@ -249,7 +267,10 @@ fn resolve_region(
         };
         for (i, action) in group.iter().enumerate() {
             let result = if i == winner {
-                apply(region, action, rules, &mut out.published)
+                match region.as_deref_mut() {
+                    Some(region) => apply(region, action, rules, &mut out.published),
+                    None => apply_model(action),
+                }
             } else {
                 ActionResult::Rejected {
                     winner: group[winner].agent,
@@ -266,6 +287,19 @@ fn resolve_region(
     bucket.clear();
 }
 
+/// A winning action on a model's target: the model applies its own actions
+/// (it reads the outcome); the world's actions need a site.
+fn apply_model(action: &Action) -> ActionResult {
+    match action.kind {
+        ActionKind::Custom { value, .. } => ActionResult::Applied { value },
+        ActionKind::Report | ActionKind::Assess { .. } | ActionKind::Harvest { .. } => {
+            ActionResult::Failed {
+                reason: FailReason::UnknownTarget,
+            }
+        }
+    }
+}
+
 /// Below this a site counts as empty.
 const DEPLETED: f32 = 1e-3;
 
@@ -276,7 +310,9 @@ fn apply(
     rules: &Rules,
     published: &mut Vec<Publication>,
 ) -> ActionResult {
-    let Target::Site(id) = action.target;
+    let Target::Site(id) = action.target else {
+        return apply_model(action);
+    };
     let Some(site) = region.site_mut(id) else {
         return ActionResult::Failed {
             reason: FailReason::UnknownTarget,

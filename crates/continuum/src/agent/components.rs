@@ -176,6 +176,13 @@ impl AgentRng {
         (self.0.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
+    /// A uniform draw in `0..n` (0 when `n` is 0), by one multiplication of
+    /// a 32-bit draw (its bias, at most `n / 2^32`, is far below what a
+    /// model could see).
+    pub fn below(&mut self, n: u32) -> u32 {
+        ((u64::from(self.0.next_u32()) * u64::from(n)) >> 32) as u32
+    }
+
     /// A uniform draw in `[-1, 1)`.
     pub fn signed(&mut self) -> f32 {
         self.unit() * 2.0 - 1.0

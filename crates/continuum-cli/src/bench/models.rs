@@ -1,0 +1,175 @@
+//! `continuum bench --model flocking|schelling`: agent-steps per second of a
+//! model of `continuum-models`, one measurement per process. Flocking runs at
+//! the published comparisons' scale (0.1 birds per unit area on a torus,
+//! radius 10, every bird every step); Schelling on a grid four fifths full,
+//! every resident looking around every step, from the random start (so the
+//! first steps' moves and conflicts are in the figure).
+
+use std::time::Instant;
+
+use bevy_app::{App, PluginGroup};
+use serde::{Deserialize, Serialize};
+
+use continuum::ContinuumPlugins;
+use continuum::action::ActionPlugin;
+use continuum::archetype::{Archetype, Behaviour, ModelParams};
+use continuum::behaviour::BehaviourPlugin;
+use continuum::clock::ClockSettings;
+use continuum::headless::{FAST, build_app_with, prime, set_pacing};
+use continuum::memory::MemoryPlugin;
+use continuum::monitor::ResourceMonitorPlugin;
+use continuum::process::peak_rss_bytes;
+use continuum::scenario::{ClockMode, GroupSpec, Scenario};
+use continuum::think::ThinkPlugin;
+use continuum::world::WorldSettings;
+use continuum_models::ModelsPlugin;
+use continuum_models::flocking::FlockingParams;
+use continuum_models::schelling::SchellingParams;
+
+use crate::args::BenchModel;
+
+/// Birds per unit area of the published comparisons.
+pub const DENSITY: f64 = 0.1;
+
+/// Schelling residents per grid cell.
+pub const SCHELLING_DENSITY: f64 = 0.8;
+
+/// One measurement of a model: the contract other engines' drivers print too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    pub model: String,
+    pub agents: u64,
+    pub threads: usize,
+    pub steps: u64,
+    /// Wall seconds of the measured steps.
+    pub wall_seconds: f64,
+    pub agent_steps_per_sec: f64,
+    /// The process's peak resident memory (`VmHWM`), 0 where unknown.
+    pub peak_rss_bytes: u64,
+}
+
+/// The comparisons' flock of `agents` birds: a square world of side
+/// `sqrt(agents / 0.1)`, 10 steps per virtual second, every bird steering
+/// every step with the default (krABMaga's) parameters.
+pub fn flocking_scenario(agents: u64) -> Scenario {
+    let side = (agents as f64 / DENSITY).sqrt() as f32;
+    let count = u32::try_from(agents).unwrap_or(u32::MAX);
+    let mut s = Scenario::new("flocking-bench", vec![GroupSpec::of(&["bird"], count)]);
+    s.world = WorldSettings {
+        size: bevy_math::Vec2::splat(side),
+        regions: (1, 1),
+        sites: 0,
+        ..WorldSettings::default()
+    };
+    s.clock = ClockSettings {
+        fixed_hz: 10.0,
+        ..ClockSettings::default()
+    };
+    s.pacing.mode = ClockMode::Fast;
+    let params = FlockingParams::default();
+    s.archetypes.push(Archetype {
+        kind: "bird".into(),
+        tick_hz: 10.0,
+        priority: Default::default(),
+        speed: params.step * 10.0,
+        perception_radius: params.radius,
+        perceives_agents: false,
+        memory: Default::default(),
+        think_latency: 0.0,
+        behaviour: Behaviour::Model {
+            name: "flocking".into(),
+            params: ModelParams::of(&params).expect("flocking parameters are RON"),
+        },
+    });
+    s
+}
+
+/// Schelling with `agents` residents, half of each kind, on a square grid
+/// four fifths full, 10 steps per virtual second, every resident looking
+/// around every step, with the default share wanted (3 of 8).
+pub fn schelling_scenario(agents: u64) -> Scenario {
+    let side = (agents as f64 / SCHELLING_DENSITY).sqrt().ceil() as f32;
+    let count = u32::try_from(agents).unwrap_or(u32::MAX);
+    let mut s = Scenario::new(
+        "schelling-bench",
+        vec![
+            GroupSpec::of(&["red"], count / 2),
+            GroupSpec::of(&["blue"], count - count / 2),
+        ],
+    );
+    s.world = WorldSettings {
+        size: bevy_math::Vec2::splat(side),
+        regions: (1, 1),
+        sites: 0,
+        ..WorldSettings::default()
+    };
+    s.clock = ClockSettings {
+        fixed_hz: 10.0,
+        ..ClockSettings::default()
+    };
+    s.pacing.mode = ClockMode::Fast;
+    for kind in ["red", "blue"] {
+        s.archetypes.push(Archetype {
+            kind: kind.into(),
+            tick_hz: 10.0,
+            priority: Default::default(),
+            speed: 0.0,
+            perception_radius: 1.5,
+            perceives_agents: false,
+            memory: Default::default(),
+            think_latency: 0.0,
+            behaviour: Behaviour::Model {
+                name: "schelling".into(),
+                params: ModelParams::of(&SchellingParams::default())
+                    .expect("Schelling parameters are RON"),
+            },
+        });
+    }
+    s
+}
+
+/// The app a model needs: the engine's clock, agents, pool, kinds, world and
+/// metrics, and the model; not the sites model's behaviours, asynchronous
+/// thinks or the resource monitor, which the models do not use. Schelling's
+/// moves go through the conflict resolver (the action plugin, which needs
+/// the memory plugin's shared cache); birds emit no actions.
+pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
+    let plugins = ContinuumPlugins::default()
+        .build()
+        .disable::<BehaviourPlugin>()
+        .disable::<ThinkPlugin>()
+        .disable::<ResourceMonitorPlugin>()
+        .add(ModelsPlugin::default());
+    let (scenario, plugins) = match model {
+        BenchModel::Schelling => (schelling_scenario(agents), plugins),
+        _ => (
+            flocking_scenario(agents),
+            plugins.disable::<MemoryPlugin>().disable::<ActionPlugin>(),
+        ),
+    };
+    let mut app = build_app_with(scenario, threads, plugins);
+    set_pacing(&mut app, FAST);
+    prime(&mut app);
+    app
+}
+
+/// Runs `steps` steps of `model` with `agents` agents on `threads` threads
+/// after one warm-up step, in this process.
+pub fn run_model(model: BenchModel, agents: u64, threads: usize, steps: u64) -> ModelResult {
+    let mut app = app(model, agents, threads);
+    app.update();
+    let started = Instant::now();
+    for _ in 0..steps {
+        app.update();
+    }
+    let wall_seconds = started.elapsed().as_secs_f64();
+    ModelResult {
+        model: model.name().into(),
+        agents,
+        threads,
+        steps,
+        wall_seconds,
+        agent_steps_per_sec: (agents * steps) as f64 / wall_seconds.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
+    }
+}
