@@ -58,7 +58,7 @@ pub fn resume_command(args: ResumeArgs, log: &LogSink) -> ExitCode {
         Ok(c) => c,
         Err(e) => return invalid(&e),
     };
-    let mut scenario = match checkpoint.scenario() {
+    let mut scenario = match checkpoint.scenario_with(&continuum_models::behaviours()) {
         Ok(s) => s,
         Err(e) => return invalid(&e),
     };

@@ -162,3 +162,40 @@ fn a_share_outside_zero_to_one_is_refused_with_its_place() {
     assert_eq!(e.line, line, "{e}");
     assert!(e.message.contains("[0, 1]"), "{e}");
 }
+
+/// A sweep over the share wanted: its points are checked against the models'
+/// behaviours, and a share out of range is refused at its place in the sweep
+/// file.
+#[test]
+fn sweeps_check_the_models_parameters() {
+    use continuum::sweep::Sweep;
+    let sweep = |values: &str| {
+        format!(
+            r#"Sweep(
+    name: "wanted",
+    scenario: "{SHIPPED}",
+    grid: {{
+        "archetypes[0].behaviour.params.similar_wanted": [{values}],
+    }},
+)"#
+        )
+    };
+    let good =
+        Sweep::from_ron_with(&sweep("0.25, 0.5"), Path::new("w.ron"), &behaviours()).unwrap();
+    assert_eq!(good.run_count(), 2);
+    let wanted: Vec<f32> = good
+        .runs()
+        .map(|run| {
+            let s = good.scenario(&run);
+            let Behaviour::Model { params, .. } = &s.archetypes[0].behaviour else {
+                panic!("a model kind");
+            };
+            params.read::<SchellingParams>().unwrap().similar_wanted
+        })
+        .collect();
+    assert_eq!(wanted, vec![0.25, 0.5]);
+    let e =
+        Sweep::from_ron_with(&sweep("0.25, 1.5"), Path::new("w.ron"), &behaviours()).unwrap_err();
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.message.contains("[0, 1]"), "{e}");
+}

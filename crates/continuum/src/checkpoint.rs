@@ -457,6 +457,18 @@ impl Checkpoint {
         Scenario::from_ron(source, &name).map_err(|e| Self::invalid(&self.path, e.to_string()))
     }
 
+    /// [`scenario`](Self::scenario), checking the kinds' behaviours against
+    /// `behaviours` (as [`Scenario::load_with`] does).
+    pub fn scenario_with(
+        &self,
+        behaviours: &crate::archetype::BehaviourRegistry,
+    ) -> Result<Scenario, CheckpointError> {
+        let source = &self.head.scenario;
+        let name = PathBuf::from(format!("{} (its scenario)", self.path.display()));
+        Scenario::from_ron_with(source, &name, behaviours)
+            .map_err(|e| Self::invalid(&self.path, e.to_string()))
+    }
+
     /// Steps completed when the checkpoint was taken.
     pub fn step(&self) -> u64 {
         self.head.step

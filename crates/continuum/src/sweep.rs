@@ -37,6 +37,7 @@ use ron::value::RawValue;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
+use crate::archetype::BehaviourRegistry;
 use crate::config::{
     self, ConfigError, MAX_QUOTED_CHARS, Place, Step, clip, line_col, locate_steps, parse_path,
     read_ron,
@@ -178,17 +179,40 @@ impl Sweep {
     /// Reads, expands and checks a sweep file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let (file, source): (SweepFile, String) = read_ron(path)?;
-        Self::expand(file, source, path)
+        Self::expand(file, source, path, None)
+    }
+
+    /// [`load`](Self::load), checking the kinds' behaviours (and the
+    /// parameters of models' behaviours) of every point's scenario against
+    /// `behaviours`, as [`Scenario::load_with`] does.
+    pub fn load_with(path: &Path, behaviours: &BehaviourRegistry) -> Result<Self, ConfigError> {
+        let (file, source): (SweepFile, String) = read_ron(path)?;
+        Self::expand(file, source, path, Some(behaviours))
     }
 
     /// Parses, expands and checks sweep text; `path` names it in errors and
     /// the base scenario's path is relative to its folder.
     pub fn from_ron(source: &str, path: &Path) -> Result<Self, ConfigError> {
         let file: SweepFile = config::parse_ron(source, path)?;
-        Self::expand(file, source.to_owned(), path)
+        Self::expand(file, source.to_owned(), path, None)
     }
 
-    fn expand(file: SweepFile, source: String, path: &Path) -> Result<Self, ConfigError> {
+    /// [`from_ron`](Self::from_ron), checking behaviours against `behaviours`.
+    pub fn from_ron_with(
+        source: &str,
+        path: &Path,
+        behaviours: &BehaviourRegistry,
+    ) -> Result<Self, ConfigError> {
+        let file: SweepFile = config::parse_ron(source, path)?;
+        Self::expand(file, source.to_owned(), path, Some(behaviours))
+    }
+
+    fn expand(
+        file: SweepFile,
+        source: String,
+        path: &Path,
+        behaviours: Option<&BehaviourRegistry>,
+    ) -> Result<Self, ConfigError> {
         let at = |steps: &[Step], message: String| error_at(&source, path, steps, message);
         let field = |name: &str| vec![Step::Field(name.to_owned())];
         if file.name.trim().is_empty() || file.name.chars().count() > config::MAX_NAME_CHARS {
@@ -251,7 +275,7 @@ impl Sweep {
         let scenario_file = folder.join(&file.scenario);
         let base_text = config::read_source(&scenario_file)
             .map_err(|e| at(&field("scenario"), format!("the base scenario: {e}")))?;
-        Scenario::from_ron(&base_text, &scenario_file)?;
+        parse_scenario(&base_text, &scenario_file, behaviours)?;
 
         // Every setting's path, parsed once.
         let mut fixed = Vec::new();
@@ -336,8 +360,15 @@ impl Sweep {
                 chosen.reverse();
                 let settings: Vec<Setting> = set.iter().cloned().chain(chosen).collect();
                 let text = apply_all(&base_with_fixed, &settings, &source, path)?;
-                let scenario =
-                    check_point(&text, &scenario_file, &settings, &fixed, &source, path)?;
+                let scenario = check_point(
+                    &text,
+                    &scenario_file,
+                    &settings,
+                    &fixed,
+                    &source,
+                    path,
+                    behaviours,
+                )?;
                 if scenario.clock.duration.is_none() {
                     return Err(at(
                         &field("scenario"),
@@ -513,6 +544,18 @@ fn apply_all(
     Ok(text)
 }
 
+/// A scenario's text, checked against `behaviours` when there are any.
+fn parse_scenario(
+    text: &str,
+    file: &Path,
+    behaviours: Option<&BehaviourRegistry>,
+) -> Result<Scenario, ConfigError> {
+    match behaviours {
+        Some(registry) => Scenario::from_ron_with(text, file, registry),
+        None => Scenario::from_ron(text, file),
+    }
+}
+
 /// Validates a point's scenario. A problem in a field the point sets (or a
 /// field inside it) is reported at that setting in the sweep file; any other
 /// (one the settings cause elsewhere, such as more agents than `max_agents`)
@@ -524,8 +567,9 @@ fn check_point(
     fixed: &[Setting],
     source: &str,
     file: &Path,
+    behaviours: Option<&BehaviourRegistry>,
 ) -> Result<Scenario, ConfigError> {
-    let result = Scenario::from_ron(text, scenario_file)
+    let result = parse_scenario(text, scenario_file, behaviours)
         .and_then(|s| s.check_resources(scenario_file).map(|()| s));
     result.map_err(|e| {
         let within = |s: &&Setting| {

@@ -67,7 +67,7 @@ pub fn sweep_command(args: SweepArgs) -> ExitCode {
         None => {}
     }
     let file = args.sweep.clone().expect("clap requires the sweep file");
-    let sweep = match Sweep::load(&file) {
+    let sweep = match Sweep::load_with(&file, &continuum_models::behaviours()) {
         Ok(sweep) => sweep,
         Err(e) => return crate::invalid(&e),
     };
