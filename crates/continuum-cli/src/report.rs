@@ -305,7 +305,8 @@ impl RunReport {
                 sites: sites.len(),
                 sites_discovered: sites.iter().filter(|s| s.discovered_by.is_some()).count(),
                 sites_assessed: sites.iter().filter(|s| s.assessments > 0).count(),
-                harvested: sites.iter().map(|s| f64::from(s.harvested)).sum(),
+                // `+ 0.0`: a sum of nothing is -0.0, printed "-0.0".
+                harvested: sites.iter().map(|s| f64::from(s.harvested)).sum::<f64>() + 0.0,
             },
         );
         Self {

@@ -468,6 +468,8 @@ fn summary(r: &RunReport) -> String {
     let kinds: Vec<String> = r
         .ticks_by_kind
         .iter()
+        // The built-in kinds are defined in every run; name those that ticked.
+        .filter(|(_, n)| **n > 0)
         .map(|(k, n)| format!("{k} {}", si(*n as f64)))
         .collect();
     let t = &r.think;
