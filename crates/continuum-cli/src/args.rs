@@ -267,11 +267,13 @@ pub struct BenchArgs {
     /// The model to measure: `sites` (the built-in world: explorers,
     /// analyzers and controllers, every subsystem on), `flocking` (boids at
     /// the published comparisons' scale; `--steps` steps, every bird every
-    /// step) or `schelling` (segregation on a grid four fifths full;
-    /// `--steps` steps, every resident every step).
+    /// step), `schelling` (segregation on a grid four fifths full;
+    /// `--steps` steps, every resident every step) or `wolf-sheep`
+    /// (predation at NetLogo's density; `--steps` steps, every animal every
+    /// step).
     #[arg(long, value_enum, default_value = "sites")]
     pub model: BenchModel,
-    /// Steps measured at each population (`--model flocking|schelling`).
+    /// Steps measured at each population (`--model flocking|schelling|wolf-sheep`).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub steps: u64,
     /// Populations to measure, comma-separated.
@@ -335,6 +337,7 @@ pub enum BenchModel {
     Sites,
     Flocking,
     Schelling,
+    WolfSheep,
 }
 
 impl BenchModel {
@@ -344,6 +347,7 @@ impl BenchModel {
             BenchModel::Sites => "sites",
             BenchModel::Flocking => "flocking",
             BenchModel::Schelling => "schelling",
+            BenchModel::WolfSheep => "wolf-sheep",
         }
     }
 }
@@ -352,7 +356,7 @@ impl BenchModel {
 pub struct BenchOneArgs {
     #[arg(long, value_enum, default_value = "sites")]
     pub model: BenchModel,
-    /// Steps measured (`--model flocking|schelling`).
+    /// Steps measured (`--model flocking|schelling|wolf-sheep`).
     #[arg(long, default_value_t = 50)]
     pub steps: u64,
     #[arg(long)]

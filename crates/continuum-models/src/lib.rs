@@ -11,6 +11,7 @@
 //! | --- | --- | --- |
 //! | flocking (boids) | [`FlockingPlugin`](flocking::FlockingPlugin) | `flocking` |
 //! | Schelling segregation | [`SchellingPlugin`](schelling::SchellingPlugin) | `schelling` |
+//! | wolf-sheep predation | [`WolfSheepPlugin`](wolf_sheep::WolfSheepPlugin) | `sheep`, `wolf` |
 //!
 //! Add [`ModelsPlugin`] beside `ContinuumPlugins` for all of them, and give
 //! [`behaviours`] to the scenario loader
@@ -22,7 +23,9 @@
 #![allow(clippy::too_many_arguments, clippy::type_complexity)]
 
 pub mod flocking;
+pub mod grid;
 pub mod schelling;
+pub mod wolf_sheep;
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::intern::Interned;
@@ -54,6 +57,7 @@ impl Plugin for ModelsPlugin {
         app.add_plugins((
             flocking::FlockingPlugin::new(self.schedule),
             schelling::SchellingPlugin::new(self.schedule),
+            wolf_sheep::WolfSheepPlugin::new(self.schedule),
         ));
     }
 }
@@ -64,6 +68,8 @@ pub fn behaviours() -> BehaviourRegistry {
     let mut registry = BehaviourRegistry::default();
     registry.register::<flocking::FlockingParams>();
     registry.register::<schelling::SchellingParams>();
+    registry.register::<wolf_sheep::SheepParams>();
+    registry.register::<wolf_sheep::WolfParams>();
     debug_assert!(registry.contains(flocking::FlockingParams::NAME));
     registry
 }

@@ -25,7 +25,6 @@ use bevy_app::prelude::*;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
-use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
 use continuum::LearnSystems;
@@ -34,6 +33,8 @@ use continuum::agent::Admitted;
 use continuum::config::Validator;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
 use continuum::prelude::*;
+
+use crate::grid::Torus;
 
 /// Parameters of a Schelling kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,20 +67,17 @@ impl BehaviourParams for SchellingParams {
 /// The [`ActionKind::Custom`] code of a move.
 pub const MOVE: u32 = 0x5348; // "SH"
 
-/// Most cells a grid may have (a world of 16 384 × 16 384).
-pub const MAX_CELLS: u64 = 1 << 28;
-
 /// Where a resident lives: its cell in the [`SchellingGrid`].
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resident {
     pub cell: u32,
 }
 
-/// The grid: who lives where, and which cells are empty.
+/// The grid: who lives where, and which cells are empty. Its geometry (cells,
+/// coordinates, centres, round the torus) is the [`Torus`] it derefs to.
 #[derive(Resource, Clone, Debug, Default)]
 pub struct SchellingGrid {
-    width: u32,
-    height: u32,
+    torus: Torus,
     /// Each cell's resident's kind, or [`EMPTY`].
     kinds: Vec<u16>,
     /// The empty cells, in an order every run repeats (a mover's draw picks
@@ -91,51 +89,28 @@ pub struct SchellingGrid {
 
 const EMPTY: u16 = u16::MAX;
 
+impl std::ops::Deref for SchellingGrid {
+    type Target = Torus;
+    fn deref(&self) -> &Torus {
+        &self.torus
+    }
+}
+
 impl SchellingGrid {
-    /// An empty grid of `width × height` cells.
-    ///
-    /// # Panics
-    /// With more than [`MAX_CELLS`] cells.
-    pub fn new(width: u32, height: u32) -> Self {
-        let cells = u64::from(width) * u64::from(height);
-        assert!(cells <= MAX_CELLS, "a grid of {cells} cells");
+    /// An empty grid on `torus`.
+    pub fn new(torus: Torus) -> Self {
+        let cells = torus.cells() as u32;
         Self {
-            width,
-            height,
+            torus,
             kinds: vec![EMPTY; cells as usize],
-            empty: (0..cells as u32).collect(),
-            slot: (0..cells as u32).collect(),
+            empty: (0..cells).collect(),
+            slot: (0..cells).collect(),
         }
-    }
-
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
-    /// Cells in all.
-    pub fn cells(&self) -> usize {
-        self.kinds.len()
     }
 
     /// Cells nobody lives in.
     pub fn empty_cells(&self) -> usize {
         self.empty.len()
-    }
-
-    /// The cell at `(x, y)`, round the torus.
-    pub fn cell(&self, x: i32, y: i32) -> u32 {
-        let x = x.rem_euclid(self.width as i32) as u32;
-        let y = y.rem_euclid(self.height as i32) as u32;
-        y * self.width + x
-    }
-
-    /// The coordinates of `cell`.
-    pub fn coords(&self, cell: u32) -> (i32, i32) {
-        ((cell % self.width) as i32, (cell / self.width) as i32)
     }
 
     /// The kind of the resident of `cell`, if anyone lives there.
@@ -144,12 +119,6 @@ impl SchellingGrid {
             EMPTY => None,
             kind => Some(AgentKind(kind)),
         }
-    }
-
-    /// The centre of `cell` in world units.
-    pub fn centre(&self, cell: u32) -> Vec2 {
-        let (x, y) = self.coords(cell);
-        Vec2::new(x as f32 + 0.5, y as f32 + 0.5)
     }
 
     /// A random empty cell, drawn from `rng`; `None` when the grid is full.
@@ -286,21 +255,10 @@ fn settle(
     if kinds.is_empty() {
         return;
     }
-    if grid.cells() == 0 {
-        let size = map.size();
-        let (w, h) = (
-            size.x.floor().max(1.0) as u64,
-            size.y.floor().max(1.0) as u64,
-        );
-        if w * h > MAX_CELLS {
-            tracing::error!(
-                width = w,
-                height = h,
-                "a Schelling grid of the world's size would have more than {MAX_CELLS} cells; residents are retired"
-            );
-        } else {
-            *grid = SchellingGrid::new(w as u32, h as u32);
-        }
+    if grid.cells() == 0
+        && let Some(torus) = Torus::of_world(map.size(), "Schelling")
+    {
+        *grid = SchellingGrid::new(torus);
     }
     let mut homeless = 0u64;
     for &entity in admitted.all().iter() {

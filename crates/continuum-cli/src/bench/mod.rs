@@ -262,6 +262,10 @@ fn bench_model(args: &BenchArgs, thread_counts: &[usize], exe: &std::path::Path)
             "schelling: a grid four fifths full, every resident every step from the random start, {} steps per run",
             args.steps
         ),
+        BenchModel::WolfSheep => outln!(
+            "wolf-sheep: NetLogo's density and parameters, every animal every step, {} steps per run (agent-steps count the animals alive)",
+            args.steps
+        ),
         _ => outln!(
             "flocking: 0.1 birds per unit area, radius 10, every bird every step, {} steps per run",
             args.steps

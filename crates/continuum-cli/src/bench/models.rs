@@ -3,7 +3,9 @@
 //! the published comparisons' scale (0.1 birds per unit area on a torus,
 //! radius 10, every bird every step); Schelling on a grid four fifths full,
 //! every resident looking around every step, from the random start (so the
-//! first steps' moves and conflicts are in the figure).
+//! first steps' moves and conflicts are in the figure); wolf-sheep at
+//! NetLogo's density and parameters, every animal every step (agent-steps
+//! count the animals alive in each step, as the populations change).
 
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use continuum::ContinuumPlugins;
 use continuum::action::ActionPlugin;
+use continuum::agent::AgentPool;
 use continuum::archetype::{Archetype, Behaviour, ModelParams};
 use continuum::behaviour::BehaviourPlugin;
 use continuum::clock::ClockSettings;
@@ -25,6 +28,7 @@ use continuum::world::WorldSettings;
 use continuum_models::ModelsPlugin;
 use continuum_models::flocking::FlockingParams;
 use continuum_models::schelling::SchellingParams;
+use continuum_models::wolf_sheep::{SheepParams, WolfParams};
 
 use crate::args::BenchModel;
 
@@ -48,13 +52,10 @@ pub struct ModelResult {
     pub peak_rss_bytes: u64,
 }
 
-/// The comparisons' flock of `agents` birds: a square world of side
-/// `sqrt(agents / 0.1)`, 10 steps per virtual second, every bird steering
-/// every step with the default (krABMaga's) parameters.
-pub fn flocking_scenario(agents: u64) -> Scenario {
-    let side = (agents as f64 / DENSITY).sqrt() as f32;
-    let count = u32::try_from(agents).unwrap_or(u32::MAX);
-    let mut s = Scenario::new("flocking-bench", vec![GroupSpec::of(&["bird"], count)]);
+/// A model's benchmark scenario: `groups` on a square world of `side`
+/// without sites, 10 steps per virtual second, fast.
+fn model_scenario(name: &str, groups: Vec<GroupSpec>, side: f32) -> Scenario {
+    let mut s = Scenario::new(name, groups);
     s.world = WorldSettings {
         size: bevy_math::Vec2::splat(side),
         regions: (1, 1),
@@ -66,21 +67,53 @@ pub fn flocking_scenario(agents: u64) -> Scenario {
         ..ClockSettings::default()
     };
     s.pacing.mode = ClockMode::Fast;
-    let params = FlockingParams::default();
-    s.archetypes.push(Archetype {
-        kind: "bird".into(),
+    s
+}
+
+/// A kind whose agents tick every step (10 Hz) with the model behaviour
+/// `name` and its parameters `params`.
+fn model_kind<P: Serialize>(
+    kind: &str,
+    speed: f32,
+    perception_radius: f32,
+    name: &str,
+    params: &P,
+) -> Archetype {
+    Archetype {
+        kind: kind.into(),
         tick_hz: 10.0,
         priority: Default::default(),
-        speed: params.step * 10.0,
-        perception_radius: params.radius,
+        speed,
+        perception_radius,
         perceives_agents: false,
         memory: Default::default(),
         think_latency: 0.0,
         behaviour: Behaviour::Model {
-            name: "flocking".into(),
-            params: ModelParams::of(&params).expect("flocking parameters are RON"),
+            name: name.into(),
+            params: ModelParams::of(params).expect("model parameters are RON"),
         },
-    });
+    }
+}
+
+/// The comparisons' flock of `agents` birds: a square world of side
+/// `sqrt(agents / 0.1)`, 10 steps per virtual second, every bird steering
+/// every step with the default (krABMaga's) parameters.
+pub fn flocking_scenario(agents: u64) -> Scenario {
+    let side = (agents as f64 / DENSITY).sqrt() as f32;
+    let count = u32::try_from(agents).unwrap_or(u32::MAX);
+    let mut s = model_scenario(
+        "flocking-bench",
+        vec![GroupSpec::of(&["bird"], count)],
+        side,
+    );
+    let params = FlockingParams::default();
+    s.archetypes.push(model_kind(
+        "bird",
+        params.step * 10.0,
+        params.radius,
+        "flocking",
+        &params,
+    ));
     s
 }
 
@@ -90,48 +123,52 @@ pub fn flocking_scenario(agents: u64) -> Scenario {
 pub fn schelling_scenario(agents: u64) -> Scenario {
     let side = (agents as f64 / SCHELLING_DENSITY).sqrt().ceil() as f32;
     let count = u32::try_from(agents).unwrap_or(u32::MAX);
-    let mut s = Scenario::new(
-        "schelling-bench",
-        vec![
-            GroupSpec::of(&["red"], count / 2),
-            GroupSpec::of(&["blue"], count - count / 2),
-        ],
-    );
-    s.world = WorldSettings {
-        size: bevy_math::Vec2::splat(side),
-        regions: (1, 1),
-        sites: 0,
-        ..WorldSettings::default()
-    };
-    s.clock = ClockSettings {
-        fixed_hz: 10.0,
-        ..ClockSettings::default()
-    };
-    s.pacing.mode = ClockMode::Fast;
+    let groups = vec![
+        GroupSpec::of(&["red"], count / 2),
+        GroupSpec::of(&["blue"], count - count / 2),
+    ];
+    let mut s = model_scenario("schelling-bench", groups, side);
+    let params = SchellingParams::default();
     for kind in ["red", "blue"] {
-        s.archetypes.push(Archetype {
-            kind: kind.into(),
-            tick_hz: 10.0,
-            priority: Default::default(),
-            speed: 0.0,
-            perception_radius: 1.5,
-            perceives_agents: false,
-            memory: Default::default(),
-            think_latency: 0.0,
-            behaviour: Behaviour::Model {
-                name: "schelling".into(),
-                params: ModelParams::of(&SchellingParams::default())
-                    .expect("Schelling parameters are RON"),
-            },
-        });
+        s.archetypes
+            .push(model_kind(kind, 0.0, 1.5, "schelling", &params));
     }
+    s
+}
+
+/// Animals per cell in NetLogo's wolf-sheep (150 on 51 × 51).
+pub const WOLF_SHEEP_DENSITY: f64 = 150.0 / (51.0 * 51.0);
+
+/// Wolf-sheep with `agents` animals at the start, two sheep to a wolf, at
+/// NetLogo's density on a square pasture, every animal every step (10 steps
+/// per virtual second), with room in the pool for four times as many.
+pub fn wolf_sheep_scenario(agents: u64) -> Scenario {
+    let side = (agents as f64 / WOLF_SHEEP_DENSITY).sqrt().ceil() as f32;
+    let count = u32::try_from(agents).unwrap_or(u32::MAX / 4);
+    let wolves = count / 3;
+    let groups = vec![
+        GroupSpec::of(&["sheep"], count - wolves),
+        GroupSpec::of(&["wolf"], wolves),
+    ];
+    let mut s = model_scenario("wolf-sheep-bench", groups, side);
+    s.max_agents = Some(count as usize * 4);
+    s.conflicts = continuum::action::ConflictStrategyKind::Random;
+    s.archetypes.push(model_kind(
+        "sheep",
+        0.0,
+        1.0,
+        "sheep",
+        &SheepParams::default(),
+    ));
+    s.archetypes
+        .push(model_kind("wolf", 0.0, 1.0, "wolf", &WolfParams::default()));
     s
 }
 
 /// The app a model needs: the engine's clock, agents, pool, kinds, world and
 /// metrics, and the model; not the sites model's behaviours, asynchronous
 /// thinks or the resource monitor, which the models do not use. Schelling's
-/// moves go through the conflict resolver (the action plugin, which needs
+/// moves and wolf-sheep's meals go through the conflict resolver (the action plugin, which needs
 /// the memory plugin's shared cache); birds emit no actions.
 pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
     let plugins = ContinuumPlugins::default()
@@ -142,6 +179,7 @@ pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
         .add(ModelsPlugin::default());
     let (scenario, plugins) = match model {
         BenchModel::Schelling => (schelling_scenario(agents), plugins),
+        BenchModel::WolfSheep => (wolf_sheep_scenario(agents), plugins),
         _ => (
             flocking_scenario(agents),
             plugins.disable::<MemoryPlugin>().disable::<ActionPlugin>(),
@@ -159,8 +197,11 @@ pub fn run_model(model: BenchModel, agents: u64, threads: usize, steps: u64) -> 
     let mut app = app(model, agents, threads);
     app.update();
     let started = Instant::now();
+    // Agent-steps: the agents active in each step (wolf-sheep's change).
+    let mut agent_steps = 0u64;
     for _ in 0..steps {
         app.update();
+        agent_steps += app.world().resource::<AgentPool>().active() as u64;
     }
     let wall_seconds = started.elapsed().as_secs_f64();
     ModelResult {
@@ -169,7 +210,7 @@ pub fn run_model(model: BenchModel, agents: u64, threads: usize, steps: u64) -> 
         threads,
         steps,
         wall_seconds,
-        agent_steps_per_sec: (agents * steps) as f64 / wall_seconds.max(1e-9),
+        agent_steps_per_sec: agent_steps as f64 / wall_seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes().unwrap_or(0),
     }
 }
