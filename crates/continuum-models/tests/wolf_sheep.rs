@@ -216,3 +216,36 @@ fn bad_parameters_are_refused_with_their_place() {
         assert!(e.message.contains(words), "{e}");
     }
 }
+
+/// The models need none of the sites model's plugins: without its
+/// behaviours, memory and asynchronous thinks (so no shared cache) the
+/// resolver still settles the meals, and the run is the same as with them.
+#[test]
+fn runs_without_the_memory_plugin() {
+    use bevy_app::PluginGroup;
+    use continuum::ContinuumPlugins;
+    use continuum::headless::build_app_with;
+    use continuum::memory::MemoryPlugin;
+    use continuum::think::ThinkPlugin;
+    let plugins = ContinuumPlugins::default()
+        .build()
+        .disable::<BehaviourPlugin>()
+        .disable::<MemoryPlugin>()
+        .disable::<ThinkPlugin>()
+        .add(ModelsPlugin::default());
+    let mut lean = SimHarness::from_app(build_app_with(scenario(4), 1, plugins));
+    assert!(
+        lean.world()
+            .get_resource::<continuum::memory::SharedCache>()
+            .is_none()
+    );
+    let mut full = SimHarness::with(scenario(4), |app| {
+        app.add_plugins(ModelsPlugin::default());
+    });
+    lean.step(2000);
+    full.step(2000);
+    let ledger = lean.world().resource::<EnergyLedger>().clone();
+    assert!(ledger.eaten > 0 && ledger.from_grass > 0, "{ledger:?}");
+    assert_eq!(&ledger, full.world().resource::<EnergyLedger>());
+    assert_eq!(lean.agents::<Animal>(), full.agents::<Animal>());
+}

@@ -13,7 +13,6 @@ use bevy_app::{App, PluginGroup};
 use serde::{Deserialize, Serialize};
 
 use continuum::ContinuumPlugins;
-use continuum::action::ActionPlugin;
 use continuum::agent::AgentPool;
 use continuum::archetype::{Archetype, Behaviour, ModelParams};
 use continuum::behaviour::BehaviourPlugin;
@@ -165,25 +164,23 @@ pub fn wolf_sheep_scenario(agents: u64) -> Scenario {
     s
 }
 
-/// The app a model needs: the engine's clock, agents, pool, kinds, world and
-/// metrics, and the model; not the sites model's behaviours, asynchronous
-/// thinks or the resource monitor, which the models do not use. Schelling's
-/// moves and wolf-sheep's meals go through the conflict resolver (the action plugin, which needs
-/// the memory plugin's shared cache); birds emit no actions.
+/// The app a model needs: the engine's clock, agents, pool, kinds, world,
+/// actions (Schelling's moves and wolf-sheep's meals go through the conflict
+/// resolver; birds emit none) and metrics, and the models; not the sites
+/// model's behaviours, memory, asynchronous thinks or the resource monitor,
+/// which the models do not use.
 pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
     let plugins = ContinuumPlugins::default()
         .build()
         .disable::<BehaviourPlugin>()
+        .disable::<MemoryPlugin>()
         .disable::<ThinkPlugin>()
         .disable::<ResourceMonitorPlugin>()
         .add(ModelsPlugin::default());
-    let (scenario, plugins) = match model {
-        BenchModel::Schelling => (schelling_scenario(agents), plugins),
-        BenchModel::WolfSheep => (wolf_sheep_scenario(agents), plugins),
-        _ => (
-            flocking_scenario(agents),
-            plugins.disable::<MemoryPlugin>().disable::<ActionPlugin>(),
-        ),
+    let scenario = match model {
+        BenchModel::Schelling => schelling_scenario(agents),
+        BenchModel::WolfSheep => wolf_sheep_scenario(agents),
+        _ => flocking_scenario(agents),
     };
     let mut app = build_app_with(scenario, threads, plugins);
     set_pacing(&mut app, FAST);

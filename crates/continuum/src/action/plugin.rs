@@ -24,6 +24,11 @@ use crate::world::{Region, Sites, WorldMap};
 /// teaches everyone are written as [`Publication`] messages for the memory
 /// plugin. Every agent gets a [`Feedback`] (a required component of `Agent`).
 ///
+/// It needs the world plugin's [`WorldMap`]; the sites model's [`Sites`]
+/// and the memory plugin's shared cache are used when they are there (a
+/// model with targets of its own runs without either: actions on sites then
+/// fail as unknown targets).
+///
 /// To swap the resolver, set [`ConflictResolver::strategy`] to
 /// [`ConflictStrategy::Custom`]; to replace resolution altogether, disable this
 /// plugin in the group and add systems of your own to
@@ -92,7 +97,8 @@ struct RegionTally {
 struct Rules<'a> {
     resolver: &'a ConflictResolver,
     reach: f32,
-    cache: &'a SharedCache,
+    /// The shared cache, if the memory plugin keeps one.
+    cache: Option<&'a SharedCache>,
     ctx: ConflictContext,
 }
 
@@ -108,8 +114,8 @@ fn resolve_actions(
     mut actions: MessageReader<Action>,
     mut outcomes: MessageWriter<Outcome>,
     mut publications: MessageWriter<Publication>,
-    mut sites: ResMut<Sites>,
-    cache: Res<SharedCache>,
+    mut sites: Option<ResMut<Sites>>,
+    cache: Option<Res<SharedCache>>,
     (resolver, map, clock, seed): (
         Res<ConflictResolver>,
         Res<WorldMap>,
@@ -122,7 +128,7 @@ fn resolve_actions(
 ) {
     let started = Instant::now();
     let scratch = &mut *scratch;
-    let regions = sites.regions().len();
+    let regions = sites.as_ref().map_or(0, |s| s.regions().len());
 
     scratch
         .buckets
@@ -135,7 +141,10 @@ fn resolve_actions(
     for &action in actions.read() {
         submitted += 1;
         let bucket = match action.target {
-            Target::Site(site) => sites.region_of(site).map(|region| region.0 as usize),
+            Target::Site(site) => sites
+                .as_ref()
+                .and_then(|s| s.region_of(site))
+                .map(|region| region.0 as usize),
             model => Some(regions + (model.key() % MODEL_BUCKETS as u64) as usize),
         };
         match bucket {
@@ -162,7 +171,7 @@ fn resolve_actions(
     let rules = Rules {
         resolver: &resolver,
         reach: map.reach(),
-        cache: &cache,
+        cache: cache.as_deref(),
         ctx: ConflictContext {
             seed: seed.0,
             step: clock.step(),
@@ -172,8 +181,9 @@ fn resolve_actions(
     // The world's regions, then the buckets of model targets (which touch no
     // region: the model applies its winners).
     let work = sites
-        .regions_mut()
-        .iter_mut()
+        .as_deref_mut()
+        .into_iter()
+        .flat_map(|s| s.regions_mut().iter_mut())
         .map(Some)
         .chain(std::iter::repeat_with(|| None).take(MODEL_BUCKETS))
         .zip(scratch.buckets.iter_mut())
@@ -338,7 +348,7 @@ fn apply(
             }
             // Publish the discovery unless the cache still holds the site (it may
             // have been evicted since someone else found it).
-            if rules.cache.peek(id).is_none() {
+            if rules.cache.is_none_or(|cache| cache.peek(id).is_none()) {
                 published.push(fact(f32::NAN));
             }
             ActionResult::Applied {
