@@ -225,6 +225,10 @@ impl Default for SchellingPlugin {
 impl Plugin for SchellingPlugin {
     fn build(&self, app: &mut App) {
         app.register_behaviour::<SchellingParams>()
+            // The messages it writes and reads, in case the app has no
+            // action plugin (then nothing resolves them and nobody moves).
+            .add_message::<Action>()
+            .add_message::<Outcome>()
             .init_resource::<SchellingGrid>()
             .init_resource::<ThreadLoad>()
             .add_observer(leave)

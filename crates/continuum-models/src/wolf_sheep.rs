@@ -229,6 +229,10 @@ impl Default for WolfSheepPlugin {
 impl Plugin for WolfSheepPlugin {
     fn build(&self, app: &mut App) {
         app.register_behaviour::<SheepParams>()
+            // The messages it writes and reads, in case the app has no
+            // action plugin (then nothing resolves them and nobody moves).
+            .add_message::<Action>()
+            .add_message::<Outcome>()
             .register_behaviour::<WolfParams>()
             .init_resource::<Pasture>()
             .init_resource::<EnergyLedger>()

@@ -249,3 +249,23 @@ fn runs_without_the_memory_plugin() {
     assert_eq!(&ledger, full.world().resource::<EnergyLedger>());
     assert_eq!(lean.agents::<Animal>(), full.agents::<Animal>());
 }
+
+/// Without the action plugin nothing resolves the meals: nobody eats, and
+/// the models still run (their messages are their own to register).
+#[test]
+fn without_the_action_plugin_nobody_eats() {
+    use bevy_app::PluginGroup;
+    use continuum::ContinuumPlugins;
+    use continuum::action::ActionPlugin;
+    use continuum::headless::build_app_with;
+    let plugins = ContinuumPlugins::default()
+        .build()
+        .disable::<ActionPlugin>()
+        .add(ModelsPlugin::default());
+    let mut sim = SimHarness::from_app(build_app_with(scenario(4), 1, plugins));
+    sim.step(200);
+    let ledger = sim.world().resource::<EnergyLedger>().clone();
+    assert_eq!((ledger.from_grass, ledger.from_prey), (0, 0), "{ledger:?}");
+    assert!(ledger.grazes_asked > 0 && ledger.spent > 0);
+    assert_eq!(living_energy(&mut sim), ledger.expected_living());
+}

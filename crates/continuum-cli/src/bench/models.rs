@@ -13,6 +13,7 @@ use bevy_app::{App, PluginGroup};
 use serde::{Deserialize, Serialize};
 
 use continuum::ContinuumPlugins;
+use continuum::action::ActionPlugin;
 use continuum::agent::AgentPool;
 use continuum::archetype::{Archetype, Behaviour, ModelParams};
 use continuum::behaviour::BehaviourPlugin;
@@ -166,9 +167,10 @@ pub fn wolf_sheep_scenario(agents: u64) -> Scenario {
 
 /// The app a model needs: the engine's clock, agents, pool, kinds, world,
 /// actions (Schelling's moves and wolf-sheep's meals go through the conflict
-/// resolver; birds emit none) and metrics, and the models; not the sites
-/// model's behaviours, memory, asynchronous thinks or the resource monitor,
-/// which the models do not use.
+/// resolver; birds emit none, so flocking goes without, and its birds
+/// without the `Feedback` the action plugin gives every agent) and metrics,
+/// and the models; not the sites model's behaviours, memory, asynchronous
+/// thinks or the resource monitor, which the models do not use.
 pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
     let plugins = ContinuumPlugins::default()
         .build()
@@ -177,10 +179,10 @@ pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
         .disable::<ThinkPlugin>()
         .disable::<ResourceMonitorPlugin>()
         .add(ModelsPlugin::default());
-    let scenario = match model {
-        BenchModel::Schelling => schelling_scenario(agents),
-        BenchModel::WolfSheep => wolf_sheep_scenario(agents),
-        _ => flocking_scenario(agents),
+    let (scenario, plugins) = match model {
+        BenchModel::Schelling => (schelling_scenario(agents), plugins),
+        BenchModel::WolfSheep => (wolf_sheep_scenario(agents), plugins),
+        _ => (flocking_scenario(agents), plugins.disable::<ActionPlugin>()),
     };
     let mut app = build_app_with(scenario, threads, plugins);
     set_pacing(&mut app, FAST);
