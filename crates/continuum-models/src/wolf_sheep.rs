@@ -141,14 +141,15 @@ pub struct EnergyLedger {
     pub from_prey: i64,
     /// Energy spent living (one unit per tick).
     pub spent: i64,
-    /// Energy the dead held when they died (starved or eaten).
+    /// Energy the dead held when they died (starved or eaten) or left.
     pub died_with: i64,
     /// Energy of newborns requested from the pool and not yet admitted.
     pub unborn: i64,
-    /// Animals born (admitted), starved and eaten.
+    /// Animals born (admitted), starved, eaten, and retired alive by others.
     pub born: u64,
     pub starved: u64,
     pub eaten: u64,
+    pub left: u64,
     /// Meals asked for: tufts of grass by sheep, sheep by wolves.
     pub grazes_asked: u64,
     pub hunts_asked: u64,
@@ -237,6 +238,7 @@ impl Plugin for WolfSheepPlugin {
             .init_resource::<Pasture>()
             .init_resource::<EnergyLedger>()
             .init_resource::<ThreadLoad>()
+            .add_observer(leave)
             .add_systems(AgentsAdmitted, arrive)
             .add_systems(
                 self.schedule,
@@ -325,6 +327,18 @@ fn arrive(
                 });
             }
         }
+    }
+}
+
+/// An animal that leaves alive (retired by a game, or at the end of a
+/// lifetime) takes its energy out of the books; the model's own deaths were
+/// counted when they happened.
+fn leave(ev: On<Remove<Animal>>, animals: Query<&Animal>, mut ledger: ResMut<EnergyLedger>) {
+    if let Ok(animal) = animals.get(ev.entity)
+        && animal.alive
+    {
+        ledger.died_with += i64::from(animal.energy);
+        ledger.left += 1;
     }
 }
 

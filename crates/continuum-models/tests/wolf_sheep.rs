@@ -269,3 +269,25 @@ fn without_the_action_plugin_nobody_eats() {
     assert!(ledger.grazes_asked > 0 && ledger.spent > 0);
     assert_eq!(living_energy(&mut sim), ledger.expected_living());
 }
+
+/// An animal retired alive by someone else (a game, a lifetime) takes its
+/// energy out of the books.
+#[test]
+fn an_animal_retired_alive_leaves_the_books_balanced() {
+    let mut sim = harness(scenario(6), 1);
+    sim.step(50);
+    let mut query = sim.world_mut().query::<(Entity, &Animal)>();
+    let entity = query
+        .iter(sim.world())
+        .find(|(_, a)| a.alive && a.energy > 0)
+        .map(|(e, _)| e)
+        .expect("a live animal with energy");
+    sim.world_mut().resource_mut::<AgentPool>().retire(entity);
+    sim.step(1);
+    let ledger = sim.world().resource::<EnergyLedger>().clone();
+    assert_eq!(ledger.left, 1);
+    assert_eq!(living_energy(&mut sim), ledger.expected_living());
+    sim.step(100);
+    let ledger = sim.world().resource::<EnergyLedger>().clone();
+    assert_eq!(living_energy(&mut sim), ledger.expected_living());
+}
