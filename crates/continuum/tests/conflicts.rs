@@ -82,32 +82,46 @@ fn run_arena(strategy: ConflictStrategy, which: &[usize], steps: u64) -> SimHarn
 }
 
 fn run_aimed(strategy: ConflictStrategy, aim: Aim, which: &[usize], steps: u64) -> SimHarness {
+    let resolver = ConflictResolver {
+        strategy,
+        ..Default::default()
+    };
+    let contenders = which.iter().map(|&i| CONTENDERS[i]);
+    let mut sim = aimed_arena(resolver, aim, contenders, |_| {});
+    sim.step(steps);
+    sim
+}
+
+/// The arena with `resolver`, contenders aiming by `aim`, and the contenders
+/// `(priority, phase)` requested in order (ids from 1, after the bystander).
+fn aimed_arena(
+    resolver: ConflictResolver,
+    aim: Aim,
+    contenders: impl IntoIterator<Item = (Priority, f64)>,
+    customise: impl FnOnce(&mut bevy_app::App),
+) -> SimHarness {
     let mut sim = SimHarness::with(arena(), |app| {
-        app.insert_resource(ConflictResolver {
-            strategy,
-            ..Default::default()
-        })
-        .insert_resource(aim)
-        .init_resource::<Outcomes>()
-        .add_systems(
-            bevy_app::FixedUpdate,
-            (
-                contend.in_set(ContinuumSystems::Think),
-                record.in_set(ContinuumSystems::Learn),
-            ),
-        );
+        app.insert_resource(resolver)
+            .insert_resource(aim)
+            .init_resource::<Outcomes>()
+            .add_systems(
+                bevy_app::FixedUpdate,
+                (
+                    contend.in_set(ContinuumSystems::Think),
+                    record.in_set(ContinuumSystems::Learn),
+                ),
+            );
+        customise(app);
     });
     let world = sim.world_mut();
     let kind = world.resource::<Archetypes>().kind("contender").unwrap();
     let mut bp = world.resource::<Archetypes>().blueprint(kind);
     bp.position = Some(bevy_math::Vec2::new(10.0, 10.0));
-    for &i in which {
-        let (priority, phase) = CONTENDERS[i];
+    for (priority, phase) in contenders {
         bp.priority = priority;
         bp.phase = Some(phase);
         world.resource_mut::<AgentPool>().request(bp.clone());
     }
-    sim.step(steps);
     sim
 }
 
@@ -292,34 +306,19 @@ fn model_targets_resolve_the_same_on_one_two_and_four_threads() {
     use continuum::parallel::ThreadLoad;
     ComputeTaskPool::get_or_init(|| TaskPoolBuilder::new().num_threads(4).build());
     let run = |threads: usize| {
-        let mut sim = SimHarness::with(arena(), |app| {
-            app.insert_resource(ConflictResolver {
-                parallel_threshold: 1,
-                ..Default::default()
-            })
-            .insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass())
-            .insert_resource(Aim(|a| Target::Cell {
-                x: (a.0 % 4) as i32,
-                y: (a.0 % 3) as i32 - 1,
-            }))
-            .init_resource::<Outcomes>()
-            .add_systems(
-                bevy_app::FixedUpdate,
-                (
-                    contend.in_set(ContinuumSystems::Think),
-                    record.in_set(ContinuumSystems::Learn),
-                ),
-            );
+        let resolver = ConflictResolver {
+            parallel_threshold: 1,
+            ..Default::default()
+        };
+        let aim = Aim(|a| Target::Cell {
+            x: (a.0 % 4) as i32,
+            y: (a.0 % 3) as i32 - 1,
         });
-        let world = sim.world_mut();
-        let kind = world.resource::<Archetypes>().kind("contender").unwrap();
-        let mut bp = world.resource::<Archetypes>().blueprint(kind);
-        bp.position = Some(bevy_math::Vec2::new(10.0, 10.0));
-        for i in 0..99u32 {
-            bp.priority = [Priority::Normal, Priority::High, Priority::Background][i as usize % 3];
-            bp.phase = Some(f64::from(i % 10) / 10.0);
-            world.resource_mut::<AgentPool>().request(bp.clone());
-        }
+        let priorities = [Priority::Normal, Priority::High, Priority::Background];
+        let contenders = (0..99u32).map(|i| (priorities[i as usize % 3], f64::from(i % 10) / 10.0));
+        let mut sim = aimed_arena(resolver, aim, contenders, |app| {
+            app.insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass());
+        });
         sim.step(30);
         sim.world().resource::<Outcomes>().0.clone()
     };
