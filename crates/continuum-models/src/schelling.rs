@@ -361,9 +361,15 @@ fn look_around(
 /// outcomes (the same on every run).
 fn relocate(
     mut outcomes: MessageReader<Outcome>,
+    kinds: Res<KindParams<SchellingParams>>,
     mut grid: ResMut<SchellingGrid>,
     mut residents: Query<(&Agent, &mut Resident, &mut Position)>,
 ) {
+    if kinds.is_empty() {
+        // No residents in this run: another model's outcomes, skipped unread.
+        outcomes.clear();
+        return;
+    }
     for o in outcomes.read() {
         let (
             Target::Cell { x, y },

@@ -527,6 +527,11 @@ fn feed(
     mut pool: ResMut<AgentPool>,
     mut animals: Query<(&Agent, &Position, &mut Animal)>,
 ) {
+    if sheep_kinds.is_empty() && wolf_kinds.is_empty() {
+        // No animals in this run: another model's outcomes, skipped unread.
+        outcomes.clear();
+        return;
+    }
     let now = clock.now();
     for o in outcomes.read() {
         let (ActionKind::Custom { code, .. }, ActionResult::Applied { .. }) = (o.kind, o.result)
