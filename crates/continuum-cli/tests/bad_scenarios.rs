@@ -28,7 +28,7 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
         11,
         36,
         "archetypes[0].behaviour.name",
-        "expected one of: flocking",
+        "expected one of: analyzer, controller, explorer, flocking",
     ),
     (
         "model-param-typo",
@@ -112,8 +112,8 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     (
         "archetype-inf-param",
         15,
-        57,
-        "archetypes[0].behaviour.jitter",
+        80,
+        "archetypes[0].behaviour.params.jitter",
         "got inf",
     ),
     ("pacing-speed-huge", 5, 37, "pacing.speed", "at most 1e6"),
@@ -164,8 +164,8 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     (
         "planner-too-many-stops",
         13,
-        40,
-        "archetypes[0].behaviour.stops",
+        63,
+        "archetypes[0].behaviour.params.stops",
         "expected 1 to 6 sites, got 9",
     ),
 ];

@@ -230,6 +230,7 @@ fn runs_without_the_memory_plugin() {
     let plugins = ContinuumPlugins::default()
         .build()
         .disable::<BehaviourPlugin>()
+        .disable::<SitesModelPlugin>()
         .disable::<MemoryPlugin>()
         .disable::<ThinkPlugin>()
         .add(ModelsPlugin::default());

@@ -48,7 +48,7 @@ use crate::agent::{
     Position, PriorityRates, ScheduleStats, Velocity,
 };
 use crate::agent::{PoolImage, ScheduleImage};
-use crate::behaviour::{Intent, Route};
+use crate::behaviour::Intent;
 use crate::clock::SimClock;
 use crate::hash::DigestHasher;
 use crate::memory::{CacheImage, Memory, MemoryPlan, Perception, SharedCache};
@@ -57,6 +57,7 @@ use crate::monitor::{
     Budget, BudgetLog, LoadShedding, RebalanceDiagnostics, RebalanceRound, RoundImage,
 };
 use crate::scenario::{ActiveScenario, Scenario, TimelineImage};
+use crate::sites::Route;
 use crate::spatial::CellGrid;
 use crate::think::{ThinkDiagnostics, ThinkImage, ThinkQueue, ThinkRegistry};
 use crate::world::{Board, Site, Sites};

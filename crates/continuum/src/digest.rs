@@ -11,9 +11,10 @@ use crate::hash::DigestHasher;
 
 use crate::action::{ActionKind, Feedback, FeedbackResult, Target};
 use crate::agent::*;
-use crate::behaviour::{Intent, Movement, Route};
+use crate::behaviour::{Intent, Movement};
 use crate::clock::SimClock;
 use crate::memory::{Memory, SharedCache, SharedKey};
+use crate::sites::Route;
 use crate::think::{ThinkQueue, ThinkRegistry};
 use crate::world::Sites;
 

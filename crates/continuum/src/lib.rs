@@ -25,7 +25,8 @@
 //! | [`ActionPlugin`](action::ActionPlugin) | actions as messages, conflict resolution, outcomes |
 //! | [`ArchetypePlugin`](archetype::ArchetypePlugin) | the agent kinds and their per-kind tables |
 //! | [`ThinkPlugin`](think::ThinkPlugin) | thinks that take longer than a tick, as tasks on the async compute pool |
-//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | perceive / think / act, and the explorer, analyzer, controller and planner kinds |
+//! | [`BehaviourPlugin`](behaviour::BehaviourPlugin) | the generic perceive and act of every kind |
+//! | [`SitesModelPlugin`](sites::SitesModelPlugin) | the sites model's behaviours: explorer, analyzer, controller, planner |
 //! | [`MetricsPlugin`](metrics::MetricsPlugin) | run statistics, live metrics, CPU and memory sampling |
 //! | [`ResourceMonitorPlugin`](monitor::ResourceMonitorPlugin) | budget rebalancing, load shedding under overload |
 //!
@@ -55,6 +56,7 @@ pub mod parallel;
 pub mod phases;
 pub mod process;
 pub mod scenario;
+pub mod sites;
 pub mod spatial;
 pub mod sweep;
 pub mod think;
@@ -91,6 +93,7 @@ pub mod prelude {
     pub use crate::metrics::{Metrics, MetricsPlugin, RunStats};
     pub use crate::monitor::{Budget, ResourceMonitorPlugin};
     pub use crate::scenario::{ClockMode, Pacing, Scenario, ScenarioPlugin};
+    pub use crate::sites::SitesModelPlugin;
     pub use crate::think::{
         AsyncThink, AsyncThinkAppExt, ThinkDiagnostics, ThinkPlugin, ThinkSettings, Thinks,
     };
@@ -133,6 +136,7 @@ impl PluginGroup for ContinuumPlugins {
             .add(archetype::ArchetypePlugin::new(s))
             .add(think::ThinkPlugin::new(s))
             .add(behaviour::BehaviourPlugin::new(s))
+            .add(sites::SitesModelPlugin::new(s))
             .add(metrics::MetricsPlugin::new(s))
             .add(monitor::ResourceMonitorPlugin::new(s))
     }

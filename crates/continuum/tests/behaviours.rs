@@ -159,3 +159,41 @@ fn random_kinds_are_drawn_per_agent() {
         "{counts:?}"
     );
 }
+
+/// The sites model's behaviours are registered like any model's: a kind of a
+/// scenario's own names one with its parameters and behaves so, and its
+/// parameters are checked even when the scenario is read without a registry
+/// (behaviours the library does not know are then left to the app).
+#[test]
+fn a_kind_of_its_own_names_a_sites_behaviour() {
+    use std::path::Path;
+    let scenario = |behaviour: &str| {
+        format!(
+            r#"Scenario(
+                name: "own",
+                seed: 3,
+                world: (size: (400.0, 400.0), regions: (2, 2), sites: 60),
+                archetypes: [(kind: "reaper", tick_hz: 10.0, speed: 30.0, perception_radius: 60.0,
+                    behaviour: {behaviour})],
+                groups: [(kind: "explorer", count: 20), (kind: "analyzer", count: 20), (kind: "reaper", count: 20)],
+            )"#
+        )
+    };
+    let reaper =
+        r#"Model(name: "controller", params: (harvest: 2.0, min_estimate: 0.5, travel_cost: 0.0))"#;
+    let mut sim =
+        SimHarness::new(Scenario::from_ron(&scenario(reaper), Path::new("s.ron")).unwrap());
+    sim.run_for(60.0);
+    assert!(total_harvest_of(&mut sim, "reaper") >= 100.0);
+
+    let bad = reaper.replace("harvest: 2.0", "harvest: -2.0");
+    let e = Scenario::from_ron(&scenario(&bad), Path::new("s.ron")).unwrap_err();
+    assert_eq!(e.field, "archetypes[0].behaviour.params.harvest", "{e}");
+    assert_eq!(e.line, 6, "{e}");
+
+    let other = r#"Model(name: "grazer", params: (appetite: 1.0))"#;
+    assert!(Scenario::from_ron(&scenario(other), Path::new("s.ron")).is_ok());
+    let registry = continuum::sites::behaviours();
+    let e = Scenario::from_ron_with(&scenario(other), Path::new("s.ron"), &registry).unwrap_err();
+    assert_eq!(e.field, "archetypes[0].behaviour.name", "{e}");
+}

@@ -7,6 +7,7 @@ mod common;
 use bevy_ecs::prelude::*;
 use continuum::memory::{MemoryBudget, MemoryPlan, SharedCache, SharedKey, TierCaps};
 use continuum::prelude::*;
+use continuum::sites::ExplorerParams;
 
 /// A world wider than the shared cache's room (the helper below), with and
 /// without memory tiers, on the same seeds: agents that remember harvest more,
@@ -267,10 +268,9 @@ fn wide_scenario(seed: u64, avoid_explored: f32) -> Scenario {
     scenario.memory.shared_fraction = 0.194;
     let builtin = Archetypes::default();
     let mut explorer = builtin.get(builtin.kind("explorer").unwrap()).clone();
-    let Behaviour::Explorer(params) = &mut explorer.behaviour else {
-        unreachable!("the built-in explorer explores")
-    };
+    let mut params: ExplorerParams = explorer.behaviour.params().expect("an explorer explores");
     params.avoid_explored = avoid_explored;
+    explorer.behaviour = Behaviour::of(&params);
     scenario.archetypes.push(explorer);
     scenario
 }

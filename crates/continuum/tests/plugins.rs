@@ -127,6 +127,21 @@ fn without_the_behaviour_plugin_agents_tick_and_do_nothing() {
 }
 
 #[test]
+fn without_the_sites_model_its_kinds_perceive_and_decide_nothing() {
+    let mut sim = run(without::<SitesModelPlugin>(), |_| {});
+    assert_eq!(agent_ticks(&sim), 300 * 5);
+    assert_eq!(submitted(&sim), 0, "no kind has a behaviour: nobody acts");
+    assert!(
+        sim.agents::<Perception>()
+            .iter()
+            .any(|(_, p)| !p.sites().is_empty()),
+        "perception goes on"
+    );
+    assert!(sim.agents::<continuum::sites::Route>().is_empty());
+    let _ = sim.state_digest();
+}
+
+#[test]
 fn without_the_metrics_plugin_the_simulation_is_the_same() {
     let mut with = run(ContinuumPlugins::default().build(), |_| {});
     let mut without = run(without::<MetricsPlugin>(), |_| {});
@@ -158,7 +173,7 @@ fn without_the_think_plugin_planners_plan_within_their_tick() {
         queue.is_empty(),
         "nothing serves the queue: nothing joins it"
     );
-    let routes = sim.agents::<continuum::behaviour::Route>();
+    let routes = sim.agents::<continuum::sites::Route>();
     assert_eq!(routes.len(), 60);
     assert!(
         routes.iter().any(|(_, r)| !r.stops().is_empty()),

@@ -424,7 +424,7 @@ fn planners_follow_their_routes() {
     pools();
     let mut sim = SimHarness::new(planners());
     sim.run_for(12.0);
-    let routes = sim.agents::<continuum::behaviour::Route>();
+    let routes = sim.agents::<continuum::sites::Route>();
     assert_eq!(routes.len(), 60, "every planner has a route");
     let planned = routes.iter().filter(|(_, r)| !r.stops().is_empty()).count();
     assert!(planned > 10, "{planned} planners hold a route");

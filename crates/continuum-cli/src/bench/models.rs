@@ -23,6 +23,7 @@ use continuum::memory::MemoryPlugin;
 use continuum::monitor::ResourceMonitorPlugin;
 use continuum::process::peak_rss_bytes;
 use continuum::scenario::{ClockMode, GroupSpec, Scenario};
+use continuum::sites::SitesModelPlugin;
 use continuum::think::ThinkPlugin;
 use continuum::world::WorldSettings;
 use continuum_models::ModelsPlugin;
@@ -175,6 +176,7 @@ pub fn app(model: BenchModel, agents: u64, threads: usize) -> App {
     let plugins = ContinuumPlugins::default()
         .build()
         .disable::<BehaviourPlugin>()
+        .disable::<SitesModelPlugin>()
         .disable::<MemoryPlugin>()
         .disable::<ThinkPlugin>()
         .disable::<ResourceMonitorPlugin>()

@@ -31,101 +31,55 @@ mod model;
 
 pub use model::{BehaviourParams, BehaviourRegistry, KindParams, ModelParams, RegisterBehaviour};
 
-/// Explorer parameters: a random walk with momentum.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExplorerParams {
-    /// Share of the previous heading kept each tick, in `[0, 1]`.
-    pub momentum: f32,
-    /// Strength of the random turn each tick (relative to the heading).
-    pub jitter: f32,
-    /// Strength of the push away from the nearest agent in view.
-    pub separation: f32,
-    /// Strength of the push away from the sites in view it already remembers.
-    #[serde(default)]
-    pub avoid_known: f32,
-    /// Strength of the push away from the ground explorers went over lately:
-    /// the neighbouring cells of the shared cache's ground grid
-    /// ([`SharedCache::ground`](crate::memory::SharedCache::ground)) marked
-    /// less than [`explored_for`](Self::explored_for) ago, the fresher the
-    /// stronger. Explorers mark the cells they go over.
-    #[serde(default)]
-    pub avoid_explored: f32,
-    /// Virtual seconds a cell counts as explored after an explorer went over
-    /// it (an explorer marks its cell again once its mark is half that old).
-    #[serde(default = "default_explored_for")]
-    pub explored_for: f32,
-}
-
-fn default_explored_for() -> f32 {
-    30.0
-}
-
-/// Analyzer parameters: visit published sites and assess them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnalyzerParams {
-    /// Relative measurement error: estimates are off by up to ± this fraction.
-    pub noise: f32,
-    /// An estimate older than this (virtual seconds) is worth assessing again.
-    pub stale_after: f32,
-}
-
-/// Controller parameters: go to the best assessed site known and harvest it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ControllerParams {
-    /// Value taken per harvest action.
-    pub harvest: f32,
-    /// Sites estimated below this are not worth the trip.
-    pub min_estimate: f32,
-    /// Value a world unit of travel is worth giving up when choosing a site.
-    pub travel_cost: f32,
-}
-
-/// Planner parameters: plan a route over several sites by a search over what
-/// it knows, run as an asynchronous think (it takes the kind's
-/// [`think_latency`](Archetype::think_latency)), then harvest along it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlannerParams {
-    /// Most sites on a route, 1 to [`MAX_ROUTE_STOPS`].
-    pub stops: u8,
-    /// Most sites a plan chooses among (the most valuable it knows of), 1 to
-    /// [`MAX_CANDIDATES`]: the search looks at up to `candidates!/(candidates
-    /// - stops)!` routes.
-    pub candidates: u8,
-    /// Value taken per harvest action.
-    pub harvest: f32,
-    /// A site worth less than this is not planned for, and left.
-    pub min_estimate: f32,
-    /// Value a world unit of travel is worth giving up.
-    pub travel_cost: f32,
-}
-
-/// Most sites on a planner's route.
-pub const MAX_ROUTE_STOPS: usize = 6;
-/// Most sites a planner's search chooses among.
-pub const MAX_CANDIDATES: usize = 12;
-
-/// What drives agents of a kind.
+/// What drives agents of a kind: a behaviour a plugin registered (see
+/// [`RegisterBehaviour`]), by name with its parameters, or none.
+///
+/// ```ron
+/// behaviour: Model(name: "explorer", params: (momentum: 0.85, jitter: 0.35, separation: 0.6)),
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Behaviour {
-    Explorer(ExplorerParams),
-    Analyzer(AnalyzerParams),
-    Controller(ControllerParams),
-    /// Plans routes as an asynchronous think (see [`crate::think`]).
-    Planner(PlannerParams),
-    /// No built-in behaviour: a control group that does nothing, or a kind driven
-    /// by a game's own systems.
+    /// No behaviour: a control group that does nothing, or a kind driven by a
+    /// game's own systems.
     Idle,
-    /// A behaviour a plugin registered (see [`RegisterBehaviour`]): its name
-    /// and its parameters, read by the plugin's own type
-    /// ([`KindParams`]).
-    Model {
-        name: String,
-        params: ModelParams,
-    },
+    /// A behaviour a plugin registered: its name and its parameters, read by
+    /// the plugin's own type ([`KindParams`]).
+    Model { name: String, params: ModelParams },
+}
+
+impl Behaviour {
+    /// The behaviour of `P`'s plugin with `params`.
+    ///
+    /// # Panics
+    ///
+    /// If `params` cannot be written as RON (a type whose `Serialize` fails).
+    pub fn of<P: BehaviourParams + Serialize>(params: &P) -> Self {
+        Behaviour::Model {
+            name: P::NAME.to_owned(),
+            params: ModelParams::of(params).expect("behaviour parameters are written as RON"),
+        }
+    }
+
+    /// The registered behaviour's name, if it is one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Behaviour::Model { name, .. } => Some(name),
+            Behaviour::Idle => None,
+        }
+    }
+
+    /// Whether this is `P`'s behaviour.
+    pub fn is<P: BehaviourParams>(&self) -> bool {
+        self.name() == Some(P::NAME)
+    }
+
+    /// The parameters, read as `P`, if this is `P`'s behaviour and they read.
+    pub fn params<P: BehaviourParams>(&self) -> Option<P> {
+        match self {
+            Behaviour::Model { name, params } if name == P::NAME => params.read().ok(),
+            _ => None,
+        }
+    }
 }
 
 /// One kind of agent.
@@ -230,50 +184,6 @@ impl Archetype {
             "virtual seconds",
         );
         v.field("behaviour", |v| match &self.behaviour {
-            Behaviour::Explorer(p) => {
-                check_range(v, p.momentum, "momentum", 0.0, 1.0, false, "a value");
-                check_range(v, p.jitter, "jitter", 0.0, M, false, "a strength");
-                check_range(v, p.separation, "separation", 0.0, M, false, "a strength");
-                check_range(v, p.avoid_known, "avoid_known", 0.0, M, false, "a strength");
-                check_range(
-                    v,
-                    p.avoid_explored,
-                    "avoid_explored",
-                    0.0,
-                    M,
-                    false,
-                    "a strength",
-                );
-                check_range(v, p.explored_for, "explored_for", 0.0, M, true, "seconds");
-            }
-            Behaviour::Analyzer(p) => {
-                v.check(
-                    p.noise.is_finite() && (0.0..1.0).contains(&p.noise),
-                    "noise",
-                    || format!("expected a fraction in [0, 1), got {}", p.noise),
-                );
-                check_range(v, p.stale_after, "stale_after", 0.0, M, true, "seconds");
-            }
-            Behaviour::Controller(p) => {
-                check_range(v, p.harvest, "harvest", 0.0, M, true, "an amount");
-                check_range(v, p.min_estimate, "min_estimate", 0.0, M, false, "a value");
-                check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
-            }
-            Behaviour::Planner(p) => {
-                v.check(
-                    (1..=MAX_ROUTE_STOPS).contains(&usize::from(p.stops)),
-                    "stops",
-                    || format!("expected 1 to {MAX_ROUTE_STOPS} sites, got {}", p.stops),
-                );
-                v.check(
-                    (1..=MAX_CANDIDATES).contains(&usize::from(p.candidates)),
-                    "candidates",
-                    || format!("expected 1 to {MAX_CANDIDATES} sites, got {}", p.candidates),
-                );
-                check_range(v, p.harvest, "harvest", 0.0, M, true, "an amount");
-                check_range(v, p.min_estimate, "min_estimate", 0.0, M, false, "a value");
-                check_range(v, p.travel_cost, "travel_cost", 0.0, M, false, "a value");
-            }
             Behaviour::Idle => {}
             Behaviour::Model { name, params } => {
                 v.check(!name.trim().is_empty(), "name", || {
@@ -487,14 +397,36 @@ fn publish_kinds(
         .map_or_else(PerceptionReach::default, PerceptionReach);
 }
 
-/// Agents requested with a kind that no archetype defines run no behaviour.
-fn warn_of_unknown_kinds(admitted: Res<Admitted>, archetypes: Res<Archetypes>) {
+/// Agents requested with a kind that no archetype defines, or whose
+/// behaviour no plugin of the app registers (its plugin was left out), run no
+/// behaviour: said once per kind.
+fn warn_of_unknown_kinds(
+    admitted: Res<Admitted>,
+    archetypes: Res<Archetypes>,
+    registry: Option<Res<BehaviourRegistry>>,
+    mut warned: Local<Vec<AgentKind>>,
+) {
     for (kind, count) in admitted.counts_by_kind() {
-        if count > 0 && archetypes.try_get(kind).is_none() {
+        if count == 0 || warned.contains(&kind) {
+            continue;
+        }
+        let Some(archetype) = archetypes.try_get(kind) else {
+            warned.push(kind);
             tracing::warn!(
                 kind = kind.0,
                 count,
                 "agents admitted with a kind no archetype defines: they run no behaviour"
+            );
+            continue;
+        };
+        if let Some(name) = archetype.behaviour.name()
+            && registry.as_ref().is_none_or(|r| !r.contains(name))
+        {
+            warned.push(kind);
+            tracing::warn!(
+                kind = %archetype.kind,
+                behaviour = name,
+                "no plugin of the app registers the kind's behaviour: its agents decide nothing"
             );
         }
     }

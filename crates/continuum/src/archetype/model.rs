@@ -112,6 +112,13 @@ impl BehaviourRegistry {
         self
     }
 
+    /// Adds the behaviours `other` registered.
+    pub fn merge(&mut self, other: &BehaviourRegistry) -> &mut Self {
+        self.checks
+            .extend(other.checks.iter().map(|(&k, &v)| (k, v)));
+        self
+    }
+
     /// Whether a behaviour called `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.checks.contains_key(name)

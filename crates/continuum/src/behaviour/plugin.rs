@@ -6,28 +6,26 @@ use bevy_ecs::schedule::ScheduleLabel;
 use bevy_math::Vec2;
 use bevy_utils::Parallel;
 
-use super::{Intent, Movement, analyzer, controller, explorer, planner};
-use crate::action::{Action, PlannedAction};
+use super::{Intent, Movement};
+use crate::action::Action;
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour};
 use crate::clock::{SimClock, configure_phases};
-use crate::memory::{Memory, Perception, Publication, SharedCache, WORKING_MAX};
+use crate::memory::{Memory, Perception, SharedCache, WORKING_MAX};
 use crate::monitor::{Budget, LoadShedding, fair_share, work_allowance};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
-use crate::phases::{ContinuumSystems, LearnSystems, ThinkSystems};
-use crate::think::{ThinkQueue, ThinkRegistry};
+use crate::phases::ContinuumSystems;
 use crate::world::{SiteId, Sites, WorldMap};
 
-/// Perception, movement and action emission for every agent, and the think and
-/// learn systems of the built-in kinds. Every agent gets an [`Intent`] (a
-/// required component of `Agent`). Disable it to drive agents entirely with
-/// systems of your own.
+/// Perception and movement for every agent: the generic part of a tick, for
+/// every kind. Every agent gets an [`Intent`] (a required component of
+/// `Agent`), which its kind's think fills and [`act`] carries out. Disable it
+/// to drive agents entirely with systems of your own.
 pub struct BehaviourPlugin {
     schedule: Interned<dyn ScheduleLabel>,
 }
 
 impl BehaviourPlugin {
-    /// Runs the behaviours in `schedule` (usually `FixedUpdate`).
+    /// Runs perceive and act in `schedule` (usually `FixedUpdate`).
     pub fn new(schedule: impl ScheduleLabel) -> Self {
         Self {
             schedule: schedule.intern(),
@@ -38,8 +36,8 @@ impl BehaviourPlugin {
 impl Plugin for BehaviourPlugin {
     fn build(&self, app: &mut App) {
         configure_phases(app, self.schedule);
-        // What the behaviours read of the memory plugin's, so that they still
-        // run without it (the memory plugin may have required them already).
+        // What perceive reads of the memory plugin's, so that it still runs
+        // without it (the memory plugin may have required them already).
         let _ = app.try_register_required_components::<Agent, Perception>();
         let _ = app.try_register_required_components::<Agent, Memory>();
         // And the monitor's budget, which perception obeys and action spends
@@ -47,41 +45,19 @@ impl Plugin for BehaviourPlugin {
         let _ = app.try_register_required_components::<Agent, Budget>();
         app.register_required_components::<Agent, Intent>()
             .add_message::<Action>()
-            .add_message::<Publication>()
-            .init_resource::<Archetypes>()
             .init_resource::<Sites>()
             .init_resource::<WorldMap>()
             .init_resource::<SharedCache>()
             .init_resource::<AgentIndex>()
             .init_resource::<AgentPool>()
             .init_resource::<DueAgents>()
-            .init_resource::<crate::action::InformedAgents>()
             .init_resource::<ThreadLoad>()
-            .init_resource::<ThinkQueue>()
-            .init_resource::<ThinkRegistry>()
-            .add_systems(AgentsAdmitted, planner::give_routes)
             .add_systems(
                 self.schedule,
                 (
                     perceive.in_set(ContinuumSystems::Perceive),
-                    (think, planner::think).chain().in_set(ThinkSystems::Decide),
                     act.in_set(ContinuumSystems::Act),
-                    (
-                        explorer::learn,
-                        analyzer::learn,
-                        controller::learn,
-                        planner::learn,
-                    )
-                        .chain()
-                        .in_set(LearnSystems::Behaviours),
                 ),
-            );
-        // Planners plan as an asynchronous think (served by the think plugin).
-        app.world_mut()
-            .resource_mut::<ThinkRegistry>()
-            .register_matching(
-                |a| matches!(a.behaviour, Behaviour::Planner(_)),
-                planner::RoutePlanner,
             );
     }
 }
@@ -144,106 +120,6 @@ pub fn perceive(
         }
         *perception = view;
     });
-}
-
-/// What the built-in kinds read besides the agent itself.
-pub(super) struct ThinkContext<'a> {
-    pub step: u64,
-    pub reach: f32,
-    pub sites: &'a Sites,
-    pub map: &'a WorldMap,
-    pub cache: &'a SharedCache,
-    /// What thinkers publish in the shared cache besides their actions'
-    /// results (explorers' ground marks), gathered per thread.
-    pub publish: &'a Parallel<Vec<Publication>>,
-}
-
-/// The thinking agent: what it reads and what it decides.
-pub(super) struct Thinker<'a> {
-    pub id: AgentId,
-    pub perception: &'a Perception,
-    pub body: &'a Body,
-    pub cadence: &'a Cadence,
-    pub pos: &'a Position,
-    pub memory: &'a Memory,
-    pub velocity: &'a mut Velocity,
-    pub intent: &'a mut Intent,
-    pub rng: &'a mut AgentRng,
-}
-
-/// Each due agent of a built-in kind decides: its [`Intent`] (and, when it
-/// wanders, its [`Velocity`]) from its perception, memory and the shared cache,
-/// by its kind's behaviour. One pass over every due agent, whatever its kind:
-/// each pass costs a hand-over to the other threads.
-pub fn think(
-    mut tuner: Local<BatchTuner>,
-    load: Res<ThreadLoad>,
-    due: Res<DueAgents>,
-    clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
-    sites: Res<Sites>,
-    map: Res<WorldMap>,
-    cache: Res<SharedCache>,
-    mut publications: MessageWriter<Publication>,
-    mut published: Local<Parallel<Vec<Publication>>>,
-    mut sorted: Local<Vec<Publication>>,
-    mut agents: Query<(
-        &Agent,
-        &Perception,
-        &Body,
-        &Cadence,
-        &Position,
-        &Memory,
-        &mut Velocity,
-        &mut Intent,
-        &mut AgentRng,
-    )>,
-) {
-    let ctx = ThinkContext {
-        step: clock.step(),
-        reach: map.reach(),
-        sites: &sites,
-        map: &map,
-        cache: &cache,
-        publish: &published,
-    };
-    for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
-        let (agent, perception, body, cadence, pos, memory, velocity, intent, rng) = item;
-        let Some(archetype) = archetypes.try_get(agent.kind) else {
-            return;
-        };
-        if matches!(
-            archetype.behaviour,
-            Behaviour::Idle | Behaviour::Planner(_) | Behaviour::Model { .. }
-        ) {
-            return;
-        }
-        let me = Thinker {
-            id: agent.id,
-            perception,
-            body,
-            cadence,
-            pos,
-            memory,
-            velocity: velocity.into_inner(),
-            intent: intent.into_inner(),
-            rng: rng.into_inner(),
-        };
-        match &archetype.behaviour {
-            Behaviour::Explorer(params) => explorer::think(&ctx, params, me),
-            Behaviour::Analyzer(params) => analyzer::think(&ctx, params, me),
-            Behaviour::Controller(params) => {
-                controller::think(&ctx, params, archetype.memory.half_life, me);
-            }
-            Behaviour::Planner(_) | Behaviour::Idle | Behaviour::Model { .. } => {}
-        }
-    });
-    // Publications are taken in order: the threads' order is replaced by the
-    // keys' and the publishers'.
-    sorted.clear();
-    sorted.extend(published.drain());
-    sorted.sort_unstable_by_key(|p| (p.key, p.fact.by));
-    publications.write_batch(sorted.drain(..));
 }
 
 /// Inserts `seen` into a list kept sorted by (distance, id), at most `capacity` long.
@@ -367,39 +243,4 @@ fn bounce(mut p: Vec2, mut v: Vec2, size: Vec2) -> (Vec2, Vec2) {
         }
     }
     (p.clamp(Vec2::ZERO, size), v)
-}
-
-/// The intent of an agent working towards a site: with the site within reach,
-/// stay and act on it (`action` says how); otherwise head for it; with no site
-/// to go to, wander on.
-pub(super) fn pursue(
-    goal: Option<&crate::world::Site>,
-    pos: Vec2,
-    reach: f32,
-    body: &Body,
-    velocity: &mut Velocity,
-    rng: &mut AgentRng,
-    action: impl FnOnce(&mut AgentRng) -> crate::action::ActionKind,
-) -> Intent {
-    match goal {
-        Some(site) if within_reach(pos, site.pos, reach) => Intent::new(
-            Some(site.id),
-            Movement::Stay,
-            Some(PlannedAction {
-                target: crate::action::Target::Site(site.id),
-                kind: action(rng),
-            }),
-        ),
-        Some(site) => Intent::new(Some(site.id), Movement::Toward(site.pos), None),
-        None => {
-            velocity.0 = wander(velocity.0, body.speed, 0.8, 0.5, Vec2::ZERO, rng);
-            Intent::new(None, Movement::Drift, None)
-        }
-    }
-}
-
-/// The world's reach rule, shared by the behaviours: whether `pos` is close
-/// enough to `target` to act on it.
-fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
-    pos.distance_squared(target) <= reach * reach
 }

@@ -39,8 +39,8 @@ use crate::archetype::{Archetype, Archetypes, BehaviourRegistry};
 use crate::archetype::{MAX_KINDS, MAX_MAGNITUDE};
 use crate::clock::ClockSettings;
 use crate::config::{
-    ConfigError, MAX_NAME_CHARS, MAX_QUOTED_CHARS, PathSeg, Validator, clip, locate, parse_ron,
-    path_string, read_ron, read_source,
+    BehaviourChecks, ConfigError, MAX_NAME_CHARS, MAX_QUOTED_CHARS, PathSeg, Validator, clip,
+    locate, parse_ron, path_string, read_ron, read_source,
 };
 use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
@@ -351,6 +351,32 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A validator for a scenario's kinds: their behaviours are checked against
+/// the library's own (the sites model's) and `registered`. With none
+/// registered, a behaviour the library does not know is left unchecked (the
+/// app that runs the scenario has the plugins that bring it).
+fn behaviour_checks(registered: Option<&BehaviourRegistry>) -> Validator {
+    let mut all = crate::sites::behaviours();
+    match registered {
+        Some(registered) => {
+            all.merge(registered);
+            Validator::with_behaviours(std::sync::Arc::new(all))
+        }
+        None => Validator::with_behaviours(std::sync::Arc::new(KnownOnly(all))),
+    }
+}
+
+/// Checks the behaviours it knows, and lets others pass.
+struct KnownOnly(BehaviourRegistry);
+
+impl BehaviourChecks for KnownOnly {
+    fn check_behaviour(&self, name: &str, params: &str, v: &mut Validator) {
+        if self.0.contains(name) {
+            self.0.check_behaviour(name, params, v);
+        }
+    }
+}
+
 impl Scenario {
     /// A scenario of `groups` with every other setting at its default.
     pub fn new(name: impl Into<String>, groups: Vec<GroupSpec>) -> Self {
@@ -372,21 +398,20 @@ impl Scenario {
         }
     }
 
-    /// Reads, parses and validates a scenario file. The parameters of kinds
-    /// whose behaviour a plugin brings (`Model(..)`) are not checked: see
-    /// [`load_with`](Self::load_with).
+    /// Reads, parses and validates a scenario file. The kinds' behaviours
+    /// are checked if they are the library's own (the sites model's, see
+    /// [`crate::sites`]); others are left to the app that runs the scenario
+    /// (see [`load_with`](Self::load_with)).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::load_in(path, Validator::default())
+        Self::load_in(path, behaviour_checks(None))
     }
 
     /// Reads, parses and validates a scenario file, and its kinds' behaviours
-    /// against the behaviours plugins registered: a name none registered, or
-    /// parameters its type does not read or refuses, is an error.
+    /// against the behaviours plugins registered (and the library's own): a
+    /// name none registered, or parameters its type does not read or
+    /// refuses, is an error.
     pub fn load_with(path: &Path, behaviours: &BehaviourRegistry) -> Result<Self, ConfigError> {
-        Self::load_in(
-            path,
-            Validator::with_behaviours(std::sync::Arc::new(behaviours.clone())),
-        )
+        Self::load_in(path, behaviour_checks(Some(behaviours)))
     }
 
     fn load_in(path: &Path, v: Validator) -> Result<Self, ConfigError> {
@@ -411,11 +436,7 @@ impl Scenario {
         behaviours: &BehaviourRegistry,
     ) -> Result<Self, ConfigError> {
         let scenario: Scenario = parse_ron(source, file).map_err(moved_fields)?;
-        scenario.validate_in(
-            source,
-            file,
-            Validator::with_behaviours(std::sync::Arc::new(behaviours.clone())),
-        )?;
+        scenario.validate_in(source, file, behaviour_checks(Some(behaviours)))?;
         Ok(scenario)
     }
 
@@ -626,7 +647,7 @@ impl Scenario {
     /// Checks every value; the first problem is reported with its position in
     /// `source`.
     pub fn validate(&self, source: &str, file: &Path) -> Result<(), ConfigError> {
-        self.validate_in(source, file, Validator::default())
+        self.validate_in(source, file, behaviour_checks(None))
     }
 
     fn validate_in(&self, source: &str, file: &Path, mut v: Validator) -> Result<(), ConfigError> {

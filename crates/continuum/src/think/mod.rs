@@ -91,7 +91,7 @@
 //! # }
 //! ```
 //!
-//! The built-in `planner` kind (see [`PlannerParams`](crate::archetype::PlannerParams))
+//! The sites model's `planner` kind (see [`PlannerParams`](crate::sites::PlannerParams))
 //! is written the same way.
 
 mod plugin;

@@ -4,11 +4,12 @@
 
 use bevy_ecs::prelude::*;
 
-use super::Intent;
-use super::{ThinkContext, Thinker, pursue};
+use super::params::ControllerParams;
+use super::think::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour, ControllerParams};
+use crate::archetype::{Archetypes, KindParams};
+use crate::behaviour::Intent;
 use crate::clock::SimClock;
 use crate::memory::{Memory, SharedCache, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -87,16 +88,14 @@ pub(super) fn learn(
     load: Res<ThreadLoad>,
     informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
+    controllers: Res<KindParams<ControllerParams>>,
     clock: Res<SimClock>,
     cache: Res<SharedCache>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let Behaviour::Controller(params) = &archetype.behaviour else {
-            continue;
-        };
-        let rules = &archetype.memory;
+    for (kind, params) in controllers.iter() {
+        let rules = &archetypes.get(kind).memory;
         for_each_due(
             &mut agents,
             informed.of_kind(kind),

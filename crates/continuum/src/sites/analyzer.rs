@@ -3,11 +3,12 @@
 
 use bevy_ecs::prelude::*;
 
-use super::Intent;
-use super::{ThinkContext, Thinker, pursue};
+use super::params::AnalyzerParams;
+use super::think::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{AnalyzerParams, Archetypes, Behaviour};
+use crate::archetype::{Archetypes, KindParams};
+use crate::behaviour::Intent;
 use crate::clock::{SimClock, secs_to_sim};
 use crate::memory::{ASSESSED_BY_ME, Memory, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -79,15 +80,13 @@ pub(super) fn learn(
     load: Res<ThreadLoad>,
     informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
+    analyzers: Res<KindParams<AnalyzerParams>>,
     clock: Res<SimClock>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Intent)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        if !matches!(archetype.behaviour, Behaviour::Analyzer(_)) {
-            continue;
-        }
-        let rules = &archetype.memory;
+    for (kind, _) in analyzers.iter() {
+        let rules = &archetypes.get(kind).memory;
         for_each_due(
             &mut agents,
             informed.of_kind(kind),

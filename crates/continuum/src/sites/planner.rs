@@ -7,10 +7,12 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
-use super::{Intent, pursue};
+use super::params::{MAX_ROUTE_STOPS, PlannerParams};
+use super::think::pursue;
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour, MAX_ROUTE_STOPS, PlannerParams};
+use crate::archetype::{Archetypes, KindParams};
+use crate::behaviour::Intent;
 use crate::clock::SimClock;
 use crate::memory::{Memory, Perception, SharedCache, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -68,7 +70,7 @@ pub struct RouteProblem {
     pub stops: u8,
     /// Value a world unit of travel is worth giving up.
     pub travel_cost: f32,
-    /// At most [`MAX_CANDIDATES`](crate::archetype::MAX_CANDIDATES), most
+    /// At most [`MAX_CANDIDATES`](super::MAX_CANDIDATES), most
     /// valuable first.
     pub candidates: Vec<Candidate>,
 }
@@ -167,25 +169,15 @@ impl Search<'_> {
     }
 }
 
-/// Whether `item`'s kind plans routes.
-fn planner_params(archetypes: &Archetypes, kind: AgentKind) -> Option<&PlannerParams> {
-    match &archetypes.try_get(kind)?.behaviour {
-        Behaviour::Planner(params) => Some(params),
-        _ => None,
-    }
-}
-
 /// Gives admitted planners their (empty) route.
 pub(super) fn give_routes(
     mut commands: Commands,
     admitted: Res<Admitted>,
-    archetypes: Res<Archetypes>,
+    planners: Res<KindParams<PlannerParams>>,
 ) {
-    for (kind, archetype) in archetypes.kinds() {
-        if matches!(archetype.behaviour, Behaviour::Planner(_)) {
-            for &entity in admitted.of_kind(kind) {
-                commands.entity(entity).insert(Route::default());
-            }
+    for (kind, _) in planners.iter() {
+        for &entity in admitted.of_kind(kind) {
+            commands.entity(entity).insert(Route::default());
         }
     }
 }
@@ -200,7 +192,7 @@ pub(super) fn think(
     load: Res<ThreadLoad>,
     due: Res<DueAgents>,
     clock: Res<SimClock>,
-    archetypes: Res<Archetypes>,
+    (archetypes, planners): (Res<Archetypes>, Res<KindParams<PlannerParams>>),
     sites: Res<Sites>,
     map: Res<WorldMap>,
     cache: Res<SharedCache>,
@@ -227,11 +219,8 @@ pub(super) fn think(
     let reach = map.reach();
     let (sites, map, cache) = (&*sites, &*map, &*cache);
     let thinks = &thinks;
-    for (kind, archetype) in archetypes.kinds() {
-        let Some(params) = planner_params(&archetypes, kind) else {
-            continue;
-        };
-        let half_life = archetype.memory.half_life;
+    for (kind, params) in planners.iter() {
+        let half_life = archetypes.get(kind).memory.half_life;
         let asynchronous = thinks.serves(kind);
         for_each_due(&mut agents, due.of_kind(kind), &mut tuner, &load, |item| {
             let (
@@ -339,16 +328,14 @@ pub(super) fn learn(
     load: Res<ThreadLoad>,
     informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
+    planners: Res<KindParams<PlannerParams>>,
     clock: Res<SimClock>,
     cache: Res<SharedCache>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory, &mut Route)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        let Behaviour::Planner(params) = &archetype.behaviour else {
-            continue;
-        };
-        let rules = &archetype.memory;
+    for (kind, params) in planners.iter() {
+        let rules = &archetypes.get(kind).memory;
         for_each_due(
             &mut agents,
             informed.of_kind(kind),

@@ -7,11 +7,12 @@ use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
-use super::{Intent, Movement};
-use super::{ThinkContext, Thinker, wander};
+use super::params::ExplorerParams;
+use super::think::{ThinkContext, Thinker};
 use crate::action::{ActionKind, Feedback, InformedAgents, PlannedAction, Target};
 use crate::agent::*;
-use crate::archetype::{Archetypes, Behaviour, ExplorerParams};
+use crate::archetype::{Archetypes, KindParams};
+use crate::behaviour::{Intent, Movement, wander};
 use crate::clock::{SimClock, SimTime, secs_to_sim};
 use crate::memory::{Memory, Perception, Publication, REPORTED, SharedFact, SharedKey, mem_time};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
@@ -149,15 +150,13 @@ pub(super) fn learn(
     load: Res<ThreadLoad>,
     informed: Res<InformedAgents>,
     archetypes: Res<Archetypes>,
+    explorers: Res<KindParams<ExplorerParams>>,
     clock: Res<SimClock>,
     mut agents: Query<(&Feedback, &Cadence, &mut Memory)>,
 ) {
     let step = clock.step();
-    for (kind, archetype) in archetypes.kinds() {
-        if !matches!(archetype.behaviour, Behaviour::Explorer(_)) {
-            continue;
-        }
-        let rules = &archetype.memory;
+    for (kind, _) in explorers.iter() {
+        let rules = &archetypes.get(kind).memory;
         for_each_due(
             &mut agents,
             informed.of_kind(kind),
