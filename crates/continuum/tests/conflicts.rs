@@ -333,3 +333,96 @@ fn model_targets_resolve_the_same_on_one_two_and_four_threads() {
     assert_eq!(run(2), one, "2 threads");
     assert_eq!(run(4), one, "4 threads");
 }
+
+/// Doors kept in regions of a plugin's own: door `d` (of 8) is in region
+/// `d % 3`; each region logs the doors opened in it, in order.
+#[derive(Resource, Default)]
+struct Doors(Vec<Vec<u32>>);
+
+impl continuum::action::RegionalTargets for Doors {
+    type Region = Vec<u32>;
+
+    fn place(&self, target: Target) -> continuum::action::Placement {
+        use continuum::action::Placement;
+        match target {
+            Target::Pair(7, door) if door < 8 => Placement::Region(door as usize % 3),
+            Target::Pair(7, _) => Placement::Unknown,
+            _ => Placement::Model,
+        }
+    }
+
+    fn regions_mut(&mut self) -> &mut [Vec<u32>] {
+        &mut self.0
+    }
+
+    fn apply(
+        region: &mut Vec<u32>,
+        action: &Action,
+        _: &continuum::action::ApplyContext,
+        _: &mut Vec<continuum::memory::Publication>,
+    ) -> ActionResult {
+        let Target::Pair(_, door) = action.target else {
+            unreachable!("only doors are placed in regions")
+        };
+        region.push(door);
+        ActionResult::Applied { value: door as f32 }
+    }
+}
+
+#[test]
+fn a_plugins_regional_targets_are_applied_region_by_region() {
+    use continuum::action::RegionalTargetsAppExt;
+    // Contenders 1 to 11 go for doors 1, 2, 3, 0, 1, ...; contender 12 for a
+    // door that does not exist, 13 for a model's pair.
+    let aim = Aim(|id| match id.0 {
+        12 => Target::Pair(7, 99),
+        13 => Target::Pair(8, 0),
+        n => Target::Pair(7, (n % 4) as u32),
+    });
+    let contenders = (0..13).map(|i| (Priority::Normal, 0.01 + 0.005 * f64::from(i)));
+    let mut sim = aimed_arena(ConflictResolver::default(), aim, contenders, |app| {
+        app.insert_resource(Doors(vec![Vec::new(); 3]))
+            .set_regional_targets::<Doors>();
+    });
+    sim.step(1);
+    let doors = &sim.world().resource::<Doors>().0;
+    assert_eq!(
+        doors,
+        &vec![vec![0, 3], vec![1], vec![2]],
+        "one opening per door, in its region"
+    );
+    let outcomes = &sim.world().resource::<Outcomes>().0;
+    assert_eq!(outcomes.len(), 13, "every action gets exactly one outcome");
+    let of = |id: u64| {
+        outcomes
+            .iter()
+            .find(|o| o.agent == AgentId(id))
+            .unwrap()
+            .result
+    };
+    assert_eq!(
+        of(12),
+        ActionResult::Failed {
+            reason: continuum::action::FailReason::UnknownTarget
+        }
+    );
+    assert_eq!(
+        of(13),
+        ActionResult::Applied { value: 1.0 },
+        "a model's target"
+    );
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o.result, ActionResult::Applied { .. }))
+        .count();
+    assert_eq!(applied, 4 + 1);
+    // Earliest wins: contenders 1 to 4 open doors 1, 2, 3, 0.
+    for id in 1..=4 {
+        assert_eq!(
+            of(id),
+            ActionResult::Applied {
+                value: (id % 4) as f32
+            }
+        );
+    }
+}

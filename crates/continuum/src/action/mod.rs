@@ -14,7 +14,10 @@
 
 mod plugin;
 
-pub use plugin::{ActionPlugin, InformedAgents};
+pub use plugin::{
+    ActionPlugin, ApplyContext, InformedAgents, Placement, RegionalTargets, RegionalTargetsAppExt,
+    apply_model,
+};
 
 use std::sync::Arc;
 
@@ -31,9 +34,10 @@ use crate::world::SiteId;
 ///
 /// Targets are ordered (variant first, then fields), and the resolver groups
 /// and sorts by that order, so any of them works with every strategy and
-/// custom rule. A site is the sites model's and is applied to the world by
-/// the resolver; the other targets belong to the model that aims at them:
-/// the resolver picks one winner per target and reports it
+/// custom rule. The resolver picks one winner per target. A target a plugin
+/// keeps in regions of its own ([`RegionalTargets`]: the sites model's sites)
+/// is applied by the resolver, region by region in parallel; any other
+/// belongs to the model that aims at it: the resolver reports the winner
 /// ([`ActionResult::Applied`] for an [`ActionKind::Custom`] action), and the
 /// model's own system, after [`ContinuumSystems::Resolve`](crate::ContinuumSystems::Resolve),
 /// reads the [`Outcome`] messages and applies the winners.

@@ -2,6 +2,7 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 use bevy_app::prelude::*;
+use bevy_ecs::component::Mutable;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
@@ -10,10 +11,10 @@ use bevy_tasks::ComputeTaskPool;
 use super::*;
 use crate::agent::{Agent, AgentLists};
 use crate::clock::{SimClock, SimSeed, configure_phases};
-use crate::memory::{Publication, SharedCache, SharedFact, SharedKey};
+use crate::memory::{Publication, SharedCache};
 use crate::parallel::ThreadLoad;
 use crate::phases::{ContinuumSystems, LearnSystems};
-use crate::world::{Region, Sites, WorldMap};
+use crate::world::WorldMap;
 
 /// Actions as messages, the conflict resolver, and delivery of outcomes.
 ///
@@ -24,10 +25,12 @@ use crate::world::{Region, Sites, WorldMap};
 /// teaches everyone are written as [`Publication`] messages for the memory
 /// plugin. Every agent gets a [`Feedback`] (a required component of `Agent`).
 ///
-/// It needs the world plugin's [`WorldMap`]; the sites model's [`Sites`]
-/// and the memory plugin's shared cache are used when they are there (a
-/// model with targets of its own runs without either: actions on sites then
-/// fail as unknown targets).
+/// It needs the world plugin's [`WorldMap`] (its reach). A plugin whose
+/// targets live in regions of its own (the sites model's sites) registers
+/// them with [`RegionalTargetsAppExt::set_regional_targets`]: the resolver
+/// then applies their winning actions, region by region in parallel, and the
+/// memory plugin's shared cache is handed to it when there is one. Every
+/// other target is the model's to apply.
 ///
 /// To swap the resolver, set [`ConflictResolver::strategy`] to
 /// [`ConflictStrategy::Custom`]; to replace resolution altogether, disable this
@@ -59,11 +62,115 @@ impl Plugin for ActionPlugin {
             .init_resource::<ThreadLoad>()
             .add_systems(
                 self.schedule,
-                (
-                    resolve_actions.in_set(ContinuumSystems::Resolve),
-                    deliver_outcomes.in_set(LearnSystems::Deliver),
-                ),
+                deliver_outcomes.in_set(LearnSystems::Deliver),
             );
+    }
+
+    fn finish(&self, app: &mut App) {
+        // The resolver for the regional targets registered (by then every
+        // plugin has been built), or for none.
+        let add = app
+            .world_mut()
+            .remove_resource::<RegionalResolver>()
+            .map_or(add_resolver::<NoRegions> as AddResolver, |r| r.0);
+        add(app, self.schedule);
+    }
+}
+
+/// Targets a plugin keeps in regions of its own, such as the sites model's
+/// sites ([`Sites`](crate::world::Sites)): the resolver hands each region's
+/// winning actions to [`apply`](Self::apply), the regions in parallel, each
+/// region to one thread at a time. Register the resource's type with
+/// [`RegionalTargetsAppExt::set_regional_targets`].
+pub trait RegionalTargets: Resource<Mutability = Mutable> {
+    /// One region: all that applying its targets' actions may change.
+    type Region: Send;
+
+    /// Where `target` belongs.
+    fn place(&self, target: Target) -> Placement;
+
+    /// The regions, in a fixed order: outcomes are written in it.
+    fn regions_mut(&mut self) -> &mut [Self::Region];
+
+    /// Applies a winning action to its region and returns its result; facts
+    /// everyone learns from it go into `published` (for the shared cache).
+    fn apply(
+        region: &mut Self::Region,
+        action: &Action,
+        ctx: &ApplyContext,
+        published: &mut Vec<Publication>,
+    ) -> ActionResult;
+}
+
+/// Where a target belongs, for the resolver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// In the region of this index.
+    Region(usize),
+    /// Among the regional targets, but no such target exists: the action
+    /// fails ([`FailReason::UnknownTarget`]).
+    Unknown,
+    /// Not a regional target: the model that aims at it applies it.
+    Model,
+}
+
+/// What applying an action reads besides its region.
+pub struct ApplyContext<'a> {
+    /// How far an agent reaches ([`WorldMap::reach`]).
+    pub reach: f32,
+    /// The shared cache, if the memory plugin keeps one.
+    pub cache: Option<&'a SharedCache>,
+}
+
+/// Registers the regional targets the resolver applies actions to.
+pub trait RegionalTargetsAppExt {
+    /// The resource `W`'s targets are applied by the resolver, region by
+    /// region (one type per app: the latest registered).
+    fn set_regional_targets<W: RegionalTargets>(&mut self) -> &mut Self;
+}
+
+impl RegionalTargetsAppExt for App {
+    fn set_regional_targets<W: RegionalTargets>(&mut self) -> &mut Self {
+        self.insert_resource(RegionalResolver(add_resolver::<W>))
+    }
+}
+
+type AddResolver = fn(&mut App, Interned<dyn ScheduleLabel>);
+
+/// Adds the resolver for the registered regional targets, when the action
+/// plugin finishes.
+#[derive(Resource)]
+struct RegionalResolver(AddResolver);
+
+fn add_resolver<W: RegionalTargets>(app: &mut App, schedule: Interned<dyn ScheduleLabel>) {
+    app.add_systems(
+        schedule,
+        resolve_actions::<W>.in_set(ContinuumSystems::Resolve),
+    );
+}
+
+/// No regional targets: every target is a model's.
+#[derive(Resource)]
+struct NoRegions;
+
+impl RegionalTargets for NoRegions {
+    type Region = ();
+
+    fn place(&self, _: Target) -> Placement {
+        Placement::Model
+    }
+
+    fn regions_mut(&mut self) -> &mut [()] {
+        &mut []
+    }
+
+    fn apply(
+        _: &mut (),
+        action: &Action,
+        _: &ApplyContext,
+        _: &mut Vec<Publication>,
+    ) -> ActionResult {
+        apply_model(action)
     }
 }
 
@@ -96,9 +203,7 @@ struct RegionTally {
 /// Everything resolving a region reads besides the region itself.
 struct Rules<'a> {
     resolver: &'a ConflictResolver,
-    reach: f32,
-    /// The shared cache, if the memory plugin keeps one.
-    cache: Option<&'a SharedCache>,
+    apply: ApplyContext<'a>,
     ctx: ConflictContext,
 }
 
@@ -110,11 +215,11 @@ fn total_order(a: &Action, b: &Action) -> Ordering {
         .then(a.kind.code().cmp(&b.kind.code()))
 }
 
-fn resolve_actions(
+fn resolve_actions<W: RegionalTargets>(
     mut actions: MessageReader<Action>,
     mut outcomes: MessageWriter<Outcome>,
     mut publications: MessageWriter<Publication>,
-    mut sites: Option<ResMut<Sites>>,
+    mut regional: Option<ResMut<W>>,
     cache: Option<Res<SharedCache>>,
     (resolver, map, clock, seed): (
         Res<ConflictResolver>,
@@ -128,7 +233,9 @@ fn resolve_actions(
 ) {
     let started = Instant::now();
     let scratch = &mut *scratch;
-    let regions = sites.as_ref().map_or(0, |s| s.regions().len());
+    let regions = regional
+        .as_mut()
+        .map_or(0, |w| w.bypass_change_detection().regions_mut().len());
 
     scratch
         .buckets
@@ -140,12 +247,15 @@ fn resolve_actions(
     let mut submitted = 0u64;
     for &action in actions.read() {
         submitted += 1;
-        let bucket = match action.target {
-            Target::Site(site) => sites
-                .as_ref()
-                .and_then(|s| s.region_of(site))
-                .map(|region| region.0 as usize),
-            model => Some(regions + (model.key() % MODEL_BUCKETS as u64) as usize),
+        let place = regional
+            .as_ref()
+            .map_or(Placement::Model, |w| w.place(action.target));
+        let bucket = match place {
+            Placement::Region(region) if region < regions => Some(region),
+            Placement::Region(_) | Placement::Unknown => None,
+            Placement::Model => {
+                Some(regions + (action.target.key() % MODEL_BUCKETS as u64) as usize)
+            }
         };
         match bucket {
             Some(bucket) => scratch.buckets[bucket].push(action),
@@ -164,26 +274,28 @@ fn resolve_actions(
         tracing::warn!(
             step = clock.step(),
             count = scratch.unresolvable.len(),
-            "actions aimed at sites that do not exist failed"
+            "actions aimed at regional targets that do not exist failed"
         );
     }
 
     let rules = Rules {
         resolver: &resolver,
-        reach: map.reach(),
-        cache: cache.as_deref(),
+        apply: ApplyContext {
+            reach: map.reach(),
+            cache: cache.as_deref(),
+        },
         ctx: ConflictContext {
             seed: seed.0,
             step: clock.step(),
         },
     };
     let rules = &rules;
-    // The world's regions, then the buckets of model targets (which touch no
-    // region: the model applies its winners).
-    let work = sites
+    // The regions, then the buckets of model targets (which touch no region:
+    // the model applies its winners).
+    let work = regional
         .as_deref_mut()
         .into_iter()
-        .flat_map(|s| s.regions_mut().iter_mut())
+        .flat_map(|w| w.regions_mut().iter_mut())
         .map(Some)
         .chain(std::iter::repeat_with(|| None).take(MODEL_BUCKETS))
         .zip(scratch.buckets.iter_mut())
@@ -208,14 +320,14 @@ fn resolve_actions(
                 }
                 scope.spawn(async move {
                     for ((region, bucket), out) in run {
-                        resolve_region(region, bucket, out, rules);
+                        resolve_region::<W>(region, bucket, out, rules);
                     }
                 });
             }
         });
     } else {
         for ((region, bucket), out) in work {
-            resolve_region(region, bucket, out, rules);
+            resolve_region::<W>(region, bucket, out, rules);
         }
     }
 
@@ -253,16 +365,16 @@ fn outcome(action: &Action, result: ActionResult) -> Outcome {
     }
 }
 
-/// How many buckets model targets (all but sites) are spread over by their
+/// How many buckets model targets (all but the regional ones) are spread over by their
 /// [`Target::key`], to be resolved in parallel like regions. Fixed, so that the
 /// order outcomes are written in does not depend on the number of threads.
 const MODEL_BUCKETS: usize = 64;
 
 /// Resolves one bucket's actions: sorts them into the total order, picks one
-/// winner per target and applies it. A world region (the bucket of its sites'
+/// winner per target and applies it. A region (the bucket of its targets'
 /// actions) is this call's alone; a bucket of model targets has none.
-fn resolve_region(
-    mut region: Option<&mut Region>,
+fn resolve_region<W: RegionalTargets>(
+    mut region: Option<&mut W::Region>,
     bucket: &mut Vec<Action>,
     out: &mut RegionOut,
     rules: &Rules,
@@ -278,7 +390,7 @@ fn resolve_region(
         for (i, action) in group.iter().enumerate() {
             let result = if i == winner {
                 match region.as_deref_mut() {
-                    Some(region) => apply(region, action, rules, &mut out.published),
+                    Some(region) => W::apply(region, action, &rules.apply, &mut out.published),
                     None => apply_model(action),
                 }
             } else {
@@ -298,8 +410,8 @@ fn resolve_region(
 }
 
 /// A winning action on a model's target: the model applies its own actions
-/// (it reads the outcome); the world's actions need a site.
-fn apply_model(action: &Action) -> ActionResult {
+/// (it reads the outcome); the sites model's kinds of action need a site.
+pub fn apply_model(action: &Action) -> ActionResult {
     match action.kind {
         ActionKind::Custom { value, .. } => ActionResult::Applied { value },
         ActionKind::Report | ActionKind::Assess { .. } | ActionKind::Harvest { .. } => {
@@ -307,84 +419,6 @@ fn apply_model(action: &Action) -> ActionResult {
                 reason: FailReason::UnknownTarget,
             }
         }
-    }
-}
-
-/// Below this a site counts as empty.
-const DEPLETED: f32 = 1e-3;
-
-/// Applies a winning action to its region, and notes what it publishes.
-fn apply(
-    region: &mut Region,
-    action: &Action,
-    rules: &Rules,
-    published: &mut Vec<Publication>,
-) -> ActionResult {
-    let Target::Site(id) = action.target else {
-        return apply_model(action);
-    };
-    let Some(site) = region.site_mut(id) else {
-        return ActionResult::Failed {
-            reason: FailReason::UnknownTarget,
-        };
-    };
-    let t = action.timestamp;
-    let reach = rules.reach;
-    let in_reach = action.origin.distance_squared(site.pos) <= reach * reach;
-    let fact = |value: f32| Publication {
-        key: SharedKey::Site(id),
-        fact: SharedFact {
-            value,
-            at: t,
-            by: action.agent,
-        },
-    };
-    match action.kind {
-        ActionKind::Report => {
-            let new = site.discovered_by.is_none();
-            if new {
-                site.discovered_by = Some(action.agent);
-                region.board.publish_discovery(id);
-            }
-            // Publish the discovery unless the cache still holds the site (it may
-            // have been evicted since someone else found it).
-            if rules.cache.is_none_or(|cache| cache.peek(id).is_none()) {
-                published.push(fact(f32::NAN));
-            }
-            ActionResult::Applied {
-                value: if new { 1.0 } else { 0.0 },
-            }
-        }
-        ActionKind::Assess { .. } | ActionKind::Harvest { .. } if !in_reach => {
-            ActionResult::Failed {
-                reason: FailReason::OutOfReach,
-            }
-        }
-        ActionKind::Assess { noise } => {
-            let value = (site.value_at(t) * (1.0 + noise)).max(0.0);
-            site.assessments += 1;
-            region.board.publish_estimate(id, value);
-            published.push(fact(value));
-            ActionResult::Applied { value }
-        }
-        ActionKind::Harvest { amount } => {
-            let available = site.value_at(t);
-            let taken = amount.max(0.0).min(available);
-            let remaining = available - taken;
-            site.set_value(remaining, t);
-            site.harvested += taken;
-            // The harvester saw what is left: that is the freshest estimate.
-            region.board.publish_estimate(id, remaining);
-            published.push(fact(remaining));
-            if available < DEPLETED {
-                ActionResult::Failed {
-                    reason: FailReason::Depleted,
-                }
-            } else {
-                ActionResult::Applied { value: taken }
-            }
-        }
-        ActionKind::Custom { value, .. } => ActionResult::Applied { value },
     }
 }
 

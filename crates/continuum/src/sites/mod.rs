@@ -18,6 +18,7 @@
 //! adds it all; it is part of [`ContinuumPlugins`](crate::ContinuumPlugins).
 
 mod analyzer;
+mod apply;
 mod controller;
 mod explorer;
 mod params;
@@ -36,7 +37,7 @@ pub use params::{
 pub use planner::{Candidate, Route, RoutePlanner, RouteProblem, plan_route};
 pub use think::think;
 
-use crate::action::InformedAgents;
+use crate::action::{InformedAgents, RegionalTargetsAppExt};
 use crate::agent::AgentsAdmitted;
 use crate::archetype::{Archetypes, BehaviourParams, BehaviourRegistry, RegisterBehaviour};
 use crate::clock::configure_phases;
@@ -69,6 +70,7 @@ impl Plugin for SitesModelPlugin {
             .register_behaviour::<AnalyzerParams>()
             .register_behaviour::<ControllerParams>()
             .register_behaviour::<PlannerParams>()
+            .set_regional_targets::<Sites>()
             .add_message::<Publication>()
             .init_resource::<Archetypes>()
             .init_resource::<Sites>()
