@@ -3,6 +3,7 @@
 
 mod common;
 
+use bevy_ecs::prelude::*;
 use continuum::prelude::*;
 
 fn world_of(groups: &str) -> SimHarness {
@@ -196,4 +197,54 @@ fn a_kind_of_its_own_names_a_sites_behaviour() {
     let registry = continuum::sites::behaviours();
     let e = Scenario::from_ron_with(&scenario(other), Path::new("s.ron"), &registry).unwrap_err();
     assert_eq!(e.field, "archetypes[0].behaviour.name", "{e}");
+}
+
+/// A kind left out of the engine's index of agents is not found through it:
+/// the kinds that perceive agents do not see it, and the index holds only
+/// the kinds it keeps, as agents of both come and go.
+#[test]
+fn a_kind_left_out_of_the_index_is_not_perceived() {
+    let run = |indexed: bool| {
+        let mut sim = SimHarness::new(common::scenario(&format!(
+            r#"Scenario(
+                name: "ghosts",
+                seed: 5,
+                world: (size: (100.0, 100.0), regions: (1, 1), sites: 4),
+                archetypes: [
+                    (kind: "ghost", tick_hz: 10.0, speed: 5.0, perception_radius: 10.0,
+                     indexed: {indexed}, behaviour: Idle),
+                    (kind: "watcher", tick_hz: 10.0, speed: 0.0, perception_radius: 200.0,
+                     behaviour: Idle),
+                ],
+                groups: [(kind: "ghost", count: 50), (kind: "watcher", count: 5)],
+            )"#
+        )));
+        sim.step(20);
+        let ghosts: Vec<Entity> = {
+            let world = sim.world_mut();
+            let kind = world.resource::<Archetypes>().kind("ghost").unwrap();
+            let mut q = world.query::<(Entity, &Agent)>();
+            q.iter(world)
+                .filter(|(_, a)| a.kind == kind)
+                .map(|(e, _)| e)
+                .collect()
+        };
+        for &ghost in &ghosts[..10] {
+            sim.world_mut().despawn(ghost);
+        }
+        sim.step(20);
+        let seen: Vec<u16> = sim
+            .agents::<Perception>()
+            .iter()
+            .map(|(_, p)| p.neighbours())
+            .collect();
+        let indexed_count = sim.world().resource::<AgentIndex>().0.len();
+        (seen.into_iter().max().unwrap(), indexed_count)
+    };
+    assert_eq!(
+        run(true),
+        (44, 45),
+        "a watcher sees the 40 ghosts and 4 other watchers"
+    );
+    assert_eq!(run(false), (4, 5), "only the other watchers");
 }

@@ -87,6 +87,9 @@ fn model_kind<P: Serialize>(
         speed,
         perception_radius,
         perceives_agents: false,
+        // The models keep their own grids: the engine's index of agents
+        // would be upkeep nobody reads.
+        indexed: false,
         memory: Default::default(),
         think_latency: 0.0,
         behaviour: Behaviour::Model {

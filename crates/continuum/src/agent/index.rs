@@ -4,7 +4,7 @@
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
-use super::{Agent, AgentId, DueAgents, Position};
+use super::{Agent, AgentId, AgentKind, DueAgents, Position};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
 use crate::spatial::CellGrid;
 
@@ -24,6 +24,25 @@ pub struct IndexedAgent {
 /// by other code outside the agent's tick shows up here at its next tick.
 #[derive(Resource, Clone, Debug)]
 pub struct AgentIndex(pub CellGrid<IndexedAgent>);
+
+/// Which kinds' agents the [`AgentIndex`] keeps, by kind; a kind past the
+/// end is kept. The archetype plugin fills it from each kind's
+/// [`indexed`](crate::archetype::Archetype::indexed). A kind left out is
+/// found by no one through the index (not by the kinds that perceive
+/// agents, not by game code), and costs the index nothing: a model that
+/// keeps its own index of its agents leaves them out.
+#[derive(Resource, Clone, Debug, Default, PartialEq)]
+pub struct IndexedKinds(pub Vec<bool>);
+
+impl IndexedKinds {
+    /// Whether the index keeps agents of `kind`.
+    pub fn contains(&self, kind: AgentKind) -> bool {
+        self.0.get(kind.index()).copied().unwrap_or(true)
+    }
+}
+
+/// An agent's `index_cell` while the index does not keep it.
+pub(crate) const NOT_INDEXED: u32 = u32::MAX;
 
 /// Bytes of one agent's entry in the index.
 pub(crate) fn entry_bytes() -> usize {
@@ -49,12 +68,20 @@ pub(super) fn index_admitted(world: &mut World, entities: &[Entity]) {
     if !world.contains_resource::<AgentIndex>() {
         return;
     }
+    let kinds = world
+        .get_resource::<IndexedKinds>()
+        .cloned()
+        .unwrap_or_default();
     world.resource_scope(|world, mut index: Mut<AgentIndex>| {
         for &entity in entities {
             let mut agent = world.entity_mut(entity);
             let pos = agent.get::<Position>().map_or(Vec2::ZERO, |p| p.0);
             if let Some(mut agent) = agent.get_mut::<Agent>() {
-                agent.index_cell = index.0.insert(pos, indexed(&agent));
+                agent.index_cell = if kinds.contains(agent.kind) {
+                    index.0.insert(pos, indexed(&agent))
+                } else {
+                    NOT_INDEXED
+                };
             }
         }
     });
@@ -62,6 +89,9 @@ pub(super) fn index_admitted(world: &mut World, entities: &[Entity]) {
 
 /// Takes an agent that leaves out of the index.
 pub(super) fn unindex(index: &mut AgentIndex, agent: &Agent) {
+    if agent.index_cell == NOT_INDEXED {
+        return;
+    }
     let id = agent.id;
     index.0.remove(agent.index_cell, |a| a.id == id);
 }
@@ -78,15 +108,31 @@ pub(super) struct Relocation {
 /// in three passes: the agents note where they were and are (in parallel); the
 /// ones still in their cell move their own entries there (in parallel, reading
 /// only the notes, which keeps the index's cache misses apart from the ECS's);
-/// the few that change cells are then moved in the due order.
+/// the few that change cells are then moved in the due order. Agents of kinds
+/// the index does not keep ([`IndexedKinds`]) are passed over; with none due
+/// of the kinds it keeps, nothing is read.
 pub(super) fn index_moved_agents(
     mut tuner: Local<BatchTuner>,
     mut moves: Local<Vec<Option<Relocation>>>,
     load: Res<ThreadLoad>,
     due: Res<DueAgents>,
+    kinds: Option<Res<IndexedKinds>>,
     mut index: ResMut<AgentIndex>,
     mut agents: Query<(&mut Agent, &Position)>,
 ) {
+    let every_kind = IndexedKinds::default();
+    let kinds = kinds.as_deref().unwrap_or(&every_kind);
+    let (mut any_kept, mut all_kept) = (false, true);
+    for (kind, count) in due.counts_by_kind() {
+        if count > 0 {
+            let kept = kinds.contains(kind);
+            any_kept |= kept;
+            all_kept &= kept;
+        }
+    }
+    if !any_kept {
+        return;
+    }
     moves.clear();
     moves.resize(due.len(), None);
     let geometry = *index.0.geometry();
@@ -97,6 +143,9 @@ pub(super) fn index_moved_agents(
         &mut tuner,
         &load,
         |(mut agent, pos), relocation| {
+            if !all_kept && !kinds.contains(agent.kind) {
+                return;
+            }
             *relocation = Some(Relocation {
                 from: agent.index_cell,
                 pos: pos.0,

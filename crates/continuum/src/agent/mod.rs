@@ -20,7 +20,7 @@ mod pool;
 mod schedule;
 
 pub use components::*;
-pub use index::{AgentIndex, IndexedAgent};
+pub use index::{AgentIndex, IndexedAgent, IndexedKinds};
 pub use plugin::{Admitted, AgentPlugin, AgentSystems, AgentsAdmitted, ScheduleStats};
 pub(crate) use pool::PoolImage;
 pub use pool::{AgentBlueprint, AgentPool};

@@ -80,6 +80,7 @@ impl Plugin for AgentPlugin {
             .init_resource::<PriorityRates>()
             .init_resource::<PerceptionReach>()
             .init_resource::<AgentIndex>()
+            .init_resource::<IndexedKinds>()
             .init_resource::<ScheduleStats>()
             .init_schedule(AgentsAdmitted)
             .edit_schedule(AgentsAdmitted, |schedule| {

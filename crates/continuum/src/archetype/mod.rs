@@ -20,7 +20,8 @@ use bevy_ecs::schedule::ScheduleLabel;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{
-    Admitted, AgentBlueprint, AgentKind, AgentsAdmitted, Body, PerceptionReach, Priority,
+    Admitted, AgentBlueprint, AgentKind, AgentsAdmitted, Body, IndexedKinds, PerceptionReach,
+    Priority,
 };
 use crate::clock::configure_phases;
 use crate::config::{ConfigError, MAX_NAME_CHARS, Validator, parse_ron};
@@ -102,6 +103,14 @@ pub struct Archetype {
     /// should not pay for it.
     #[serde(default = "yes")]
     pub perceives_agents: bool,
+    /// Whether the engine's spatial index of agents
+    /// ([`AgentIndex`](crate::agent::AgentIndex)) keeps agents of this kind,
+    /// where kinds that perceive agents, and game code, find them. A model
+    /// that keeps its own index of its agents (flocking, Schelling,
+    /// wolf-sheep) sets it to `false` and saves the index's upkeep: a third
+    /// of a flocking step at a million birds.
+    #[serde(default = "yes")]
+    pub indexed: bool,
     /// Memory capacities and consolidation rules.
     #[serde(default)]
     pub memory: MemoryRules,
@@ -372,6 +381,7 @@ impl Plugin for ArchetypePlugin {
         app.init_resource::<Archetypes>()
             .init_resource::<MemoryKinds>()
             .init_resource::<PerceptionReach>()
+            .init_resource::<IndexedKinds>()
             .add_systems(Startup, publish_kinds.in_set(ContinuumStartup::Kinds))
             .add_systems(
                 self.schedule,
@@ -390,7 +400,9 @@ fn publish_kinds(
     archetypes: Res<Archetypes>,
     mut memory: ResMut<MemoryKinds>,
     mut reach: ResMut<PerceptionReach>,
+    mut indexed: ResMut<IndexedKinds>,
 ) {
+    indexed.0 = archetypes.iter().map(|a| a.indexed).collect();
     memory.0 = archetypes.iter().map(|a| a.memory.clone()).collect();
     *reach = archetypes
         .largest_perception_radius()
