@@ -3,8 +3,8 @@
 
 use bevy_ecs::prelude::*;
 
+use super::context::{ThinkContext, Thinker, pursue};
 use super::params::AnalyzerParams;
-use super::think::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, KindParams};

@@ -4,8 +4,8 @@
 
 use bevy_ecs::prelude::*;
 
+use super::context::{ThinkContext, Thinker, pursue};
 use super::params::ControllerParams;
-use super::think::{ThinkContext, Thinker, pursue};
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, KindParams};

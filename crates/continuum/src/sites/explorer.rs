@@ -7,8 +7,8 @@ use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
+use super::context::{ThinkContext, Thinker};
 use super::params::ExplorerParams;
-use super::think::{ThinkContext, Thinker};
 use crate::action::{ActionKind, Feedback, InformedAgents, PlannedAction, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, KindParams};

@@ -19,6 +19,7 @@
 
 mod analyzer;
 mod apply;
+mod context;
 mod controller;
 mod explorer;
 mod params;

@@ -7,8 +7,8 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
+use super::context::pursue;
 use super::params::{MAX_ROUTE_STOPS, PlannerParams};
-use super::think::pursue;
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
 use crate::archetype::{Archetypes, KindParams};
