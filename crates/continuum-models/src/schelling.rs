@@ -67,10 +67,22 @@ impl BehaviourParams for SchellingParams {
 /// The [`ActionKind::Custom`] code of a move.
 pub const MOVE: u32 = 0x5348; // "SH"
 
-/// Where a resident lives: its cell in the [`SchellingGrid`].
+/// Where a resident lives: its cell in the [`SchellingGrid`], or
+/// [`NOWHERE`](Self::NOWHERE) before it settles (residents are spawned with
+/// it and given a cell when they are admitted).
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resident {
     pub cell: u32,
+}
+
+impl Resident {
+    /// No cell: not settled yet, or no room was found.
+    pub const NOWHERE: Resident = Resident { cell: u32::MAX };
+
+    /// Whether it has a cell.
+    pub fn settled(&self) -> bool {
+        *self != Self::NOWHERE
+    }
 }
 
 /// The grid: who lives where, and which cells are empty. Its geometry (cells,
@@ -225,6 +237,7 @@ impl Default for SchellingPlugin {
 impl Plugin for SchellingPlugin {
     fn build(&self, app: &mut App) {
         app.register_behaviour::<SchellingParams>()
+            .spawn_kinds_with::<SchellingParams, _>(Resident::NOWHERE)
             // The messages it writes and reads, in case the app has no
             // action plugin (then nothing resolves them and nobody moves).
             .add_message::<Action>()
@@ -248,13 +261,12 @@ impl Plugin for SchellingPlugin {
 /// a cell per unit of the world's size. Residents that find no room are
 /// retired, with an error.
 fn settle(
-    mut commands: Commands,
     admitted: Res<Admitted>,
     kinds: Res<KindParams<SchellingParams>>,
     map: Res<WorldMap>,
     mut grid: ResMut<SchellingGrid>,
     mut pool: ResMut<AgentPool>,
-    mut agents: Query<(&Agent, &mut Position, &mut AgentRng)>,
+    mut agents: Query<(&Agent, &mut Resident, &mut Position, &mut AgentRng)>,
 ) {
     if kinds.is_empty() {
         return;
@@ -266,7 +278,7 @@ fn settle(
     }
     let mut homeless = 0u64;
     for &entity in admitted.all().iter() {
-        let Ok((agent, mut pos, mut rng)) = agents.get_mut(entity) else {
+        let Ok((agent, mut resident, mut pos, mut rng)) = agents.get_mut(entity) else {
             continue;
         };
         if kinds.get(agent.kind).is_none() {
@@ -279,7 +291,7 @@ fn settle(
         };
         grid.occupy(cell, agent.kind);
         pos.0 = grid.centre(cell);
-        commands.entity(entity).insert(Resident { cell });
+        resident.cell = cell;
     }
     if homeless > 0 {
         tracing::error!(
@@ -292,7 +304,9 @@ fn settle(
 
 /// A retired resident's cell empties.
 fn leave(ev: On<Remove<Resident>>, residents: Query<&Resident>, mut grid: ResMut<SchellingGrid>) {
-    if let Ok(resident) = residents.get(ev.entity) {
+    if let Ok(resident) = residents.get(ev.entity)
+        && resident.settled()
+    {
         grid.vacate(resident.cell);
     }
 }
@@ -336,7 +350,7 @@ fn look_around(
             &mut tuner,
             &load,
             |(entity, agent, cadence, pos, resident, mut rng), out| {
-                if grid.content(resident.cell, agent.kind, wanted) {
+                if !resident.settled() || grid.content(resident.cell, agent.kind, wanted) {
                     return;
                 }
                 let Some(to) = grid.random_empty(&mut rng) else {

@@ -122,11 +122,21 @@ pub const GRAZE: u32 = 0x5753_0001;
 pub const HUNT: u32 = 0x5753_0002;
 
 /// An animal's energy. `alive` turns false the moment it dies (it retires at
-/// the end of the step).
+/// the end of the step). Animals are spawned [`UNBORN`](Self::UNBORN) and
+/// come alive when they are admitted (a newborn's blueprint gives its
+/// energy).
 #[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Animal {
     pub energy: i32,
     pub alive: bool,
+}
+
+impl Animal {
+    /// Not arrived yet: no energy, not alive.
+    pub const UNBORN: Animal = Animal {
+        energy: 0,
+        alive: false,
+    };
 }
 
 /// The energy books: the living animals hold exactly
@@ -230,6 +240,8 @@ impl Default for WolfSheepPlugin {
 impl Plugin for WolfSheepPlugin {
     fn build(&self, app: &mut App) {
         app.register_behaviour::<SheepParams>()
+            .spawn_kinds_with::<SheepParams, _>(Animal::UNBORN)
+            .spawn_kinds_with::<WolfParams, _>(Animal::UNBORN)
             // The messages it writes and reads, in case the app has no
             // action plugin (then nothing resolves them and nobody moves).
             .add_message::<Action>()
@@ -256,7 +268,6 @@ impl Plugin for WolfSheepPlugin {
 /// energy below twice their gain from food (NetLogo's start); newborns arrive
 /// with their energy and their parent's cell.
 fn arrive(
-    mut commands: Commands,
     admitted: Res<Admitted>,
     sheep: Res<KindParams<SheepParams>>,
     wolves: Res<KindParams<WolfParams>>,
@@ -266,7 +277,7 @@ fn arrive(
     mut pasture: ResMut<Pasture>,
     mut ledger: ResMut<EnergyLedger>,
     mut pool: ResMut<AgentPool>,
-    mut animals: Query<(&Agent, Option<&Animal>, &mut Position, &mut AgentRng)>,
+    mut animals: Query<(&Agent, &mut Animal, &mut Position, &mut AgentRng)>,
 ) {
     if sheep.is_empty() && wolves.is_empty() {
         return;
@@ -297,7 +308,7 @@ fn arrive(
         };
     }
     for &entity in admitted.all().iter() {
-        let Ok((agent, animal, mut pos, mut rng)) = animals.get_mut(entity) else {
+        let Ok((agent, mut animal, mut pos, mut rng)) = animals.get_mut(entity) else {
             continue;
         };
         let gain = match (sheep.get(agent.kind), wolves.get(agent.kind)) {
@@ -309,23 +320,20 @@ fn arrive(
             pool.retire(entity);
             continue;
         }
-        match animal {
-            // A newborn: its energy was counted as unborn when its parent
-            // asked for it.
-            Some(animal) => {
-                ledger.unborn -= i64::from(animal.energy);
-                ledger.born += 1;
-            }
-            None => {
-                let energy = rng.below(2 * gain as u32) as i32;
-                ledger.initial += i64::from(energy);
-                let (w, h) = (pasture.width() as f32, pasture.height() as f32);
-                pos.0 = pasture.wrap(Vec2::new(rng.unit() * w, rng.unit() * h));
-                commands.entity(entity).insert(Animal {
-                    energy,
-                    alive: true,
-                });
-            }
+        if animal.alive {
+            // A newborn (its blueprint gave its energy): the energy was
+            // counted as unborn when its parent asked for it.
+            ledger.unborn -= i64::from(animal.energy);
+            ledger.born += 1;
+        } else {
+            let energy = rng.below(2 * gain as u32) as i32;
+            ledger.initial += i64::from(energy);
+            let (w, h) = (pasture.width() as f32, pasture.height() as f32);
+            pos.0 = pasture.wrap(Vec2::new(rng.unit() * w, rng.unit() * h));
+            *animal = Animal {
+                energy,
+                alive: true,
+            };
         }
     }
 }

@@ -199,3 +199,20 @@ fn sweeps_check_the_models_parameters() {
     assert_eq!(e.line, 5, "{e}");
     assert!(e.message.contains("[0, 1]"), "{e}");
 }
+
+/// More residents than cells: those without room are retired (they were
+/// spawned without a cell, and never look around or empty a cell), and the
+/// others live on as usual.
+#[test]
+fn residents_without_room_are_retired() {
+    let mut s = scenario(10);
+    for group in &mut s.groups {
+        group.count = 60; // 120 residents for 100 cells
+    }
+    s.max_agents = Some(120);
+    let mut sim = harness(s, 2);
+    sim.step(30);
+    assert_eq!(sim.world().resource::<AgentPool>().retired(), 20);
+    assert_eq!(grid(&sim).empty_cells(), 0);
+    assert_consistent(&mut sim, 100);
+}

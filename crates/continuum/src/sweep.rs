@@ -3,7 +3,7 @@
 //!
 //! A sweep file names a base scenario and the fields to vary by their path in
 //! it (`groups[0].count`, `conflicts`, `clock.fixed_hz`,
-//! `archetypes[1].behaviour.momentum`); values are written in RON, as in a
+//! `archetypes[1].behaviour.params.momentum`); values are written in RON, as in a
 //! scenario:
 //!
 //! ```ron

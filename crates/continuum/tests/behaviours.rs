@@ -248,3 +248,75 @@ fn a_kind_left_out_of_the_index_is_not_perceived() {
     );
     assert_eq!(run(false), (4, 5), "only the other watchers");
 }
+
+/// A model's component for its kinds' agents, given at spawn.
+#[derive(Component, Clone, Copy, Debug, PartialEq)]
+struct Tag(u32);
+
+#[derive(Clone, Debug, serde::Deserialize)]
+struct TagParams {}
+
+impl BehaviourParams for TagParams {
+    const NAME: &'static str = "tagged";
+}
+
+/// What the admitted agents of the tagged kind carried when `AgentsAdmitted`
+/// ran (before any of its systems could insert anything).
+#[derive(Resource, Default)]
+struct SeenAtAdmission(Vec<Option<Tag>>);
+
+fn look_at_admission(
+    admitted: Res<Admitted>,
+    archetypes: Res<Archetypes>,
+    tags: Query<Option<&Tag>>,
+    mut seen: ResMut<SeenAtAdmission>,
+) {
+    let kind = archetypes.kind("tagged").unwrap();
+    for &e in admitted.of_kind(kind).iter() {
+        seen.0.push(tags.get(e).unwrap().copied());
+    }
+}
+
+/// Agents of the kinds a model spawns with its components have them from
+/// the start (a blueprint's own value replaces the starting one); other
+/// kinds do not get them.
+#[test]
+fn a_models_kinds_are_spawned_with_its_components() {
+    let scenario = common::scenario(&format!(
+        r#"Scenario(
+            name: "tagged",
+            seed: 2,
+            max_agents: 20,
+            world: (size: (100.0, 100.0), regions: (1, 1), sites: 4),
+            archetypes: [{}, (kind: "tagged", tick_hz: 10.0, speed: 0.0, perception_radius: 5.0,
+                behaviour: Model(name: "tagged", params: ()))],
+            groups: [(kind: "tagged", count: 6), (kind: "idle", count: 4), (kind: "tagged", count: 2)],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    ));
+    let mut sim = SimHarness::with(scenario, |app| {
+        app.register_behaviour::<TagParams>()
+            .spawn_kinds_with::<TagParams, _>(Tag(7))
+            .init_resource::<SeenAtAdmission>()
+            .add_systems(continuum::agent::AgentsAdmitted, look_at_admission);
+    });
+    let kind = sim.world().resource::<Archetypes>().kind("tagged").unwrap();
+    let mut bp = sim.world().resource::<Archetypes>().blueprint(kind);
+    bp = bp.with(Tag(9));
+    sim.world_mut().resource_mut::<AgentPool>().request(bp);
+    sim.step(2);
+    let seen = &sim.world().resource::<SeenAtAdmission>().0;
+    assert_eq!(seen.len(), 9);
+    assert!(seen[..8].iter().all(|t| *t == Some(Tag(7))), "{seen:?}");
+    assert_eq!(
+        seen[8],
+        Some(Tag(9)),
+        "the blueprint's value replaces the start"
+    );
+    let idle = sim.world().resource::<Archetypes>().kind("idle").unwrap();
+    let world = sim.world_mut();
+    let mut q = world.query::<(&Agent, Option<&Tag>)>();
+    for (agent, tag) in q.iter(world) {
+        assert_eq!(tag.is_some(), agent.kind != idle, "only the model's kinds");
+    }
+}

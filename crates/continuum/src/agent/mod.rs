@@ -21,7 +21,10 @@ mod schedule;
 
 pub use components::*;
 pub use index::{AgentIndex, IndexedAgent, IndexedKinds};
-pub use plugin::{Admitted, AgentPlugin, AgentSystems, AgentsAdmitted, ScheduleStats};
+pub use plugin::{
+    Admitted, AgentPlugin, AgentSystems, AgentsAdmitted, KindSpawners, ScheduleStats,
+};
+pub(crate) use plugin::{Spawner, spawner_with};
 pub(crate) use pool::PoolImage;
 pub use pool::{AgentBlueprint, AgentPool};
 pub(crate) use schedule::ScheduleImage;

@@ -1,4 +1,7 @@
+use std::sync::Arc;
+
 use bevy_app::prelude::*;
+use bevy_ecs::bundle::NoBundleEffect;
 use bevy_ecs::entity::Entities;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
@@ -152,14 +155,31 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
         .map_or(Vec2::splat(1000.0), |index| index.0.geometry().size());
     let step_ns = clock.step_ns();
     // Bundles are built as they are spawned: admitting a million agents never
-    // holds a million bundles at once.
-    let entities: Vec<Entity> = world
-        .spawn_batch(
-            waiting
+    // holds a million bundles at once. Each run of agents whose kinds a model
+    // spawns with its own components is spawned with them, straight into
+    // the table it keeps them in.
+    let spawners = world
+        .get_resource::<KindSpawners>()
+        .cloned()
+        .unwrap_or_default();
+    let mut entities: Vec<Entity> = Vec::with_capacity(waiting.len());
+    let mut from = 0;
+    while from < waiting.len() {
+        let spawner = spawners.of(waiting[from].blueprint.kind);
+        let to = from
+            + waiting[from..]
                 .iter()
-                .map(|w| agent_bundle(w, seed, size, start, step_ns)),
-        )
-        .collect();
+                .take_while(|w| same_spawner(spawners.of(w.blueprint.kind), spawner))
+                .count();
+        let mut bundles = waiting[from..to]
+            .iter()
+            .map(|w| agent_bundle(w, seed, size, start, step_ns));
+        match spawner {
+            Some(spawn) => spawn(world, &mut bundles, &mut entities),
+            None => entities.extend(world.spawn_batch(bundles)),
+        }
+        from = to;
+    }
     for (&entity, w) in entities.iter().zip(&waiting) {
         if w.blueprint.has_extras() {
             w.blueprint.insert_extras(&mut world.entity_mut(entity));
@@ -231,6 +251,48 @@ fn first_due(w: &Waiting, seed: u64, start: SimTime, step_ns: u64) -> SimTime {
 }
 
 type AgentBundle = ((Agent, Cadence), (Position, Velocity, Body), AgentRng);
+
+/// Spawns a run of admitted agents with the components a model gives their
+/// kinds, appending the entities to the list.
+pub(crate) type Spawner =
+    Arc<dyn Fn(&mut World, &mut dyn Iterator<Item = AgentBundle>, &mut Vec<Entity>) + Send + Sync>;
+
+/// A spawner of agents that also get `bundle`.
+pub(crate) fn spawner_with<B>(bundle: B) -> Spawner
+where
+    B: Bundle + Clone + Send + Sync + 'static,
+    B::Effect: NoBundleEffect,
+{
+    Arc::new(move |world, bundles, out| {
+        out.extend(world.spawn_batch(bundles.map(|agent| (agent, bundle.clone()))));
+    })
+}
+
+/// How admitted agents of each kind are spawned: with the engine's
+/// components only, or also with a model's
+/// ([`RegisterBehaviour::spawn_kinds_with`](crate::archetype::RegisterBehaviour::spawn_kinds_with)).
+/// Filled from the kinds by the archetype plugin.
+#[derive(Resource, Clone, Default)]
+pub struct KindSpawners(pub(crate) Vec<Option<Spawner>>);
+
+impl KindSpawners {
+    fn of(&self, kind: AgentKind) -> Option<&Spawner> {
+        self.0.get(kind.index()).and_then(Option::as_ref)
+    }
+
+    /// Whether agents of `kind` are spawned with a model's components.
+    pub fn has_components(&self, kind: AgentKind) -> bool {
+        self.of(kind).is_some()
+    }
+}
+
+fn same_spawner(a: Option<&Spawner>, b: Option<&Spawner>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
 
 fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
     let bp = &w.blueprint;

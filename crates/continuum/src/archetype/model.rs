@@ -20,12 +20,13 @@
 use std::collections::BTreeMap;
 
 use bevy_app::prelude::*;
+use bevy_ecs::bundle::NoBundleEffect;
 use bevy_ecs::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Archetypes, Behaviour};
-use crate::agent::AgentKind;
+use crate::agent::{AgentKind, KindSpawners, Spawner, spawner_with};
 use crate::config::{
     BehaviourChecks, LocatedError, MAX_QUOTED_CHARS, Validator, clip, parse_located,
 };
@@ -232,6 +233,28 @@ fn publish_params<P: BehaviourParams>(archetypes: Res<Archetypes>, mut out: ResM
     *out = KindParams::from_archetypes(&archetypes);
 }
 
+/// The components models spawn their kinds' agents with, by the behaviour
+/// they go with (the latest registered for a kind wins).
+#[derive(Resource, Default)]
+struct SpawnedWith(Vec<(fn(&Behaviour) -> bool, Spawner)>);
+
+fn publish_spawners(
+    archetypes: Res<Archetypes>,
+    with: Res<SpawnedWith>,
+    mut spawners: ResMut<KindSpawners>,
+) {
+    spawners.0 = archetypes
+        .iter()
+        .map(|a| {
+            with.0
+                .iter()
+                .rev()
+                .find(|(is, _)| is(&a.behaviour))
+                .map(|(_, spawner)| spawner.clone())
+        })
+        .collect();
+}
+
 /// Registers a behaviour a plugin brings.
 pub trait RegisterBehaviour {
     /// Registers `P`'s behaviour: kinds may name it, its parameters are
@@ -239,6 +262,20 @@ pub trait RegisterBehaviour {
     /// (from startup on, and again whenever [`Archetypes`] changes, before
     /// the next update's steps).
     fn register_behaviour<P: BehaviourParams>(&mut self) -> &mut Self;
+
+    /// Agents of the kinds whose behaviour is `P`'s are spawned with
+    /// `bundle` (the model's components at their starting values; the model
+    /// sets them when they are admitted), beside the engine's. Inserting them
+    /// at admission instead would move every agent to another table and
+    /// leave the one it was spawned in empty: at a million agents, a quarter
+    /// of the peak memory. A component the agent's blueprint gives
+    /// ([`AgentBlueprint::with`](crate::agent::AgentBlueprint::with))
+    /// replaces the starting value.
+    fn spawn_kinds_with<P, B>(&mut self, bundle: B) -> &mut Self
+    where
+        P: BehaviourParams,
+        B: Bundle + Clone + Send + Sync + 'static,
+        B::Effect: NoBundleEffect;
 }
 
 impl RegisterBehaviour for App {
@@ -254,6 +291,30 @@ impl RegisterBehaviour for App {
                 PreUpdate,
                 publish_params::<P>.run_if(resource_changed::<Archetypes>),
             );
+        self
+    }
+
+    fn spawn_kinds_with<P, B>(&mut self, bundle: B) -> &mut Self
+    where
+        P: BehaviourParams,
+        B: Bundle + Clone + Send + Sync + 'static,
+        B::Effect: NoBundleEffect,
+    {
+        if !self.world().contains_resource::<SpawnedWith>() {
+            self.init_resource::<SpawnedWith>()
+                .init_resource::<KindSpawners>()
+                .init_resource::<Archetypes>()
+                .add_systems(Startup, publish_spawners.in_set(ContinuumStartup::Kinds))
+                .add_systems(
+                    PreUpdate,
+                    publish_spawners.run_if(resource_changed::<Archetypes>),
+                );
+        }
+        let is: fn(&Behaviour) -> bool = |b| b.is::<P>();
+        self.world_mut()
+            .resource_mut::<SpawnedWith>()
+            .0
+            .push((is, spawner_with(bundle)));
         self
     }
 }
