@@ -216,6 +216,12 @@ fn execute(
             }
         }
     }
+    // Refused before the first step, not when the first checkpoint is due.
+    if args.checkpoint.is_some()
+        && let Err(e) = checkpoint::check(app.world())
+    {
+        return invalid(&format_args!("--checkpoint: {e}"));
+    }
     let mut checkpoints = args.checkpoint.as_deref().map(|path| Checkpoints {
         path,
         every: args.checkpoint_every,

@@ -175,10 +175,67 @@ fn known_components(world: &World) -> Vec<ComponentId> {
 /// A component's name (Bevy's `debug` feature keeps the names; without it,
 /// Bevy's hint to turn it on).
 fn component_name(world: &World, id: ComponentId) -> String {
-    world
+    let name = world
         .components()
         .get_info(id)
-        .map_or_else(|| format!("{id:?}"), |i| i.name().to_string())
+        .map_or_else(|| format!("{id:?}"), |i| i.name().to_string());
+    if name.starts_with('<') {
+        // Bevy keeps names only with its `debug` feature.
+        format!("#{}", id.index())
+    } else {
+        format!("`{name}`")
+    }
+}
+
+/// Who an agent is, for an error: its id, kind and behaviour.
+fn describe(world: &World, agent: &Agent) -> String {
+    let archetype = world
+        .get_resource::<crate::archetype::Archetypes>()
+        .and_then(|a| a.try_get(agent.kind));
+    match archetype {
+        Some(a) => match a.behaviour.name() {
+            Some(behaviour) => format!(
+                "agent {} (kind `{}`, behaviour `{behaviour}`)",
+                agent.id, a.kind
+            ),
+            None => format!("agent {} (kind `{}`)", agent.id, a.kind),
+        },
+        None => format!("agent {}", agent.id),
+    }
+}
+
+/// Whether `world`'s agents carry only what checkpoints save, so that
+/// [`save`] will not refuse them: one agent of each ECS table is looked at,
+/// which costs next to nothing (a run that asks for checkpoints checks
+/// before its first step, not when the first checkpoint is due). A model's
+/// own components are not saved yet.
+///
+/// # Errors
+///
+/// [`CheckpointError::Unsupported`], naming the agent, its kind and
+/// behaviour, and the component.
+pub fn check(world: &World) -> Result<(), CheckpointError> {
+    let Some(agent_id) = world.components().component_id::<Agent>() else {
+        return Ok(());
+    };
+    let known = known_components(world);
+    for archetype in world.archetypes().iter() {
+        if !archetype.contains(agent_id) {
+            continue;
+        }
+        let Some(first) = archetype.entities().first() else {
+            continue;
+        };
+        if let Some(name) = unknown_component(world, first.id(), &known) {
+            let who = world
+                .get::<Agent>(first.id())
+                .map_or_else(|| "an agent".to_owned(), |a| describe(world, a));
+            return Err(CheckpointError::Unsupported(format!(
+                "{who} carries the component {name}, which checkpoints do not save (a model's own state is not checkpointed yet)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The first component of `entity` that is not one of `known`, by name.
@@ -311,8 +368,11 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
     out = postcard::to_extend(&agents.len(), out).map_err(encode)?;
     for &(id, entity) in &agents {
         if let Some(name) = unknown_component(world, entity, &known) {
+            let who = world
+                .get::<Agent>(entity)
+                .map_or_else(|| format!("agent {id}"), |a| describe(world, a));
             return Err(CheckpointError::Unsupported(format!(
-                "agent {id} carries the component {name}"
+                "{who} carries the component {name}, which checkpoints do not save (a model's own state is not checkpointed yet)"
             )));
         }
         let e = world.entity(entity);
