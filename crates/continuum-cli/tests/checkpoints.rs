@@ -256,41 +256,32 @@ fn a_checkpoint_starts_variants() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A model without state of its own (flocking: positions, headings and
-/// generators are the engine's) resumes exactly; one whose state is its own
-/// (Schelling's residents) is refused before its first step, naming the kind
-/// and its behaviour, and nothing is written.
+/// The standard models resume exactly: flocking's state is the engine's;
+/// Schelling's residents and grid and wolf-sheep's animals, grass and books
+/// are registered with checkpoints by their plugins.
 #[test]
-fn models_resume_exactly_or_are_refused_before_they_run() {
-    let flocking = "scenarios/models/flocking.ron";
-    let whole = report_of(&["run", flocking, "--duration", "2"], "flock-whole");
-    let ckpt = dir().join("flock.ckpt");
-    let _ = std::fs::remove_file(&ckpt);
-    let ckpt_arg = ckpt.to_str().unwrap();
-    report_of(
-        &["run", flocking, "--duration", "1", "--checkpoint", ckpt_arg],
-        "flock-first",
-    );
-    let resumed = report_of(&["resume", ckpt_arg, "--duration", "2"], "flock-resumed");
-    assert_eq!(digest(&resumed), digest(&whole));
-
-    let refused = dir().join("schelling.ckpt");
-    let _ = std::fs::remove_file(&refused);
-    let out = continuum([
-        "run",
-        "scenarios/models/schelling.ron",
-        "--checkpoint",
-        refused.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("kind `red`, behaviour `schelling`") && err.contains("not checkpointed"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("virtual s in"),
-        "refused before it ran: {err}"
-    );
-    assert!(!refused.exists());
+fn the_models_resume_exactly() {
+    for (model, whole_s, at) in [
+        ("flocking", "2", "1"),
+        ("schelling", "6", "3"),
+        ("wolf-sheep", "60", "25"),
+    ] {
+        let scenario = format!("scenarios/models/{model}.ron");
+        let whole = report_of(
+            &["run", &scenario, "--duration", whole_s],
+            &format!("{model}-whole"),
+        );
+        let ckpt = dir().join(format!("{model}.ckpt"));
+        let _ = std::fs::remove_file(&ckpt);
+        let ckpt_arg = ckpt.to_str().unwrap();
+        report_of(
+            &["run", &scenario, "--duration", at, "--checkpoint", ckpt_arg],
+            &format!("{model}-first"),
+        );
+        let resumed = report_of(
+            &["resume", ckpt_arg, "--duration", whole_s],
+            &format!("{model}-resumed"),
+        );
+        assert_eq!(digest(&resumed), digest(&whole), "{model}");
+    }
 }

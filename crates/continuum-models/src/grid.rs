@@ -8,7 +8,7 @@ pub const MAX_CELLS: u64 = 1 << 28;
 
 /// A `width × height` grid of unit cells on a torus; cell `y * width + x`
 /// covers `[x, x + 1) × [y, y + 1)` of the world.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Torus {
     width: u32,
     height: u32,

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use continuum::LearnSystems;
 use continuum::action::{Action, ActionKind, ActionResult, Outcome, Target};
 use continuum::agent::Admitted;
+use continuum::checkpoint::CheckpointAppExt;
 use continuum::config::Validator;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
 use continuum::prelude::*;
@@ -70,7 +71,7 @@ pub const MOVE: u32 = 0x5348; // "SH"
 /// Where a resident lives: its cell in the [`SchellingGrid`], or
 /// [`NOWHERE`](Self::NOWHERE) before it settles (residents are spawned with
 /// it and given a cell when they are admitted).
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resident {
     pub cell: u32,
 }
@@ -87,7 +88,7 @@ impl Resident {
 
 /// The grid: who lives where, and which cells are empty. Its geometry (cells,
 /// coordinates, centres, round the torus) is the [`Torus`] it derefs to.
-#[derive(Resource, Clone, Debug, Default)]
+#[derive(Resource, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SchellingGrid {
     torus: Torus,
     /// Each cell's resident's kind, or [`EMPTY`].
@@ -238,6 +239,9 @@ impl Plugin for SchellingPlugin {
     fn build(&self, app: &mut App) {
         app.register_behaviour::<SchellingParams>()
             .spawn_kinds_with::<SchellingParams, _>(Resident::NOWHERE)
+            // Checkpoints save where everyone lives.
+            .checkpoint_component::<Resident>()
+            .checkpoint_resource::<SchellingGrid>()
             // The messages it writes and reads, in case the app has no
             // action plugin (then nothing resolves them and nobody moves).
             .add_message::<Action>()

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use continuum::LearnSystems;
 use continuum::action::{Action, ActionKind, ActionResult, Outcome, Target};
 use continuum::agent::Admitted;
+use continuum::checkpoint::CheckpointAppExt;
 use continuum::clock::SimTime;
 use continuum::config::Validator;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
@@ -125,7 +126,7 @@ pub const HUNT: u32 = 0x5753_0002;
 /// the end of the step). Animals are spawned [`UNBORN`](Self::UNBORN) and
 /// come alive when they are admitted (a newborn's blueprint gives its
 /// energy).
-#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Animal {
     pub energy: i32,
     pub alive: bool,
@@ -141,7 +142,7 @@ impl Animal {
 
 /// The energy books: the living animals hold exactly
 /// [`expected_living`](Self::expected_living).
-#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnergyLedger {
     /// Energy the first animals were given.
     pub initial: i64,
@@ -175,12 +176,14 @@ impl EnergyLedger {
 /// The grid: when each cell's grass is (or was) grown, and where the sheep
 /// stood at the start of the step.
 /// Its geometry is the [`Torus`] it derefs to.
-#[derive(Resource, Clone, Debug, Default)]
+#[derive(Resource, Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Pasture {
     torus: Torus,
     /// The virtual time each cell's grass is grown from.
     grown_at: Vec<SimTime>,
-    /// The living sheep at the start of the step: (cell, id, entity), sorted.
+    /// The living sheep at the start of the step: (cell, id, entity), sorted
+    /// (made again every step, so not checkpointed).
+    #[serde(skip)]
     flock: Vec<(u32, AgentId, Entity)>,
 }
 
@@ -242,6 +245,10 @@ impl Plugin for WolfSheepPlugin {
         app.register_behaviour::<SheepParams>()
             .spawn_kinds_with::<SheepParams, _>(Animal::UNBORN)
             .spawn_kinds_with::<WolfParams, _>(Animal::UNBORN)
+            // Checkpoints save the animals, the grass and the books.
+            .checkpoint_component::<Animal>()
+            .checkpoint_resource::<Pasture>()
+            .checkpoint_resource::<EnergyLedger>()
             // The messages it writes and reads, in case the app has no
             // action plugin (then nothing resolves them and nobody moves).
             .add_message::<Action>()

@@ -292,3 +292,54 @@ fn an_animal_retired_alive_leaves_the_books_balanced() {
     let ledger = sim.world().resource::<EnergyLedger>().clone();
     assert_eq!(living_energy(&mut sim), ledger.expected_living());
 }
+
+/// A checkpoint keeps the animals' energies, the grass and the books: a run
+/// restored from one goes on exactly as the run never interrupted.
+#[test]
+fn a_checkpoint_keeps_the_animals_the_grass_and_the_books() {
+    use bevy_app::PluginGroup;
+    use continuum::agent::AgentId;
+    use continuum::checkpoint::{self, Checkpoint};
+    use continuum::headless::{FAST, build_app_with, set_pacing};
+    use continuum_models::wolf_sheep::Pasture;
+    fn energies(world: &mut World) -> Vec<(AgentId, Animal)> {
+        let mut animals: Vec<_> = world
+            .query::<(&Agent, &Animal)>()
+            .iter(world)
+            .map(|(a, animal)| (a.id, *animal))
+            .collect();
+        animals.sort_by_key(|(id, _)| *id);
+        animals
+    }
+    let mut first = harness(scenario(3), 1);
+    first.step(400);
+    let bytes = checkpoint::save(first.world_mut()).expect("saved");
+    first.step(400);
+
+    let checkpoint = Checkpoint::from_bytes(bytes, Path::new("ws.ckpt")).unwrap();
+    let plugins = continuum::ContinuumPlugins::default()
+        .build()
+        .add(ModelsPlugin::default());
+    let mut second = build_app_with(checkpoint.scenario_with(&behaviours()).unwrap(), 1, plugins);
+    set_pacing(&mut second, FAST);
+    checkpoint.restore(&mut second).expect("restored");
+    for _ in 0..400 {
+        second.update();
+    }
+
+    let now = first.world().resource::<SimClock>().now();
+    assert_eq!(second.world().resource::<SimClock>().now(), now);
+    assert_eq!(
+        second.world().resource::<EnergyLedger>(),
+        first.world().resource::<EnergyLedger>()
+    );
+    assert_eq!(energies(second.world_mut()), energies(first.world_mut()));
+    assert_eq!(
+        second.world().resource::<Pasture>().grown_cells(now),
+        first.world().resource::<Pasture>().grown_cells(now)
+    );
+    assert_eq!(
+        continuum::digest::state_digest(second.world_mut()),
+        first.state_digest()
+    );
+}

@@ -40,6 +40,7 @@ use bevy_app::App;
 use bevy_ecs::component::ComponentId;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Feedback, ResolverDiagnostics};
@@ -65,7 +66,7 @@ use crate::world::{Board, Site, Sites};
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.
@@ -150,6 +151,112 @@ struct Head {
     think_stats: Option<ThinkDiagnostics>,
 }
 
+/// A plugin's own state that checkpoints save beside the engine's: the
+/// components of its agents and the resources it keeps, each under its
+/// type's name, encoded with its serde types. Register with
+/// [`CheckpointAppExt`].
+#[derive(Resource, Default)]
+pub struct CheckpointedState {
+    components: Vec<SavedComponent>,
+    resources: Vec<SavedResource>,
+}
+
+#[derive(Clone, Copy)]
+struct SavedComponent {
+    name: &'static str,
+    id: fn(&World) -> Option<ComponentId>,
+    save: fn(&World, Entity) -> Result<Option<Vec<u8>>, String>,
+    load: fn(&mut World, Entity, &[u8]) -> Result<(), String>,
+}
+
+#[derive(Clone, Copy)]
+struct SavedResource {
+    name: &'static str,
+    save: fn(&World) -> Result<Option<Vec<u8>>, String>,
+    load: fn(&mut World, &[u8]) -> Result<(), String>,
+}
+
+fn save_component<C: Component + Serialize>(
+    world: &World,
+    entity: Entity,
+) -> Result<Option<Vec<u8>>, String> {
+    world
+        .get::<C>(entity)
+        .map(|c| postcard::to_allocvec(c).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn load_component<C: Component + DeserializeOwned>(
+    world: &mut World,
+    entity: Entity,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let c: C = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    world.entity_mut(entity).insert(c);
+    Ok(())
+}
+
+fn save_resource<R: Resource + Serialize>(world: &World) -> Result<Option<Vec<u8>>, String> {
+    world
+        .get_resource::<R>()
+        .map(|r| postcard::to_allocvec(r).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+fn load_resource<R: Resource + DeserializeOwned>(
+    world: &mut World,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let r: R = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    world.insert_resource(r);
+    Ok(())
+}
+
+/// Registers a plugin's own state with checkpoints.
+pub trait CheckpointAppExt {
+    /// Agents' `C` components are saved with them and restored onto them.
+    fn checkpoint_component<C: Component + Serialize + DeserializeOwned>(&mut self) -> &mut Self;
+    /// The resource `R` is saved and restored (replacing the app's own).
+    fn checkpoint_resource<R: Resource + Serialize + DeserializeOwned>(&mut self) -> &mut Self;
+}
+
+impl CheckpointAppExt for App {
+    fn checkpoint_component<C: Component + Serialize + DeserializeOwned>(&mut self) -> &mut Self {
+        let entry = SavedComponent {
+            name: std::any::type_name::<C>(),
+            id: |world| world.components().component_id::<C>(),
+            save: save_component::<C>,
+            load: load_component::<C>,
+        };
+        let mut state = self.world_mut().get_resource_or_init::<CheckpointedState>();
+        if !state.components.iter().any(|c| c.name == entry.name) {
+            state.components.push(entry);
+        }
+        self
+    }
+
+    fn checkpoint_resource<R: Resource + Serialize + DeserializeOwned>(&mut self) -> &mut Self {
+        let entry = SavedResource {
+            name: std::any::type_name::<R>(),
+            save: save_resource::<R>,
+            load: load_resource::<R>,
+        };
+        let mut state = self.world_mut().get_resource_or_init::<CheckpointedState>();
+        if !state.resources.iter().any(|r| r.name == entry.name) {
+            state.resources.push(entry);
+        }
+        self
+    }
+}
+
+/// The registered state of plugins, after the agents: each component's
+/// values by agent id, and each resource.
+#[derive(Serialize, Deserialize, Default)]
+struct ModelImage {
+    components: Vec<(String, Vec<(AgentId, Vec<u8>)>)>,
+    resources: Vec<(String, Vec<u8>)>,
+}
+
 /// The components [`AgentImage`] saves: an agent with any other is refused.
 fn known_components(world: &World) -> Vec<ComponentId> {
     let c = world.components();
@@ -169,6 +276,12 @@ fn known_components(world: &World) -> Vec<ComponentId> {
     ]
     .into_iter()
     .flatten()
+    .chain(
+        world
+            .get_resource::<CheckpointedState>()
+            .into_iter()
+            .flat_map(|s| s.components.iter().filter_map(|c| (c.id)(world))),
+    )
     .collect()
 }
 
@@ -365,6 +478,18 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
         .filter_map(|e| e.get::<Agent>().map(|a| (a.id, e.id())))
         .collect();
     agents.sort_unstable();
+    let registered = world
+        .get_resource::<CheckpointedState>()
+        .map(|s| (s.components.clone(), s.resources.clone()))
+        .unwrap_or_default();
+    let mut model = ModelImage {
+        components: registered
+            .0
+            .iter()
+            .map(|c| (c.name.to_owned(), Vec::new()))
+            .collect(),
+        resources: Vec::new(),
+    };
     out = postcard::to_extend(&agents.len(), out).map_err(encode)?;
     for &(id, entity) in &agents {
         if let Some(name) = unknown_component(world, entity, &known) {
@@ -396,7 +521,22 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
             route: e.get::<Route>().cloned(),
         };
         out = postcard::to_extend(&image, out).map_err(encode)?;
+        for (c, (_, saved)) in registered.0.iter().zip(&mut model.components) {
+            if let Some(bytes) = (c.save)(world, entity).map_err(|e| {
+                CheckpointError::Unsupported(format!("{} of agent {id}: {e}", c.name))
+            })? {
+                saved.push((id, bytes));
+            }
+        }
     }
+    for r in &registered.1 {
+        if let Some(bytes) =
+            (r.save)(world).map_err(|e| CheckpointError::Unsupported(format!("{}: {e}", r.name)))?
+        {
+            model.resources.push((r.name.to_owned(), bytes));
+        }
+    }
+    out = postcard::to_extend(&model, out).map_err(encode)?;
     let payload = &out[HEADER..];
     let (len, sum) = (payload.len() as u64, checksum(payload));
     out.extend_from_slice(&len.to_le_bytes());
@@ -636,8 +776,14 @@ impl Checkpoint {
             }
             spawned.push((id, e.id()));
         }
+        let (model, after) = postcard::take_from_bytes::<ModelImage>(rest)
+            .map_err(|e| invalid(format!("the plugins' state cannot be decoded: {e}")))?;
+        rest = after;
         if !rest.is_empty() {
-            return Err(invalid(format!("{} bytes follow the agents", rest.len())));
+            return Err(invalid(format!(
+                "{} bytes follow the plugins' state",
+                rest.len()
+            )));
         }
         if !spawned.is_sorted() {
             return Err(invalid("the agents are not in id order".into()));
@@ -648,6 +794,40 @@ impl Checkpoint {
                 .ok()
                 .map(|i| spawned[i].1)
         };
+        let registered = world
+            .get_resource::<CheckpointedState>()
+            .map(|s| (s.components.clone(), s.resources.clone()))
+            .unwrap_or_default();
+        for (name, values) in model.components {
+            let c = registered
+                .0
+                .iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "it holds the component `{name}` of a plugin this app lacks"
+                    ))
+                })?;
+            for (id, bytes) in values {
+                let entity = entity_of(id).ok_or_else(|| {
+                    invalid(format!("`{name}` names agent {id}, which is not saved"))
+                })?;
+                (c.load)(world, entity, &bytes)
+                    .map_err(|e| invalid(format!("`{name}` of agent {id}: {e}")))?;
+            }
+        }
+        for (name, bytes) in model.resources {
+            let r = registered
+                .1
+                .iter()
+                .find(|r| r.name == name)
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "it holds the resource `{name}` of a plugin this app lacks"
+                    ))
+                })?;
+            (r.load)(world, &bytes).map_err(|e| invalid(format!("`{name}`: {e}")))?;
+        }
         if let (Some(saved), Some(index)) = (head.index, world.get_resource::<AgentIndex>()) {
             let geometry = *index.0.geometry();
             let mut grid = CellGrid::new(geometry.size(), geometry.cell_size());
