@@ -28,10 +28,16 @@
 //! A file from another format or engine version, truncated or corrupted, is
 //! refused with a [`CheckpointError`] before anything is built from it.
 //!
-//! What it does not hold: components or resources of your own (an agent that
-//! carries a component the checkpoint does not know is refused at save time,
-//! naming it), a queued request's extra components other than a [`Memory`],
-//! and wall-clock measurements (live rates, CPU samples), which start afresh.
+//! A plugin's own state goes in too once it is registered
+//! ([`CheckpointAppExt`]: `app.checkpoint_component::<C>()`,
+//! `checkpoint_resource::<R>()`), saved after the agents under the types'
+//! names; a checkpoint holding state of a plugin the app lacks is refused.
+//!
+//! What it does not hold: components or resources nobody registered (an agent
+//! carrying such a component is refused, by [`check`] before a run and at save
+//! time, naming its kind and behaviour), a queued request's extra components
+//! other than a [`Memory`], and wall-clock measurements (live rates, CPU
+//! samples), which start afresh.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
