@@ -279,11 +279,6 @@ impl KindSpawners {
     fn of(&self, kind: AgentKind) -> Option<&Spawner> {
         self.0.get(kind.index()).and_then(Option::as_ref)
     }
-
-    /// Whether agents of `kind` are spawned with a model's components.
-    pub fn has_components(&self, kind: AgentKind) -> bool {
-        self.of(kind).is_some()
-    }
 }
 
 fn same_spawner(a: Option<&Spawner>, b: Option<&Spawner>) -> bool {

@@ -7,8 +7,8 @@ use bevy_utils::Parallel;
 use crate::action::{ActionKind, PlannedAction, Target};
 use crate::agent::*;
 use crate::behaviour::{Intent, Movement, wander};
-use crate::memory::{Memory, Perception, Publication, SharedCache};
-use crate::world::{Site, Sites, WorldMap};
+use crate::memory::{Memory, Perception, Publication, SharedCache, mem_time};
+use crate::world::{Site, SiteId, Sites, WorldMap};
 
 /// What the sites model's kinds read besides the agent itself.
 pub(super) struct ThinkContext<'a> {
@@ -68,4 +68,28 @@ pub(super) fn pursue(
 /// enough to `target` to act on it.
 fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
     pos.distance_squared(target) <= reach * reach
+}
+
+/// What `site` is worth to an agent that remembers what `memory` holds: the
+/// fresher of its own belief (weighed by its confidence, which halves every
+/// `half_life`) and the shared cache's value; `None` if it knows no value.
+/// `(now, step)`: the agent's memory time and the step.
+pub(super) fn site_worth(
+    memory: &Memory,
+    cache: &SharedCache,
+    site: SiteId,
+    (now, step): (u32, u64),
+    half_life: f32,
+) -> Option<f32> {
+    let own = memory
+        .fact(site)
+        .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
+    let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
+    let (_, value) = match (own, shared) {
+        (Some(o), Some(s)) if s.0 > o.0 => s,
+        (Some(o), _) => o,
+        (None, Some(s)) => s,
+        (None, None) => return None,
+    };
+    (!value.is_nan()).then_some(value)
 }

@@ -4,7 +4,7 @@
 
 use bevy_ecs::prelude::*;
 
-use super::context::{ThinkContext, Thinker, pursue};
+use super::context::{ThinkContext, Thinker, pursue, site_worth};
 use super::params::ControllerParams;
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
@@ -36,19 +36,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
     let now = mem_time(cadence.due);
     // What a site is worth to it: the fresher of its own belief (weighed by its
     // confidence) and the shared cache's value.
-    let worth = |site: SiteId| -> Option<f32> {
-        let own = memory
-            .fact(site)
-            .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
-        let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
-        let (_, value) = match (own, shared) {
-            (Some(o), Some(s)) if s.0 > o.0 => s,
-            (Some(o), _) => o,
-            (None, Some(s)) => s,
-            (None, None) => return None,
-        };
-        (!value.is_nan()).then_some(value)
-    };
+    let worth = |site: SiteId| site_worth(memory, cache, site, (now, step), half_life);
     let score = |site: SiteId| {
         let value = worth(site)?;
         let s = sites.get(site)?;

@@ -134,21 +134,18 @@ impl BehaviourParams for AnalyzerParams {
     }
 }
 
+/// The harvesting parameters controllers and planners share.
+fn check_harvesting(v: &mut Validator, harvest: f32, min_estimate: f32, travel_cost: f32) {
+    check_range(v, harvest, "harvest", 0.0, M, true, "an amount");
+    check_range(v, min_estimate, "min_estimate", 0.0, M, false, "a value");
+    check_range(v, travel_cost, "travel_cost", 0.0, M, false, "a value");
+}
+
 impl BehaviourParams for ControllerParams {
     const NAME: &'static str = "controller";
 
     fn validate(&self, v: &mut Validator) {
-        check_range(v, self.harvest, "harvest", 0.0, M, true, "an amount");
-        check_range(
-            v,
-            self.min_estimate,
-            "min_estimate",
-            0.0,
-            M,
-            false,
-            "a value",
-        );
-        check_range(v, self.travel_cost, "travel_cost", 0.0, M, false, "a value");
+        check_harvesting(v, self.harvest, self.min_estimate, self.travel_cost);
     }
 }
 
@@ -171,16 +168,6 @@ impl BehaviourParams for PlannerParams {
                 )
             },
         );
-        check_range(v, self.harvest, "harvest", 0.0, M, true, "an amount");
-        check_range(
-            v,
-            self.min_estimate,
-            "min_estimate",
-            0.0,
-            M,
-            false,
-            "a value",
-        );
-        check_range(v, self.travel_cost, "travel_cost", 0.0, M, false, "a value");
+        check_harvesting(v, self.harvest, self.min_estimate, self.travel_cost);
     }
 }

@@ -7,7 +7,7 @@ use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use serde::{Deserialize, Serialize};
 
-use super::context::pursue;
+use super::context::{pursue, site_worth};
 use super::params::{MAX_ROUTE_STOPS, PlannerParams};
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
@@ -245,19 +245,7 @@ pub(super) fn think(
             let now = mem_time(cadence.due);
             // What a site is worth to it: the fresher of its own belief
             // (weighed by its confidence) and the shared cache's value.
-            let worth = |site: SiteId| -> Option<f32> {
-                let own = memory
-                    .fact(site)
-                    .map(|(f, _)| (f.at, f.value * f.confidence_at(now, half_life)));
-                let shared = cache.read(site, step).map(|f| (mem_time(f.at), f.value));
-                let (_, value) = match (own, shared) {
-                    (Some(o), Some(s)) if s.0 > o.0 => s,
-                    (Some(o), _) => o,
-                    (None, Some(s)) => s,
-                    (None, None) => return None,
-                };
-                (!value.is_nan()).then_some(value)
-            };
+            let worth = |site: SiteId| site_worth(memory, cache, site, (now, step), half_life);
             let worth_it = |site: SiteId| worth(site).is_some_and(|v| v >= params.min_estimate);
             let mut route = route;
             while let Some(next) = route.next()
