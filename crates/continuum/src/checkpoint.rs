@@ -350,7 +350,7 @@ pub fn check(world: &World) -> Result<(), CheckpointError> {
                 .get::<Agent>(first.id())
                 .map_or_else(|| "an agent".to_owned(), |a| describe(world, a));
             return Err(CheckpointError::Unsupported(format!(
-                "{who} carries the component {name}, which checkpoints do not save (a model's own state is not checkpointed yet)"
+                "{who} carries the component {name}, which checkpoints do not save (its plugin registers it with `app.checkpoint_component`)"
             )));
         }
     }
@@ -503,7 +503,7 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
                 .get::<Agent>(entity)
                 .map_or_else(|| format!("agent {id}"), |a| describe(world, a));
             return Err(CheckpointError::Unsupported(format!(
-                "{who} carries the component {name}, which checkpoints do not save (a model's own state is not checkpointed yet)"
+                "{who} carries the component {name}, which checkpoints do not save (its plugin registers it with `app.checkpoint_component`)"
             )));
         }
         let e = world.entity(entity);

@@ -45,6 +45,13 @@ impl GridGeometry {
         self.size
     }
 
+    /// The column and row of the cell containing `p` (positions outside are
+    /// clamped in).
+    #[inline]
+    pub fn cell_coords(&self, p: Vec2) -> (u32, u32) {
+        self.coords(p)
+    }
+
     #[inline]
     fn coords(&self, p: Vec2) -> (u32, u32) {
         let cx = ((p.x * self.inv_cell) as i64).clamp(0, i64::from(self.cols) - 1) as u32;

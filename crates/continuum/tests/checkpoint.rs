@@ -176,9 +176,10 @@ fn an_agent_with_a_component_of_its_own_is_refused() {
     prime(&mut app);
     steps(&mut app, 3);
     let world = app.world_mut();
-    let agent = world
-        .query_filtered::<Entity, With<continuum::agent::Agent>>()
+    let (agent, id) = world
+        .query::<(Entity, &continuum::agent::Agent)>()
         .iter(world)
+        .map(|(e, a)| (e, a.id))
         .next()
         .unwrap();
     world.entity_mut(agent).insert(Cargo);
@@ -187,7 +188,9 @@ fn an_agent_with_a_component_of_its_own_is_refused() {
         Err(e @ CheckpointError::Unsupported(_)) => {
             let e = e.to_string();
             assert!(
-                e.contains("agent #0 (kind `") && e.contains("carries the component"),
+                e.contains(&format!("agent {id} (kind `"))
+                    && e.contains("carries the component")
+                    && e.contains("app.checkpoint_component"),
                 "{e}"
             )
         }

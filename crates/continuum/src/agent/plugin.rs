@@ -15,6 +15,7 @@ use crate::clock::{SimClock, SimSeed, SimTime, configure_phases};
 use crate::hash::{mix, unit_f64};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due_into};
 use crate::phases::{ContinuumStartup, ContinuumSystems};
+use crate::spatial::GridGeometry;
 
 /// Agents, their schedule, their spatial index and the pool that admits them.
 pub struct AgentPlugin {
@@ -143,16 +144,17 @@ fn size_schedule(clock: Res<SimClock>, mut schedule: ResMut<AgentSchedule>) {
 fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     let clock = world.resource::<SimClock>().clone();
     let start = clock.now() + if NEXT_STEP { clock.step_ns() } else { 0 };
-    let waiting = world.resource_mut::<AgentPool>().admit(start);
+    let mut waiting = world.resource_mut::<AgentPool>().admit(start);
     if waiting.is_empty() {
         return;
     }
     tracing::debug!(count = waiting.len(), at = start, "agents admitted");
     let seed = world.resource::<SimSeed>().0;
     // Agents start within the area the spatial index covers (the world's).
-    let size = world
+    let geometry = world
         .get_resource::<AgentIndex>()
-        .map_or(Vec2::splat(1000.0), |index| index.0.geometry().size());
+        .map(|index| *index.0.geometry());
+    let size = geometry.map_or(Vec2::splat(1000.0), |g| g.size());
     let step_ns = clock.step_ns();
     // Bundles are built as they are spawned: admitting a million agents never
     // holds a million bundles at once. Each run of agents whose kinds a model
@@ -162,6 +164,18 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
         .get_resource::<KindSpawners>()
         .cloned()
         .unwrap_or_default();
+    if let Some(geometry) = geometry {
+        let kinds = world
+            .get_resource::<IndexedKinds>()
+            .cloned()
+            .unwrap_or_default();
+        order_by_space(&mut waiting, &geometry, &kinds, &spawners, |w| {
+            (
+                first_due(w, seed, start, step_ns) / step_ns,
+                start_position(w, seed, size),
+            )
+        });
+    }
     let mut entities: Vec<Entity> = Vec::with_capacity(waiting.len());
     let mut from = 0;
     while from < waiting.len() {
@@ -289,17 +303,79 @@ fn same_spawner(a: Option<&Spawner>, b: Option<&Spawner>) -> bool {
     }
 }
 
-fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
-    let bp = &w.blueprint;
-    let id = w.id;
-    let rate = TickRate(bp.tick_hz);
-    let position = bp.position.unwrap_or_else(|| {
-        let h = mix(seed ^ POSITION_SALT, id.0);
+/// Where an admitted agent starts: its blueprint's position, or a place drawn
+/// from its id, inside `size`.
+fn start_position(w: &Waiting, seed: u64, size: Vec2) -> Vec2 {
+    let position = w.blueprint.position.unwrap_or_else(|| {
+        let h = mix(seed ^ POSITION_SALT, w.id.0);
         Vec2::new(
             unit_f64(h) as f32 * size.x,
             unit_f64(mix(h, 1)) as f32 * size.y,
         )
     });
+    position.clamp(Vec2::ZERO, size)
+}
+
+/// Orders an admission batch so that the agents the index keeps are spawned
+/// in the order of their starting cells along a Z-order curve: their rows in
+/// the ECS tables then follow space, and so does the due list, which keeps
+/// the order of the rows (see [`AgentSchedule`]). A step's due agents then
+/// read neighbouring cells of the spatial indices one after the other
+/// instead of all over the world. Agents of the same spawner stay together
+/// (each run is one batch into its table); agents the index does not keep
+/// keep their order; the sort is stable, so the order is the same on every
+/// run. Results never depend on it: only where the agents' data sits.
+fn order_by_space(
+    waiting: &mut [Waiting],
+    geometry: &GridGeometry,
+    kinds: &IndexedKinds,
+    spawners: &KindSpawners,
+    place: impl Fn(&Waiting) -> (u64, Vec2),
+) {
+    if waiting.len() < 2 {
+        return;
+    }
+    // Kinds that share a spawner share a rank: the first kind with it.
+    let rank = |kind: AgentKind| {
+        let spawner = spawners.of(kind);
+        spawner.map_or(0, |_| {
+            (0..spawners.0.len())
+                .position(|k| same_spawner(spawners.of(AgentKind(k as u16)), spawner))
+                .map_or(0, |k| k + 1)
+        })
+    };
+    waiting.sort_by_cached_key(|w| {
+        let kind = w.blueprint.kind;
+        if !kinds.contains(kind) {
+            return (rank(kind), 0, 0);
+        }
+        let (step, position) = place(w);
+        let (cx, cy) = geometry.cell_coords(position);
+        (rank(kind), step, morton(cx, cy))
+    });
+}
+
+/// The Z-order (Morton) code of cell `(x, y)`: the bits of the two
+/// coordinates interleaved, so that cells near on the curve are near on the
+/// plane.
+fn morton(x: u32, y: u32) -> u64 {
+    fn spread(v: u32) -> u64 {
+        let mut v = u64::from(v);
+        v = (v | (v << 16)) & 0x0000_ffff_0000_ffff;
+        v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff;
+        v = (v | (v << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        v = (v | (v << 2)) & 0x3333_3333_3333_3333;
+        v = (v | (v << 1)) & 0x5555_5555_5555_5555;
+        v
+    }
+    spread(x) | (spread(y) << 1)
+}
+
+fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64) -> AgentBundle {
+    let bp = &w.blueprint;
+    let id = w.id;
+    let rate = TickRate(bp.tick_hz);
+    let position = start_position(w, seed, size);
     let angle = unit_f64(mix(seed ^ HEADING_SALT, id.0)) as f32 * std::f32::consts::TAU;
     (
         (
@@ -311,7 +387,7 @@ fn agent_bundle(w: &Waiting, seed: u64, size: Vec2, start: SimTime, step_ns: u64
             },
         ),
         (
-            Position(position.clamp(Vec2::ZERO, size)),
+            Position(position),
             Velocity(Vec2::from_angle(angle) * bp.body.speed),
             bp.body,
         ),

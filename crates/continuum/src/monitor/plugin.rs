@@ -145,6 +145,7 @@ fn ceiling_bytes() -> u32 {
 /// limit changed have their tiers resized.
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
+    mut reading: Local<Vec<usize>>,
     clock: Res<SimClock>,
     settings: Res<MonitorSettings>,
     kinds: Res<MemoryKinds>,
@@ -210,7 +211,13 @@ fn rebalance_budgets(
 
     if !work.read.is_empty() {
         let ceiling = ceiling_bytes();
-        for i in work.read.clone() {
+        // Read in the order the agents' data sits in (their entities'), which
+        // ids do not follow when agents are spawned in the order of space;
+        // counted in id order below.
+        reading.clear();
+        reading.extend(work.read.clone());
+        reading.sort_unstable_by_key(|&i| listed[i].index());
+        for &i in reading.iter() {
             loads[i] = agents.get(listed[i]).ok().map(
                 |(_, agent, budget, memory, perception, cadence)| {
                     let defaults = kinds
@@ -234,6 +241,8 @@ fn rebalance_budgets(
                     }
                 },
             );
+        }
+        for i in work.read.clone() {
             if let Some(load) = &loads[i] {
                 tally.add(i as u32, load, rules);
             }
