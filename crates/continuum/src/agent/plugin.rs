@@ -317,11 +317,12 @@ fn start_position(w: &Waiting, seed: u64, size: Vec2) -> Vec2 {
 }
 
 /// Orders an admission batch so that the agents the index keeps are spawned
-/// in the order of their starting cells along a Z-order curve: their rows in
-/// the ECS tables then follow space, and so does the due list, which keeps
-/// the order of the rows (see [`AgentSchedule`]). A step's due agents then
-/// read neighbouring cells of the spatial indices one after the other
-/// instead of all over the world. Agents of the same spawner stay together
+/// by the step they are first due in, then in the order of their starting
+/// cells along a Z-order curve: a step's due agents are then a run of rows
+/// in the ECS tables (the schedule keeps the order they were inserted in, see
+/// [`AgentSchedule`]), and each is near the one before it, so that they read
+/// neighbouring cells of the spatial indices one after the other instead of
+/// all over the world. Agents of the same spawner stay together
 /// (each run is one batch into its table); agents the index does not keep
 /// keep their order; the sort is stable, so the order is the same on every
 /// run. Results never depend on it: only where the agents' data sits.
