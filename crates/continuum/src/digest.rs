@@ -48,34 +48,18 @@ pub fn state_digest(world: &mut World) -> StateDigest {
     if let Some(clock) = world.get_resource::<SimClock>() {
         h.word(clock.step()).word(clock.step_ns());
     }
+    // Each agent's state is hashed on its own where it sits in storage (reads
+    // that walk memory forward), and the agents' hashes are then chained in id
+    // order, so the digest does not depend on the layout.
     let mut query = world.query::<DigestQuery>();
-    let mut agents: Vec<_> = query.iter(world).collect();
-    agents.sort_unstable_by_key(|a| a.0.id);
+    let mut agents: Vec<(AgentId, u64)> = query
+        .iter(world)
+        .map(|agent| (agent.0.id, agent_digest(agent)))
+        .collect();
+    agents.sort_unstable_by_key(|&(id, _)| id);
     h.word(agents.len() as u64);
-    for (agent, cadence, pos, vel, memory, intent, rng, feedback, route) in agents {
-        h.word(agent.id.0)
-            .word(u64::from(agent.kind.0))
-            .word(agent.priority as u64 | u64::from(agent.priority_boost) << 8);
-        h.f32(cadence.rate.0)
-            .word(cadence.due)
-            .word(u64::from(cadence.ticks));
-        h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
-        if let Some(memory) = memory {
-            hash_memory(&mut h, memory);
-        }
-        if let Some(intent) = intent {
-            hash_intent(&mut h, intent);
-        }
-        h.word(rng.fingerprint());
-        if let Some(feedback) = feedback {
-            hash_feedback(&mut h, feedback);
-        }
-        if let Some(route) = route {
-            h.word(route.stops().len() as u64);
-            for site in route.stops() {
-                h.word(u64::from(site.0));
-            }
-        }
+    for (id, agent) in agents {
+        h.word(id.0).word(agent);
     }
     if let Some(sites) = world.get_resource::<Sites>() {
         h.word(sites.len() as u64);
@@ -112,6 +96,36 @@ pub fn state_digest(world: &mut World) -> StateDigest {
         queue.hash(&mut h, world.get_resource::<ThinkRegistry>());
     }
     StateDigest(h.finish())
+}
+
+/// One agent's state, hashed on its own (its id is chained with it).
+fn agent_digest(
+    (agent, cadence, pos, vel, memory, intent, rng, feedback, route): DigestQuery<'_>,
+) -> u64 {
+    let mut h = DigestHasher::default();
+    h.word(u64::from(agent.kind.0))
+        .word(agent.priority as u64 | u64::from(agent.priority_boost) << 8);
+    h.f32(cadence.rate.0)
+        .word(cadence.due)
+        .word(u64::from(cadence.ticks));
+    h.f32(pos.0.x).f32(pos.0.y).f32(vel.0.x).f32(vel.0.y);
+    if let Some(memory) = memory {
+        hash_memory(&mut h, memory);
+    }
+    if let Some(intent) = intent {
+        hash_intent(&mut h, intent);
+    }
+    h.word(rng.fingerprint());
+    if let Some(feedback) = feedback {
+        hash_feedback(&mut h, feedback);
+    }
+    if let Some(route) = route {
+        h.word(route.stops().len() as u64);
+        for site in route.stops() {
+            h.word(u64::from(site.0));
+        }
+    }
+    h.finish()
 }
 
 fn hash_feedback(h: &mut DigestHasher, feedback: &Feedback) {
