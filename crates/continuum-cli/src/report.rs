@@ -152,6 +152,11 @@ pub struct ResourcesSummary {
     pub overload_level: usize,
     /// Agent ticks by priority.
     pub ticks_by_priority: ByPriority<u64>,
+    /// Of those, the ticks run while load shedding left their agents' rate
+    /// whole.
+    pub full_rate_ticks_by_priority: ByPriority<u64>,
+    /// The share of all ticks run at full rate (1 when nothing was shed).
+    pub full_rate_share: f64,
     pub threads: Vec<ThreadBusy>,
     /// How the rebalancer spread its work over the steps: rounds decided, the
     /// most agents one step read and one step updated, the most one decision
@@ -480,9 +485,12 @@ fn resources_summary(world: &mut World) -> ResourcesSummary {
         .get_resource::<BudgetLog>()
         .cloned()
         .unwrap_or_default();
-    let ticks = world
+    let (ticks, full_rate) = world
         .get_resource::<ScheduleStats>()
-        .map_or([0; 3], |s| s.ticks_by_priority);
+        .map_or(([0; 3], [0; 3]), |s| {
+            (s.ticks_by_priority, s.full_rate_ticks_by_priority)
+        });
+    let all_ticks: u64 = ticks.iter().sum();
     let mean = |sum: f64| {
         if stats.samples == 0 {
             0.0
@@ -505,6 +513,12 @@ fn resources_summary(world: &mut World) -> ResourcesSummary {
         },
         overload_level: stats.overload.level,
         ticks_by_priority: ByPriority::from_fn(|p| ticks[p as usize]),
+        full_rate_ticks_by_priority: ByPriority::from_fn(|p| full_rate[p as usize]),
+        full_rate_share: if all_ticks == 0 {
+            1.0
+        } else {
+            full_rate.iter().sum::<u64>() as f64 / all_ticks as f64
+        },
         threads,
         rebalance: world
             .get_resource::<RebalanceDiagnostics>()

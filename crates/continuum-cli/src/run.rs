@@ -487,10 +487,31 @@ fn summary(r: &RunReport) -> String {
     } else {
         String::new()
     };
+    let res = &r.resources;
+    let shed = if res.full_rate_share < 1.0 {
+        let share = |all: u64, full: u64| {
+            if all == 0 {
+                "-".to_owned()
+            } else {
+                format!("{:.0} %", 100.0 * full as f64 / all as f64)
+            }
+        };
+        let (all, full) = (&res.ticks_by_priority, &res.full_rate_ticks_by_priority);
+        format!(
+            "\nload shed: {:.1} % of ticks at full rate (high {}, normal {}, background {}); level {} at the end",
+            100.0 * res.full_rate_share,
+            share(all.high, full.high),
+            share(all.normal, full.normal),
+            share(all.background, full.background),
+            res.overload_level,
+        )
+    } else {
+        String::new()
+    };
     format!(
         "{}{}: {:.1} virtual s in {:.2} wall s (real-time ratio {:.3}{}), {} agents, {} agent ticks ({}/s; {})\n\
          actions {} submitted, {} applied, {} rejected, {} failed; {} conflicts; harvested {:.1}\n\
-         step ms p50 {:.3} p99 {:.3} max {:.3}; peak RSS {:.1} MiB; state digest {}{thinks}",
+         step ms p50 {:.3} p99 {:.3} max {:.3}; peak RSS {:.1} MiB; state digest {}{shed}{thinks}",
         r.scenario,
         if r.interrupted { " (interrupted)" } else { "" },
         r.virtual_seconds,

@@ -37,6 +37,12 @@ fn ticks(sim: &SimHarness) -> [u64; 3] {
     sim.world().resource::<ScheduleStats>().ticks_by_priority
 }
 
+fn full_rate_ticks(sim: &SimHarness) -> [u64; 3] {
+    sim.world()
+        .resource::<ScheduleStats>()
+        .full_rate_ticks_by_priority
+}
+
 /// One step, in nanoseconds of virtual time (100 Hz).
 const STEP_NS: u64 = 10_000_000;
 
@@ -75,9 +81,24 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
     );
 
     let before = ticks(&sim);
+    let full_before = full_rate_ticks(&sim);
     sim.run_for(2.0);
     let after = ticks(&sim);
+    let full_after = full_rate_ticks(&sim);
     let per_sec = |p: usize| (after[p] - before[p]) as f64 / 2.0;
+    let full = |p: usize| full_after[p] - full_before[p];
+    assert_eq!(
+        full(2),
+        after[2] - before[2],
+        "high priority: all at full rate"
+    );
+    assert_eq!(full(0), 0, "background: shed since level 1");
+    assert!(
+        full(1) > 0 && full(1) < after[1] - before[1],
+        "normal: whole until level 5 at 5 s, then shed: {} of {}",
+        full(1),
+        after[1] - before[1]
+    );
     assert_eq!(per_sec(2), 100.0, "10 high-priority agents keep 10 Hz each");
     assert_eq!(
         per_sec(1),
@@ -188,6 +209,7 @@ fn fast_runs_never_shed() {
     sim.run_for(5.0);
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
     assert_eq!(ticks(&sim), [500, 500, 500]);
+    assert_eq!(full_rate_ticks(&sim), [500, 500, 500]);
 }
 
 #[test]

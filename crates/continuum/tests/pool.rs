@@ -326,12 +326,13 @@ fn scaling_an_empty_start_keeps_the_pool_in_proportion() {
 }
 
 /// An admission batch is laid out for the steps that read it: the agents
-/// the index keeps are spawned by the step they are first due in, and within
-/// a step in the order of their starting cells along a Z-order curve. A
-/// step's due agents are then stored one after another, and each is near the
-/// one before it; agents the index does not keep stay in request order.
+/// the index keeps are spawned by the step they are first due in, within a
+/// step by priority, and then in the order of their starting cells along a
+/// Z-order curve. A step's due agents of one priority are then stored one
+/// after another, and each is near the one before it; agents the index does
+/// not keep stay in request order.
 #[test]
-fn an_admission_batch_is_laid_out_by_due_step_then_by_place() {
+fn an_admission_batch_is_laid_out_by_due_step_priority_then_place() {
     let kept = common::idle_kind("kept", 10.0);
     let apart = common::idle_kind("apart", 10.0)
         .replace("behaviour: Idle", "behaviour: Idle, indexed: false");
@@ -341,7 +342,11 @@ fn an_admission_batch_is_laid_out_by_due_step_then_by_place() {
             world: (size: (2000.0, 2000.0), sites: 1),
             clock: (fixed_hz: 100.0),
             archetypes: [{kept}, {apart}],
-            groups: [(kind: "kept", count: 3000), (kind: "apart", count: 300)],
+            groups: [
+                (kind: "kept", count: 2000),
+                (kind: "apart", count: 300),
+                (kind: "kept", count: 1000, priority: High),
+            ],
         )"#
     )));
     let world = sim.world_mut();
@@ -350,7 +355,17 @@ fn an_admission_batch_is_laid_out_by_due_step_then_by_place() {
     let mut q = world.query::<(Entity, &Agent, &Position, &Cadence)>();
     let mut agents: Vec<_> = q
         .iter(world)
-        .map(|(e, a, p, c)| (e.index(), a.kind == kept_kind, a.id, p.0, c.due / STEP_NS))
+        .map(|(e, a, p, c)| {
+            let class = a.priority as u8;
+            (
+                e.index(),
+                a.kind == kept_kind,
+                a.id,
+                p.0,
+                c.due / STEP_NS,
+                class,
+            )
+        })
         .collect();
     agents.sort_by_key(|a| a.0);
     let morton = |p: Vec2| {
@@ -366,16 +381,25 @@ fn an_admission_batch_is_laid_out_by_due_step_then_by_place() {
     for pair in kept.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         assert!(
-            (a.4, morton(a.3)) <= (b.4, morton(b.3)),
-            "stored by due step, then by place: {a:?} before {b:?}"
+            (a.4, a.5, morton(a.3)) <= (b.4, b.5, morton(b.3)),
+            "stored by due step, priority, then place: {a:?} before {b:?}"
         );
     }
+    assert!(
+        kept.windows(2)
+            .any(|p| p[0].4 == p[1].4 && p[0].5 != p[1].5),
+        "a step holds agents of both priorities"
+    );
     assert!(apart.windows(2).all(|p| p[0].2 < p[1].2), "request order");
     // The due agents of a step are near one another in the order they are
     // read: on average far closer than two agents drawn at random (about
     // half the side of the world apart).
-    let step = kept[0].4;
-    let due: Vec<Vec2> = kept.iter().filter(|a| a.4 == step).map(|a| a.3).collect();
+    let (step, class) = (kept[0].4, kept[0].5);
+    let due: Vec<Vec2> = kept
+        .iter()
+        .filter(|a| (a.4, a.5) == (step, class))
+        .map(|a| a.3)
+        .collect();
     assert!(due.len() > 100, "{} due in step {step}", due.len());
     let mean = due.windows(2).map(|p| p[0].distance(p[1])).sum::<f32>() / (due.len() - 1) as f32;
     assert!(

@@ -317,12 +317,14 @@ fn start_position(w: &Waiting, seed: u64, size: Vec2) -> Vec2 {
 }
 
 /// Orders an admission batch so that the agents the index keeps are spawned
-/// by the step they are first due in, then in the order of their starting
-/// cells along a Z-order curve: a step's due agents are then a run of rows
-/// in the ECS tables (the schedule keeps the order they were inserted in, see
-/// [`AgentSchedule`]), and each is near the one before it, so that they read
-/// neighbouring cells of the spatial indices one after the other instead of
-/// all over the world. Agents of the same spawner stay together
+/// by the step they are first due in, then by priority, then in the order of
+/// their starting cells along a Z-order curve: a step's due agents are then a
+/// run of rows in the ECS tables (the schedule keeps the order they were
+/// inserted in, see [`AgentSchedule`]), and each is near the one before it, so
+/// that they read neighbouring cells of the spatial indices one after the
+/// other instead of all over the world. Under load shedding a priority's
+/// agents slow down together, so a step's due agents stay runs of rows, one
+/// per priority, instead of scattered picks. Agents of the same spawner stay together
 /// (each run is one batch into its table); agents the index does not keep
 /// keep their order; the sort is stable, so the order is the same on every
 /// run. Results never depend on it: only where the agents' data sits.
@@ -348,11 +350,12 @@ fn order_by_space(
     waiting.sort_by_cached_key(|w| {
         let kind = w.blueprint.kind;
         if !kinds.contains(kind) {
-            return (rank(kind), 0, 0);
+            return (rank(kind), 0, 0, 0);
         }
         let (step, position) = place(w);
         let (cx, cy) = geometry.cell_coords(position);
-        (rank(kind), step, morton(cx, cy))
+        let class = w.blueprint.priority as u8;
+        (rank(kind), step, class, morton(cx, cy))
     });
 }
 
@@ -422,7 +425,7 @@ fn pick_due(
 /// the due order.
 fn reschedule(
     mut tuner: Local<BatchTuner>,
-    mut next: Local<Vec<Option<(u64, AgentKind, Priority)>>>,
+    mut next: Local<Vec<Option<(u64, AgentKind, Priority, bool)>>>,
     load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     due: Res<DueAgents>,
@@ -442,16 +445,19 @@ fn reschedule(
         &mut tuner,
         &load,
         |(agent, mut cadence), next| {
-            let rate = TickRate(cadence.rate.0 * rates.0[agent.shed_class()]);
+            let shed = rates.0[agent.shed_class()];
+            let rate = TickRate(cadence.rate.0 * shed);
             cadence.due += rate.period_ns(step_ns);
             cadence.ticks += 1;
-            *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority));
+            let full = shed >= 1.0;
+            *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority, full));
         },
     );
     // Agents no longer there (despawned during the step) leave the schedule.
     for (&entity, next) in due.all().iter().zip(next.iter()) {
-        if let Some((step, kind, priority)) = *next {
+        if let Some((step, kind, priority, full)) = *next {
             stats.ticks_by_priority[priority as usize] += 1;
+            stats.full_rate_ticks_by_priority[priority as usize] += u64::from(full);
             schedule.insert_at_step(entity, step, kind);
         }
     }
@@ -462,4 +468,8 @@ fn reschedule(
 pub struct ScheduleStats {
     /// Agent ticks by priority (`Priority as usize`: background, normal, high).
     pub ticks_by_priority: [u64; 3],
+    /// Of those, the ticks run while load shedding left the agent's rate whole
+    /// (its class's [`PriorityRates`] multiplier at 1).
+    #[serde(default)]
+    pub full_rate_ticks_by_priority: [u64; 3],
 }
