@@ -141,6 +141,13 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
     ("truncated", 6, 39, "groups[1]", "Expected opening `(`"),
     ("name-too-long", 3, 11, "name", "at most 256 characters"),
     (
+        "boost-below-fair",
+        5,
+        37,
+        "monitor.rebalance.boost_at",
+        "expected at least 1 fair share, got 0.5",
+    ),
+    (
         "think-max-in-flight-zero",
         5,
         28,

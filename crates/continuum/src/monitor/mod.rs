@@ -16,7 +16,7 @@
 //!   share), then normal ones, and at the deepest level it stops admitting new
 //!   agents. High-priority agents keep their full rate, and an agent the
 //!   rebalancer boosted ([`Agent::priority_boost`](crate::agent::Agent::priority_boost):
-//!   its CPU share is above the fair one) gets the rate and share of the class
+//!   its CPU share is at least [`RebalanceRules::boost_at`] fair shares) gets the rate and share of the class
 //!   above its own. When the load stays under
 //!   [`OverloadRules::restore_below`] for [`OverloadRules::restore_after`]
 //!   evaluations in a row it restores one level, background last.
@@ -162,9 +162,23 @@ pub struct RebalanceRules {
     /// Shares stay between these multiples of the fair share.
     pub cpu_min: f32,
     pub cpu_max: f32,
+    /// An agent whose share is at least this many fair shares is boosted
+    /// ([`Agent::priority_boost`](crate::agent::Agent::priority_boost)): while
+    /// load is shed it gets the rate of the class above its own. Shares add up
+    /// to one, so about half the agents are above the fair share whenever
+    /// work is uneven; boosting all of those undid most of the shedding.
+    pub boost_at: f32,
     /// Agents younger than this many ticks give nothing away (their memory has
     /// not had time to fill).
     pub settle_ticks: u32,
+}
+
+impl RebalanceRules {
+    /// Whether an agent with CPU share `share` is boosted, `fair` being the
+    /// fair share.
+    pub fn boosts(&self, share: f32, fair: f32) -> bool {
+        share >= fair * self.boost_at
+    }
 }
 
 impl Default for RebalanceRules {
@@ -179,6 +193,7 @@ impl Default for RebalanceRules {
             cpu_step: 0.25,
             cpu_min: 0.25,
             cpu_max: 4.0,
+            boost_at: 2.0,
             settle_ticks: 50,
         }
     }
@@ -330,7 +345,7 @@ pub struct BudgetUpdate {
     pub memory_limit: u32,
     pub cpu_share: f32,
     /// The agent's [`Agent::priority_boost`](crate::agent::Agent::priority_boost):
-    /// its share is above the fair one.
+    /// its share is at least [`RebalanceRules::boost_at`] fair shares.
     pub priority_boost: bool,
 }
 
@@ -469,7 +484,7 @@ pub fn rebalance_into(
                 index: i as u32,
                 memory_limit: limits[i],
                 cpu_share: shares[i],
-                priority_boost: shares[i] > fair_share,
+                priority_boost: rules.boosts(shares[i], fair_share),
             }),
     );
     summary

@@ -313,7 +313,7 @@ fn rebalance_budgets(
             };
             changed += 1;
             budget.cpu_share = share;
-            let boost = share > weighing.fair_share;
+            let boost = rules.boosts(share, weighing.fair_share);
             if agent.priority_boost != boost {
                 agent.priority_boost = boost;
             }

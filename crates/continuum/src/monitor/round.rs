@@ -511,7 +511,7 @@ mod tests {
                             index: read.binary_search(&i).unwrap() as u32,
                             memory_limit: limit,
                             cpu_share: share,
-                            priority_boost: share > fair,
+                            priority_boost: rules.boosts(share, fair),
                         });
                     }
                 }

@@ -184,3 +184,46 @@ fn busy_agents_get_larger_cpu_shares_and_idle_ones_smaller() {
     let first = updates.iter().find(|u| u.index == 0).unwrap();
     assert!(!first.priority_boost, "0.25 is the fair share, not above");
 }
+
+/// Only an agent whose share reached `boost_at` fair shares is boosted, not
+/// every agent above the fair share (shares add up to one, so about half of
+/// them are whenever work is uneven).
+#[test]
+fn only_agents_at_boost_at_fair_shares_are_boosted() {
+    let mut agents = [
+        agent(100, 50, 50.0),
+        agent(100, 50, 50.0),
+        agent(100, 50, 1.0),
+        agent(100, 50, 1.0),
+        agent(100, 50, 1.0),
+        agent(100, 50, 1.0),
+    ];
+    let fair = 0.1;
+    for (a, share) in agents.iter_mut().zip([0.15, 0.3, 0.1, 0.1, 0.1, 0.1]) {
+        a.cpu_share = share;
+    }
+    let rules = RebalanceRules::default();
+    let (updates, _) = rebalance(&agents, 600, fair, &rules);
+    let update = |i: u32| *updates.iter().find(|u| u.index == i).unwrap();
+    // Both busy agents' shares grow by a quarter (the shares add up to 0.86,
+    // so none is scaled down).
+    assert!((update(0).cpu_share - 0.1875).abs() < 1e-6);
+    assert!((update(1).cpu_share - 0.375).abs() < 1e-6);
+    assert!(
+        !update(0).priority_boost,
+        "1.9 fair shares: above fair, not boosted"
+    );
+    assert!(update(1).priority_boost, "3.75 fair shares: boosted");
+    let lenient = RebalanceRules {
+        boost_at: 1.0,
+        ..rules
+    };
+    let (updates, _) = rebalance(&agents, 600, fair, &lenient);
+    assert!(
+        updates
+            .iter()
+            .find(|u| u.index == 0)
+            .unwrap()
+            .priority_boost
+    );
+}

@@ -798,6 +798,11 @@ impl Scenario {
                         )
                     },
                 );
+                v.check(
+                    r.boost_at >= 1.0 && r.boost_at <= MAX_MAGNITUDE,
+                    "boost_at",
+                    || format!("expected at least 1 fair share, got {}", r.boost_at),
+                );
             });
             let o = &self.monitor.overload;
             v.field("overload", |v| {
