@@ -44,9 +44,10 @@ pub struct Agent {
     /// tick rate and CPU share of the class above its own (a boosted
     /// background agent as a normal one, a boosted normal agent as a high one,
     /// which is never slowed). The resource monitor boosts the agents whose
-    /// CPU share it raised to [`RebalanceRules::boost_at`](crate::monitor::RebalanceRules::boost_at) fair shares or
-    /// more: those that need far more work per tick than the others (see
-    /// [`rebalance`](crate::monitor::rebalance)). Without load
+    /// CPU share it raised to
+    /// [`RebalanceRules::boost_at`](crate::monitor::RebalanceRules::boost_at)
+    /// fair shares or more: those that need far more work per tick than the
+    /// others (see [`rebalance`](crate::monitor::rebalance)). Without load
     /// shedding it changes nothing. It does not change who wins a conflict.
     pub priority_boost: bool,
     /// The cell of the [`AgentIndex`] that holds the agent. It sits in what would be padding: a component of its own would

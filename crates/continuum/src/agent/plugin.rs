@@ -324,10 +324,10 @@ fn start_position(w: &Waiting, seed: u64, size: Vec2) -> Vec2 {
 /// that they read neighbouring cells of the spatial indices one after the
 /// other instead of all over the world. Under load shedding a priority's
 /// agents slow down together, so a step's due agents stay runs of rows, one
-/// per priority, instead of scattered picks. Agents of the same spawner stay together
-/// (each run is one batch into its table); agents the index does not keep
-/// keep their order; the sort is stable, so the order is the same on every
-/// run. Results never depend on it: only where the agents' data sits.
+/// per priority, instead of scattered picks. Agents of the same spawner stay
+/// together (each run is one batch into its table); agents the index does not
+/// keep keep their order; the sort is stable, so the order is the same on
+/// every run. Results never depend on it: only where the agents' data sits.
 fn order_by_space(
     waiting: &mut [Waiting],
     geometry: &GridGeometry,

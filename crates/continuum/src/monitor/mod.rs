@@ -16,8 +16,8 @@
 //!   share), then normal ones, and at the deepest level it stops admitting new
 //!   agents. High-priority agents keep their full rate, and an agent the
 //!   rebalancer boosted ([`Agent::priority_boost`](crate::agent::Agent::priority_boost):
-//!   its CPU share is at least [`RebalanceRules::boost_at`] fair shares) gets the rate and share of the class
-//!   above its own. When the load stays under
+//!   its CPU share is at least [`RebalanceRules::boost_at`] fair shares) gets
+//!   the rate and share of the class above its own. When the load stays under
 //!   [`OverloadRules::restore_below`] for [`OverloadRules::restore_after`]
 //!   evaluations in a row it restores one level, background last.
 //!
