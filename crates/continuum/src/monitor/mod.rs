@@ -164,9 +164,12 @@ pub struct RebalanceRules {
     pub cpu_max: f32,
     /// An agent whose share is at least this many fair shares is boosted
     /// ([`Agent::priority_boost`](crate::agent::Agent::priority_boost)): while
-    /// load is shed it gets the rate of the class above its own. Shares add up
-    /// to one, so about half the agents are above the fair share whenever
-    /// work is uneven; boosting all of those undid most of the shedding.
+    /// load is shed it gets the rate of the class above its own. The default
+    /// is `cpu_max`'s, so that only agents whose shares reached the cap are:
+    /// the few that need far more work than the rest. Shares add up to one,
+    /// so whenever work is uneven about half the agents are above the fair
+    /// share, and a whole kind that needs more work than the others can sit
+    /// well above it; boosting those undid most of the shedding.
     pub boost_at: f32,
     /// Agents younger than this many ticks give nothing away (their memory has
     /// not had time to fill).
@@ -193,7 +196,7 @@ impl Default for RebalanceRules {
             cpu_step: 0.25,
             cpu_min: 0.25,
             cpu_max: 4.0,
-            boost_at: 2.0,
+            boost_at: 4.0,
             settle_ticks: 50,
         }
     }

@@ -185,9 +185,9 @@ fn busy_agents_get_larger_cpu_shares_and_idle_ones_smaller() {
     assert!(!first.priority_boost, "0.25 is the fair share, not above");
 }
 
-/// Only an agent whose share reached `boost_at` fair shares is boosted, not
-/// every agent above the fair share (shares add up to one, so about half of
-/// them are whenever work is uneven).
+/// Only an agent whose share reached `boost_at` fair shares (by default the
+/// cap, `cpu_max`) is boosted, not every agent above the fair share (shares
+/// add up to one, so about half of them are whenever work is uneven).
 #[test]
 fn only_agents_at_boost_at_fair_shares_are_boosted() {
     let mut agents = [
@@ -199,23 +199,27 @@ fn only_agents_at_boost_at_fair_shares_are_boosted() {
         agent(100, 50, 1.0),
     ];
     let fair = 0.1;
-    for (a, share) in agents.iter_mut().zip([0.15, 0.3, 0.1, 0.1, 0.1, 0.1]) {
+    for (a, share) in agents.iter_mut().zip([0.15, 0.35, 0.1, 0.1, 0.1, 0.1]) {
         a.cpu_share = share;
     }
     let rules = RebalanceRules::default();
+    assert_eq!(rules.boost_at, rules.cpu_max);
     let (updates, _) = rebalance(&agents, 600, fair, &rules);
     let update = |i: u32| *updates.iter().find(|u| u.index == i).unwrap();
-    // Both busy agents' shares grow by a quarter (the shares add up to 0.86,
-    // so none is scaled down).
+    // Both busy agents' shares grow by a quarter, the second's up to the cap
+    // (the shares add up to 0.8875, so none is scaled down).
     assert!((update(0).cpu_share - 0.1875).abs() < 1e-6);
-    assert!((update(1).cpu_share - 0.375).abs() < 1e-6);
+    assert!((update(1).cpu_share - 0.4).abs() < 1e-6);
     assert!(
         !update(0).priority_boost,
         "1.9 fair shares: above fair, not boosted"
     );
-    assert!(update(1).priority_boost, "3.75 fair shares: boosted");
+    assert!(
+        update(1).priority_boost,
+        "at the cap of 4 fair shares: boosted"
+    );
     let lenient = RebalanceRules {
-        boost_at: 1.0,
+        boost_at: 1.5,
         ..rules
     };
     let (updates, _) = rebalance(&agents, 600, fair, &lenient);
