@@ -178,21 +178,14 @@ fn rebalance_budgets(
     if round.steps.is_none_or(|s| s.interval != interval) {
         // The interval's last step is the one that ends on or past its end.
         let last = ((interval + 1) * every - 1) / step_ns;
-        // In id order: which step reads an agent must not depend on the
-        // order its entity has in the tables (a restored checkpoint's differs).
-        // The query mostly yields runs already in order, which a stable sort
-        // merges in about linear time.
-        round.by_id.clear();
-        round
-            .by_id
-            .extend(agents.iter().map(|(entity, agent, ..)| (agent.id, entity)));
-        round.by_id.sort_by_key(|&(id, _)| id);
         let steps = RoundSteps {
             interval,
             first: clock.step(),
             steps: last + 1 - clock.step(),
         };
-        round.start(steps, rules);
+        round.start(steps, rules, || {
+            agents.iter().map(|(entity, agent, ..)| (agent.id, entity))
+        });
     }
     let Some(work) = round
         .steps

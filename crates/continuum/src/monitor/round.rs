@@ -241,6 +241,41 @@ impl Weighing {
     }
 }
 
+/// Puts the entities of `agents` (an iterator that can be started twice) in
+/// `out`, in id order: which step reads an agent must not depend on the order
+/// its entity has in the tables (a restored checkpoint's differs, and agents
+/// are laid out by place). Ids are handed out in order, so the agents alive
+/// mostly fill a range of ids: each is placed at its id's offset in the range,
+/// in one pass, without a sort and without a list of pairs. A range much wider
+/// than the agents (after much churn) is sorted instead.
+pub(crate) fn in_id_order<I>(out: &mut Vec<Entity>, agents: impl Fn() -> I)
+where
+    I: Iterator<Item = (AgentId, Entity)>,
+{
+    out.clear();
+    let (mut first, mut last, mut count) = (u64::MAX, 0, 0usize);
+    for (id, _) in agents() {
+        first = first.min(id.0);
+        last = last.max(id.0);
+        count += 1;
+    }
+    if count == 0 {
+        return;
+    }
+    let range = last - first + 1;
+    if range <= 2 * count as u64 + 1024 {
+        out.resize(range as usize, Entity::PLACEHOLDER);
+        for (id, entity) in agents() {
+            out[(id.0 - first) as usize] = entity;
+        }
+        out.retain(|&entity| entity != Entity::PLACEHOLDER);
+    } else {
+        let mut pairs: Vec<_> = agents().collect();
+        pairs.sort_unstable_by_key(|&(id, _)| id);
+        out.extend(pairs.into_iter().map(|(_, entity)| entity));
+    }
+}
+
 /// The rebalancing under way (see the module's documentation). Checkpoints
 /// save it, agents named by id.
 #[derive(Resource, Clone, Debug, Default)]
@@ -256,19 +291,22 @@ pub struct RebalanceRound {
     pub(crate) tally: Tally,
     /// Fixed by the first weighing step.
     pub(crate) weighing: Option<Weighing>,
-    /// The round's agents with their ids, to put them in id order: a list
-    /// kept from one round to the next.
-    pub(crate) by_id: Vec<(AgentId, Entity)>,
 }
 
 impl RebalanceRound {
-    /// Starts the round of `steps` over `agents` (in id order) with `rules`.
-    pub(crate) fn start(&mut self, steps: RoundSteps, rules: &RebalanceRules) {
+    /// Starts the round of `steps` over `agents` with `rules`, listing them in
+    /// id order (see [`in_id_order`]).
+    pub(crate) fn start<I>(
+        &mut self,
+        steps: RoundSteps,
+        rules: &RebalanceRules,
+        agents: impl Fn() -> I,
+    ) where
+        I: Iterator<Item = (AgentId, Entity)>,
+    {
         self.steps = Some(steps);
         self.rules = rules.clone();
-        self.agents.clear();
-        self.agents
-            .extend(self.by_id.iter().map(|&(_, entity)| entity));
+        in_id_order(&mut self.agents, agents);
         self.loads.clear();
         self.loads.resize(self.agents.len(), None);
         self.tally = Tally::default();
@@ -323,7 +361,6 @@ impl RebalanceRound {
             loads: image.loads,
             tally: image.tally,
             weighing: image.weighing,
-            by_id: Vec::new(),
         })
     }
 }
@@ -367,6 +404,34 @@ mod tests {
 
     use super::*;
     use crate::monitor::{BudgetUpdate, rebalance};
+
+    /// Agents listed in id order whatever the order they come in: ids that
+    /// fill their range, ids with holes (both placed at their offsets) and
+    /// ids far apart (sorted).
+    #[test]
+    fn agents_are_listed_in_id_order() {
+        let mut rng = Pcg32::seed_from_u64(5);
+        // (gap between ids, leave out every third)
+        for (gap, holes) in [(1u64, false), (1, true), (5000, false)] {
+            let mut agents: Vec<(AgentId, Entity)> = (0..3000u32)
+                .filter(|i| !holes || i % 3 != 0)
+                .map(|i| {
+                    let id = AgentId(700 + u64::from(i) * gap);
+                    (id, Entity::from_raw_u32(i).unwrap())
+                })
+                .collect();
+            let expected: Vec<Entity> = agents.iter().map(|&(_, e)| e).collect();
+            for i in (1..agents.len()).rev() {
+                agents.swap(i, rng.random_range(0..=i));
+            }
+            let mut out = vec![Entity::PLACEHOLDER; 7]; // left from a round before
+            in_id_order(&mut out, || agents.iter().copied());
+            assert_eq!(out, expected, "gap {gap}, holes {holes}");
+        }
+        let mut out = vec![Entity::PLACEHOLDER];
+        in_id_order(&mut out, std::iter::empty);
+        assert!(out.is_empty());
+    }
 
     /// Every step's work in a round of `steps` over `agents` agents.
     fn works(steps: u64, agents: usize) -> Vec<StepWork> {
