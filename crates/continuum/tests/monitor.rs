@@ -150,6 +150,44 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
     );
 }
 
+/// Steps that take nearly twice the real time allowed them are shed in one
+/// evaluation, down to the lightest level whose ticks would bring them back
+/// under the line, rather than one level a second.
+#[test]
+fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
+    let mut sim = under_fake_load(common::three_priorities());
+    sim.world_mut().resource_mut::<common::FakeBusy>().per_step = STEP_NS * 19 / 10;
+    sim.run_for(1.05); // one evaluation, at 1 s: load 1.9
+    // As many ticks of each priority: level 5 would run (0.1 + 0.5 + 1) / 3 of
+    // them (load 1.01), level 6 (0.1 + 0.25 + 1) / 3 (0.86).
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 6);
+    assert_eq!(sim.world().resource::<PriorityRates>().0, LEVELS[6].rate);
+    let log = sim.world().resource::<BudgetLog>();
+    let shed = log.recent.back().unwrap();
+    assert!(shed.what.starts_with("shed: level 6"), "{}", shed.what);
+    assert!(
+        shed.why.contains("190 %") && shed.why.contains("estimated at level 6: 86 %"),
+        "{}",
+        shed.why
+    );
+    // The fake load does not follow the ticks: at the next evaluation it is
+    // still 1.9, now mostly high-priority ticks that no level slows, so even
+    // the deepest level's estimate is over the line and it goes all the way.
+    sim.run_for(1.0);
+    assert_eq!(
+        sim.world().resource::<ResourceStats>().overload.level,
+        LEVELS.len() - 1
+    );
+    let before = ticks(&sim);
+    sim.run_for(1.0);
+    let after = ticks(&sim);
+    assert_eq!(
+        after[2] - before[2],
+        100,
+        "10 high-priority agents keep 10 Hz each"
+    );
+}
+
 /// Under load shedding, a boosted background agent runs at the normal rate
 /// while the others of its class are slowed to a quarter.
 #[test]

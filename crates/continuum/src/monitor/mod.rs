@@ -11,10 +11,10 @@
 //! - **Overload** (realtime mode only, every [`OverloadRules::evaluate_every`]
 //!   real seconds): when steps take more than [`OverloadRules::shed_above`] of
 //!   the real time allowed them (the step length over the speed), the monitor
-//!   sheds load one
-//!   [`LEVELS`] step at a time: background agents first (lower rate, then lower CPU
-//!   share), then normal ones, and at the deepest level it stops admitting new
-//!   agents. High-priority agents keep their full rate, and an agent the
+//!   sheds load down the [`LEVELS`], as many at once as the load needs (its
+//!   estimate scales the load by the ticks a level would run): background
+//!   agents first (lower rate, then lower CPU share), then normal ones, and at
+//!   the deepest level it stops admitting new agents. High-priority agents keep their full rate, and an agent the
 //!   rebalancer boosted ([`Agent::priority_boost`](crate::agent::Agent::priority_boost):
 //!   its CPU share is at least [`RebalanceRules::boost_at`] fair shares) gets
 //!   the rate and share of the class above its own. When the load stays under
@@ -257,9 +257,10 @@ const fn level(bg_rate: f32, bg_cpu: f32, normal_rate: f32, normal_cpu: f32, hol
 }
 
 /// The shedding levels, lightest first. Background agents lose rate, then CPU
-/// share; then normal agents do; the last level also holds admission. High
-/// priority is never touched.
-pub const LEVELS: [Level; 8] = [
+/// share; then normal agents do; the deepest levels slow background agents to
+/// a twentieth, then a fiftieth of their rate and normal ones to a tenth; the
+/// last level also holds admission. High priority is never touched.
+pub const LEVELS: [Level; 10] = [
     level(1.0, 1.0, 1.0, 1.0, false),
     level(0.5, 1.0, 1.0, 1.0, false),
     level(0.25, 1.0, 1.0, 1.0, false),
@@ -267,7 +268,9 @@ pub const LEVELS: [Level; 8] = [
     level(0.1, 0.5, 1.0, 1.0, false),
     level(0.1, 0.5, 0.5, 1.0, false),
     level(0.1, 0.5, 0.25, 0.5, false),
-    level(0.1, 0.5, 0.25, 0.5, true),
+    level(0.05, 0.5, 0.25, 0.5, false),
+    level(0.02, 0.5, 0.1, 0.5, false),
+    level(0.02, 0.5, 0.1, 0.5, true),
 ];
 
 /// Where the overload policy stands.
@@ -287,22 +290,38 @@ pub enum Decision {
     Restore,
 }
 
-/// The overload policy: from where it stands and the measured load (mean step
-/// time over the real time allowed a step), the next state and what changed.
+/// The overload policy: from where it stands, the measured load (mean step
+/// time over the real time allowed a step) and the agent ticks by priority
+/// (background, normal, high) run since the last evaluation, the next state
+/// and what changed.
+///
+/// Above `shed_above` it sheds one level. Above twice `shed_above` it sheds as
+/// many as the load needs at once: the load each deeper level would leave is
+/// estimated as proportional to the ticks it would run ([`estimated_load`]),
+/// and the lightest level whose estimate is back under `shed_above` is taken
+/// (the deepest if none is). Five times the real time allowed thus goes most
+/// of the way down in one evaluation rather than a level a second while real
+/// time is lost; near the line, where a level that only lowers CPU shares may
+/// be enough, it still goes one level at a time. With no ticks counted it
+/// sheds one level. Levels come back one at a time.
 pub fn decide_overload(
     state: OverloadState,
     load: f64,
+    ticks: [u64; 3],
     rules: &OverloadRules,
 ) -> (OverloadState, Decision) {
     if load > rules.shed_above {
-        if state.level + 1 < LEVELS.len() {
-            return (
-                OverloadState {
-                    level: state.level + 1,
-                    calm: 0,
-                },
-                Decision::Shed,
-            );
+        let deepest = LEVELS.len() - 1;
+        if state.level < deepest {
+            let jump = load > 2.0 * rules.shed_above && ticks.iter().any(|&t| t > 0);
+            let level = if !jump {
+                state.level + 1
+            } else {
+                (state.level + 1..deepest)
+                    .find(|&to| estimated_load(load, ticks, state.level, to) <= rules.shed_above)
+                    .unwrap_or(deepest)
+            };
+            return (OverloadState { level, calm: 0 }, Decision::Shed);
         }
         return (OverloadState { calm: 0, ..state }, Decision::Hold);
     }
@@ -320,6 +339,23 @@ pub fn decide_overload(
         return (OverloadState { calm, ..state }, Decision::Hold);
     }
     (OverloadState { calm: 0, ..state }, Decision::Hold)
+}
+
+/// The load level `to` would leave, from `load` measured at level `from` with
+/// `ticks` by priority: the load scaled by the ticks each class would run at
+/// `to`'s rates over those it ran at `from`'s. Step costs that do not follow
+/// the ticks make it an underestimate when shedding; the next evaluation
+/// sheds again if it was.
+pub fn estimated_load(load: f64, ticks: [u64; 3], from: usize, to: usize) -> f64 {
+    let (from, to) = (LEVELS[from].rate, LEVELS[to].rate);
+    let ran: f64 = ticks.iter().map(|&t| t as f64).sum();
+    if ran == 0.0 {
+        return load;
+    }
+    let would: f64 = (0..3)
+        .map(|c| ticks[c] as f64 * f64::from(to[c]) / f64::from(from[c]))
+        .sum();
+    load * would / ran
 }
 
 /// What the rebalancer knows of one agent.

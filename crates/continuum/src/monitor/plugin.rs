@@ -8,7 +8,9 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 
 use super::*;
-use crate::agent::{Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, PriorityRates};
+use crate::agent::{
+    Admitted, Agent, AgentPool, AgentsAdmitted, Cadence, PriorityRates, ScheduleStats,
+};
 use crate::clock::{SimClock, configure_phases, paced_in_real_time, secs_to_sim};
 use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, Memory, MemoryKinds, MemoryPlan, Perception, SHORT_TERM_MAX,
@@ -52,6 +54,8 @@ struct OverloadClock {
     last_eval: Option<Duration>,
     busy_at_last_eval: u64,
     steps_at_last_eval: u64,
+    /// [`ScheduleStats::ticks_by_priority`] at the latest evaluation.
+    ticks_at_last_eval: [u64; 3],
     samples_seen: u64,
 }
 
@@ -362,13 +366,16 @@ fn log_round(log: &mut BudgetLog, summary: &RebalanceSummary, rules: &RebalanceR
 /// While steps follow real time ([`paced_in_real_time`]), every
 /// `overload.evaluate_every` real seconds: measures how busy the step loop was
 /// against the real time allowed a step at the current speed of
-/// `Time<Virtual>`, and sheds or restores one level (see [`decide_overload`]).
+/// `Time<Virtual>`, and sheds as many levels as that load needs or restores
+/// one (see [`decide_overload`]).
+#[allow(clippy::too_many_arguments)]
 fn shed_load(
     settings: Res<MonitorSettings>,
     strategy: Option<Res<TimeUpdateStrategy>>,
     virt: Option<Res<Time<Virtual>>>,
     sim: Res<SimClock>,
     run: Res<RunStats>,
+    scheduled: Option<Res<ScheduleStats>>,
     mut clock: ResMut<OverloadClock>,
     mut stats: ResMut<ResourceStats>,
     mut shedding: ResMut<LoadShedding>,
@@ -384,10 +391,12 @@ fn shed_load(
     };
     // Bevy's real clock: the wall clock in a run, a manual one in tests.
     let now = real.elapsed();
+    let ticks_now = scheduled.map_or([0; 3], |s| s.ticks_by_priority);
     let Some(last) = clock.last_eval else {
         clock.last_eval = Some(now);
         clock.busy_at_last_eval = run.busy_ns;
         clock.steps_at_last_eval = run.steps;
+        clock.ticks_at_last_eval = ticks_now;
         return;
     };
     if now.saturating_sub(last).as_secs_f64() < rules.evaluate_every
@@ -403,11 +412,15 @@ fn shed_load(
     let speed = virt.map_or(1.0, |v| v.relative_speed_f64()).max(1e-9);
     let allowed_ns = sim.step_ns() as f64 / speed;
     let load = mean_step_ns / allowed_ns;
+    let ticks: [u64; 3] =
+        std::array::from_fn(|c| ticks_now[c].saturating_sub(clock.ticks_at_last_eval[c]));
     clock.last_eval = Some(now);
     clock.busy_at_last_eval = run.busy_ns;
     clock.steps_at_last_eval = run.steps;
+    clock.ticks_at_last_eval = ticks_now;
     stats.load = load;
-    let (state, decision) = decide_overload(stats.overload, load, rules);
+    let from = stats.overload.level;
+    let (state, decision) = decide_overload(stats.overload, load, ticks, rules);
     stats.overload = state;
     if decision == Decision::Hold {
         return;
@@ -426,9 +439,12 @@ fn shed_load(
         Decision::Shed => (
             "shed",
             format!(
-                "steps took {:.0} % of the real time allowed them (above {:.0} %)",
+                "steps took {:.0} % of the real time allowed them (above {:.0} %); \
+                 estimated at level {}: {:.0} %",
                 load * 100.0,
-                rules.shed_above * 100.0
+                rules.shed_above * 100.0,
+                state.level,
+                estimated_load(load, ticks, from, state.level) * 100.0
             ),
         ),
         _ => (

@@ -4,16 +4,52 @@ fn rules() -> OverloadRules {
     OverloadRules::default() // shed above 0.9, calm below 0.6, restore after 3
 }
 
-/// Runs the policy over a series of loads; returns the level after each.
+/// Runs the policy over a series of loads, with as many ticks of each
+/// priority at full rate; returns the level after each.
 fn levels(loads: &[f64]) -> Vec<usize> {
     let mut state = OverloadState::default();
     loads
         .iter()
         .map(|&load| {
-            state = decide_overload(state, load, &rules()).0;
+            let ticks = LEVELS[state.level].rate.map(|r| (r * 1000.0) as u64);
+            state = decide_overload(state, load, ticks, &rules()).0;
             state.level
         })
         .collect()
+}
+
+#[test]
+fn a_heavy_overload_sheds_as_many_levels_as_it_needs_at_once() {
+    // 5.5 times the real time allowed, the ticks split as in
+    // `scenarios/million.ron` (5 % high, 15 % normal, 80 % background).
+    let ticks = [800, 150, 50];
+    let (state, decision) = decide_overload(OverloadState::default(), 5.5, ticks, &rules());
+    assert_eq!(decision, Decision::Shed);
+    // Level 6 would run 80 + 37.5 + 50 of the 1000 ticks (load 0.92), level 7
+    // 40 + 37.5 + 50 (0.70).
+    assert_eq!(state.level, 7);
+    assert!(estimated_load(5.5, ticks, 0, 6) > 0.9);
+    assert!((estimated_load(5.5, ticks, 0, 7) - 5.5 * 0.1275).abs() < 1e-6);
+    // Even the deepest rates leave more than shed_above: all the way down.
+    let (state, _) = decide_overload(OverloadState::default(), 20.0, ticks, &rules());
+    assert_eq!(state.level, LEVELS.len() - 1);
+    // Further down, the estimate starts from the level the ticks ran at: from
+    // level 7, level 8 runs two fifths of the background and normal ticks.
+    let at_7 = [40, 38, 10];
+    let (state, _) = decide_overload(OverloadState { level: 7, calm: 2 }, 1.85, at_7, &rules());
+    assert_eq!(state, OverloadState { level: 8, calm: 0 });
+    assert!((estimated_load(1.85, at_7, 7, 8) - 1.85 * 41.2 / 88.0).abs() < 1e-6);
+    // Under twice the line, one level at a time (level 3 only lowers CPU
+    // shares, which the estimate does not see).
+    let (state, _) = decide_overload(OverloadState { level: 2, calm: 0 }, 1.7, ticks, &rules());
+    assert_eq!(state.level, 3);
+    // The estimate is relative to the level the ticks ran at.
+    let at_4 = LEVELS[4].rate.map(|r| (r * 1000.0) as u64);
+    assert!((estimated_load(1.0, at_4, 4, 4) - 1.0).abs() < 1e-12);
+    assert!((estimated_load(1.0, at_4, 4, 0) - 3000.0 / 2100.0).abs() < 1e-6);
+    // No ticks counted: one level at a time, as the load says nothing of them.
+    let (state, _) = decide_overload(OverloadState::default(), 5.5, [0; 3], &rules());
+    assert_eq!(state.level, 1);
 }
 
 #[test]
@@ -27,7 +63,7 @@ fn overload_sheds_a_level_per_evaluation_and_restores_after_calm_only() {
     );
     // It never goes past the deepest level, and comes back one level at a time.
     let mut loads = vec![1.0; 20];
-    loads.extend([0.1; 3 * 8]);
+    loads.extend(vec![0.1; 3 * (LEVELS.len() - 1)]);
     let got = levels(&loads);
     assert_eq!(got[19], LEVELS.len() - 1);
     assert_eq!(got[22], LEVELS.len() - 2);
