@@ -157,7 +157,11 @@ fn overload_sheds_background_first_keeps_high_priority_and_restores_with_hystere
 fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
     let mut sim = under_fake_load(common::three_priorities());
     sim.world_mut().resource_mut::<common::FakeBusy>().per_step = STEP_NS * 19 / 10;
-    sim.run_for(1.05); // one evaluation, at 1 s: load 1.9
+    // Over twice the line, the first evaluation comes after a quarter of
+    // `evaluate_every`.
+    sim.run_for(0.2);
+    assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 0);
+    sim.run_for(0.1); // one evaluation, at 0.25 s: load 1.9
     // As many ticks of each priority: level 5 would run (0.1 + 0.5 + 1) / 3 of
     // them (load 1.01), level 6 (0.1 + 0.25 + 1) / 3 (0.86).
     assert_eq!(sim.world().resource::<ResourceStats>().overload.level, 6);
@@ -173,7 +177,7 @@ fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
     // The fake load does not follow the ticks: at the next evaluation it is
     // still 1.9, now mostly high-priority ticks that no level slows, so even
     // the deepest level's estimate is over the line and it goes all the way.
-    sim.run_for(1.0);
+    sim.run_for(0.25);
     assert_eq!(
         sim.world().resource::<ResourceStats>().overload.level,
         LEVELS.len() - 1

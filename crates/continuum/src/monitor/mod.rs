@@ -207,10 +207,11 @@ impl Default for RebalanceRules {
 #[serde(deny_unknown_fields, default)]
 pub struct OverloadRules {
     pub enabled: bool,
-    /// Real seconds between two evaluations.
+    /// Real seconds between two evaluations (a quarter of them when steps take
+    /// more than twice `shed_above`, over at least five steps).
     pub evaluate_every: f64,
-    /// Shed one level when steps take more than this share of the real time
-    /// allowed them.
+    /// Shed a level when steps take more than this share of the real time
+    /// allowed them; above twice this, as many levels as the load needs.
     pub shed_above: f64,
     /// Count an evaluation as calm when they take less than this share.
     pub restore_below: f64,

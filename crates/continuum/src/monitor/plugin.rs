@@ -363,11 +363,18 @@ fn log_round(log: &mut BudgetLog, summary: &RebalanceSummary, rules: &RebalanceR
     }
 }
 
+/// The share of `overload.evaluate_every` after which a load over twice
+/// `shed_above` is evaluated, if at least [`EARLY_STEPS`] steps ran.
+const EARLY_SHARE: f64 = 0.25;
+/// Steps an early evaluation needs: one long step is not an overload.
+const EARLY_STEPS: u64 = 5;
+
 /// While steps follow real time ([`paced_in_real_time`]), every
-/// `overload.evaluate_every` real seconds: measures how busy the step loop was
-/// against the real time allowed a step at the current speed of
-/// `Time<Virtual>`, and sheds as many levels as that load needs or restores
-/// one (see [`decide_overload`]).
+/// `overload.evaluate_every` real seconds (a quarter of that when the load is
+/// over twice `shed_above`): measures how busy the step loop was against the
+/// real time allowed a step at the current speed of `Time<Virtual>`, and sheds
+/// as many levels as that load needs or restores one (see
+/// [`decide_overload`]).
 #[allow(clippy::too_many_arguments)]
 fn shed_load(
     settings: Res<MonitorSettings>,
@@ -399,19 +406,24 @@ fn shed_load(
         clock.ticks_at_last_eval = ticks_now;
         return;
     };
-    if now.saturating_sub(last).as_secs_f64() < rules.evaluate_every
-        || run.steps == clock.steps_at_last_eval
-    {
+    let elapsed = now.saturating_sub(last).as_secs_f64();
+    let steps = run.steps - clock.steps_at_last_eval;
+    if elapsed < rules.evaluate_every * EARLY_SHARE || steps == 0 {
         return;
     }
     // The load is what a step costs over what real time allows it: the mean step
     // time over the step's share of real time. (Busy time alone would read 100 %
     // while the loop catches up after a slow spell.)
-    let steps = run.steps - clock.steps_at_last_eval;
     let mean_step_ns = (run.busy_ns - clock.busy_at_last_eval) as f64 / steps as f64;
     let speed = virt.map_or(1.0, |v| v.relative_speed_f64()).max(1e-9);
     let allowed_ns = sim.step_ns() as f64 / speed;
     let load = mean_step_ns / allowed_ns;
+    // A heavy overload is acted on early: every second at five times the real
+    // time allowed loses most of a second.
+    let early = steps >= EARLY_STEPS && load > 2.0 * rules.shed_above;
+    if elapsed < rules.evaluate_every && !early {
+        return;
+    }
     let ticks: [u64; 3] =
         std::array::from_fn(|c| ticks_now[c].saturating_sub(clock.ticks_at_last_eval[c]));
     clock.last_eval = Some(now);
