@@ -54,7 +54,7 @@ use crate::agent::{
     Agent, AgentBlueprint, AgentId, AgentIndex, AgentPool, AgentRng, AgentSchedule, Body, Cadence,
     Position, PriorityRates, ScheduleStats, Velocity,
 };
-use crate::agent::{PoolImage, ScheduleImage};
+use crate::agent::{PoolImage, RateChanges, ScheduleImage};
 use crate::behaviour::Intent;
 use crate::clock::SimClock;
 use crate::hash::DigestHasher;
@@ -72,7 +72,7 @@ use crate::world::{Board, Site, Sites};
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.
@@ -144,6 +144,8 @@ struct Head {
     cache: Option<CacheImage>,
     plan: Option<MemoryPlan>,
     rates: Option<PriorityRates>,
+    /// When the rates last changed: slowed classes are being spread.
+    rate_changes: Option<RateChanges>,
     shedding: Option<LoadShedding>,
     budget_log: Option<BudgetLog>,
     run_stats: Option<RunStatsImage>,
@@ -460,6 +462,7 @@ pub fn save(world: &mut World) -> Result<Vec<u8>, CheckpointError> {
         cache: world.get_resource::<SharedCache>().map(SharedCache::image),
         plan: world.get_resource::<MemoryPlan>().cloned(),
         rates: world.get_resource::<PriorityRates>().cloned(),
+        rate_changes: world.get_resource::<RateChanges>().cloned(),
         shedding: world.get_resource::<LoadShedding>().cloned(),
         budget_log: world.get_resource::<BudgetLog>().cloned(),
         run_stats: world.get_resource::<RunStats>().map(RunStats::image),
@@ -730,6 +733,9 @@ impl Checkpoint {
         }
         if let Some(rates) = head.rates {
             world.insert_resource(rates);
+        }
+        if let Some(changes) = head.rate_changes {
+            world.insert_resource(changes);
         }
         if let Some(shedding) = head.shedding {
             world.insert_resource(shedding);

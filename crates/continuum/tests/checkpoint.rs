@@ -81,6 +81,46 @@ fn a_resumed_run_reaches_the_uninterrupted_state() {
     }
 }
 
+/// A checkpoint taken while a class that load shedding slowed is being spread
+/// over its longer period resumes the same spreading: the rates, and when and
+/// from what they changed, are part of the state.
+#[test]
+fn a_resumed_run_spreads_a_slowed_class_alike() {
+    let mut scenario = common::shipped("quickstart.ron");
+    scenario.scale_agents(200);
+    // The quickstart's agents are of normal priority: halved at step 40, halved
+    // again at step 70 (a 10 Hz agent's period goes from 20 steps to 40).
+    let changes = [(40, 0.5), (70, 0.25)];
+    let n = 300;
+    let run = |checkpoint_at: Option<u64>| {
+        let mut app = app(scenario.clone());
+        prime(&mut app);
+        let mut at = 0;
+        for step in 0..n {
+            if let Some(&(_, normal)) = changes.iter().find(|(s, _)| *s == step) {
+                app.world_mut()
+                    .insert_resource(continuum::agent::PriorityRates([1.0, normal, 1.0]));
+            }
+            if checkpoint_at == Some(step) {
+                let bytes = checkpoint::save(app.world_mut()).expect("saved");
+                let checkpoint =
+                    Checkpoint::from_bytes(bytes, Path::new("mem.ckpt")).expect("read back");
+                app = self::app(checkpoint.scenario().expect("its scenario"));
+                checkpoint.restore(&mut app).expect("restored");
+            }
+            app.update();
+            at += 1;
+        }
+        assert_eq!(at, n);
+        state_digest(app.world_mut())
+    };
+    let whole = run(None);
+    // Within the old period after each change, and after it.
+    for k in [41, 71, 76, 85, 100] {
+        assert_eq!(run(Some(k)), whole, "checkpoint at step {k}");
+    }
+}
+
 /// A checkpoint taken while the rebalancer reads its agents, or applies its
 /// updates, resumes the same round: memory moves between agents whose tiers
 /// fill (a watcher among many sites) and agents that see nothing.

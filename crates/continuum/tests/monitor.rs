@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
-use continuum::agent::{PriorityRates, ScheduleStats};
+use continuum::agent::{Cadence, PriorityRates, ScheduleStats};
 use continuum::memory::MemoryPlan;
 use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, RebalanceDiagnostics, ResourceStats};
 use continuum::prelude::*;
@@ -189,6 +189,57 @@ fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
         after[2] - before[2],
         100,
         "10 high-priority agents keep 10 Hz each"
+    );
+}
+
+/// A class slowed to a tenth of its rate is spread over the longer period:
+/// every step takes its share, rather than a tenth of the class ticking
+/// together one step in a hundred, and each agent keeps the slower rate.
+#[test]
+fn a_slowed_class_is_spread_over_its_longer_period() {
+    let mut sim = SimHarness::new(common::scenario(&format!(
+        r#"Scenario(
+            name: "spread",
+            world: (size: (500.0, 500.0), sites: 10),
+            clock: (fixed_hz: 100.0),
+            archetypes: [{}],
+            groups: [(kind: "idle", count: 2000, priority: Background)],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    )));
+    sim.step(20);
+    sim.world_mut()
+        .insert_resource(PriorityRates([0.1, 1.0, 1.0]));
+    // The first ticks after the change are spread over 20 + 100 ... 20 + 210
+    // steps; from step 130 on, each agent ticks once every 100 steps.
+    sim.step(110);
+    let per_agent = |sim: &mut SimHarness| -> Vec<u32> {
+        sim.agents::<Cadence>()
+            .into_iter()
+            .map(|(_, c)| c.ticks)
+            .collect()
+    };
+    let before = per_agent(&mut sim);
+    let mut per_step = Vec::new();
+    for _ in 0..100 {
+        let t0 = ticks(&sim)[0];
+        sim.step(1);
+        per_step.push(ticks(&sim)[0] - t0);
+    }
+    let after = per_agent(&mut sim);
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| a - b == 1),
+        "each agent ticks once in a period of 100 steps"
+    );
+    assert_eq!(per_step.iter().sum::<u64>(), 2000);
+    // 20 a step on average; unspread, 200 in one step of ten, none in the others.
+    let (least, most) = (
+        *per_step.iter().min().unwrap(),
+        *per_step.iter().max().unwrap(),
+    );
+    assert!(
+        least >= 5 && most <= 40,
+        "{least} to {most} a step: {per_step:?}"
     );
 }
 

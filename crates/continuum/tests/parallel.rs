@@ -13,6 +13,7 @@ use bevy_ecs::prelude::*;
 use bevy_ecs::system::SystemState;
 use bevy_tasks::{ComputeTaskPool, TaskPoolBuilder};
 use continuum::action::ResolverDiagnostics;
+use continuum::agent::{Cadence, PriorityRates};
 use continuum::memory::SharedCache;
 use continuum::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
 use continuum::prelude::*;
@@ -213,5 +214,48 @@ fn ground_marks_from_several_threads_match_one_thread() {
     let serial = run(1);
     for threads in [2, 4] {
         assert_eq!(run(threads), serial, "ground marks on {threads} threads");
+    }
+}
+
+/// Background and normal agents slowed by load shedding are spread over their
+/// longer periods from the parallel reschedule pass: on 2 and 4 threads each
+/// agent lands where it does on one.
+#[test]
+fn slowed_classes_spread_alike_on_several_threads() {
+    pool();
+    let run = |threads: usize| {
+        let scenario = common::scenario(
+            r#"Scenario(
+                name: "slowed",
+                world: (size: (1000.0, 1000.0), sites: 200),
+                clock: (fixed_hz: 100.0),
+                groups: [
+                    (kind: "explorer", count: 600, priority: Background),
+                    (kind: "analyzer", count: 300, priority: Normal),
+                    (kind: "controller", count: 100, priority: High),
+                ],
+            )"#,
+        );
+        let mut sim = SimHarness::with(scenario, |app| {
+            app.insert_resource(ThreadLoad::with_threads(threads).sharing_every_pass());
+        });
+        sim.step(30);
+        sim.world_mut()
+            .insert_resource(PriorityRates([0.1, 0.25, 1.0]));
+        sim.step(150);
+        assert_eq!(sim.world().resource::<ThreadLoad>().threads(), threads);
+        let dues: Vec<_> = sim
+            .agents::<Cadence>()
+            .into_iter()
+            .map(|(id, c)| (id, c.due))
+            .collect();
+        (dues, sim.state_digest())
+    };
+    let serial = run(1);
+    let spread: std::collections::BTreeSet<_> =
+        serial.0.iter().map(|&(_, due)| due / 10_000_000).collect();
+    assert!(spread.len() >= 90, "dues over {} steps", spread.len());
+    for threads in [2, 4] {
+        assert_eq!(run(threads), serial, "spread on {threads} threads");
     }
 }

@@ -18,6 +18,7 @@ mod index;
 mod plugin;
 mod pool;
 mod schedule;
+mod spread;
 
 pub use components::*;
 pub use index::{AgentIndex, IndexedAgent, IndexedKinds};
@@ -29,6 +30,7 @@ pub(crate) use pool::PoolImage;
 pub use pool::{AgentBlueprint, AgentPool};
 pub(crate) use schedule::ScheduleImage;
 pub use schedule::{AgentLists, AgentSchedule, DueAgents};
+pub(crate) use spread::RateChanges;
 
 /// The engine's own bytes per agent, outside its memory's slab blocks: the
 /// components an agent entity carries (those it is spawned with and those the

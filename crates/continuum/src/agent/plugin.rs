@@ -10,6 +10,7 @@ use bevy_math::Vec2;
 
 use super::index::{index_admitted, index_moved_agents, unindex};
 use super::pool::Waiting;
+use super::spread::{self, RateChanges, ToSpread};
 use super::*;
 use crate::clock::{SimClock, SimSeed, SimTime, configure_phases};
 use crate::hash::{mix, unit_f64};
@@ -86,6 +87,7 @@ impl Plugin for AgentPlugin {
             .init_resource::<AgentIndex>()
             .init_resource::<IndexedKinds>()
             .init_resource::<ScheduleStats>()
+            .init_resource::<RateChanges>()
             .init_schedule(AgentsAdmitted)
             .edit_schedule(AgentsAdmitted, |schedule| {
                 schedule.set_executor(SingleThreadedExecutor::new());
@@ -425,16 +427,22 @@ fn pick_due(
 /// the due order.
 fn reschedule(
     mut tuner: Local<BatchTuner>,
-    mut next: Local<Vec<Option<(u64, AgentKind, Priority, bool)>>>,
+    mut next: Local<Vec<Option<Rescheduled>>>,
+    mut to_spread: Local<Vec<ToSpread>>,
     load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     due: Res<DueAgents>,
     rates: Res<PriorityRates>,
+    mut changes: ResMut<RateChanges>,
+    index: Option<Res<AgentIndex>>,
     mut schedule: ResMut<AgentSchedule>,
     mut stats: ResMut<ScheduleStats>,
     mut agents: Query<(&Agent, &mut Cadence)>,
+    positions: Query<&Position>,
 ) {
     let step_ns = clock.step_ns();
+    changes.observe(&rates, clock.now());
+    let changes = &*changes;
     let wheel = &*schedule;
     next.clear();
     next.resize(due.len(), None);
@@ -445,20 +453,125 @@ fn reschedule(
         &mut tuner,
         &load,
         |(agent, mut cadence), next| {
-            let shed = rates.0[agent.shed_class()];
-            let rate = TickRate(cadence.rate.0 * shed);
-            cadence.due += rate.period_ns(step_ns);
+            let class = agent.shed_class();
+            let shed = rates.0[class];
+            let tick = cadence.due;
+            cadence.due += TickRate(cadence.rate.0 * shed).period_ns(step_ns);
             cadence.ticks += 1;
-            let full = shed >= 1.0;
-            *next = Some((wheel.step_of(cadence.due), agent.kind, agent.priority, full));
+            *next = Some(Rescheduled {
+                step: wheel.step_of(cadence.due),
+                kind: agent.kind,
+                priority: agent.priority,
+                full: shed >= 1.0,
+                slowed: changes
+                    .slowed(class, cadence.rate.0, tick, step_ns)
+                    .is_some(),
+            });
         },
     );
+    if changes.any_slowed() {
+        let spread = Spread {
+            changes,
+            rates: &rates,
+            step_ns,
+            geometry: index.map(|index| *index.0.geometry()),
+        };
+        spread.apply(
+            &mut next,
+            &mut to_spread,
+            &mut agents,
+            &positions,
+            due.all(),
+            wheel,
+        );
+    }
     // Agents no longer there (despawned during the step) leave the schedule.
     for (&entity, next) in due.all().iter().zip(next.iter()) {
-        if let Some((step, kind, priority, full)) = *next {
-            stats.ticks_by_priority[priority as usize] += 1;
-            stats.full_rate_ticks_by_priority[priority as usize] += u64::from(full);
-            schedule.insert_at_step(entity, step, kind);
+        if let Some(next) = next {
+            let p = next.priority as usize;
+            stats.ticks_by_priority[p] += 1;
+            stats.full_rate_ticks_by_priority[p] += u64::from(next.full);
+            schedule.insert_at_step(entity, next.step, next.kind);
+        }
+    }
+}
+
+/// Where a due agent goes after its tick.
+#[derive(Clone, Copy, Debug)]
+struct Rescheduled {
+    step: u64,
+    kind: AgentKind,
+    priority: Priority,
+    /// Whether it ticked at full rate.
+    full: bool,
+    /// Whether it was its first tick since its class was slowed.
+    slowed: bool,
+}
+
+/// What spreading a step's slowed agents needs (see the `spread` module).
+struct Spread<'a> {
+    changes: &'a RateChanges,
+    rates: &'a PriorityRates,
+    step_ns: u64,
+    /// The agents' index's cells, along whose Z-order curve a step's agents
+    /// are cut into pieces (ids alone without it).
+    geometry: Option<GridGeometry>,
+}
+
+impl Spread<'_> {
+    /// Delays the agents of the step whose class was just slowed by their
+    /// pieces, in their cadences and in `next`.
+    fn apply(
+        &self,
+        next: &mut [Option<Rescheduled>],
+        to_spread: &mut Vec<ToSpread>,
+        agents: &mut Query<(&Agent, &mut Cadence)>,
+        positions: &Query<&Position>,
+        due: &[Entity],
+        wheel: &AgentSchedule,
+    ) {
+        to_spread.clear();
+        for (index, next) in next.iter().enumerate() {
+            if !next.is_some_and(|n| n.slowed) {
+                continue;
+            }
+            let Ok((agent, cadence)) = agents.get(due[index]) else {
+                continue;
+            };
+            let class = agent.shed_class();
+            let period = TickRate(cadence.rate.0 * self.rates.0[class]).period_ns(self.step_ns);
+            let tick = cadence.due - period;
+            let Some(slowdown) = self
+                .changes
+                .slowed(class, cadence.rate.0, tick, self.step_ns)
+            else {
+                continue;
+            };
+            let place = match (self.geometry, positions.get(due[index])) {
+                (Some(geometry), Ok(position)) => {
+                    let (x, y) = geometry.cell_coords(position.0);
+                    morton(x, y)
+                }
+                _ => 0,
+            };
+            to_spread.push(ToSpread {
+                index,
+                class,
+                place,
+                id: agent.id,
+                slowdown,
+            });
+        }
+        for (index, delay) in spread::delays(to_spread) {
+            if delay == 0 {
+                continue;
+            }
+            if let (Some(next), Ok((_, mut cadence))) =
+                (&mut next[index], agents.get_mut(due[index]))
+            {
+                cadence.due += delay;
+                next.step = wheel.step_of(cadence.due);
+            }
         }
     }
 }

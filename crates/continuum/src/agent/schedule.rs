@@ -8,6 +8,9 @@ use crate::clock::SimTime;
 /// wheel; they stay correct and cost one extra look per lap.
 const WHEEL_SLOTS: usize = 1024;
 
+/// Emptied slot buffers the wheel keeps at most.
+const SPARE_KEPT: usize = 16;
+
 /// 16 bytes: the entity, the lap of the wheel it is due in, and its kind.
 /// Bytes of one agent's entry in the schedule.
 pub(crate) const ENTRY_BYTES: usize = size_of::<Entry>();
@@ -39,6 +42,8 @@ pub struct AgentSchedule {
     /// Emptied slot buffers, kept for the next slot that fills: only the slots
     /// in use hold memory, however far the wheel turns.
     spare: Vec<Vec<Entry>>,
+    /// Slots holding entries.
+    in_use: usize,
     step_ns: u64,
     len: usize,
 }
@@ -49,6 +54,7 @@ impl AgentSchedule {
         Self {
             slots: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             spare: Vec::new(),
+            in_use: 0,
             step_ns,
             len: 0,
         }
@@ -76,10 +82,13 @@ impl AgentSchedule {
     /// Schedules `entity` in `step` (as worked out by [`step_of`](Self::step_of)).
     pub(crate) fn insert_at_step(&mut self, entity: Entity, step: u64, kind: AgentKind) {
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
-        if slot.capacity() == 0
-            && let Some(buffer) = self.spare.pop()
-        {
-            *slot = buffer;
+        if slot.is_empty() {
+            self.in_use += 1;
+            if slot.capacity() == 0
+                && let Some(buffer) = self.spare.pop()
+            {
+                *slot = buffer;
+            }
         }
         slot.push(Entry {
             entity,
@@ -108,8 +117,18 @@ impl AgentSchedule {
             false
         });
         self.len -= removed;
-        if slot.is_empty() && slot.capacity() > 0 {
-            self.spare.push(std::mem::take(slot));
+        if removed > 0 && slot.is_empty() {
+            self.in_use -= 1;
+            // A buffer is kept for another slot only if it is not much larger
+            // than a slot in use needs: a slot that held a whole class at one
+            // time (before load shedding spread it) would otherwise lend its
+            // room to every slot that fills after it, and the wheel would
+            // grow with each lap to the largest slot's size times the slots.
+            let typical = self.len / self.in_use.max(1);
+            let buffer = std::mem::take(slot);
+            if self.spare.len() < SPARE_KEPT && buffer.capacity() <= 2 * typical + 64 {
+                self.spare.push(buffer);
+            }
         }
         due.debug_check_unique();
     }
@@ -164,6 +183,9 @@ impl AgentSchedule {
                 .slots
                 .get_mut(usize::from(slot))
                 .ok_or_else(|| format!("schedule slot {slot} out of range"))?;
+            if list.is_empty() {
+                schedule.in_use += 1;
+            }
             list.push(Entry { entity, lap, kind });
             schedule.len += 1;
         }
@@ -334,5 +356,48 @@ mod tests {
         schedule.pop_due(0, world.entities(), &mut due);
         assert_eq!(due.all().as_inner(), &[b]);
         assert!(schedule.is_empty());
+    }
+
+    /// Slots lend their buffers to the slots that fill after them, but not
+    /// buffers much larger than a slot in use holds: with a few agents due
+    /// often and many spread over a long period, every buffer would otherwise
+    /// grow, lap after lap, to a whole step's agents, and the wheel would hold
+    /// that times the slots in use.
+    #[test]
+    fn the_wheel_holds_about_what_its_entries_need() {
+        let mut world = World::new();
+        let agents: Vec<Entity> = (0..20_000).map(|_| world.spawn_empty().id()).collect();
+        let mut schedule = AgentSchedule::new(10);
+        let mut due = DueAgents::default();
+        let held = |s: &AgentSchedule| {
+            s.slots
+                .iter()
+                .chain(&s.spare)
+                .map(Vec::capacity)
+                .sum::<usize>()
+        };
+        // 2 000 agents due every 10 steps (200 a step), 18 000 every 1 000
+        // steps (18 a step).
+        for (i, &a) in agents.iter().enumerate() {
+            let period = if i < 2_000 { 10 } else { 1_000 };
+            schedule.insert_at_step(a, i as u64 % period, AgentKind(0));
+        }
+        for step in 0..3_000u64 {
+            schedule.pop_due(step, world.entities(), &mut due);
+            for &a in due.all().iter() {
+                let period = if a.index_u32() < 2_000 { 10 } else { 1_000 };
+                schedule.insert_at_step(a, step + period, AgentKind(0));
+            }
+        }
+        assert_eq!(schedule.len(), agents.len());
+        // About 1 000 slots of 18 (room for 32) and ten of 218: some 40 000
+        // entries of room, where every buffer at a step's 218 (room for 256)
+        // would hold 256 000.
+        assert!(
+            held(&schedule) < 4 * agents.len(),
+            "{} entries of room for {}",
+            held(&schedule),
+            agents.len()
+        );
     }
 }
