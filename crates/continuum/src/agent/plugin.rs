@@ -422,9 +422,10 @@ fn pick_due(
 }
 
 /// Puts every agent that ticked in this step back into the schedule at its next
-/// due time, one period (at its current rate) after this one. The agents work
-/// out their next due times and steps in parallel; the schedule takes them in
-/// the due order.
+/// due time, one period (at its current rate) after this one, or, on its first
+/// tick since load shedding slowed its class, its piece of the longer period
+/// later (see the `spread` module). The agents work out their next due times
+/// and steps in parallel; the schedule takes them in the due order.
 fn reschedule(
     mut tuner: Local<BatchTuner>,
     mut next: Local<Vec<Option<Rescheduled>>>,
