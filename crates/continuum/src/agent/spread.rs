@@ -15,8 +15,10 @@
 //! a run of agents near one another in space, as the tables lay them out (see
 //! `order_by_space`). Ranks depend on positions and ids alone, never on where
 //! the tables keep the agents, so a restored checkpoint spreads them alike.
-//! Later ticks keep the new period exactly. Speeding up needs no spreading: a
-//! class spread over a longer period stays spread over a shorter one.
+//! Later ticks keep the new period exactly. Speeding up is not spread: a class
+//! even over a longer period stays even over a shorter one that divides it,
+//! and nearly so over one that does not (from a tenth to a quarter, some steps
+//! of the quarter's period hold three of the tenth's shares and some two).
 
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
