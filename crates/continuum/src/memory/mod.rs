@@ -898,7 +898,9 @@ pub struct MemorySettings {
     /// `Auto` (enough for every agent's default capacities), `Bytes(n)`, or
     /// `MachineFraction(f)` of the machine's memory.
     pub budget: MemoryBudget,
-    /// Share of the budget given to the shared cache, in `[0, 1)`.
+    /// Share of the budget given to the shared cache, in `[0, 1)`. The cache
+    /// takes of it no more than the room for a fact about every site and
+    /// ground cell ([`SharedCache::room_for`]): it never holds more.
     pub shared_fraction: f64,
 }
 
@@ -922,10 +924,13 @@ impl Default for MemorySettings {
 pub struct MemoryPlan {
     /// The whole budget in bytes.
     pub total_bytes: u64,
-    /// The shared cache's share in bytes.
+    /// The shared cache's room in bytes: its share of the budget, or the
+    /// room for a fact about every key ([`SharedCache::room_for`]) if that is
+    /// less. An automatic budget counts only the room; a budget in bytes
+    /// leaves the rest of the share unused.
     pub shared_bytes: u64,
     /// Each agent's memory limit (its slab blocks):
-    /// `(total − shared) / max_agents − engine_bytes_per_agent`.
+    /// `(total − shared_fraction × total) / max_agents − engine_bytes_per_agent`.
     pub per_agent_bytes: u64,
     /// What the engine itself keeps per agent beside its memory: its
     /// components, its entity's places in the ECS's tables and index, its
@@ -981,7 +986,8 @@ impl MemoryPlan {
     /// an unlimited pool) an automatic budget gives every agent its defaults and
     /// the cache room for a fact about each of its `keys` (every site and
     /// ground cell), and an explicit budget gives every agent
-    /// its defaults and the cache its share. A budget too small for the engine's
+    /// its defaults and the cache its share. The cache's room is never more
+    /// than a fact about each of the `keys` needs. A budget too small for the engine's
     /// own state leaves the agents no memory ([`shortfall`](Self::shortfall)
     /// says so before a run).
     pub fn new(
@@ -993,25 +999,38 @@ impl MemoryPlan {
         keys: usize,
     ) -> Self {
         let shared = settings.shared_fraction.clamp(0.0, 0.99);
+        // The cache never holds more than a fact per key: room beyond that
+        // would be allocated and never used.
+        let needed = SharedCache::room_for(keys);
         let (total, shared_bytes, per_agent) =
             match (explicit_bytes(settings.budget, machine_bytes), max_agents) {
                 (Some(total), Some(n)) => {
-                    let shared_bytes = (total as f64 * shared) as u64;
-                    let share = (total - shared_bytes) / n.max(1) as u64;
-                    (total, shared_bytes, share.saturating_sub(engine_bytes))
+                    let share_bytes = (total as f64 * shared) as u64;
+                    let share = (total - share_bytes) / n.max(1) as u64;
+                    (
+                        total,
+                        share_bytes.min(needed),
+                        share.saturating_sub(engine_bytes),
+                    )
                 }
                 (None, Some(n)) => {
                     let agents = n.max(1) as u64;
                     let each = default_agent_bytes.saturating_add(engine_bytes);
                     let total = (agents.saturating_mul(each) as f64 / (1.0 - shared)).ceil() as u64;
-                    let shared_bytes = (total as f64 * shared) as u64;
-                    (total, shared_bytes, default_agent_bytes)
+                    let share_bytes = (total as f64 * shared) as u64;
+                    let shared_bytes = share_bytes.min(needed);
+                    (
+                        total - (share_bytes - shared_bytes),
+                        shared_bytes,
+                        default_agent_bytes,
+                    )
                 }
-                (Some(total), None) => (total, (total as f64 * shared) as u64, default_agent_bytes),
-                (None, None) => {
-                    let shared_bytes = SharedCache::room_for(keys);
-                    (shared_bytes, shared_bytes, default_agent_bytes)
-                }
+                (Some(total), None) => (
+                    total,
+                    ((total as f64 * shared) as u64).min(needed),
+                    default_agent_bytes,
+                ),
+                (None, None) => (needed, needed, default_agent_bytes),
             };
         Self {
             total_bytes: total,

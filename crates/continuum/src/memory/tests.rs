@@ -256,13 +256,60 @@ fn shrunk_capacities_free_their_large_blocks() {
     assert!(m.block_bytes() <= small.block_bytes());
 }
 
+/// More keys than any of these budgets has room for: the cache takes its
+/// whole share.
+const MANY_KEYS: usize = 1 << 30;
+
+/// The cache never takes more room than a fact about every key needs: an
+/// automatic budget counts only that room, a budget in bytes leaves the rest
+/// of the cache's share unused and each agent's part as it was.
+#[test]
+fn the_cache_takes_no_more_room_than_its_keys_need() {
+    let settings = MemorySettings {
+        budget: MemoryBudget::Bytes(1_000_000),
+        shared_fraction: 0.2,
+    };
+    let wide = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, MANY_KEYS);
+    let narrow = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, 101);
+    assert_eq!(wide.shared_bytes, 200_000);
+    assert_eq!(narrow.shared_bytes, SharedCache::room_for(101));
+    assert_eq!(narrow.cache_capacity, 102, "whole sets of two");
+    assert_eq!(
+        (narrow.total_bytes, narrow.per_agent_bytes),
+        (wide.total_bytes, wide.per_agent_bytes)
+    );
+    let auto = MemoryPlan::new(
+        &MemorySettings::default(),
+        Some(1000),
+        200,
+        300,
+        0,
+        MANY_KEYS,
+    );
+    let auto_narrow = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 300, 0, 101);
+    assert_eq!(auto.total_bytes, 625_000);
+    assert_eq!(auto_narrow.shared_bytes, SharedCache::room_for(101));
+    assert_eq!(
+        auto_narrow.total_bytes,
+        500_000 + SharedCache::room_for(101),
+        "the agents' parts and the room the cache takes"
+    );
+    assert_eq!(auto_narrow.per_agent_bytes, 200);
+    let no_pool = MemoryPlan::new(&settings, None, 200, 300, 0, 101);
+    assert_eq!(no_pool.shared_bytes, SharedCache::room_for(101));
+    assert_eq!(
+        SharedCache::new(100, None, narrow.shared_bytes).capacity(),
+        102
+    );
+}
+
 #[test]
 fn the_plan_follows_the_formulae() {
     let settings = MemorySettings {
         budget: MemoryBudget::Bytes(1_000_000),
         shared_fraction: 0.2,
     };
-    let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0, 0);
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0, MANY_KEYS);
     assert_eq!(plan.shared_bytes, 200_000);
     assert_eq!(plan.per_agent_bytes, 800);
     assert_eq!(plan.cache_capacity, SharedCache::capacity_for(200_000));
@@ -270,7 +317,7 @@ fn the_plan_follows_the_formulae() {
         plan.cache_capacity,
         200_000 / SharedCache::ENTRY_BYTES / 2 * 2
     );
-    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0, 0);
+    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 0, 0, MANY_KEYS);
     assert_eq!(
         auto.per_agent_bytes, 200,
         "an automatic budget covers the defaults exactly"
@@ -279,7 +326,7 @@ fn the_plan_follows_the_formulae() {
         budget: MemoryBudget::MachineFraction(0.5),
         shared_fraction: 0.25,
     };
-    let plan = MemoryPlan::new(&machine, Some(10), 0, 0, 8_000, 0);
+    let plan = MemoryPlan::new(&machine, Some(10), 0, 0, 8_000, MANY_KEYS);
     assert_eq!(
         (plan.total_bytes, plan.shared_bytes, plan.per_agent_bytes),
         (4_000, 1_000, 300)
@@ -299,13 +346,20 @@ fn the_plan_holds_the_engine_state_within_the_budget() {
         budget: MemoryBudget::Bytes(1_000_000),
         shared_fraction: 0.2,
     };
-    let plan = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, 0);
+    let plan = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, MANY_KEYS);
     assert_eq!(
         (plan.per_agent_bytes, plan.engine_bytes_per_agent),
         (500, 300)
     );
     assert!(1000 * (plan.per_agent_bytes + 300) + plan.shared_bytes <= plan.total_bytes);
-    let auto = MemoryPlan::new(&MemorySettings::default(), Some(1000), 200, 300, 0, 0);
+    let auto = MemoryPlan::new(
+        &MemorySettings::default(),
+        Some(1000),
+        200,
+        300,
+        0,
+        MANY_KEYS,
+    );
     assert_eq!(auto.per_agent_bytes, 200);
     assert_eq!(auto.total_bytes, 625_000, "1000 × (200 + 300) over 0.8");
     assert_eq!(auto.shared_bytes, 125_000);
