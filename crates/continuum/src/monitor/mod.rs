@@ -576,14 +576,25 @@ impl AgentLoad {
     /// times `mean_work`, up to `cpu_max` fair shares; `cpu_step` less if at
     /// most `cpu_low` times, down to `cpu_min` fair shares.
     pub fn share(&self, mean_work: f32, fair_share: f32, rules: &RebalanceRules) -> f32 {
-        let ratio = self.work / mean_work;
-        if ratio >= rules.cpu_high {
-            (self.cpu_share * (1.0 + rules.cpu_step)).min(fair_share * rules.cpu_max)
-        } else if ratio <= rules.cpu_low {
-            (self.cpu_share * (1.0 - rules.cpu_step)).max(fair_share * rules.cpu_min)
-        } else {
-            self.cpu_share
-        }
+        next_share(self.cpu_share, self.work, mean_work, fair_share, rules)
+    }
+}
+
+/// [`AgentLoad::share`] of an agent with `cpu_share` doing `work`.
+pub(crate) fn next_share(
+    cpu_share: f32,
+    work: f32,
+    mean_work: f32,
+    fair_share: f32,
+    rules: &RebalanceRules,
+) -> f32 {
+    let ratio = work / mean_work;
+    if ratio >= rules.cpu_high {
+        (cpu_share * (1.0 + rules.cpu_step)).min(fair_share * rules.cpu_max)
+    } else if ratio <= rules.cpu_low {
+        (cpu_share * (1.0 - rules.cpu_step)).max(fair_share * rules.cpu_min)
+    } else {
+        cpu_share
     }
 }
 

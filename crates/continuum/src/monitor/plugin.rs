@@ -150,6 +150,7 @@ fn ceiling_bytes() -> u32 {
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
     mut reading: Local<Vec<usize>>,
+    mut read: Local<Vec<Option<AgentLoad>>>,
     clock: Res<SimClock>,
     settings: Res<MonitorSettings>,
     kinds: Res<MemoryKinds>,
@@ -214,8 +215,10 @@ fn rebalance_budgets(
         reading.clear();
         reading.extend(work.read.clone());
         reading.sort_unstable_by_key(|&i| listed[i].index());
+        read.clear();
+        read.resize(work.read.len(), None);
         for &i in reading.iter() {
-            loads[i] = agents.get(listed[i]).ok().map(
+            read[i - work.read.start] = agents.get(listed[i]).ok().map(
                 |(_, agent, budget, memory, perception, cadence)| {
                     let defaults = kinds
                         .get(agent.kind)
@@ -239,10 +242,8 @@ fn rebalance_budgets(
                 },
             );
         }
-        for i in work.read.clone() {
-            if let Some(load) = &loads[i] {
-                tally.add(i as u32, load, rules);
-            }
+        for (i, load) in work.read.clone().zip(read.iter()) {
+            loads[i] = load.as_ref().map(|load| tally.add(i as u32, load, rules));
         }
         diagnostics.most_read_in_a_step =
             diagnostics.most_read_in_a_step.max(work.read.len() as u64);
@@ -257,13 +258,7 @@ fn rebalance_budgets(
                 pool.max_agents()
             };
             let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-            *weighing = Some(Weighing::start(
-                tally,
-                total,
-                fair_share(&pool),
-                loads,
-                rules,
-            ));
+            *weighing = Some(Weighing::start(tally, total, fair_share(&pool)));
         }
         if let Some(weighing) = weighing {
             weighing.weigh(loads[part(loads.len(), weigh)].iter().flatten(), rules);
@@ -298,10 +293,9 @@ fn rebalance_budgets(
                 .next_if(|&&(at, _)| at as usize == i)
                 .map_or(0, |t| t.1);
             let Some(load) = &loads[i] else { continue };
-            let (limit, share) = weighing.budget(load, take, rules);
-            if limit == load.memory_limit && share == load.cpu_share {
+            let Some((limit, share)) = weighing.budget(load, take, rules) else {
                 continue;
-            }
+            };
             // An agent gone since it was read has nothing to update.
             let Ok((_, mut agent, mut budget, mut memory, mut perception, _)) =
                 agents.get_mut(listed[i])

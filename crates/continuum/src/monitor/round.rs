@@ -27,7 +27,7 @@ use std::ops::Range;
 use bevy_ecs::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{AgentLoad, RebalanceRules, RebalanceSummary};
+use super::{AgentLoad, RebalanceRules, RebalanceSummary, next_share};
 use crate::agent::AgentId;
 
 /// What one step of a round does: read the loads of the agents `read` of the
@@ -98,6 +98,20 @@ impl RoundSteps {
     }
 }
 
+/// What a round keeps of a load it read: what weighing it and applying its
+/// budget need. As an `Option` it takes 16 bytes, half an [`AgentLoad`]'s;
+/// a round keeps one per agent from its first step to its last.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Kept {
+    /// Its memory limit less what it gives away.
+    pub limit: u32,
+    pub cpu_share: f32,
+    /// Average work units per tick.
+    pub work: f32,
+    /// Whether it gives memory away.
+    pub gives: bool,
+}
+
 /// What a round's reads tally, agent by agent as they come.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Tally {
@@ -109,16 +123,17 @@ pub(crate) struct Tally {
     pub given: u64,
     pub donors: u64,
     /// What the needy want, in total, and their keys
-    /// ([`AgentLoad::needy_key`]) in list order.
+    /// ([`AgentLoad::needy_key`]) and wants in list order.
     pub wanted: u64,
-    pub needy: Vec<u64>,
+    pub needy: Vec<(u64, u32)>,
     /// Their work, summed in list order.
     pub work: f64,
 }
 
 impl Tally {
-    /// Takes in the load of the agent at `index` of the round's list.
-    pub fn add(&mut self, index: u32, load: &AgentLoad, rules: &RebalanceRules) {
+    /// Takes in the load of the agent at `index` of the round's list, and
+    /// gives what the round keeps of it.
+    pub fn add(&mut self, index: u32, load: &AgentLoad, rules: &RebalanceRules) -> Kept {
         self.read += 1;
         self.used += u64::from(load.memory_limit);
         let give = load.gives(rules);
@@ -127,10 +142,17 @@ impl Tally {
             self.donors += 1;
         }
         if let Some(key) = load.needy_key(index, rules) {
-            self.needy.push(key);
-            self.wanted += u64::from(load.wants(rules));
+            let wants = load.wants(rules);
+            self.needy.push((key, wants));
+            self.wanted += u64::from(wants);
         }
         self.work += f64::from(load.work);
+        Kept {
+            limit: load.memory_limit - give,
+            cpu_share: load.cpu_share,
+            work: load.work,
+            gives: give > 0,
+        }
     }
 }
 
@@ -155,13 +177,7 @@ impl Weighing {
     /// The memory decision, at the first weighing step: the free memory of
     /// `memory_total` (what the round's agents hold now, and what the donors
     /// give) goes to the needy, the fullest first when it does not go round.
-    pub fn start(
-        tally: &mut Tally,
-        memory_total: u64,
-        fair_share: f32,
-        loads: &[Option<AgentLoad>],
-        rules: &RebalanceRules,
-    ) -> Self {
+    pub fn start(tally: &mut Tally, memory_total: u64, fair_share: f32) -> Self {
         let mut free = memory_total.saturating_sub(tally.used) + tally.given;
         let mut weighing = Self {
             fair_share,
@@ -177,11 +193,9 @@ impl Weighing {
             if tally.wanted > free {
                 tally.needy.sort_unstable();
             }
-            for index in tally.needy.iter().map(|&key| key as u32) {
-                let Some(load) = &loads[index as usize] else {
-                    continue;
-                };
-                let take = u64::from(load.wants(rules)).min(free) as u32;
+            for &(key, wants) in &tally.needy {
+                let index = key as u32;
+                let take = u64::from(wants).min(free) as u32;
                 if take > 0 {
                     free -= u64::from(take);
                     weighing.moved += u64::from(take);
@@ -194,20 +208,27 @@ impl Weighing {
     }
 
     /// Weighs the new CPU shares of `loads` (a share of the list, in order).
-    pub fn weigh<'a>(
-        &mut self,
-        loads: impl Iterator<Item = &'a AgentLoad>,
-        rules: &RebalanceRules,
-    ) {
+    pub fn weigh<'a>(&mut self, loads: impl Iterator<Item = &'a Kept>, rules: &RebalanceRules) {
         if self.mean_work <= 0.0 {
             return;
         }
         for load in loads {
-            let share = load.share(self.mean_work, self.fair_share, rules);
+            let share = self.share(load, rules);
             self.boosted += u64::from(share > load.cpu_share);
             self.trimmed += u64::from(share < load.cpu_share);
             self.share_sum += f64::from(share);
         }
+    }
+
+    /// The new CPU share of `load`, before scaling.
+    fn share(&self, load: &Kept, rules: &RebalanceRules) -> f32 {
+        next_share(
+            load.cpu_share,
+            load.work,
+            self.mean_work,
+            self.fair_share,
+            rules,
+        )
     }
 
     /// At the last weighing step: shares add up to at most one whole.
@@ -217,16 +238,18 @@ impl Weighing {
         }
     }
 
-    /// The new budget of the agent at `index` with `load`: its memory limit
-    /// (`take`: what it gets, if needy) and CPU share.
-    pub fn budget(&self, load: &AgentLoad, take: u32, rules: &RebalanceRules) -> (u32, f32) {
-        let limit = load.memory_limit - load.gives(rules) + take;
+    /// The new budget of the agent with `load`: its memory limit (`take`:
+    /// what it gets, if needy) and CPU share; `None` if both stay as they
+    /// were.
+    pub fn budget(&self, load: &Kept, take: u32, rules: &RebalanceRules) -> Option<(u32, f32)> {
         let share = if self.mean_work > 0.0 {
-            load.share(self.mean_work, self.fair_share, rules) * self.scale
+            self.share(load, rules) * self.scale
         } else {
             load.cpu_share
         };
-        (limit, share)
+        // A donor is never needy: it is at most `memory_low` full, the needy
+        // at least `memory_high`.
+        (load.gives || take > 0 || share != load.cpu_share).then_some((load.limit + take, share))
     }
 
     /// What the round did, for the log.
@@ -285,9 +308,9 @@ pub struct RebalanceRound {
     pub(crate) rules: RebalanceRules,
     /// The agents of the round, in id order.
     pub(crate) agents: Vec<Entity>,
-    /// Loads read so far, one per agent of the list (`None`: gone when its
-    /// turn came, or not read yet).
-    pub(crate) loads: Vec<Option<AgentLoad>>,
+    /// What the round keeps of the loads read so far, one per agent of the
+    /// list (`None`: gone when its turn came, or not read yet).
+    pub(crate) loads: Vec<Option<Kept>>,
     pub(crate) tally: Tally,
     /// Fixed by the first weighing step.
     pub(crate) weighing: Option<Weighing>,
@@ -346,7 +369,7 @@ impl RebalanceRound {
                 .tally
                 .needy
                 .iter()
-                .all(|&key| listed(key & 0xffff_ffff))
+                .all(|&(key, _)| listed(key & 0xffff_ffff))
             || !image
                 .weighing
                 .as_ref()
@@ -371,7 +394,7 @@ pub(crate) struct RoundImage {
     steps: Option<RoundSteps>,
     rules: RebalanceRules,
     agents: Vec<Option<AgentId>>,
-    loads: Vec<Option<AgentLoad>>,
+    loads: Vec<Option<Kept>>,
     tally: Tally,
     weighing: Option<Weighing>,
 }
@@ -543,20 +566,21 @@ mod tests {
         let mut tally = Tally::default();
         let mut weighing = None;
         let mut updates = Vec::new();
+        let mut kept = vec![None; loads.len()];
         let read: Vec<usize> = (0..loads.len()).filter(|&i| loads[i].is_some()).collect();
         for step in 0..steps {
             let work = round.work(step, loads.len()).unwrap();
             for i in work.read {
                 if let Some(load) = &loads[i] {
-                    tally.add(i as u32, load, rules);
+                    kept[i] = Some(tally.add(i as u32, load, rules));
                 }
             }
             if let Some(weigh) = work.weigh {
                 if weigh.0 == 0 {
-                    weighing = Some(Weighing::start(&mut tally, total, fair, loads, rules));
+                    weighing = Some(Weighing::start(&mut tally, total, fair));
                 }
                 let w = weighing.as_mut().unwrap();
-                w.weigh(loads[part(loads.len(), weigh)].iter().flatten(), rules);
+                w.weigh(kept[part(loads.len(), weigh)].iter().flatten(), rules);
                 if weigh.0 + 1 == weigh.1 {
                     w.finish();
                 }
@@ -564,14 +588,13 @@ mod tests {
             if let Some(apply) = work.apply {
                 let w = weighing.as_ref().unwrap();
                 for i in part(loads.len(), apply) {
-                    let Some(load) = &loads[i] else { continue };
+                    let Some(load) = &kept[i] else { continue };
                     let take = w
                         .takes
                         .iter()
                         .find(|t| t.0 as usize == i)
                         .map_or(0, |t| t.1);
-                    let (limit, share) = w.budget(load, take, rules);
-                    if limit != load.memory_limit || share != load.cpu_share {
+                    if let Some((limit, share)) = w.budget(load, take, rules) {
                         updates.push(BudgetUpdate {
                             index: read.binary_search(&i).unwrap() as u32,
                             memory_limit: limit,
