@@ -304,6 +304,12 @@ impl AgentPool {
         out
     }
 
+    /// Admissions and departures so far: it changes whenever an agent
+    /// starts or leaves (each adds one), and only then.
+    pub fn changes(&self) -> u64 {
+        self.active as u64 + 2 * self.retired
+    }
+
     /// Accounts for an agent that left (whoever despawned it).
     pub(crate) fn release(&mut self) {
         self.active = self.active.saturating_sub(1);

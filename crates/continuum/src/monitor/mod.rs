@@ -30,8 +30,8 @@ mod round;
 
 pub use plugin::ResourceMonitorPlugin;
 pub(crate) use round::RoundImage;
+use round::{Listing, RoundSteps, Weighing, part};
 pub use round::{RebalanceDiagnostics, RebalanceRound};
-use round::{RoundSteps, Weighing, part};
 
 use std::collections::VecDeque;
 

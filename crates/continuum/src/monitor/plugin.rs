@@ -188,7 +188,11 @@ fn rebalance_budgets(
             first: clock.step(),
             steps: last + 1 - clock.step(),
         };
-        round.start(steps, rules, || {
+        let listing = Listing {
+            pool_changes: pool.changes(),
+            agents: agents.count() as u64,
+        };
+        round.start(steps, rules, listing, || {
             agents.iter().map(|(entity, agent, ..)| (agent.id, entity))
         });
     }

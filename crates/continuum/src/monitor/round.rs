@@ -308,29 +308,51 @@ pub struct RebalanceRound {
     pub(crate) rules: RebalanceRules,
     /// The agents of the round, in id order.
     pub(crate) agents: Vec<Entity>,
+    /// What the list was taken at (see [`Listing`]): a round that starts at
+    /// the same keeps it.
+    pub(crate) listed: Option<Listing>,
     /// What the round keeps of the loads read so far, one per agent of the
-    /// list (`None`: gone when its turn came, or not read yet).
+    /// list (`None`: gone when its turn came). Each is written when its
+    /// agent's turn to be read comes, before anything uses it; until then it
+    /// holds the round before's.
     pub(crate) loads: Vec<Option<Kept>>,
     pub(crate) tally: Tally,
     /// Fixed by the first weighing step.
     pub(crate) weighing: Option<Weighing>,
 }
 
+/// When a round's list of agents was taken: the pool's admissions and
+/// departures so far ([`AgentPool::changes`](crate::agent::AgentPool::changes)),
+/// and how many agents the rebalancer's query matched. While both stay the
+/// same, so do the agents (an agent that joins or leaves the query without
+/// the pool, by a component a game adds or removes, changes the count), and a
+/// new round keeps the list: listing a million agents in id order takes
+/// longer than a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Listing {
+    pub pool_changes: u64,
+    pub agents: u64,
+}
+
 impl RebalanceRound {
     /// Starts the round of `steps` over `agents` with `rules`, listing them in
-    /// id order (see [`in_id_order`]).
+    /// id order (see [`in_id_order`]) unless they are those of the list the
+    /// round before had (taken at `listing`).
     pub(crate) fn start<I>(
         &mut self,
         steps: RoundSteps,
         rules: &RebalanceRules,
+        listing: Listing,
         agents: impl Fn() -> I,
     ) where
         I: Iterator<Item = (AgentId, Entity)>,
     {
         self.steps = Some(steps);
         self.rules = rules.clone();
-        in_id_order(&mut self.agents, agents);
-        self.loads.clear();
+        if self.listed != Some(listing) {
+            in_id_order(&mut self.agents, agents);
+            self.listed = Some(listing);
+        }
         self.loads.resize(self.agents.len(), None);
         self.tally = Tally::default();
         self.weighing = None;
@@ -342,6 +364,7 @@ impl RebalanceRound {
             steps: self.steps,
             rules: self.rules.clone(),
             agents: self.agents.iter().map(|&e| id_of(e)).collect(),
+            listed: self.listed,
             loads: self.loads.clone(),
             tally: self.tally.clone(),
             weighing: self.weighing.clone(),
@@ -381,6 +404,7 @@ impl RebalanceRound {
             steps: image.steps,
             rules: image.rules,
             agents,
+            listed: image.listed,
             loads: image.loads,
             tally: image.tally,
             weighing: image.weighing,
@@ -394,6 +418,7 @@ pub(crate) struct RoundImage {
     steps: Option<RoundSteps>,
     rules: RebalanceRules,
     agents: Vec<Option<AgentId>>,
+    listed: Option<Listing>,
     loads: Vec<Option<Kept>>,
     tally: Tally,
     weighing: Option<Weighing>,
@@ -454,6 +479,50 @@ mod tests {
         let mut out = vec![Entity::PLACEHOLDER];
         in_id_order(&mut out, std::iter::empty);
         assert!(out.is_empty());
+    }
+
+    /// A round that starts at the listing the round before was taken at
+    /// keeps its list; an admission or a departure, or another count of
+    /// agents, lists them again.
+    #[test]
+    fn a_round_keeps_its_list_while_its_agents_stay() {
+        let listed = std::cell::Cell::new(0);
+        let mut pairs: Vec<(AgentId, Entity)> = (0..5u32)
+            .map(|i| (AgentId(u64::from(i)), Entity::from_raw_u32(i).unwrap()))
+            .collect();
+        pairs.reverse();
+        let in_order: Vec<Entity> = pairs.iter().rev().map(|&(_, e)| e).collect();
+        let agents = || {
+            listed.set(listed.get() + 1);
+            pairs.iter().copied()
+        };
+        let rules = RebalanceRules::default();
+        let steps = |interval| RoundSteps {
+            interval,
+            first: interval * 10,
+            steps: 10,
+        };
+        let at = |pool_changes, agents| Listing {
+            pool_changes,
+            agents,
+        };
+        let mut round = RebalanceRound::default();
+        round.start(steps(0), &rules, at(5, 5), agents);
+        let lists = listed.get();
+        assert!(lists > 0);
+        assert_eq!(round.agents, in_order);
+        assert_eq!(round.loads.len(), 5);
+        round.start(steps(1), &rules, at(5, 5), agents);
+        assert_eq!(listed.get(), lists, "the same agents: the list is kept");
+        assert_eq!((round.agents.len(), round.loads.len()), (5, 5));
+        assert_eq!(round.steps, Some(steps(1)));
+        round.start(steps(2), &rules, at(6, 5), agents);
+        assert_eq!(listed.get(), 2 * lists, "an admission or a departure");
+        round.start(steps(3), &rules, at(6, 4), agents);
+        assert_eq!(listed.get(), 3 * lists, "another count of agents");
+        round.start(steps(4), &rules, at(6, 4), agents);
+        assert_eq!(listed.get(), 3 * lists);
+        assert_eq!(round.agents, in_order);
     }
 
     /// Every step's work in a round of `steps` over `agents` agents.
