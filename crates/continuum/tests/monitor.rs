@@ -355,6 +355,12 @@ fn rebalancing_moves_memory_to_full_agents_within_the_budget() {
         (1..=400u64.div_ceil(34)).contains(&spread.most_applied_in_a_step),
         "{spread:?}"
     );
+    // Changes in many steps of many rounds, at most every agent each round.
+    assert!(
+        spread.budgets_changed > spread.most_applied_in_a_step
+            && spread.budgets_changed <= 30 * 400,
+        "{spread:?}"
+    );
 }
 
 /// A component put on and taken off again, only to move agents in the tables.

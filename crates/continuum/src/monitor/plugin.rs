@@ -322,6 +322,7 @@ fn rebalance_budgets(
             }
         }
         diagnostics.most_applied_in_a_step = diagnostics.most_applied_in_a_step.max(changed);
+        diagnostics.budgets_changed += changed;
     }
     diagnostics.longest_step_ns = diagnostics
         .longest_step_ns

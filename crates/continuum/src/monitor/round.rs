@@ -433,6 +433,10 @@ pub struct RebalanceDiagnostics {
     pub most_read_in_a_step: u64,
     /// Most agents whose budget one step changed.
     pub most_applied_in_a_step: u64,
+    /// Budgets changed in all rounds (over `rounds`, the agents a round
+    /// changes).
+    #[serde(default)]
+    pub budgets_changed: u64,
     /// Most agents one round weighed.
     pub most_weighed: u64,
     /// Longest wall time the rebalancer took in one step, in nanoseconds
