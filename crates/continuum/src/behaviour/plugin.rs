@@ -80,11 +80,11 @@ pub fn perceive(
 ) {
     let active = pool.active();
     let fair = fair_share(&pool);
-    let cpu_scale = shedding.map_or([1.0; 3], |s| s.cpu_scale);
+    let shedding = shedding.map(|s| s.clone()).unwrap_or_default();
     for_each_due(&mut agents, due.all(), &mut tuner, &load, |item| {
         let (agent, budget, pos, body, mut perception) = item;
         let share = budget.share_or(fair);
-        let allowance = work_allowance(share, active, cpu_scale[agent.shed_class()]);
+        let allowance = work_allowance(share, active, shedding.scale(agent.shed_class()));
         let mut view = perception.cleared();
         let radius = body.perception_radius;
         let capacity = view.capacity();

@@ -46,10 +46,12 @@ use crate::agent::AgentPool;
 /// [`Memory`](crate::memory::Memory)'s.
 #[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Budget {
-    /// Its share of the run's work per tick (the shares of all agents add up to
-    /// about 1). Perception stops examining candidates once the agent has spent
-    /// `cpu_share × agents × WORK_ALLOWANCE` work units in a tick. Zero until
-    /// the monitor gives the agent a share: the fair share ([`fair_share`]).
+    /// Its share of the run's work per tick, before the rebalancer's scale
+    /// ([`LoadShedding::share_scale`], which makes all shares add up to at most
+    /// 1). Perception stops examining candidates once the agent has spent
+    /// `cpu_share × share_scale × agents × WORK_ALLOWANCE` work units in a
+    /// tick (less under load shedding). Zero until the monitor gives the
+    /// agent a share: the fair share ([`fair_share`]).
     pub cpu_share: f32,
     /// What its ticks cost.
     pub usage: Usage,
@@ -122,20 +124,43 @@ impl Usage {
     }
 }
 
-/// How much the monitor has cut each priority's CPU share, indexed by
-/// `Priority as usize` (background, normal, high). 1.0 is the full share. (It
-/// slows their tick rates through [`PriorityRates`](crate::agent::PriorityRates).)
+/// How much the monitor scales agents' CPU shares: each priority's cut under
+/// load shedding, and the rebalancer's scale of every share.
 #[derive(Resource, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadShedding {
-    /// CPU share multipliers.
+    /// CPU share multipliers by priority, indexed by `Priority as usize`
+    /// (background, normal, high). 1.0 is the full share. (Load shedding also
+    /// slows their tick rates, through
+    /// [`PriorityRates`](crate::agent::PriorityRates).)
     pub cpu_scale: [f32; 3],
+    /// What every agent's [`Budget::cpu_share`] is multiplied by where it is
+    /// used: at most 1, so that the shares add up to at most one whole. The
+    /// rebalancer sets it at the end of each round
+    /// ([`RebalanceSummary::share_scale`]). Shares are kept unscaled, so an
+    /// agent whose share is at a bound stays there, untouched, from round to
+    /// round.
+    #[serde(default = "one")]
+    pub share_scale: f32,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 impl Default for LoadShedding {
     fn default() -> Self {
         Self {
             cpu_scale: [1.0; 3],
+            share_scale: 1.0,
         }
+    }
+}
+
+impl LoadShedding {
+    /// What the CPU share of an agent of shedding class `class`
+    /// ([`Agent::shed_class`](crate::agent::Agent::shed_class)) is multiplied by.
+    pub fn scale(&self, class: usize) -> f32 {
+        self.cpu_scale[class] * self.share_scale
     }
 }
 
@@ -376,6 +401,8 @@ pub struct AgentLoad {
     pub work: f32,
     /// Ticks run so far.
     pub ticks: u32,
+    /// Its [`Agent::priority_boost`](crate::agent::Agent::priority_boost) now.
+    pub priority_boost: bool,
 }
 
 /// A budget change for one agent (index into the slice given to [`rebalance`]).
@@ -383,9 +410,10 @@ pub struct AgentLoad {
 pub struct BudgetUpdate {
     pub index: u32,
     pub memory_limit: u32,
+    /// Its new share, before the scale ([`RebalanceSummary::share_scale`]).
     pub cpu_share: f32,
     /// The agent's [`Agent::priority_boost`](crate::agent::Agent::priority_boost):
-    /// its share is at least [`RebalanceRules::boost_at`] fair shares.
+    /// its share, scaled, is at least [`RebalanceRules::boost_at`] fair shares.
     pub priority_boost: bool,
 }
 
@@ -397,6 +425,9 @@ pub struct RebalanceSummary {
     pub memory_moved: u64,
     pub boosted: usize,
     pub trimmed: usize,
+    /// What every share is to be multiplied by ([`LoadShedding::share_scale`]):
+    /// one over their sum when they add up to more than one, else 1.
+    pub share_scale: f32,
 }
 
 /// Rebalances memory and CPU budgets. `memory_total` is what all agents' limits
@@ -455,7 +486,10 @@ pub fn rebalance_into(
         shares,
         needy,
     } = scratch;
-    let mut summary = RebalanceSummary::default();
+    let mut summary = RebalanceSummary {
+        share_scale: 1.0,
+        ..RebalanceSummary::default()
+    };
     limits.clear();
     limits.extend(agents.iter().map(|a| a.memory_limit));
     let used: u64 = limits.iter().map(|&l| u64::from(l)).sum();
@@ -507,24 +541,27 @@ pub fn rebalance_into(
             summary.boosted += usize::from(shares[i] > a.cpu_share);
             summary.trimmed += usize::from(shares[i] < a.cpu_share);
         }
-        // Shares add up to at most one whole.
+        // Shares, scaled, add up to at most one whole.
         let sum: f64 = shares.iter().map(|&s| f64::from(s)).sum();
         if sum > 1.0 {
-            let scale = (1.0 / sum) as f32;
-            shares.iter_mut().for_each(|s| *s *= scale);
+            summary.share_scale = (1.0 / sum) as f32;
         }
     }
+    let scale = summary.share_scale;
     updates.clear();
     updates.extend(
         agents
             .iter()
             .enumerate()
-            .filter(|(i, a)| limits[*i] != a.memory_limit || shares[*i] != a.cpu_share)
-            .map(|(i, _)| BudgetUpdate {
+            .map(|(i, a)| (i, a, rules.boosts(shares[i] * scale, fair_share)))
+            .filter(|&(i, a, boost)| {
+                limits[i] != a.memory_limit || shares[i] != a.cpu_share || boost != a.priority_boost
+            })
+            .map(|(i, _, boost)| BudgetUpdate {
                 index: i as u32,
                 memory_limit: limits[i],
                 cpu_share: shares[i],
-                priority_boost: rules.boosts(shares[i], fair_share),
+                priority_boost: boost,
             }),
     );
     summary

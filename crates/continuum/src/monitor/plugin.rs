@@ -157,6 +157,7 @@ fn rebalance_budgets(
     pool: Res<AgentPool>,
     plan: Option<Res<MemoryPlan>>,
     mut round: ResMut<RebalanceRound>,
+    mut shedding: Option<ResMut<LoadShedding>>,
     mut diagnostics: ResMut<RebalanceDiagnostics>,
     mut log: ResMut<BudgetLog>,
     mut agents: Query<
@@ -242,6 +243,7 @@ fn rebalance_budgets(
                         cpu_share: budget.cpu_share,
                         work: budget.usage.average,
                         ticks: cadence.ticks,
+                        priority_boost: agent.priority_boost,
                     }
                 },
             );
@@ -297,7 +299,7 @@ fn rebalance_budgets(
                 .next_if(|&&(at, _)| at as usize == i)
                 .map_or(0, |t| t.1);
             let Some(load) = &loads[i] else { continue };
-            let Some((limit, share)) = weighing.budget(load, take, rules) else {
+            let Some((limit, share, boost)) = weighing.budget(load, take, rules) else {
                 continue;
             };
             // An agent gone since it was read has nothing to update.
@@ -308,7 +310,6 @@ fn rebalance_budgets(
             };
             changed += 1;
             budget.cpu_share = share;
-            let boost = rules.boosts(share, weighing.fair_share);
             if agent.priority_boost != boost {
                 agent.priority_boost = boost;
             }
@@ -323,6 +324,13 @@ fn rebalance_budgets(
         }
         diagnostics.most_applied_in_a_step = diagnostics.most_applied_in_a_step.max(changed);
         diagnostics.budgets_changed += changed;
+        // The shares were weighed against the new scale: it holds from the
+        // round's end.
+        if apply.0 + 1 == apply.1
+            && let Some(shedding) = shedding.as_mut()
+        {
+            shedding.share_scale = weighing.scale;
+        }
     }
     diagnostics.longest_step_ns = diagnostics
         .longest_step_ns

@@ -110,6 +110,9 @@ pub(crate) struct Kept {
     pub work: f32,
     /// Whether it gives memory away.
     pub gives: bool,
+    /// Its [`Agent::priority_boost`](crate::agent::Agent::priority_boost)
+    /// when it was read.
+    pub boosted: bool,
 }
 
 /// What a round's reads tally, agent by agent as they come.
@@ -152,6 +155,7 @@ impl Tally {
             cpu_share: load.cpu_share,
             work: load.work,
             gives: give > 0,
+            boosted: load.priority_boost,
         }
     }
 }
@@ -169,7 +173,8 @@ pub(crate) struct Weighing {
     pub share_sum: f64,
     pub boosted: u64,
     pub trimmed: u64,
-    /// What every share is multiplied by (once the last weighing step is done).
+    /// What every share is to be multiplied by where it is used (once the
+    /// last weighing step is done; see [`LoadShedding::share_scale`](super::LoadShedding::share_scale)).
     pub scale: f32,
 }
 
@@ -231,7 +236,7 @@ impl Weighing {
         )
     }
 
-    /// At the last weighing step: shares add up to at most one whole.
+    /// At the last weighing step: shares, scaled, add up to at most one whole.
     pub fn finish(&mut self) {
         if self.mean_work > 0.0 && self.share_sum > 1.0 {
             self.scale = (1.0 / self.share_sum) as f32;
@@ -239,17 +244,27 @@ impl Weighing {
     }
 
     /// The new budget of the agent with `load`: its memory limit (`take`:
-    /// what it gets, if needy) and CPU share; `None` if both stay as they
-    /// were.
-    pub fn budget(&self, load: &Kept, take: u32, rules: &RebalanceRules) -> Option<(u32, f32)> {
+    /// what it gets, if needy), CPU share (unscaled) and boost; `None` if all
+    /// three stay as they were.
+    pub fn budget(
+        &self,
+        load: &Kept,
+        take: u32,
+        rules: &RebalanceRules,
+    ) -> Option<(u32, f32, bool)> {
         let share = if self.mean_work > 0.0 {
-            self.share(load, rules) * self.scale
+            self.share(load, rules)
         } else {
             load.cpu_share
         };
+        let boost = rules.boosts(share * self.scale, self.fair_share);
         // A donor is never needy: it is at most `memory_low` full, the needy
         // at least `memory_high`.
-        (load.gives || take > 0 || share != load.cpu_share).then_some((load.limit + take, share))
+        (load.gives || take > 0 || share != load.cpu_share || boost != load.boosted).then_some((
+            load.limit + take,
+            share,
+            boost,
+        ))
     }
 
     /// What the round did, for the log.
@@ -260,6 +275,7 @@ impl Weighing {
             memory_moved: self.moved,
             boosted: self.boosted as usize,
             trimmed: self.trimmed as usize,
+            share_scale: self.scale,
         }
     }
 }
@@ -616,6 +632,7 @@ mod tests {
                             rng.random_range(0.0..20.0)
                         },
                         ticks: rng.random_range(0..20),
+                        priority_boost: rng.random_range(0..8) == 0,
                     }
                 })
             })
@@ -667,12 +684,12 @@ mod tests {
                         .iter()
                         .find(|t| t.0 as usize == i)
                         .map_or(0, |t| t.1);
-                    if let Some((limit, share)) = w.budget(load, take, rules) {
+                    if let Some((limit, share, boost)) = w.budget(load, take, rules) {
                         updates.push(BudgetUpdate {
                             index: read.binary_search(&i).unwrap() as u32,
                             memory_limit: limit,
                             cpu_share: share,
-                            priority_boost: rules.boosts(share, fair),
+                            priority_boost: boost,
                         });
                     }
                 }

@@ -106,6 +106,7 @@ fn agent(limit: u32, held: u32, work: f32) -> AgentLoad {
         cpu_share: 0.25,
         work,
         ticks: 100,
+        priority_boost: false,
     }
 }
 
@@ -170,7 +171,7 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
             .map(|a| u64::from(a.memory_limit))
             .sum::<u64>()
             + seed * 10;
-        let (updates, _) = rebalance(&agents, total, 1.0 / 40.0, &RebalanceRules::default());
+        let (updates, summary) = rebalance(&agents, total, 1.0 / 40.0, &RebalanceRules::default());
         let sum: u64 = (0..40)
             .map(|i| {
                 u64::from(
@@ -190,11 +191,58 @@ fn unused_budget_is_handed_out_and_floors_and_ceilings_hold() {
                     .map_or(agents[i].cpu_share, |u| u.cpu_share)
             })
             .sum();
+        assert!(summary.share_scale > 0.0 && summary.share_scale <= 1.0);
         assert!(
-            shares <= 1.0 + 1e-5,
-            "seed {seed}: shares add up to {shares}"
+            shares * summary.share_scale <= 1.0 + 1e-5,
+            "seed {seed}: shares, scaled by {}, add up to {shares}",
+            summary.share_scale
         );
     }
+}
+
+/// Shares are kept unscaled: once the busy agents' shares reach the cap and
+/// the idle ones' the floor, rebalancing the same loads changes nothing more,
+/// though the shares add up to more than one (scaled, they add up to one).
+/// Scaled after their bounds, they were moved every round.
+#[test]
+fn shares_at_their_bounds_stay_put_round_after_round() {
+    let rules = RebalanceRules::default();
+    let fair = 0.1;
+    let mut agents: Vec<AgentLoad> = (0..10)
+        .map(|i| agent(100, 50, if i < 4 { 100.0 } else { 1.0 }))
+        .collect();
+    for a in &mut agents {
+        a.cpu_share = fair;
+    }
+    let mut rounds = 0;
+    let scale = loop {
+        let (updates, summary) = rebalance(&agents, 1000, fair, &rules);
+        rounds += 1;
+        if updates.is_empty() {
+            break summary.share_scale;
+        }
+        assert!(
+            rounds < 20,
+            "still moving after {rounds} rounds: {updates:?}"
+        );
+        for u in updates {
+            let a = &mut agents[u.index as usize];
+            (a.cpu_share, a.priority_boost) = (u.cpu_share, u.priority_boost);
+        }
+    };
+    assert_eq!(rounds, 8, "seven rounds up to the cap, then none");
+    for (i, a) in agents.iter().enumerate() {
+        let bound = if i < 4 { rules.cpu_max } else { rules.cpu_min };
+        assert!(
+            (a.cpu_share - fair * bound).abs() < 1e-6,
+            "{i}: {}",
+            a.cpu_share
+        );
+        assert!(!a.priority_boost, "{i}: scaled, below the cap");
+    }
+    let sum: f32 = agents.iter().map(|a| a.cpu_share).sum();
+    assert!(sum > 1.0);
+    assert!((sum * scale - 1.0).abs() < 1e-5, "{sum} × {scale}");
 }
 
 #[test]
