@@ -433,6 +433,9 @@ pub struct RebalanceSummary {
 /// Rebalances memory and CPU budgets. `memory_total` is what all agents' limits
 /// may add up to; the result never exceeds it (nor does it take from agents
 /// below their floor). Agents are considered in the order given (ids, ties).
+/// The new CPU shares are unscaled; the summary's
+/// [`share_scale`](RebalanceSummary::share_scale) makes them add up to at
+/// most one.
 ///
 /// # Panics
 /// If there are 2^32 agents or more (updates name them by a 32-bit index).
@@ -608,8 +611,8 @@ impl AgentLoad {
             .then(|| u64::from(!p.to_bits()) << 32 | u64::from(index))
     }
 
-    /// Its CPU share after a rebalancing (before the shares are scaled to add
-    /// up to at most one): `cpu_step` more if its work is at least `cpu_high`
+    /// Its CPU share after a rebalancing (unscaled: see
+    /// [`LoadShedding::share_scale`]): `cpu_step` more if its work is at least `cpu_high`
     /// times `mean_work`, up to `cpu_max` fair shares; `cpu_step` less if at
     /// most `cpu_low` times, down to `cpu_min` fair shares.
     pub fn share(&self, mean_work: f32, fair_share: f32, rules: &RebalanceRules) -> f32 {

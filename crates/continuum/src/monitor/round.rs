@@ -13,7 +13,9 @@
 //!    free memory among the needy (the only part that needs them all: a sort
 //!    of the needy alone, when their wants exceed what is free); each weighing
 //!    step then works out the new CPU shares of its share of the agents, and
-//!    the last one scales them to add up to one at most.
+//!    the last one works out the scale that makes them add up to one at most
+//!    (applied where shares are used, from the round's end:
+//!    [`LoadShedding::share_scale`](super::LoadShedding::share_scale)).
 //! 3. **Applies** (the rest): each agent's new budget is worked out again
 //!    from its load and the round's figures, and set.
 //!
