@@ -256,6 +256,14 @@ fn shrunk_capacities_free_their_large_blocks() {
     assert!(m.block_bytes() <= small.block_bytes());
 }
 
+/// A budget of `bytes`, a fifth of it the cache's.
+fn bytes_budget(bytes: u64) -> MemorySettings {
+    MemorySettings {
+        budget: MemoryBudget::Bytes(bytes),
+        shared_fraction: 0.2,
+    }
+}
+
 /// More keys than any of these budgets has room for: the cache takes its
 /// whole share.
 const MANY_KEYS: usize = 1 << 30;
@@ -265,10 +273,7 @@ const MANY_KEYS: usize = 1 << 30;
 /// of the cache's share unused and each agent's part as it was.
 #[test]
 fn the_cache_takes_no_more_room_than_its_keys_need() {
-    let settings = MemorySettings {
-        budget: MemoryBudget::Bytes(1_000_000),
-        shared_fraction: 0.2,
-    };
+    let settings = bytes_budget(1_000_000);
     let wide = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, MANY_KEYS);
     let narrow = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, 101);
     assert_eq!(wide.shared_bytes, 200_000);
@@ -305,10 +310,7 @@ fn the_cache_takes_no_more_room_than_its_keys_need() {
 
 #[test]
 fn the_plan_follows_the_formulae() {
-    let settings = MemorySettings {
-        budget: MemoryBudget::Bytes(1_000_000),
-        shared_fraction: 0.2,
-    };
+    let settings = bytes_budget(1_000_000);
     let plan = MemoryPlan::new(&settings, Some(1000), 200, 0, 0, MANY_KEYS);
     assert_eq!(plan.shared_bytes, 200_000);
     assert_eq!(plan.per_agent_bytes, 800);
@@ -342,10 +344,7 @@ fn the_plan_follows_the_formulae() {
 /// the shared cache; an automatic budget counts it in its total.
 #[test]
 fn the_plan_holds_the_engine_state_within_the_budget() {
-    let settings = MemorySettings {
-        budget: MemoryBudget::Bytes(1_000_000),
-        shared_fraction: 0.2,
-    };
+    let settings = bytes_budget(1_000_000);
     let plan = MemoryPlan::new(&settings, Some(1000), 200, 300, 0, MANY_KEYS);
     assert_eq!(
         (plan.per_agent_bytes, plan.engine_bytes_per_agent),
@@ -373,10 +372,7 @@ fn the_plan_holds_the_engine_state_within_the_budget() {
 
 #[test]
 fn a_budget_that_cannot_hold_the_agents_names_the_figures() {
-    let settings = MemorySettings {
-        budget: MemoryBudget::Bytes(100_000),
-        shared_fraction: 0.2,
-    };
+    let settings = bytes_budget(100_000);
     let short = MemoryPlan::shortfall(&settings, Some(1000), 300, 0).expect("too small");
     assert_eq!(
         (short.share, short.engine, short.needed),
