@@ -407,3 +407,52 @@ fn an_admission_batch_is_laid_out_by_due_step_priority_then_place() {
         "consecutive due agents {mean:.0} apart on average"
     );
 }
+
+/// A wave larger than one admission batch (65 536 agents) is admitted whole
+/// and in one order: every agent is spawned, indexed where it stands and
+/// scheduled once, and the table holds them in the order of their first due
+/// step and then priority, across the batches' seams.
+#[test]
+fn a_wave_larger_than_a_batch_is_admitted_whole_and_in_order() {
+    const WAVE: usize = 70_000;
+    let mut sim = SimHarness::new(pool_scenario(
+        &format!(
+            r#"(kind: "idle", count: {}, priority: High), (kind: "idle", count: {})"#,
+            WAVE / 4,
+            WAVE - WAVE / 4
+        ),
+        WAVE,
+        "",
+    ));
+    check_accounting(&mut sim);
+    assert_eq!(sim.world().resource::<AgentPool>().active(), WAVE);
+    assert_eq!(
+        sim.world()
+            .resource::<continuum::agent::AgentSchedule>()
+            .len(),
+        WAVE
+    );
+    let world = sim.world_mut();
+    let mut q = world.query::<(&Agent, &Position, &Cadence)>();
+    let world = &*world;
+    let grid = &world.resource::<AgentIndex>().0;
+    assert_eq!(grid.len(), WAVE, "every agent in the index");
+    let placed: Vec<_> = q
+        .iter(world)
+        .map(|(agent, position, cadence)| {
+            let mut found = 0;
+            grid.for_each_within(position.0, 1e-3, |_, a, _| {
+                found += usize::from(a.id == agent.id)
+            });
+            assert_eq!(found, 1, "{} indexed where it stands", agent.id);
+            (cadence.due / STEP_NS, agent.priority as u8)
+        })
+        .collect();
+    assert_eq!(placed.len(), WAVE);
+    let seams = placed.windows(2).filter(|w| w[0] > w[1]).count();
+    assert_eq!(
+        seams, 0,
+        "agents in the table by first due step, then priority"
+    );
+    assert!(placed.first() < placed.last(), "more than one due step");
+}

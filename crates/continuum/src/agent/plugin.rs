@@ -127,6 +127,12 @@ impl Plugin for AgentPlugin {
 /// Agents the admission lists keep room for between batches.
 const ADMITTED_KEPT: usize = 4096;
 
+/// Agents spawned, indexed and scheduled together. A wave of admissions is
+/// worked through in batches of this many, and the list of those still
+/// waiting (about 100 bytes an agent) shrinks as they go: admitting a
+/// million agents never holds all their requests beside all their components.
+const ADMIT_BATCH: usize = 1 << 16;
+
 /// Salt for start positions, so they do not correlate with other per-id draws.
 const POSITION_SALT: u64 = 0x706f_7369_7469_6f6e;
 const PHASE_SALT: u64 = 0x7068_6173_6500_0000;
@@ -159,9 +165,7 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
     let size = geometry.map_or(Vec2::splat(1000.0), |g| g.size());
     let step_ns = clock.step_ns();
     // Bundles are built as they are spawned: admitting a million agents never
-    // holds a million bundles at once. Each run of agents whose kinds a model
-    // spawns with its own components is spawned with them, straight into
-    // the table it keeps them in.
+    // holds a million bundles at once.
     let spawners = world
         .get_resource::<KindSpawners>()
         .cloned()
@@ -178,50 +182,75 @@ fn admit_agents<const NEXT_STEP: bool>(world: &mut World) {
             )
         });
     }
-    let mut entities: Vec<Entity> = Vec::with_capacity(waiting.len());
+    world.resource_mut::<Admitted>().0.clear(clock.step());
+    // Batches are taken off the end of the list, which is reversed for it,
+    // and the list gives back its room as it shrinks.
+    waiting.reverse();
+    let mut batch = Vec::with_capacity(waiting.len().min(ADMIT_BATCH));
+    let mut entities = Vec::with_capacity(batch.capacity());
+    while !waiting.is_empty() {
+        let rest = waiting.len().saturating_sub(ADMIT_BATCH);
+        batch.clear();
+        batch.extend(waiting.drain(rest..).rev());
+        waiting.shrink_to_fit();
+        entities.clear();
+        admit_batch(world, &batch, &mut entities, &spawners, |w| {
+            agent_bundle(w, seed, size, start, step_ns)
+        });
+        let mut schedule = world.resource_mut::<AgentSchedule>();
+        for (&entity, w) in entities.iter().zip(&batch) {
+            schedule.insert(entity, first_due(w, seed, start, step_ns), w.blueprint.kind);
+        }
+        let mut pool = world.resource_mut::<AgentPool>();
+        for (&entity, w) in entities.iter().zip(&batch) {
+            if let Some(lifetime) = w.blueprint.lifetime {
+                pool.expire_at(start + crate::clock::secs_to_sim(lifetime), w.id, entity);
+            }
+        }
+        let mut admitted = world.resource_mut::<Admitted>();
+        for (&entity, w) in entities.iter().zip(&batch) {
+            admitted.0.push(entity, w.blueprint.kind);
+        }
+    }
+    drop((waiting, batch, entities));
+    let _ = world.try_run_schedule(AgentsAdmitted);
+    // A startup batch of a million agents would otherwise keep 16 MB of lists.
+    world.resource_mut::<Admitted>().0.release(ADMITTED_KEPT);
+}
+
+/// Spawns one batch of admitted agents, in order, appending their entities
+/// to `entities`; gives them the components their requests carry and puts
+/// them in the spatial index. Each run of agents whose kinds a model spawns
+/// with its own components is spawned with them, straight into the table it
+/// keeps them in.
+fn admit_batch(
+    world: &mut World,
+    batch: &[Waiting],
+    entities: &mut Vec<Entity>,
+    spawners: &KindSpawners,
+    bundle: impl Fn(&Waiting) -> AgentBundle,
+) {
     let mut from = 0;
-    while from < waiting.len() {
-        let spawner = spawners.of(waiting[from].blueprint.kind);
+    while from < batch.len() {
+        let spawner = spawners.of(batch[from].blueprint.kind);
         let to = from
-            + waiting[from..]
+            + batch[from..]
                 .iter()
                 .take_while(|w| same_spawner(spawners.of(w.blueprint.kind), spawner))
                 .count();
-        let mut bundles = waiting[from..to]
-            .iter()
-            .map(|w| agent_bundle(w, seed, size, start, step_ns));
+        let mut bundles = batch[from..to].iter().map(&bundle);
         match spawner {
-            Some(spawn) => spawn(world, &mut bundles, &mut entities),
+            Some(spawn) => spawn(world, &mut bundles, entities),
             None => entities.extend(world.spawn_batch(bundles)),
         }
         from = to;
     }
-    for (&entity, w) in entities.iter().zip(&waiting) {
+    for (&entity, w) in entities.iter().zip(batch) {
         if w.blueprint.has_extras() {
             w.blueprint.insert_extras(&mut world.entity_mut(entity));
         }
     }
-    index_admitted(world, &entities);
-    let mut schedule = world.resource_mut::<AgentSchedule>();
-    for (&entity, w) in entities.iter().zip(&waiting) {
-        schedule.insert(entity, first_due(w, seed, start, step_ns), w.blueprint.kind);
-    }
-    let mut pool = world.resource_mut::<AgentPool>();
-    for (&entity, w) in entities.iter().zip(&waiting) {
-        if let Some(lifetime) = w.blueprint.lifetime {
-            pool.expire_at(start + crate::clock::secs_to_sim(lifetime), w.id, entity);
-        }
-    }
-    let mut admitted = world.resource_mut::<Admitted>();
-    admitted.0.clear(clock.step());
-    for (&entity, w) in entities.iter().zip(&waiting) {
-        admitted.0.push(entity, w.blueprint.kind);
-    }
-    drop(waiting);
-    drop(entities);
-    let _ = world.try_run_schedule(AgentsAdmitted);
-    // A startup batch of a million agents would otherwise keep 16 MB of lists.
-    world.resource_mut::<Admitted>().0.release(ADMITTED_KEPT);
+    index_admitted(world, entities);
 }
 
 /// Despawns the agents that leave in this step (whose time is up by its end);
