@@ -1,9 +1,10 @@
 //! The state digest of a world.
 //!
-//! The digest covers everything that makes up the simulation's state (agents in id
-//! order, sites, the shared cache, the thinks under way, the step index) and nothing that depends on how the run was
-//! executed (entity ids, thread count, wall time, diagnostics). Two runs of the
-//! same scenario and seed must give the same digest.
+//! The digest covers everything that makes up the simulation's state (agents by
+//! id, sites, the shared cache, the thinks under way, the step index) and
+//! nothing that depends on how the run was executed (entity ids, storage order,
+//! thread count, wall time, diagnostics). Two runs of the same scenario and
+//! seed must give the same digest.
 
 use bevy_ecs::prelude::*;
 
@@ -49,18 +50,15 @@ pub fn state_digest(world: &mut World) -> StateDigest {
         h.word(clock.step()).word(clock.step_ns());
     }
     // Each agent's state is hashed on its own where it sits in storage (reads
-    // that walk memory forward), and the agents' hashes are then chained in id
-    // order, so the digest does not depend on the layout.
+    // that walk memory forward), keyed by its id, and the agents' hashes are
+    // added up: the sum does not depend on the order they are visited in, so
+    // no list of a million agents is built and sorted to put them in id order.
     let mut query = world.query::<DigestQuery>();
-    let mut agents: Vec<(AgentId, u64)> = query
-        .iter(world)
-        .map(|agent| (agent.0.id, agent_digest(agent)))
-        .collect();
-    agents.sort_unstable_by_key(|&(id, _)| id);
-    h.word(agents.len() as u64);
-    for (id, agent) in agents {
-        h.word(id.0).word(agent);
-    }
+    let (count, sum) = query.iter(world).fold((0u64, 0u64), |(count, sum), agent| {
+        let keyed = crate::hash::mix(agent.0.id.0, agent_digest(agent));
+        (count + 1, sum.wrapping_add(keyed))
+    });
+    h.word(count).word(sum);
     if let Some(sites) = world.get_resource::<Sites>() {
         h.word(sites.len() as u64);
         for site in sites.iter() {
@@ -199,4 +197,54 @@ fn hash_action(h: &mut DigestHasher, target: Target, kind: ActionKind) {
         ActionKind::Harvest { amount } => h.word(12).f32(amount),
         ActionKind::Custom { code, value } => h.word(13).word(u64::from(code)).f32(value),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use bevy_math::Vec2;
+
+    use super::*;
+
+    /// A world holding agents `0..positions.len()` at those positions,
+    /// spawned in the order `order` gives.
+    fn world_of(positions: &[Vec2], order: &[usize]) -> World {
+        let mut world = World::new();
+        for &i in order {
+            let id = AgentId(i as u64);
+            world.spawn((
+                Agent::new(id, AgentKind(0), Priority::Normal),
+                Cadence {
+                    due: 0,
+                    ticks: 0,
+                    rate: TickRate(10.0),
+                },
+                Position(positions[i]),
+                Velocity(Vec2::ZERO),
+                AgentRng::new(7, id),
+            ));
+        }
+        world
+    }
+
+    #[test]
+    fn the_digest_keys_agents_by_id_not_by_where_they_are_stored() {
+        let at = [
+            Vec2::new(1.0, 2.0),
+            Vec2::new(3.0, 4.0),
+            Vec2::new(5.0, 6.0),
+        ];
+        let digest =
+            |positions: &[Vec2], order: &[usize]| state_digest(&mut world_of(positions, order));
+        let first = digest(&at, &[0, 1, 2]);
+        assert_eq!(first, digest(&at, &[2, 0, 1]), "storage order");
+        let swapped = [at[1], at[0], at[2]];
+        assert_ne!(
+            first,
+            digest(&swapped, &[0, 1, 2]),
+            "two agents' places swapped"
+        );
+        let moved = [at[0], at[1], Vec2::new(5.0, 6.5)];
+        assert_ne!(first, digest(&moved, &[0, 1, 2]), "one agent moved");
+        assert_ne!(first, digest(&at[..2], &[0, 1]), "one agent fewer");
+    }
 }
