@@ -11,6 +11,8 @@
 # dependency is compiled three more times; a check of the three packaged crates
 # together, against the test build's lockfile, finds the same missing files in
 # a fraction of the time.
+#
+# Arguments go to `cargo package` (`--allow-dirty` checks uncommitted changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
