@@ -128,7 +128,7 @@ fn agent_digest(
 
 fn hash_feedback(h: &mut DigestHasher, feedback: &Feedback) {
     h.word(u64::from(feedback.step));
-    if let Some((target, kind, result)) = feedback.outcome {
+    if let Some((target, kind, result)) = feedback.outcome() {
         hash_action(h, target, kind);
         match result {
             FeedbackResult::Applied(v) => h.word(1).f32(v),
@@ -171,12 +171,12 @@ fn hash_memory(h: &mut DigestHasher, memory: &Memory) {
 
 fn hash_intent(h: &mut DigestHasher, intent: &Intent) {
     h.word(intent.goal().map_or(u64::MAX, |s| u64::from(s.0)));
-    match intent.movement {
+    match intent.movement() {
         Movement::Stay => h.word(0),
         Movement::Drift => h.word(1),
         Movement::Toward(p) => h.word(2).f32(p.x).f32(p.y),
     };
-    if let Some(planned) = intent.action {
+    if let Some(planned) = intent.action() {
         hash_action(h, planned.target, planned.kind);
     }
 }

@@ -158,8 +158,8 @@ mod tests {
         assert_eq!(size_of::<Perception>(), 40);
         assert_eq!(size_of::<Memory>(), 24);
         // A target is 12 bytes (a model's cell, agent or pair), 8 while only sites were.
-        assert_eq!(size_of::<Feedback>(), 48);
-        assert_eq!(size_of::<Intent>(), 40);
+        assert_eq!(size_of::<Feedback>(), 40);
+        assert_eq!(size_of::<Intent>(), 32);
         assert_eq!(size_of::<Budget>(), 12);
     }
 }

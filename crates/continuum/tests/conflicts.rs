@@ -58,13 +58,13 @@ fn contend(
 ) {
     let kind = archetypes.kind("contender").unwrap();
     for (agent, mut intent) in intents.iter_many_unique_mut(due.of_kind(kind)).flatten() {
-        intent.action = Some(PlannedAction {
+        intent.set_action(Some(PlannedAction {
             target: (aim.0)(agent.id),
             kind: ActionKind::Custom {
                 code: 1,
                 value: 1.0,
             },
-        });
+        }));
     }
 }
 

@@ -116,13 +116,13 @@ fn duration_stops_the_clock_exactly() {
 /// Every ticker plans a custom action on site 0 each tick.
 fn plan_every_tick(due: Res<DueAgents>, mut intents: Query<&mut Intent>) {
     for mut intent in intents.iter_many_unique_mut(due.all()).flatten() {
-        intent.action = Some(PlannedAction {
+        intent.set_action(Some(PlannedAction {
             target: Target::Site(SiteId(0)),
             kind: ActionKind::Custom {
                 code: 7,
                 value: 1.0,
             },
-        });
+        }));
     }
 }
 

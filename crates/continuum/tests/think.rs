@@ -111,13 +111,13 @@ fn decide(
     for &entity in due.of_kind(kind) {
         let (agent, cadence, mut intent) = agents.get_mut(entity).unwrap();
         let answer = answers.iter().find(|(e, _, _)| *e == entity);
-        intent.action = answer.map(|&(_, _, value)| PlannedAction {
+        intent.set_action(answer.map(|&(_, _, value)| PlannedAction {
             target: Target::Site(SiteId(0)),
             kind: ActionKind::Custom {
                 code: 1,
                 value: value as f32,
             },
-        });
+        }));
         let asked = !log.asked.insert(agent.id);
         if answer.is_none() && !thinks.is_thinking(agent.id) && !(log.once && asked) {
             thinks.request(entity, agent, cadence, agent.id.0 as u32);

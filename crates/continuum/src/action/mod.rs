@@ -12,6 +12,7 @@
 //! Before resolution the actions are put in a total order (target, agent id,
 //! timestamp, kind), so nothing depends on which thread emitted what first.
 
+pub(crate) mod packed;
 mod plugin;
 
 pub use plugin::{
@@ -237,24 +238,108 @@ impl From<ActionResult> for FeedbackResult {
 
 /// What came of the agent's actions: the outcome of its latest one, delivered
 /// in the learn phase of the step it was resolved in, and running totals.
-#[derive(Component, Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+///
+/// The outcome is kept packed (40 bytes in all, against 48 for a plain
+/// `Option<(Target, ActionKind, FeedbackResult)>`); [`outcome`](Self::outcome)
+/// and [`fresh`](Self::fresh) give it back. Checkpoints and other serialised
+/// forms hold the plain fields.
+#[derive(Component, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(from = "FeedbackImage", into = "FeedbackImage")]
 pub struct Feedback {
     /// The step the outcome belongs to, modulo 2^32 (see [`fresh`](Self::fresh)).
     pub step: u32,
-    pub outcome: Option<(Target, ActionKind, FeedbackResult)>,
+    action: packed::PackedAction,
+    /// The applied value of the result (see [`packed::pack_result`]).
+    result: u32,
+    /// [`packed::NO_ACTION`] while there is no outcome.
+    action_tag: u8,
+    result_tag: u8,
     pub tally: Tally,
 }
 
+/// [`Feedback`] with its outcome unpacked: its serialised form.
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "Feedback")]
+struct FeedbackImage {
+    step: u32,
+    outcome: Option<(Target, ActionKind, FeedbackResult)>,
+    tally: Tally,
+}
+
+impl From<Feedback> for FeedbackImage {
+    fn from(f: Feedback) -> Self {
+        Self {
+            step: f.step,
+            outcome: f.outcome(),
+            tally: f.tally,
+        }
+    }
+}
+
+impl From<FeedbackImage> for Feedback {
+    fn from(image: FeedbackImage) -> Self {
+        let mut feedback = Feedback {
+            step: image.step,
+            tally: image.tally,
+            ..Feedback::default()
+        };
+        feedback.set_outcome(image.outcome);
+        feedback
+    }
+}
+
+impl PartialEq for Feedback {
+    fn eq(&self, other: &Self) -> bool {
+        (self.step, self.outcome(), self.tally) == (other.step, other.outcome(), other.tally)
+    }
+}
+
+impl std::fmt::Debug for Feedback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feedback")
+            .field("step", &self.step)
+            .field("outcome", &self.outcome())
+            .field("tally", &self.tally)
+            .finish()
+    }
+}
+
 impl Feedback {
+    /// The outcome of the latest action, whatever step it came in.
+    pub fn outcome(&self) -> Option<(Target, ActionKind, FeedbackResult)> {
+        let PlannedAction { target, kind } = self.action.unpack(self.action_tag)?;
+        Some((
+            target,
+            kind,
+            packed::unpack_result(self.result, self.result_tag),
+        ))
+    }
+
+    /// Replaces the outcome (the step and the totals stay).
+    pub fn set_outcome(&mut self, outcome: Option<(Target, ActionKind, FeedbackResult)>) {
+        let (action, result) = match outcome {
+            Some((target, kind, result)) => (Some(PlannedAction { target, kind }), Some(result)),
+            None => (None, None),
+        };
+        (self.action, self.action_tag) = packed::PackedAction::pack(action);
+        (self.result, self.result_tag) = result.map_or((0, 0), packed::pack_result);
+    }
+
     /// The outcome, if it was produced in `step`. Steps are told apart modulo
     /// 2^32: an agent that acted once and then not for 2^32 steps (about 500
     /// days at 100 Hz) would see its old outcome as fresh.
     pub fn fresh(&self, step: u64) -> Option<(Target, ActionKind, FeedbackResult)> {
         if self.step == step as u32 {
-            self.outcome
+            self.outcome()
         } else {
             None
         }
+    }
+
+    /// Whether it holds an outcome produced in `step` (as [`fresh`](Self::fresh),
+    /// without unpacking it).
+    pub(crate) fn is_fresh(&self, step: u64) -> bool {
+        self.step == step as u32 && self.action_tag != packed::NO_ACTION
     }
 
     /// Keeps the outcome of this step's action in `step`, and counts it.
@@ -266,7 +351,7 @@ impl Feedback {
         result: ActionResult,
     ) {
         self.step = step as u32;
-        self.outcome = Some((target, kind, result.into()));
+        self.set_outcome(Some((target, kind, result.into())));
         match result {
             ActionResult::Applied { value } => {
                 self.tally.applied += 1;

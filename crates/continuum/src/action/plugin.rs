@@ -448,7 +448,7 @@ fn deliver_outcomes(
         let Ok((agent, mut feedback)) = agents.get_mut(o.entity) else {
             continue;
         };
-        if feedback.fresh(step).is_none() {
+        if !feedback.is_fresh(step) {
             // Its first outcome of the step: listed once.
             informed.0.push(o.entity, agent.kind);
         }

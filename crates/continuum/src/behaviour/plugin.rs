@@ -192,10 +192,10 @@ pub fn act(
             perception.examined
                 + perception.sites().len() as u32
                 + 1
-                + u32::from(intent.action.is_some()),
+                + u32::from(intent.has_action()),
         );
         let dt = cadence.rate.period_ns(step_ns) as f32 * 1e-9;
-        match intent.movement {
+        match intent.movement() {
             Movement::Stay => {}
             Movement::Drift => {
                 let (p, v) = bounce(pos.0 + vel.0 * dt, vel.0, size);
@@ -217,7 +217,7 @@ pub fn act(
                 vel.0 = to.normalize_or_zero() * body.speed;
             }
         }
-        if let Some(planned) = intent.action {
+        if let Some(planned) = intent.action() {
             emitted_ref.scope(|buffer| {
                 buffer.push(
                     Action::new(entity, agent, cadence.due, planned.target, planned.kind)

@@ -73,10 +73,10 @@
 //!         let Ok((agent, cadence, mut intent)) = agents.get_mut(entity) else { continue };
 //!         let answer = answers.iter().find(|(e, _, _)| *e == entity);
 //!         // One action per answer; none while it waits for the next.
-//!         intent.action = answer.map(|&(_, _, value)| PlannedAction {
+//!         intent.set_action(answer.map(|&(_, _, value)| PlannedAction {
 //!             target: Target::Site(SiteId(0)),
 //!             kind: ActionKind::Custom { code: 1, value: value as f32 },
-//!         });
+//!         }));
 //!         if answer.is_none() && !thinks.is_thinking(agent.id) {
 //!             thinks.request(entity, agent, cadence, 100);
 //!         }
