@@ -29,7 +29,7 @@ use continuum::prelude::*;
 /// room than a fact about every key needs: the digest counts the cache's
 /// capacity (608 facts before, 346 after), and every other figure of the run's
 /// report stayed the same.
-const QUICKSTART_20S: &str = "ba57d56965910216";
+const QUICKSTART_20S: &str = "11a78c4ab8ddd1cd";
 
 fn harness_digest(seed: Option<u64>) -> String {
     let mut scenario = common::shipped("quickstart.ron");

@@ -154,7 +154,7 @@ mod tests {
         assert_eq!(size_of::<Position>(), 8);
         assert_eq!(size_of::<Velocity>(), 8);
         assert_eq!(size_of::<Body>(), 12);
-        assert_eq!(size_of::<AgentRng>(), 16);
+        assert_eq!(size_of::<AgentRng>(), 8);
         assert_eq!(size_of::<Perception>(), 40);
         assert_eq!(size_of::<Memory>(), 24);
         // A target is 12 bytes (a model's cell, agent or pair), 8 while only sites were.

@@ -1,7 +1,7 @@
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 use rand::{Rng, SeedableRng};
-use rand_pcg::Pcg32;
+use rand_xoshiro::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::SimTime;
@@ -161,16 +161,24 @@ pub struct Body {
     pub senses_agents: bool,
 }
 
-/// The agent's own random generator (PCG32), seeded from the scenario seed and the
+/// The agent's own random generator, seeded from the scenario seed and the
 /// agent's id. Draw from it only inside this agent's own phases: results then do
 /// not depend on thread count or iteration order.
+///
+/// It is a SplitMix64 (Steele, Lea and Flood, 2014; 8 bytes of state, a million
+/// agents keep a million of them): every agent walks the same sequence of
+/// period 2^64 from its own starting point, a 64-bit hash of the seed and its
+/// id. Two agents' draws overlap only if their starting points fall within as
+/// many draws of each other: for `n` agents drawing `d` times each, a chance
+/// of about `n² d / 2^64` that any pair does (one in 18 000 for a million
+/// agents drawing a thousand times each).
 #[derive(Component, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentRng(pub Pcg32);
+pub struct AgentRng(pub SplitMix64);
 
 impl AgentRng {
     /// The generator of agent `id` in a run seeded with `seed`.
     pub fn new(seed: u64, id: AgentId) -> Self {
-        Self(Pcg32::seed_from_u64(crate::hash::mix(seed, id.0)))
+        Self(SplitMix64::seed_from_u64(crate::hash::mix(seed, id.0)))
     }
 
     /// A uniform draw in `[0, 1)`.
@@ -190,10 +198,10 @@ impl AgentRng {
         self.unit() * 2.0 - 1.0
     }
 
-    /// A word that depends on the whole generator state, for digests.
+    /// A word that depends on the whole generator state, for digests: the
+    /// state itself.
     pub fn fingerprint(&self) -> u64 {
-        let mut copy = self.0.clone();
-        (u64::from(copy.next_u32()) << 32) | u64::from(copy.next_u32())
+        u64::from_le_bytes(self.0.state())
     }
 }
 
