@@ -11,17 +11,37 @@ const WHEEL_SLOTS: usize = 1024;
 /// Emptied slot buffers the wheel keeps at most.
 const SPARE_KEPT: usize = 16;
 
-/// 16 bytes: the entity, the lap of the wheel it is due in, and its kind.
+/// Laps ahead an entry in the wheel may be due in: its lap is kept modulo
+/// 2^16, and an entry due further ahead (over 2^26 steps, 7.7 days at 100 Hz)
+/// waits in the schedule's list of far entries until it is this close.
+const LAP_SPAN: u32 = u16::MAX as u32;
+
 /// Bytes of one agent's entry in the schedule.
 pub(crate) const ENTRY_BYTES: usize = size_of::<Entry>();
 
+/// 12 bytes: the entity, the lap of the wheel it is due in (modulo 2^16), and
+/// its kind. The entity is kept as two words so that an entry needs 4-byte
+/// alignment, not 8 (an `Entity` field would make it 16 bytes).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    entity: Entity,
-    /// `due step / WHEEL_SLOTS`, saturating (2^32 laps of 1024 steps is beyond
-    /// any run).
-    lap: u32,
+    entity: [u32; 2],
+    lap: u16,
     kind: AgentKind,
+}
+
+impl Entry {
+    fn new(entity: Entity, lap: u32, kind: AgentKind) -> Self {
+        let bits = entity.to_bits();
+        Self {
+            entity: [bits as u32, (bits >> 32) as u32],
+            lap: lap as u16,
+            kind,
+        }
+    }
+
+    fn entity(&self) -> Entity {
+        Entity::from_bits(u64::from(self.entity[0]) | (u64::from(self.entity[1]) << 32))
+    }
 }
 
 /// The lap of the wheel `step` falls in.
@@ -46,6 +66,11 @@ pub struct AgentSchedule {
     in_use: usize,
     step_ns: u64,
     len: usize,
+    /// The lap of the step popped last: entries are due in it or in the
+    /// [`LAP_SPAN`] laps after it, or wait in `far`.
+    lap: u32,
+    /// Entries due more than [`LAP_SPAN`] laps ahead: `(entity, step, kind)`.
+    far: Vec<(Entity, u64, AgentKind)>,
 }
 
 impl AgentSchedule {
@@ -57,6 +82,8 @@ impl AgentSchedule {
             in_use: 0,
             step_ns,
             len: 0,
+            lap: 0,
+            far: Vec::new(),
         }
     }
 
@@ -81,6 +108,12 @@ impl AgentSchedule {
 
     /// Schedules `entity` in `step` (as worked out by [`step_of`](Self::step_of)).
     pub(crate) fn insert_at_step(&mut self, entity: Entity, step: u64, kind: AgentKind) {
+        self.len += 1;
+        let lap = lap(step);
+        if lap.saturating_sub(self.lap) >= LAP_SPAN {
+            self.far.push((entity, step, kind));
+            return;
+        }
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
         if slot.is_empty() {
             self.in_use += 1;
@@ -90,20 +123,27 @@ impl AgentSchedule {
                 *slot = buffer;
             }
         }
-        slot.push(Entry {
-            entity,
-            lap: lap(step),
-            kind,
-        });
-        self.len += 1;
+        if slot.len() == slot.capacity() {
+            // Grown by an eighth, not doubled: a slot holds a tenth of a
+            // million agents at 10 Hz, and doubling would leave up to half of
+            // its room empty. Growing a buffer that large moves its pages
+            // (`mremap`) rather than copying them.
+            slot.reserve_exact(slot.capacity() / 8 + 16);
+        }
+        slot.push(Entry::new(entity, lap, kind));
     }
 
     /// Moves the agents due in `step` into `due`, dropping entries of agents that
     /// no longer exist.
     pub(crate) fn pop_due(&mut self, step: u64, entities: &Entities, due: &mut DueAgents) {
+        let this_lap = lap(step);
+        if this_lap != self.lap {
+            self.lap = this_lap;
+            self.bring_near();
+        }
         let due = &mut due.0;
         due.clear(step);
-        let this_lap = lap(step);
+        let this_lap = this_lap as u16;
         let slot = &mut self.slots[step as usize % WHEEL_SLOTS];
         let mut removed = 0;
         slot.retain(|e| {
@@ -111,8 +151,9 @@ impl AgentSchedule {
                 return true; // a later lap
             }
             removed += 1;
-            if entities.contains_spawned(e.entity) {
-                due.push(e.entity, e.kind);
+            let entity = e.entity();
+            if entities.contains_spawned(entity) {
+                due.push(entity, e.kind);
             }
             false
         });
@@ -132,6 +173,24 @@ impl AgentSchedule {
         }
         due.debug_check_unique();
     }
+
+    /// Moves the far entries that are now within [`LAP_SPAN`] laps into the
+    /// wheel, in the order they were scheduled.
+    fn bring_near(&mut self) {
+        if self.far.is_empty() {
+            return;
+        }
+        let far = std::mem::take(&mut self.far);
+        self.len -= far.len();
+        for (entity, step, kind) in far {
+            self.insert_at_step(entity, step, kind);
+        }
+    }
+
+    /// The full lap of an entry of the wheel (see [`LAP_SPAN`]).
+    fn full_lap(&self, e: &Entry) -> u32 {
+        self.lap + u32::from(e.lap.wrapping_sub(self.lap as u16))
+    }
 }
 
 /// An [`AgentSchedule`] as a checkpoint holds it: each slot's entries in
@@ -141,6 +200,10 @@ pub(crate) struct ScheduleImage {
     step_ns: u64,
     /// `(slot, agent, lap, kind)`, slot by slot, each slot in its order.
     entries: Vec<(u16, super::AgentId, u32, AgentKind)>,
+    /// The lap of the step popped last, and the entries due more than
+    /// [`LAP_SPAN`] laps after it: `(agent, step, kind)`.
+    lap: u32,
+    far: Vec<(super::AgentId, u64, AgentKind)>,
 }
 
 impl ScheduleImage {
@@ -155,30 +218,47 @@ impl AgentSchedule {
     /// entries of agents that are gone (and would be dropped when due) are
     /// left out.
     pub(crate) fn image(&self, id_of: impl Fn(Entity) -> Option<super::AgentId>) -> ScheduleImage {
-        let mut entries = Vec::with_capacity(self.len);
+        let mut entries = Vec::with_capacity(self.len - self.far.len());
         for (slot, list) in self.slots.iter().enumerate() {
             for e in list {
-                if let Some(id) = id_of(e.entity) {
-                    entries.push((slot as u16, id, e.lap, e.kind));
+                if let Some(id) = id_of(e.entity()) {
+                    entries.push((slot as u16, id, self.full_lap(e), e.kind));
                 }
             }
         }
+        let far = self
+            .far
+            .iter()
+            .filter_map(|&(entity, step, kind)| Some((id_of(entity)?, step, kind)))
+            .collect();
         ScheduleImage {
             step_ns: self.step_ns,
             entries,
+            lap: self.lap,
+            far,
         }
     }
 
     /// The schedule a checkpoint held, agents found by `entity_of`. Fails on
-    /// an entry that names no agent or no slot.
+    /// an entry that names no agent or no slot, or a lap out of range.
     pub(crate) fn from_image(
         image: ScheduleImage,
         entity_of: impl Fn(super::AgentId) -> Option<Entity>,
     ) -> Result<Self, String> {
         let mut schedule = Self::new(image.step_ns.max(1));
+        schedule.lap = image.lap;
+        let entity = |id| {
+            entity_of(id)
+                .ok_or_else(|| format!("the schedule names agent {id}, which is not saved"))
+        };
         for (slot, id, lap, kind) in image.entries {
-            let entity = entity_of(id)
-                .ok_or_else(|| format!("the schedule names agent {id}, which is not saved"))?;
+            let entity = entity(id)?;
+            if lap.wrapping_sub(image.lap) >= LAP_SPAN {
+                return Err(format!(
+                    "agent {id} is scheduled in lap {lap}, not within {LAP_SPAN} laps of lap {}",
+                    image.lap
+                ));
+            }
             let list = schedule
                 .slots
                 .get_mut(usize::from(slot))
@@ -186,7 +266,11 @@ impl AgentSchedule {
             if list.is_empty() {
                 schedule.in_use += 1;
             }
-            list.push(Entry { entity, lap, kind });
+            list.push(Entry::new(entity, lap, kind));
+            schedule.len += 1;
+        }
+        for (id, step, kind) in image.far {
+            schedule.far.push((entity(id)?, step, kind));
             schedule.len += 1;
         }
         Ok(schedule)
@@ -341,6 +425,86 @@ mod tests {
         schedule.pop_due(3 + WHEEL_SLOTS as u64, world.entities(), &mut due);
         assert_eq!(due.all().as_inner(), &[c]);
         assert!(schedule.is_empty());
+    }
+
+    /// Laps are kept modulo 2^16: an agent due further ahead than that waits
+    /// outside the wheel, and still comes out in its step, not in a step
+    /// 2^16 laps earlier that falls in the same slot.
+    #[test]
+    fn an_agent_due_beyond_the_laps_the_wheel_tells_apart_comes_out_in_its_step() {
+        let mut world = World::new();
+        let (near, far) = (world.spawn_empty().id(), world.spawn_empty().id());
+        let slots = WHEEL_SLOTS as u64;
+        // Lap 5 + 2^16: lap 5 modulo 2^16.
+        let far_step = (u64::from(LAP_SPAN) + 6) * slots + 3;
+        let mut schedule = AgentSchedule::new(10);
+        schedule.insert_at_step(far, far_step, AgentKind(1));
+        schedule.insert_at_step(near, 5 * slots + 3, AgentKind(0));
+        assert_eq!((schedule.len(), schedule.far.len()), (2, 1));
+        let mut due = DueAgents::default();
+        // Slot 3 of lap 5, whose lap is the far agent's modulo 2^16.
+        schedule.pop_due(5 * slots + 3, world.entities(), &mut due);
+        assert_eq!(due.all().as_inner(), &[near]);
+        assert_eq!(schedule.len(), 1);
+        // Once its lap is near, it is in the wheel, and due only in its step.
+        schedule.pop_due(far_step - 2 * slots, world.entities(), &mut due);
+        assert!(due.is_empty());
+        assert!(schedule.far.is_empty());
+        schedule.pop_due(far_step - slots, world.entities(), &mut due);
+        assert!(due.is_empty());
+        schedule.pop_due(far_step, world.entities(), &mut due);
+        assert_eq!(due.all().as_inner(), &[far]);
+        assert_eq!(due.of_kind(AgentKind(1)).as_inner(), &[far]);
+        assert!(schedule.is_empty());
+    }
+
+    /// A checkpoint's image of a schedule gives back the same schedule: the
+    /// same entries in the same slots and order, far entries included.
+    #[test]
+    fn a_schedule_comes_back_from_its_image() {
+        let mut world = World::new();
+        let agents: Vec<Entity> = (0..6).map(|_| world.spawn_empty().id()).collect();
+        let slots = WHEEL_SLOTS as u64;
+        let mut schedule = AgentSchedule::new(10);
+        let mut due = DueAgents::default();
+        schedule.pop_due(7 * slots, world.entities(), &mut due);
+        let steps = [
+            7 * slots + 1,
+            7 * slots + 1,
+            9 * slots + 1,
+            8 * slots,
+            7 * slots + 2,
+        ];
+        for (&a, &step) in agents.iter().zip(&steps) {
+            schedule.insert_at_step(a, step, AgentKind(0));
+        }
+        let far_step = (7 + u64::from(LAP_SPAN) + 1) * slots;
+        schedule.insert_at_step(agents[5], far_step, AgentKind(2));
+        let id_of = |e: Entity| Some(super::super::AgentId(u64::from(e.index_u32())));
+        let entity_of = |id: super::super::AgentId| {
+            agents
+                .iter()
+                .copied()
+                .find(|e| u64::from(e.index_u32()) == id.0)
+        };
+        let image = schedule.image(id_of);
+        let mut back = AgentSchedule::from_image(image, entity_of).expect("a valid image");
+        assert_eq!((back.len(), back.far.len(), back.lap), (6, 1, 7));
+        for step in [
+            7 * slots + 1,
+            7 * slots + 2,
+            8 * slots,
+            9 * slots + 1,
+            far_step,
+        ] {
+            let mut a = DueAgents::default();
+            let mut b = DueAgents::default();
+            schedule.pop_due(step, world.entities(), &mut a);
+            back.pop_due(step, world.entities(), &mut b);
+            assert!(!a.is_empty());
+            assert_eq!(a.all().as_inner(), b.all().as_inner(), "step {step}");
+        }
+        assert!(back.is_empty());
     }
 
     #[test]
