@@ -340,7 +340,14 @@ impl<T: Copy + Default> CellGrid<T> {
                     (self.spills.len() - 1) as u32
                 });
             }
-            self.spills[cell.spill as usize].push(entry);
+            let spill = &mut self.spills[cell.spill as usize];
+            if spill.len() == spill.capacity() {
+                // Room for two more at first, then doubled: most crowded
+                // cells spill one or two items, and `Vec`'s first room of
+                // four would leave half of each block empty.
+                spill.reserve_exact(spill.len().max(INLINE));
+            }
+            spill.push(entry);
         }
         cell.len += 1;
         self.len += 1;
@@ -382,7 +389,7 @@ impl<T: Copy + Default> CellGrid<T> {
             }
             if spill.is_empty() {
                 // A crowd that has moved on should not leave its room behind.
-                spill.shrink_to(INLINE * 2);
+                spill.shrink_to(INLINE);
                 self.free_spills.push(c.spill);
                 c.spill = NO_SPILL;
             } else if spill.capacity() > 8 && spill.len() * 4 <= spill.capacity() {
