@@ -126,8 +126,9 @@ impl AgentSchedule {
         if slot.len() == slot.capacity() {
             // Grown by an eighth, not doubled: a slot holds a tenth of a
             // million agents at 10 Hz, and doubling would leave up to half of
-            // its room empty. Growing a buffer that large moves its pages
-            // (`mremap`) rather than copying them.
+            // its room empty. A buffer the allocator maps on its own (glibc's
+            // above its mmap threshold, which the `continuum` command sets to
+            // 128 KiB) grows by moving its pages (`mremap`), not by a copy.
             slot.reserve_exact(slot.capacity() / 8 + 16);
         }
         slot.push(Entry::new(entity, lap, kind));
