@@ -72,7 +72,7 @@ use crate::world::{Board, Site, Sites};
 /// The first bytes of every checkpoint file.
 const MAGIC: &[u8; 8] = b"CONTCKPT";
 /// The layout of the payload; a change to what is saved bumps it.
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 /// The engine that wrote a checkpoint must be this one.
 const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Magic and format version.

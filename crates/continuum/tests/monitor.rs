@@ -243,6 +243,52 @@ fn a_slowed_class_is_spread_over_its_longer_period() {
     );
 }
 
+/// A class slowed twice in a row, the second time before its first ticks at
+/// the first slower rate came (as a deep overload does: one level, then the
+/// next), is still spread over its final period.
+#[test]
+fn a_class_slowed_twice_is_spread_over_its_final_period() {
+    let mut sim = SimHarness::new(common::scenario(&format!(
+        r#"Scenario(
+            name: "twice",
+            world: (size: (500.0, 500.0), sites: 10),
+            clock: (fixed_hz: 100.0),
+            archetypes: [{}],
+            groups: [(kind: "idle", count: 5000, priority: Background)],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    )));
+    sim.step(20);
+    // To a twentieth: 200 steps a period, the first ticks at it in 220..420.
+    sim.world_mut()
+        .insert_resource(PriorityRates([0.05, 1.0, 1.0]));
+    sim.step(100);
+    // To a fiftieth (500 steps) before them: spread from those ticks, the
+    // class fills 720..1220 and then every period.
+    sim.world_mut()
+        .insert_resource(PriorityRates([0.02, 1.0, 1.0]));
+    sim.step(1200);
+    let mut per_step = Vec::new();
+    for _ in 0..500 {
+        let t0 = ticks(&sim)[0];
+        sim.step(1);
+        per_step.push(ticks(&sim)[0] - t0);
+    }
+    assert_eq!(per_step.iter().sum::<u64>(), 5000, "once each in a period");
+    // 10 a step on average. Spread from the second change instead, the class
+    // (whose ticks then ran from step 220 to 420, only those before 320 in
+    // the old period from the change) bunched in part of the period: 25 a
+    // step, and none in the rest.
+    let (least, most) = (
+        *per_step.iter().min().unwrap(),
+        *per_step.iter().max().unwrap(),
+    );
+    assert!(
+        least >= 3 && most <= 20,
+        "{least} to {most} a step: {per_step:?}"
+    );
+}
+
 /// Under load shedding, a boosted background agent runs at the normal rate
 /// while the others of its class are slowed to a quarter.
 #[test]

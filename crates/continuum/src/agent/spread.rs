@@ -15,7 +15,11 @@
 //! a run of agents near one another in space, as the tables lay them out (see
 //! `order_by_space`). Ranks depend on positions and ids alone, never on where
 //! the tables keep the agents, so a restored checkpoint spreads them alike.
-//! Later ticks keep the new period exactly. Speeding up is not spread: a class
+//! Later ticks keep the new period exactly. A class slowed again before its
+//! first ticks at the slower rate came (a deep overload sheds one level, then
+//! the next a second later) is spread from those ticks, not from the second
+//! change: only then does each of its agents tick once in the old period the
+//! pieces start from. Speeding up is not spread: a class
 //! even over a longer period stays even over a shorter one that divides it,
 //! and nearly so over one that does not (from a tenth to a quarter, some steps
 //! of the quarter's period hold three of the tenth's shares and some two).
@@ -37,6 +41,9 @@ pub(crate) struct RateChanges {
     at: [SimTime; 3],
     /// Each class's multiplier before that change.
     before: [f32; 3],
+    /// The change before that one: when, and the multiplier before it.
+    earlier_at: [SimTime; 3],
+    earlier_before: [f32; 3],
 }
 
 impl Default for RateChanges {
@@ -45,6 +52,8 @@ impl Default for RateChanges {
             seen: [1.0; 3],
             at: [0; 3],
             before: [1.0; 3],
+            earlier_at: [0; 3],
+            earlier_before: [1.0; 3],
         }
     }
 }
@@ -65,6 +74,8 @@ impl RateChanges {
     pub(crate) fn observe(&mut self, rates: &PriorityRates, now: SimTime) {
         for class in 0..3 {
             if rates.0[class] != self.seen[class] {
+                self.earlier_at[class] = self.at[class];
+                self.earlier_before[class] = self.before[class];
                 self.before[class] = self.seen[class];
                 self.seen[class] = rates.0[class];
                 self.at[class] = now;
@@ -73,8 +84,15 @@ impl RateChanges {
     }
 
     /// Whether the tick at `t` of an agent of shed class `class` at `hz` is its
-    /// first since the class was slowed: its old period ends after the change,
-    /// and the new period is longer.
+    /// first since the class was slowed: the new period is longer, and `t` is
+    /// in the old period in which each agent of the class ticks once from the
+    /// change on. That period starts at the change, unless the change before
+    /// it slowed the class too and the first ticks at the slower rate are
+    /// still to come (a class slowed twice within one of its periods): it then
+    /// starts with them, when the first change's spread puts them, so that the
+    /// class, spread evenly over that period, fills the new one too. A change
+    /// that comes within the first's own window (the period before it, when
+    /// not every agent has ticked since) counts from the change.
     pub(crate) fn slowed(
         &self,
         class: usize,
@@ -85,9 +103,17 @@ impl RateChanges {
         if self.seen[class] >= self.before[class] {
             return None;
         }
-        let since = t.checked_sub(self.at[class])?;
         let old = TickRate(hz * self.before[class]).period_ns(step_ns);
         let new = TickRate(hz * self.seen[class]).period_ns(step_ns);
+        let (at, earlier) = (self.at[class], self.earlier_at[class]);
+        let earlier_old = TickRate(hz * self.earlier_before[class]).period_ns(step_ns);
+        let from = if self.earlier_before[class] > self.before[class] && at >= earlier + earlier_old
+        {
+            at.max(earlier + old)
+        } else {
+            at
+        };
+        let since = t.checked_sub(from)?;
         (new > old && since < old).then(|| Slowdown {
             old,
             pieces: (new - since).div_ceil(old),
@@ -178,6 +204,50 @@ mod tests {
             changes.slowed(0, 10.0, 90 * STEP, STEP).map(|s| s.pieces),
             Some(2),
             "20 steps in, 80 left: two old periods of 40 start in them"
+        );
+    }
+
+    /// A class slowed again before its first ticks at the slower rate came is
+    /// spread from those ticks: each agent ticks once in the old period that
+    /// starts with them, not in the one that starts at the second change.
+    #[test]
+    fn a_second_slow_down_spreads_from_the_first_ticks_of_the_first() {
+        let mut changes = RateChanges::default();
+        // 10 Hz: 10 steps. At step 5 to a twentieth (200 steps): the first
+        // ticks at it fall in steps 205..405. At step 105 to a fiftieth (500
+        // steps), before any of them.
+        changes.observe(&PriorityRates([0.05, 1.0, 1.0]), 5 * STEP);
+        changes.observe(&PriorityRates([0.02, 1.0, 1.0]), 105 * STEP);
+        let slowed = |step: u64| changes.slowed(0, 10.0, step * STEP, STEP);
+        assert_eq!(slowed(150), None, "no agent of the class ticks here");
+        assert_eq!(slowed(204), None);
+        assert_eq!(
+            slowed(205),
+            Some(Slowdown {
+                old: 200 * STEP,
+                pieces: 3
+            }),
+            "500 steps left: three periods of 200 start in them"
+        );
+        assert_eq!(slowed(404).map(|s| s.pieces), Some(2));
+        assert_eq!(slowed(405), None, "a tick at the slower rate");
+        // Slowed again once the class ticks at the slower rate: from the change.
+        let mut settled = RateChanges::default();
+        settled.observe(&PriorityRates([0.05, 1.0, 1.0]), 5 * STEP);
+        settled.observe(&PriorityRates([0.02, 1.0, 1.0]), 305 * STEP);
+        assert_eq!(
+            settled.slowed(0, 10.0, 305 * STEP, STEP).map(|s| s.pieces),
+            Some(3)
+        );
+        assert_eq!(settled.slowed(0, 10.0, 505 * STEP, STEP), None);
+        // Sped up in between: the latest change counts from when it came.
+        let mut restored = RateChanges::default();
+        restored.observe(&PriorityRates([0.05, 1.0, 1.0]), 5 * STEP);
+        restored.observe(&PriorityRates([0.1, 1.0, 1.0]), 50 * STEP);
+        restored.observe(&PriorityRates([0.02, 1.0, 1.0]), 60 * STEP);
+        assert_eq!(
+            restored.slowed(0, 10.0, 60 * STEP, STEP).map(|s| s.old),
+            Some(100 * STEP)
         );
     }
 
