@@ -11,9 +11,12 @@ use continuum::sites::ExplorerParams;
 
 /// A world wider than the shared cache's room (the helper below), with and
 /// without memory tiers, on the same seeds: agents that remember harvest more,
-/// seed after seed, since the cache forgets. (Where the cache holds every
-/// site, as in `memory.ron`, the tiers add little beyond it and the boards;
-/// the README has both comparisons over thirty seeds.)
+/// seed after seed, and over 15 % more across eight seeds, since the cache
+/// forgets. One seed's gain moves by a tenth or so with anything that shifts
+/// when budgets change (from 1.09 to 1.35 over twelve seeds), hence the total.
+/// (Where the cache holds every site, as in `memory.ron`, the tiers add
+/// little beyond it and the boards; the README has both comparisons over
+/// thirty seeds.)
 #[test]
 fn agents_without_memory_harvest_less_where_the_cache_forgets() {
     let harvested = |sim: &SimHarness| -> f32 {
@@ -23,15 +26,22 @@ fn agents_without_memory_harvest_less_where_the_cache_forgets() {
             .map(|s| s.harvested)
             .sum()
     };
-    for seed in 1..=3 {
+    let (mut all_with, mut all_without) = (0.0, 0.0);
+    for seed in 1..=8 {
         let mut with = wide(seed, 0.5);
         let mut without = SimHarness::new(forgetful(wide_scenario(seed, 0.5)));
         with.run_for(60.0);
         without.run_for(60.0);
         let (a, b) = (harvested(&with), harvested(&without));
         println!("seed {seed}: harvested {a} with memory, {b} without");
-        assert!(a > b * 1.15, "seed {seed}: {a} with memory, {b} without");
+        assert!(a > b * 1.04, "seed {seed}: {a} with memory, {b} without");
+        all_with += a;
+        all_without += b;
     }
+    assert!(
+        all_with > all_without * 1.15,
+        "{all_with} with memory, {all_without} without"
+    );
 }
 
 /// Memory pays only if something is harvested at all: site values reach

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use bevy_time::{Real, Time, TimeUpdateStrategy, Virtual};
 
 use bevy_app::prelude::*;
+use bevy_ecs::entity::UniqueEntitySlice;
 use bevy_ecs::intern::Interned;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
@@ -17,7 +18,7 @@ use crate::memory::{
     TierCaps, WORKING_MAX,
 };
 use crate::metrics::RunStats;
-use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
+use crate::parallel::{BatchTuner, ThreadLoad, for_each_due, for_each_due_into};
 use crate::phases::ContinuumSystems;
 use crate::process::ProcessSampler;
 
@@ -149,8 +150,9 @@ fn ceiling_bytes() -> u32 {
 /// limit changed have their tiers resized.
 #[allow(clippy::too_many_arguments)]
 fn rebalance_budgets(
-    mut reading: Local<Vec<usize>>,
-    mut read: Local<Vec<Option<AgentLoad>>>,
+    mut scratch: Local<ReadScratch>,
+    mut tuner: Local<BatchTuner>,
+    load: Res<ThreadLoad>,
     clock: Res<SimClock>,
     settings: Res<MonitorSettings>,
     kinds: Res<MemoryKinds>,
@@ -214,39 +216,64 @@ fn rebalance_budgets(
 
     if !work.read.is_empty() {
         let ceiling = ceiling_bytes();
+        let ReadScratch {
+            order,
+            entities,
+            fetched,
+            read,
+        } = &mut *scratch;
         // Read in the order the agents' data sits in (their entities'), which
-        // ids do not follow when agents are spawned in the order of space;
-        // counted in id order below.
-        reading.clear();
-        reading.extend(work.read.clone());
-        reading.sort_unstable_by_key(|&i| listed[i].index());
+        // ids do not follow when agents are spawned in the order of space, on
+        // every thread; counted in id order below. Agents gone before a
+        // checkpoint was taken are not looked for.
+        order.clear();
+        order.extend(
+            work.read
+                .clone()
+                .filter(|&i| listed[i] != Entity::PLACEHOLDER),
+        );
+        order.sort_unstable_by_key(|&i| listed[i].index());
+        entities.clear();
+        entities.extend(order.iter().map(|&i| listed[i]));
+        fetched.clear();
+        fetched.resize(order.len(), None);
+        // SAFETY: the list holds each agent once (one entity per id), and
+        // the placeholders are left out.
+        let unique = unsafe { UniqueEntitySlice::from_slice_unchecked(entities) };
+        let kinds = &*kinds;
+        for_each_due_into(
+            &mut agents,
+            unique,
+            fetched,
+            &mut tuner,
+            &load,
+            |(_, agent, budget, memory, perception, cadence), out| {
+                let defaults = kinds
+                    .get(agent.kind)
+                    .map_or(0, |rules| rules.capacity.clamped().block_bytes() as u32);
+                let held =
+                    memory.held_bytes() + perception.sites().len() * crate::memory::RECORD_BYTES[0];
+                // Fill counts against what the tiers can hold within the
+                // limit (the capacities round down to whole records).
+                let usable = memory.caps().bytes().max(1) as f32;
+                let pressure = held as f32 / usable;
+                let limit = memory.limit();
+                *out = Some(AgentLoad {
+                    memory_limit: limit,
+                    memory_held: (pressure * limit as f32) as u32,
+                    memory_floor: (defaults / 4).min(limit),
+                    memory_ceiling: ceiling.max(limit),
+                    cpu_share: budget.cpu_share,
+                    work: budget.usage.average,
+                    ticks: cadence.ticks,
+                    priority_boost: agent.priority_boost,
+                });
+            },
+        );
         read.clear();
         read.resize(work.read.len(), None);
-        for &i in reading.iter() {
-            read[i - work.read.start] = agents.get(listed[i]).ok().map(
-                |(_, agent, budget, memory, perception, cadence)| {
-                    let defaults = kinds
-                        .get(agent.kind)
-                        .map_or(0, |rules| rules.capacity.clamped().block_bytes() as u32);
-                    let held = memory.held_bytes()
-                        + perception.sites().len() * crate::memory::RECORD_BYTES[0];
-                    // Fill counts against what the tiers can hold within the
-                    // limit (the capacities round down to whole records).
-                    let usable = memory.caps().bytes().max(1) as f32;
-                    let pressure = held as f32 / usable;
-                    let limit = memory.limit();
-                    AgentLoad {
-                        memory_limit: limit,
-                        memory_held: (pressure * limit as f32) as u32,
-                        memory_floor: (defaults / 4).min(limit),
-                        memory_ceiling: ceiling.max(limit),
-                        cpu_share: budget.cpu_share,
-                        work: budget.usage.average,
-                        ticks: cadence.ticks,
-                        priority_boost: agent.priority_boost,
-                    }
-                },
-            );
+        for (&i, load) in order.iter().zip(fetched.iter()) {
+            read[i - work.read.start] = *load;
         }
         for (i, load) in work.read.clone().zip(read.iter()) {
             loads[i] = load.as_ref().map(|load| tally.add(i as u32, load, rules));
@@ -264,10 +291,15 @@ fn rebalance_budgets(
                 pool.max_agents()
             };
             let total = plan.per_agent_bytes.saturating_mul(slots as u64);
-            *weighing = Some(Weighing::start(tally, total, fair_share(&pool)));
+            *weighing = Some(Weighing::start(
+                tally,
+                total,
+                fair_share(&pool),
+                loads.len(),
+            ));
         }
         if let Some(weighing) = weighing {
-            weighing.weigh(loads[part(loads.len(), weigh)].iter().flatten(), rules);
+            weighing.weigh(part(loads.len(), weigh), loads, rules);
             if weigh.0 + 1 == weigh.1 {
                 weighing.finish();
                 diagnostics.rounds += 1;
@@ -287,7 +319,7 @@ fn rebalance_budgets(
 
     if let (Some(apply), Some(weighing)) = (work.apply, weighing.as_ref()) {
         let now = crate::memory::mem_time(clock.now());
-        let range = part(loads.len(), apply);
+        let range = weighing.apply_range(apply, loads.len());
         let mut takes = weighing.takes[weighing
             .takes
             .partition_point(|&(i, _)| (i as usize) < range.start)..]
@@ -335,6 +367,17 @@ fn rebalance_budgets(
     diagnostics.longest_step_ns = diagnostics
         .longest_step_ns
         .max(started.elapsed().as_nanos() as u64);
+}
+
+/// The lists a rebalancing step's reads go through, kept from step to step:
+/// the round's list indices to read, in the order of their entities; those
+/// entities; the loads in that order; and the loads in the list's order.
+#[derive(Default)]
+struct ReadScratch {
+    order: Vec<usize>,
+    entities: Vec<Entity>,
+    fetched: Vec<Option<AgentLoad>>,
+    read: Vec<Option<AgentLoad>>,
 }
 
 /// Logs what a round did (virtual time `at`, nanoseconds), when it changed

@@ -17,12 +17,17 @@
 //!    (applied where shares are used, from the round's end:
 //!    [`LoadShedding::share_scale`](super::LoadShedding::share_scale)).
 //! 3. **Applies** (the rest): each agent's new budget is worked out again
-//!    from its load and the round's figures, and set.
+//!    from its load and the round's figures, and set. An agent whose budget
+//!    changes costs far more to apply than one whose budget stays, and the
+//!    changes gather where the list holds the busiest agents (the ones that
+//!    tick most, often admitted together); so the weighing also counts what
+//!    applying each block of the list will cost, and each applying step takes
+//!    an equal share of that cost rather than of the agents.
 //!
 //! The result is exactly [`rebalance`](super::rebalance)'s on the loads read.
 //! Every share is a fixed part of the list of agents taken (in id order) when
 //! the round starts, so which agents a step touches depends on the step's
-//! index only: the same on every run and thread count.
+//! index and the loads read only: the same on every run and thread count.
 
 use std::ops::Range;
 
@@ -178,15 +183,31 @@ pub(crate) struct Weighing {
     /// What every share is to be multiplied by where it is used (once the
     /// last weighing step is done; see [`LoadShedding::share_scale`](super::LoadShedding::share_scale)).
     pub scale: f32,
+    /// The cost of applying each block of `block` agents of the list, as
+    /// weighed: one for each agent, [`CHANGE_COST`] more for each whose budget
+    /// is likely to change. The applying steps share the list by it
+    /// ([`apply_range`](Self::apply_range)).
+    pub costs: Vec<u32>,
+    pub block: u32,
 }
+
+/// What applying a changed budget costs (an agent's components fetched and
+/// written, its tiers perhaps resized) against one left as it is (its kept
+/// load looked at), about.
+const CHANGE_COST: u32 = 32;
+/// Blocks the list is cut into for the applying steps' shares.
+const COST_BLOCKS: usize = 1024;
 
 impl Weighing {
     /// The memory decision, at the first weighing step: the free memory of
     /// `memory_total` (what the round's agents hold now, and what the donors
     /// give) goes to the needy, the fullest first when it does not go round.
-    pub fn start(tally: &mut Tally, memory_total: u64, fair_share: f32) -> Self {
+    pub fn start(tally: &mut Tally, memory_total: u64, fair_share: f32, listed: usize) -> Self {
         let mut free = memory_total.saturating_sub(tally.used) + tally.given;
+        let block = listed.div_ceil(COST_BLOCKS).max(1);
         let mut weighing = Self {
+            costs: vec![0; listed.div_ceil(block)],
+            block: block as u32,
             fair_share,
             mean_work: if tally.read == 0 {
                 0.0
@@ -214,17 +235,62 @@ impl Weighing {
         weighing
     }
 
-    /// Weighs the new CPU shares of `loads` (a share of the list, in order).
-    pub fn weigh<'a>(&mut self, loads: impl Iterator<Item = &'a Kept>, rules: &RebalanceRules) {
-        if self.mean_work <= 0.0 {
-            return;
+    /// Weighs the new CPU shares of the loads of `range` of the list (a share
+    /// of it, in order), and what applying them will cost.
+    pub fn weigh(&mut self, range: Range<usize>, loads: &[Option<Kept>], rules: &RebalanceRules) {
+        let block = self.block.max(1) as usize;
+        let first = self
+            .takes
+            .partition_point(|&(i, _)| (i as usize) < range.start);
+        let mut takes = self.takes[first..]
+            .iter()
+            .map(|&(i, _)| i as usize)
+            .peekable();
+        for i in range {
+            let taken = takes.next_if_eq(&i).is_some();
+            let mut cost = 1;
+            if let Some(load) = &loads[i] {
+                let mut changes = load.gives || taken;
+                if self.mean_work > 0.0 {
+                    let share = self.share(load, rules);
+                    self.boosted += u64::from(share > load.cpu_share);
+                    self.trimmed += u64::from(share < load.cpu_share);
+                    self.share_sum += f64::from(share);
+                    changes |= share != load.cpu_share;
+                }
+                cost += CHANGE_COST * u32::from(changes);
+            }
+            if let Some(c) = self.costs.get_mut(i / block) {
+                *c = c.saturating_add(cost);
+            }
         }
-        for load in loads {
-            let share = self.share(load, rules);
-            self.boosted += u64::from(share > load.cpu_share);
-            self.trimmed += u64::from(share < load.cpu_share);
-            self.share_sum += f64::from(share);
-        }
+    }
+
+    /// The agents of the list (`listed` of them) whose new budgets the
+    /// applying step `i` of `of` sets: the list cut where the costs weighed
+    /// add up to `i / of` of their sum, at a block's start, so that each
+    /// step takes its share of the work, whichever agents' budgets change.
+    pub fn apply_range(&self, (i, of): (u64, u64), listed: usize) -> Range<usize> {
+        let block = self.block.max(1) as usize;
+        let total: u64 = self.costs.iter().map(|&c| u64::from(c)).sum();
+        let cut = |j: u64| -> usize {
+            if j == 0 {
+                return 0;
+            }
+            if j >= of {
+                return listed;
+            }
+            let target = (u128::from(total) * u128::from(j) / u128::from(of)) as u64;
+            let mut sum = 0u64;
+            let mut b = 0;
+            while b < self.costs.len() && sum < target {
+                sum += u64::from(self.costs[b]);
+                b += 1;
+            }
+            (b * block).min(listed)
+        };
+
+        cut(i)..cut(i + 1)
     }
 
     /// The new CPU share of `load`, before scaling.
@@ -404,6 +470,18 @@ impl RebalanceRound {
                     .ok_or_else(|| format!("the rebalancing names agent {id}, which is not saved")),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Reads fetch the listed agents on several threads at once: each must
+        // be listed once.
+        let mut named: Vec<Entity> = agents
+            .iter()
+            .copied()
+            .filter(|&e| e != Entity::PLACEHOLDER)
+            .collect();
+        named.sort_unstable();
+        if named.windows(2).any(|w| w[0] == w[1]) {
+            return Err("the rebalancing lists an agent twice".into());
+        }
+        drop(named);
         let listed = |index: u64| index < agents.len() as u64;
         if image.loads.len() != agents.len()
             || !image
@@ -501,6 +579,29 @@ mod tests {
         let mut out = vec![Entity::PLACEHOLDER];
         in_id_order(&mut out, std::iter::empty);
         assert!(out.is_empty());
+    }
+
+    /// A checkpoint's round that lists an agent twice is refused: its reads
+    /// would fetch that agent on two threads at once. Gone agents may repeat.
+    #[test]
+    fn a_round_image_listing_an_agent_twice_is_refused() {
+        let image = |ids: &[Option<u64>]| RoundImage {
+            steps: None,
+            rules: RebalanceRules::default(),
+            agents: ids.iter().map(|id| id.map(AgentId)).collect(),
+            listed: None,
+            loads: vec![None; ids.len()],
+            tally: Tally::default(),
+            weighing: None,
+        };
+        let entity_of = |id: AgentId| Entity::from_raw_u32(id.0 as u32 + 1);
+        let twice = RebalanceRound::from_image(image(&[Some(1), Some(2), Some(1)]), entity_of);
+        assert_eq!(
+            twice.err().as_deref(),
+            Some("the rebalancing lists an agent twice")
+        );
+        let gone = RebalanceRound::from_image(image(&[None, Some(2), None]), entity_of);
+        assert!(gone.is_ok(), "{:?}", gone.err());
     }
 
     /// A round that starts at the listing the round before was taken at
@@ -616,6 +717,46 @@ mod tests {
         assert!(most(&|w| w.apply.map_or(0, |p| part(300_000, p).len())) <= 300_000 / 34 + 1);
     }
 
+    /// The applying steps share the changes out, not the agents: with the
+    /// changes all among the first tenth of the list (donors there, nothing
+    /// to do for the rest), no step sets many more than its share of them,
+    /// and the steps still cover the list once, in order.
+    #[test]
+    fn applying_steps_share_the_changes_out() {
+        let n = 10_000;
+        let kept: Vec<Option<Kept>> = (0..n)
+            .map(|i| {
+                (i % 97 != 5).then_some(Kept {
+                    limit: 100,
+                    cpu_share: 0.01,
+                    work: 0.0,
+                    gives: i < n / 10,
+                    boosted: false,
+                })
+            })
+            .collect();
+        let changing = kept.iter().flatten().filter(|k| k.gives).count();
+        let mut weighing = Weighing::start(&mut Tally::default(), 0, 0.01, n);
+        for i in 0..17 {
+            weighing.weigh(part(n, (i, 17)), &kept, &RebalanceRules::default());
+        }
+        let mut next = 0;
+        let mut most = 0;
+        for i in 0..34 {
+            let range = weighing.apply_range((i, 34), n);
+            assert_eq!(range.start, next, "step {i} follows on");
+            next = range.end;
+            let changed = kept[range].iter().flatten().filter(|k| k.gives).count();
+            most = most.max(changed);
+        }
+        assert_eq!(next, n, "every agent once");
+        // Equal parts of the list would set 294 in the first step.
+        assert!(
+            most <= 2 * changing / 34 + weighing.block as usize,
+            "{most} of {changing} in one step"
+        );
+    }
+
     /// Loads of every kind: donors, needy, busy and idle agents, some gone.
     fn loads(rng: &mut Pcg32, n: usize) -> Vec<Option<AgentLoad>> {
         (0..n)
@@ -659,6 +800,7 @@ mod tests {
         let mut weighing = None;
         let mut updates = Vec::new();
         let mut kept = vec![None; loads.len()];
+        let mut applied = 0;
         let read: Vec<usize> = (0..loads.len()).filter(|&i| loads[i].is_some()).collect();
         for step in 0..steps {
             let work = round.work(step, loads.len()).unwrap();
@@ -669,17 +811,20 @@ mod tests {
             }
             if let Some(weigh) = work.weigh {
                 if weigh.0 == 0 {
-                    weighing = Some(Weighing::start(&mut tally, total, fair));
+                    weighing = Some(Weighing::start(&mut tally, total, fair, loads.len()));
                 }
                 let w = weighing.as_mut().unwrap();
-                w.weigh(kept[part(loads.len(), weigh)].iter().flatten(), rules);
+                w.weigh(part(loads.len(), weigh), &kept, rules);
                 if weigh.0 + 1 == weigh.1 {
                     w.finish();
                 }
             }
             if let Some(apply) = work.apply {
                 let w = weighing.as_ref().unwrap();
-                for i in part(loads.len(), apply) {
+                let range = w.apply_range(apply, loads.len());
+                assert_eq!(range.start, applied, "applies follow on");
+                applied = range.end;
+                for i in range {
                     let Some(load) = &kept[i] else { continue };
                     let take = w
                         .takes
@@ -697,6 +842,7 @@ mod tests {
                 }
             }
         }
+        assert_eq!(applied, loads.len(), "every agent applied");
         updates
     }
 
