@@ -284,9 +284,10 @@ const fn level(bg_rate: f32, bg_cpu: f32, normal_rate: f32, normal_cpu: f32, hol
 
 /// The shedding levels, lightest first. Background agents lose rate, then CPU
 /// share; then normal agents do; the deepest levels slow background agents to
-/// a twentieth, then a fiftieth of their rate and normal ones to a tenth; the
-/// last level also holds admission. High priority is never touched.
-pub const LEVELS: [Level; 10] = [
+/// a twentieth, a fiftieth, then a hundredth of their rate and normal ones to
+/// a tenth, then a twentieth; the last two levels also hold admission. High
+/// priority is never touched.
+pub const LEVELS: [Level; 11] = [
     level(1.0, 1.0, 1.0, 1.0, false),
     level(0.5, 1.0, 1.0, 1.0, false),
     level(0.25, 1.0, 1.0, 1.0, false),
@@ -297,6 +298,7 @@ pub const LEVELS: [Level; 10] = [
     level(0.05, 0.5, 0.25, 0.5, false),
     level(0.02, 0.5, 0.1, 0.5, false),
     level(0.02, 0.5, 0.1, 0.5, true),
+    level(0.01, 0.5, 0.05, 0.5, true),
 ];
 
 /// Where the overload policy stands.
