@@ -92,11 +92,15 @@ pub fn base_app_with(threads: Option<usize>, plugins: PluginGroupBuilder) -> App
             schedule.set_executor(SingleThreadedExecutor::new());
         });
     }
-    app.add_systems(FixedLast, end_update_early);
+    // The flag's resource exists from the start, so that `run` sets it in
+    // place: a resource first inserted once a million agents exist gets an
+    // entity index past theirs, and its storage an index array as long (4 MB).
+    app.init_resource::<StopFlag>()
+        .add_systems(FixedLast, end_update_early);
     app
 }
 
-/// A stop flag the fixed loop reads between steps (see [`run`], which inserts
+/// A stop flag the fixed loop reads between steps (see [`run`], which sets
 /// it): once it is set, the update under way runs no further steps.
 #[derive(Resource, Clone, Debug, Default)]
 pub struct StopFlag(pub Arc<AtomicBool>);
