@@ -289,7 +289,6 @@ impl Weighing {
             }
             (b * block).min(listed)
         };
-
         cut(i)..cut(i + 1)
     }
 
