@@ -192,21 +192,37 @@ fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
     );
 }
 
+/// `count` background agents of an idle kind at 10 Hz on a 100 Hz step.
+fn idle_background(name: &str, count: usize) -> SimHarness {
+    SimHarness::new(common::scenario(&format!(
+        r#"Scenario(
+            name: "{name}",
+            world: (size: (500.0, 500.0), sites: 10),
+            clock: (fixed_hz: 100.0),
+            archetypes: [{}],
+            groups: [(kind: "idle", count: {count}, priority: Background)],
+        )"#,
+        common::idle_kind("idle", 10.0)
+    )))
+}
+
+/// Background agents' ticks in each of the next `steps` steps.
+fn background_ticks_by_step(sim: &mut SimHarness, steps: usize) -> Vec<u64> {
+    (0..steps)
+        .map(|_| {
+            let t0 = ticks(sim)[0];
+            sim.step(1);
+            ticks(sim)[0] - t0
+        })
+        .collect()
+}
+
 /// A class slowed to a tenth of its rate is spread over the longer period:
 /// every step takes its share, rather than a tenth of the class ticking
 /// together one step in a hundred, and each agent keeps the slower rate.
 #[test]
 fn a_slowed_class_is_spread_over_its_longer_period() {
-    let mut sim = SimHarness::new(common::scenario(&format!(
-        r#"Scenario(
-            name: "spread",
-            world: (size: (500.0, 500.0), sites: 10),
-            clock: (fixed_hz: 100.0),
-            archetypes: [{}],
-            groups: [(kind: "idle", count: 2000, priority: Background)],
-        )"#,
-        common::idle_kind("idle", 10.0)
-    )));
+    let mut sim = idle_background("spread", 2000);
     sim.step(20);
     sim.world_mut()
         .insert_resource(PriorityRates([0.1, 1.0, 1.0]));
@@ -220,12 +236,7 @@ fn a_slowed_class_is_spread_over_its_longer_period() {
             .collect()
     };
     let before = per_agent(&mut sim);
-    let mut per_step = Vec::new();
-    for _ in 0..100 {
-        let t0 = ticks(&sim)[0];
-        sim.step(1);
-        per_step.push(ticks(&sim)[0] - t0);
-    }
+    let per_step = background_ticks_by_step(&mut sim, 100);
     let after = per_agent(&mut sim);
     assert!(
         before.iter().zip(&after).all(|(b, a)| a - b == 1),
@@ -248,16 +259,7 @@ fn a_slowed_class_is_spread_over_its_longer_period() {
 /// next), is still spread over its final period.
 #[test]
 fn a_class_slowed_twice_is_spread_over_its_final_period() {
-    let mut sim = SimHarness::new(common::scenario(&format!(
-        r#"Scenario(
-            name: "twice",
-            world: (size: (500.0, 500.0), sites: 10),
-            clock: (fixed_hz: 100.0),
-            archetypes: [{}],
-            groups: [(kind: "idle", count: 5000, priority: Background)],
-        )"#,
-        common::idle_kind("idle", 10.0)
-    )));
+    let mut sim = idle_background("twice", 5000);
     sim.step(20);
     // To a twentieth: 200 steps a period, the first ticks at it in 220..420.
     sim.world_mut()
@@ -268,12 +270,7 @@ fn a_class_slowed_twice_is_spread_over_its_final_period() {
     sim.world_mut()
         .insert_resource(PriorityRates([0.02, 1.0, 1.0]));
     sim.step(1200);
-    let mut per_step = Vec::new();
-    for _ in 0..500 {
-        let t0 = ticks(&sim)[0];
-        sim.step(1);
-        per_step.push(ticks(&sim)[0] - t0);
-    }
+    let per_step = background_ticks_by_step(&mut sim, 500);
     assert_eq!(per_step.iter().sum::<u64>(), 5000, "once each in a period");
     // 10 a step on average. Spread from the second change instead, the class
     // (whose ticks then ran from step 220 to 420, only those before 320 in

@@ -105,16 +105,19 @@ impl RateChanges {
         }
         let old = TickRate(hz * self.before[class]).period_ns(step_ns);
         let new = TickRate(hz * self.seen[class]).period_ns(step_ns);
+        if new <= old {
+            return None;
+        }
         let (at, earlier) = (self.at[class], self.earlier_at[class]);
-        let earlier_old = TickRate(hz * self.earlier_before[class]).period_ns(step_ns);
-        let from = if self.earlier_before[class] > self.before[class] && at >= earlier + earlier_old
-        {
-            at.max(earlier + old)
-        } else {
-            at
-        };
+        let mut from = at;
+        if self.earlier_before[class] > self.before[class] {
+            let earlier_old = TickRate(hz * self.earlier_before[class]).period_ns(step_ns);
+            if at >= earlier + earlier_old {
+                from = at.max(earlier + old);
+            }
+        }
         let since = t.checked_sub(from)?;
-        (new > old && since < old).then(|| Slowdown {
+        (since < old).then(|| Slowdown {
             old,
             pieces: (new - since).div_ceil(old),
         })
