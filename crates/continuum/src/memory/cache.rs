@@ -1,3 +1,4 @@
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bevy_ecs::prelude::*;
@@ -264,6 +265,39 @@ pub struct SharedCache {
     publications: u64,
 }
 
+/// One thread's handle for reading a [`SharedCache`]
+/// ([`SharedCache::reader`]): reads through it count and stamp as
+/// [`SharedCache::read`] does. It cannot leave its thread: the stamps and
+/// counters it writes are that thread's alone.
+pub struct CacheReader<'a> {
+    cache: &'a SharedCache,
+    reader: &'a Reader,
+    _thread: PhantomData<*const ()>,
+}
+
+impl CacheReader<'_> {
+    /// Reads the fact about `key` in step `step` (see [`SharedCache::read`]).
+    #[inline(always)]
+    pub fn read(&self, key: impl Into<SharedKey>, step: u64) -> Option<SharedFact> {
+        let (cache, reader) = (self.cache, self.reader);
+        match cache.slot_of(key.into()) {
+            Some(i) => {
+                Reader::count(&reader.hits);
+                let stamp = &reader.stamps[i];
+                let step = step.min(u64::from(u32::MAX)) as u32;
+                if stamp.load(Ordering::Relaxed) < step {
+                    stamp.store(step, Ordering::Relaxed);
+                }
+                Some(cache.slot(i).fact())
+            }
+            None => {
+                Reader::count(&reader.misses);
+                None
+            }
+        }
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Counters {
     hits: u64,
@@ -383,25 +417,21 @@ impl SharedCache {
 
     /// Reads the fact about `key` in step `step`: counts a hit or a miss and,
     /// on a hit, marks the fact as used in this step. Safe to call from many
-    /// threads.
+    /// threads. Each call looks up the calling thread's stamps; code that
+    /// reads several facts in a row takes a [`reader`](Self::reader) once.
     #[inline(always)]
     pub fn read(&self, key: impl Into<SharedKey>, step: u64) -> Option<SharedFact> {
-        let slot = self.slot_of(key.into());
-        let reader = self.readers.get_or(|| Reader::new(self.capacity()));
-        match slot {
-            Some(i) => {
-                Reader::count(&reader.hits);
-                let stamp = &reader.stamps[i];
-                let step = step.min(u64::from(u32::MAX)) as u32;
-                if stamp.load(Ordering::Relaxed) < step {
-                    stamp.store(step, Ordering::Relaxed);
-                }
-                Some(self.slot(i).fact())
-            }
-            None => {
-                Reader::count(&reader.misses);
-                None
-            }
+        self.reader().read(key, step)
+    }
+
+    /// The calling thread's reader: [`read`](Self::read) without looking the
+    /// thread's stamps up on every read. It stays on the thread that took it.
+    #[inline(always)]
+    pub fn reader(&self) -> CacheReader<'_> {
+        CacheReader {
+            cache: self,
+            reader: self.readers.get_or(|| Reader::new(self.capacity())),
+            _thread: PhantomData,
         }
     }
 

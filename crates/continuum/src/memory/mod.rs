@@ -29,7 +29,7 @@ mod plugin;
 mod slab;
 
 pub(crate) use cache::CacheImage;
-pub use cache::{CacheStats, SharedCache, SharedFact, SharedKey};
+pub use cache::{CacheReader, CacheStats, SharedCache, SharedFact, SharedKey};
 pub use perception::Perception;
 pub use plugin::{MemoryPlugin, check_budget};
 pub use slab::SlabUsage;

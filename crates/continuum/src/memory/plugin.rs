@@ -194,6 +194,7 @@ fn consolidate(
             let limit = memory.limit();
             memory.resize(&mut perception, limit, rules, now);
         }
+        let cache = cache.reader();
         memory.consolidate(perception.sites(), now, rules, |site| {
             cache
                 .read(site, step)

@@ -507,9 +507,17 @@ fn reads_from_many_threads_in_one_step_settle_to_the_same_order() {
         let cache = &parallel;
         for t in 0..4 {
             scope.spawn(move || {
+                // Half the threads read through a reader taken once.
+                let reader = cache.reader();
                 for i in (0..64).step_by(3).skip(t).step_by(4) {
-                    cache.read(s(63 - i), 2);
+                    if t % 2 == 0 {
+                        reader.read(s(63 - i), 2);
+                    } else {
+                        cache.read(s(63 - i), 2);
+                    }
                 }
+                // A key outside the cache: a miss on every thread.
+                reader.read(s(64), 2);
             });
         }
     });
@@ -518,6 +526,8 @@ fn reads_from_many_threads_in_one_step_settle_to_the_same_order() {
         serial.lru_order().collect::<Vec<_>>(),
         parallel.lru_order().collect::<Vec<_>>()
     );
+    let (serial, parallel) = (serial.stats(), parallel.stats());
+    assert_eq!((parallel.hits, parallel.misses), (serial.hits, 4));
 }
 
 /// Sites and ground cells share one room in bytes: a key's set holds two

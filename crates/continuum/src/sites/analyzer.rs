@@ -28,7 +28,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
         rng,
         ..
     } = me;
-    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    let (sites, cache, step) = (ctx.sites, ctx.cache.reader(), ctx.step);
     let stale = secs_to_sim(f64::from(params.stale_after));
     let stale_ms = mem_time(stale);
     let now = cadence.due;

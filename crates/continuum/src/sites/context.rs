@@ -7,7 +7,7 @@ use bevy_utils::Parallel;
 use crate::action::{ActionKind, PlannedAction, Target};
 use crate::agent::*;
 use crate::behaviour::{Intent, Movement, wander};
-use crate::memory::{Memory, Perception, Publication, SharedCache, mem_time};
+use crate::memory::{CacheReader, Memory, Perception, Publication, SharedCache, mem_time};
 use crate::world::{Site, SiteId, Sites, WorldMap};
 
 /// What the sites model's kinds read besides the agent itself.
@@ -76,7 +76,7 @@ fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
 /// `(now, step)`: the agent's memory time and the step.
 pub(super) fn site_worth(
     memory: &Memory,
-    cache: &SharedCache,
+    cache: &CacheReader,
     site: SiteId,
     (now, step): (u32, u64),
     half_life: f32,

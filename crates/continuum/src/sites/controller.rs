@@ -32,11 +32,11 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
         rng,
         ..
     } = me;
-    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    let (sites, cache, step) = (ctx.sites, ctx.cache.reader(), ctx.step);
     let now = mem_time(cadence.due);
     // What a site is worth to it: the fresher of its own belief (weighed by its
     // confidence) and the shared cache's value.
-    let worth = |site: SiteId| site_worth(memory, cache, site, (now, step), half_life);
+    let worth = |site: SiteId| site_worth(memory, &cache, site, (now, step), half_life);
     let score = |site: SiteId| {
         let value = worth(site)?;
         let s = sites.get(site)?;

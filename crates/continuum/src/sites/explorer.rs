@@ -31,7 +31,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
         intent,
         rng,
     } = me;
-    let (sites, cache, step) = (ctx.sites, ctx.cache, ctx.step);
+    let (sites, cache, step) = (ctx.sites, ctx.cache.reader(), ctx.step);
     // Publish the nearest site in view that nobody has published (as far as
     // the shared cache knows) and it has not reported itself.
     let report = perception.sites().iter().copied().find(|&site| {
@@ -100,8 +100,9 @@ fn explored_ground(
     };
     let (id, now) = me;
     let fresh_for = secs_to_sim(f64::from(params.explored_for)).max(1);
+    let reader = cache.reader();
     let freshness = |cell: u32| {
-        cache
+        reader
             .read(SharedKey::Ground(cell), step)
             .map_or(0.0, |mark| {
                 1.0 - now.saturating_sub(mark.at).min(fresh_for) as f32 / fresh_for as f32

@@ -245,7 +245,8 @@ pub(super) fn think(
             let now = mem_time(cadence.due);
             // What a site is worth to it: the fresher of its own belief
             // (weighed by its confidence) and the shared cache's value.
-            let worth = |site: SiteId| site_worth(memory, cache, site, (now, step), half_life);
+            let cache = cache.reader();
+            let worth = |site: SiteId| site_worth(memory, &cache, site, (now, step), half_life);
             let worth_it = |site: SiteId| worth(site).is_some_and(|v| v >= params.min_estimate);
             let mut route = route;
             while let Some(next) = route.next()
