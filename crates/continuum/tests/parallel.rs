@@ -15,7 +15,9 @@ use bevy_tasks::{ComputeTaskPool, TaskPoolBuilder};
 use continuum::action::ResolverDiagnostics;
 use continuum::agent::{Cadence, PriorityRates};
 use continuum::memory::SharedCache;
-use continuum::parallel::{BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into};
+use continuum::parallel::{
+    BatchTuner, ThreadLoad, for_each_chunk, for_each_due_into, for_each_run,
+};
 use continuum::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg32;
@@ -68,8 +70,22 @@ fn thousands_of_random_passes_reach_every_item_exactly_once() {
         drive(load, &mut rng);
         let len = size(&mut rng);
         items.clear();
-        items.resize(len, 0u32);
-        for_each_chunk(&mut items, load, |x| *x += 1);
+        if pass % 2 == 0 {
+            items.resize(len, 0u32);
+            for_each_chunk(&mut items, load, |x| *x += 1);
+        } else {
+            // Each item holds its place: a run is a stretch of the items
+            // when its places count up one by one.
+            items.extend(0..len as u32);
+            for_each_run(&mut items, load, |run| {
+                let first = run.first().copied().unwrap_or(0);
+                for (k, x) in run.iter_mut().enumerate() {
+                    assert_eq!(*x, first + k as u32, "a run is not a stretch of the items");
+                }
+                run.fill(0);
+            });
+            items.iter_mut().for_each(|x| *x += 1);
+        }
         if let Some(i) = items.iter().position(|&x| x != 1) {
             panic!(
                 "pass {pass}: item {i} of {len} ran {} times on {} threads",

@@ -390,11 +390,22 @@ pub fn for_each_chunk<T: Send>(
     load: &ThreadLoad,
     f: impl Fn(&mut T) + Send + Sync,
 ) {
+    for_each_run(items, load, |run| run.iter_mut().for_each(&f));
+}
+
+/// Like [`for_each_chunk`], but `f` gets a run of consecutive elements at a
+/// time (the whole of `items`, or each chunk a thread claims): a loop over the
+/// run can look ahead, to prefetch what a later element will touch.
+pub fn for_each_run<T: Send>(
+    items: &mut [T],
+    load: &ThreadLoad,
+    f: impl Fn(&mut [T]) + Send + Sync,
+) {
     let threads = load.threads();
     let shared = load.share_all || (load.workers_awake() && items.len() >= MIN_SHARED_ITEMS);
     if threads <= 1 || !shared {
         let _timer = BusyTimer::start(load);
-        items.iter_mut().for_each(f);
+        f(items);
         return;
     }
     let chunks = Chunks::new(items.len(), threads, load.least_chunk(UNMEASURED_CHUNK));
@@ -404,7 +415,7 @@ pub fn for_each_chunk<T: Send>(
         move |range: Range<usize>| {
             // SAFETY: `claim` never hands out overlapping ranges, and `items`
             // is borrowed until every task is done.
-            unsafe { shared.chunk(range) }.iter_mut().for_each(f);
+            f(unsafe { shared.chunk(range) });
         }
     });
 }
