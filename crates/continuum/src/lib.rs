@@ -54,6 +54,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod parallel;
 pub mod phases;
+mod prefetch;
 pub mod process;
 pub mod scenario;
 pub mod sites;

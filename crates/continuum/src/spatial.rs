@@ -441,18 +441,19 @@ impl<T: Copy + Default> CellGrid<T> {
     #[inline(always)]
     pub fn prefetch(&self, cell: u32) {
         if let Some(c) = self.cells.get(cell as usize) {
-            let first = std::ptr::from_ref(c).cast::<i8>();
-            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every
-            // x86-64 processor; a prefetch reads and writes nothing, and both
-            // addresses are within the live cell.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(first);
-                _mm_prefetch::<_MM_HINT_T0>(first.add(size_of::<Cell<T>>() - 1));
+            crate::prefetch::prefetch(c);
+        }
+    }
+
+    /// Asks for the cells that [`for_each_within`](Self::for_each_within)
+    /// of `center` and `radius` reads (up to four lines a row), so that a
+    /// caller with other work to do first finds them cached.
+    #[inline]
+    pub fn prefetch_around(&self, center: Vec2, radius: f32) {
+        for (first, last) in self.geometry.rows_around(center, radius) {
+            if let Some(row) = self.cells.get(first as usize..=last as usize) {
+                crate::prefetch::prefetch_slice(row, 4);
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = first;
         }
     }
 

@@ -87,6 +87,11 @@ pub fn perceive(
         let allowance = work_allowance(share, active, shedding.scale(agent.shed_class()));
         let mut view = perception.cleared();
         let radius = body.perception_radius;
+        if body.senses_agents {
+            // The agents' cells are read after the sites': asked for now,
+            // their misses overlap the sites'.
+            index.0.prefetch_around(pos.0, radius);
+        }
         let capacity = view.capacity();
         // Nearest first, ties by id; distances kept alongside while sorting.
         let mut nearest_sites = ArrayVec::<(f32, SiteId), WORKING_MAX>::new();

@@ -400,18 +400,7 @@ impl SharedCache {
             return;
         };
         if !self.sets.is_empty() {
-            let set = &self.sets[self.set_of(ordinal)];
-            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86-64
-            // processor; a prefetch is a hint that reads and writes nothing,
-            // and the address is a live set's.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    std::ptr::from_ref(set).cast::<i8>(),
-                );
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = set;
+            crate::prefetch::prefetch(&self.sets[self.set_of(ordinal)]);
         }
     }
 

@@ -7,7 +7,7 @@ use arrayvec::ArrayVec;
 use bevy_ecs::prelude::*;
 use bevy_math::Vec2;
 
-use super::context::{ThinkContext, Thinker};
+use super::context::{ThinkContext, Thinker, prefetch_sites};
 use super::params::ExplorerParams;
 use crate::action::{ActionKind, Feedback, InformedAgents, PlannedAction, Target};
 use crate::agent::*;
@@ -32,6 +32,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
         rng,
     } = me;
     let (sites, cache, step) = (ctx.sites, ctx.cache.reader(), ctx.step);
+    prefetch_sites(ctx, perception.sites().iter().copied());
     // Publish the nearest site in view that nobody has published (as far as
     // the shared cache knows) and it has not reported itself.
     let report = perception.sites().iter().copied().find(|&site| {
