@@ -148,6 +148,13 @@ const TABLE: &[(&str, usize, usize, &str, &str)] = &[
         "expected at least 1 fair share, got 0.5",
     ),
     (
+        "overload-quantile-above-one",
+        5,
+        35,
+        "monitor.overload.measure",
+        "with q in (0, 1], got Quantile(1.5)",
+    ),
+    (
         "think-max-in-flight-zero",
         5,
         28,

@@ -10,7 +10,9 @@ use bevy_ecs::prelude::*;
 use bevy_time::TimeUpdateStrategy;
 use continuum::agent::{Cadence, PriorityRates, ScheduleStats};
 use continuum::memory::MemoryPlan;
-use continuum::monitor::{BudgetLog, LEVELS, LoadShedding, RebalanceDiagnostics, ResourceStats};
+use continuum::monitor::{
+    BudgetLog, LEVELS, LoadMeasure, LoadShedding, RebalanceDiagnostics, ResourceStats,
+};
 use continuum::prelude::*;
 
 #[test]
@@ -190,6 +192,56 @@ fn a_heavy_overload_is_shed_at_once_as_deep_as_the_ticks_say() {
         100,
         "10 high-priority agents keep 10 Hz each"
     );
+}
+
+/// Quick steps with a slow one in every 25 (half the real time allowed a
+/// step, and three times it): their mean, 0.6, is under the line and the
+/// monitor holds; their 0.99 quantile, 3.0, is far over it and it sheds.
+#[test]
+fn a_quantile_sheds_for_the_slow_steps_that_the_mean_holds_through() {
+    for (measure, sheds) in [
+        (LoadMeasure::Mean, false),
+        (LoadMeasure::Quantile(0.99), true),
+    ] {
+        let mut scenario = common::three_priorities();
+        scenario.monitor.overload.measure = measure;
+        let mut sim = under_fake_load(scenario);
+        {
+            let mut fake = sim.world_mut().resource_mut::<common::FakeBusy>();
+            fake.per_step = STEP_NS / 2;
+            fake.spike = STEP_NS * 3;
+            fake.spike_every = 25;
+        }
+        sim.run_for(2.05); // evaluations at 1 and 2 s
+        let stats = sim.world().resource::<ResourceStats>();
+        assert_eq!(
+            stats.overload.level > 0,
+            sheds,
+            "{measure:?}: level {}",
+            stats.overload.level
+        );
+        if sheds {
+            assert!(
+                (stats.load - 3.0).abs() < 1e-9,
+                "the load measured: {}",
+                stats.load
+            );
+            let log = sim.world().resource::<BudgetLog>();
+            let shed = log.recent.front().unwrap();
+            assert!(
+                shed.why
+                    .starts_with("0.990 of the steps took at most 300 %"),
+                "{}",
+                shed.why
+            );
+        } else {
+            assert!(
+                (stats.load - 0.6).abs() < 0.01,
+                "the load measured: {}",
+                stats.load
+            );
+        }
+    }
 }
 
 /// `count` background agents of an idle kind at 10 Hz on a 100 Hz step.

@@ -242,6 +242,45 @@ pub struct OverloadRules {
     pub restore_below: f64,
     /// Calm evaluations in a row before one level is restored.
     pub restore_after: u32,
+    /// What an evaluation measures of the steps since the one before.
+    pub measure: LoadMeasure,
+}
+
+/// What an overload evaluation measures of the steps since the one before,
+/// as a share of the real time allowed a step: the load that
+/// [`OverloadRules::shed_above`] and [`OverloadRules::restore_below`] bound.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub enum LoadMeasure {
+    /// Their mean time: shedding holds the average step under the line, and
+    /// a step now and then may take longer than the real time allowed it.
+    #[default]
+    Mean,
+    /// The time that this share of them stayed within (`Quantile(0.99)`:
+    /// all but the slowest step in a hundred): shedding holds the slow steps
+    /// under the line, for runs whose steps must (nearly) all keep up. It
+    /// sheds deeper than the mean would, and restores later.
+    Quantile(f64),
+}
+
+impl LoadMeasure {
+    /// The measure of `steps` (their times, in any order; reordered).
+    pub fn of(self, steps: &mut [u64]) -> Option<f64> {
+        if steps.is_empty() {
+            return None;
+        }
+        match self {
+            LoadMeasure::Mean => {
+                Some(steps.iter().map(|&ns| ns as f64).sum::<f64>() / steps.len() as f64)
+            }
+            LoadMeasure::Quantile(q) => {
+                // The smallest time that at least `q` of the steps stay within.
+                let rank = ((q.clamp(0.0, 1.0) * steps.len() as f64).ceil() as usize)
+                    .clamp(1, steps.len());
+                let (_, nth, _) = steps.select_nth_unstable(rank - 1);
+                Some(*nth as f64)
+            }
+        }
+    }
 }
 
 impl Default for OverloadRules {
@@ -252,6 +291,7 @@ impl Default for OverloadRules {
             shed_above: 0.9,
             restore_below: 0.6,
             restore_after: 3,
+            measure: LoadMeasure::Mean,
         }
     }
 }

@@ -58,7 +58,33 @@ struct OverloadClock {
     /// [`ScheduleStats::ticks_by_priority`] at the latest evaluation.
     ticks_at_last_eval: [u64; 3],
     samples_seen: u64,
+    /// The time of each step since the latest evaluation, in ns, for a
+    /// [`LoadMeasure::Quantile`]; and the busy time and steps counted so far.
+    window: Vec<u64>,
+    busy_seen: u64,
+    steps_seen: u64,
 }
+
+impl OverloadClock {
+    /// Takes in the steps run since the latest call: each one's time, from
+    /// the busy time they added (their mean, if more than one ran).
+    fn see_steps(&mut self, run: &RunStats, measure: LoadMeasure) {
+        let steps = run.steps.saturating_sub(self.steps_seen);
+        if steps > 0 && matches!(measure, LoadMeasure::Quantile(_)) {
+            let each = run.busy_ns.saturating_sub(self.busy_seen) / steps;
+            // At most a window's worth: a long pause between calls is one
+            // evaluation's steps, not more.
+            let room = MAX_WINDOW.saturating_sub(self.window.len());
+            self.window
+                .extend(std::iter::repeat_n(each, (steps as usize).min(room)));
+        }
+        self.busy_seen = run.busy_ns;
+        self.steps_seen = run.steps;
+    }
+}
+
+/// Most step times an evaluation's window keeps (a minute of 100 Hz steps).
+const MAX_WINDOW: usize = 6_000;
 
 impl Plugin for ResourceMonitorPlugin {
     fn build(&self, app: &mut App) {
@@ -454,32 +480,43 @@ fn shed_load(
         clock.busy_at_last_eval = run.busy_ns;
         clock.steps_at_last_eval = run.steps;
         clock.ticks_at_last_eval = ticks_now;
+        clock.busy_seen = run.busy_ns;
+        clock.steps_seen = run.steps;
+        clock.window.clear();
         return;
     };
+    clock.see_steps(&run, rules.measure);
     let elapsed = now.saturating_sub(last).as_secs_f64();
     let steps = run.steps - clock.steps_at_last_eval;
     if elapsed < rules.evaluate_every * EARLY_SHARE || steps == 0 {
         return;
     }
     // The load is what a step costs over what real time allows it: the mean step
-    // time over the step's share of real time. (Busy time alone would read 100 %
-    // while the loop catches up after a slow spell.)
+    // time (or the rules' quantile of the steps' times) over the step's share
+    // of real time. (Busy time alone would read 100 % while the loop catches
+    // up after a slow spell.)
     let mean_step_ns = (run.busy_ns - clock.busy_at_last_eval) as f64 / steps as f64;
     let speed = virt.map_or(1.0, |v| v.relative_speed_f64()).max(1e-9);
     let allowed_ns = sim.step_ns() as f64 / speed;
-    let load = mean_step_ns / allowed_ns;
     // A heavy overload is acted on early: every second at five times the real
-    // time allowed loses most of a second.
-    let early = steps >= EARLY_STEPS && load > 2.0 * rules.shed_above;
+    // time allowed loses most of a second. Only the mean says so: a slow step
+    // or two among the first few is not an overload.
+    let early = steps >= EARLY_STEPS && mean_step_ns / allowed_ns > 2.0 * rules.shed_above;
     if elapsed < rules.evaluate_every && !early {
         return;
     }
+    let step_ns = match rules.measure {
+        LoadMeasure::Mean => mean_step_ns,
+        measure => measure.of(&mut clock.window).unwrap_or(mean_step_ns),
+    };
+    let load = step_ns / allowed_ns;
     let ticks: [u64; 3] =
         std::array::from_fn(|c| ticks_now[c].saturating_sub(clock.ticks_at_last_eval[c]));
     clock.last_eval = Some(now);
     clock.busy_at_last_eval = run.busy_ns;
     clock.steps_at_last_eval = run.steps;
     clock.ticks_at_last_eval = ticks_now;
+    clock.window.clear();
     stats.load = load;
     let from = stats.overload.level;
     let (state, decision) = decide_overload(stats.overload, load, ticks, rules);
@@ -501,8 +538,12 @@ fn shed_load(
         Decision::Shed => (
             "shed",
             format!(
-                "steps took {:.0} % of the real time allowed them (above {:.0} %); \
+                "{} {:.0} % of the real time allowed them (above {:.0} %); \
                  estimated at level {}: {:.0} %",
+                match rules.measure {
+                    LoadMeasure::Mean => "steps took".to_string(),
+                    LoadMeasure::Quantile(q) => format!("{:.3} of the steps took at most", q),
+                },
                 load * 100.0,
                 rules.shed_above * 100.0,
                 state.level,

@@ -315,3 +315,30 @@ fn only_agents_at_boost_at_fair_shares_are_boosted() {
             .priority_boost
     );
 }
+
+#[test]
+fn a_quantile_measures_the_slow_steps_the_mean_averages_away() {
+    // 98 steps of 4 ms and two of 30: a mean of 4.5 ms.
+    let mut steps: Vec<u64> = (0..100)
+        .map(|i| if i % 50 == 7 { 30_000_000 } else { 4_000_000 })
+        .collect();
+    assert_eq!(LoadMeasure::Mean.of(&mut steps), Some(4_520_000.0));
+    // All but the slowest in a hundred: the second slowest step.
+    assert_eq!(
+        LoadMeasure::Quantile(0.99).of(&mut steps),
+        Some(30_000_000.0)
+    );
+    assert_eq!(
+        LoadMeasure::Quantile(0.98).of(&mut steps),
+        Some(4_000_000.0)
+    );
+    assert_eq!(
+        LoadMeasure::Quantile(1.0).of(&mut steps),
+        Some(30_000_000.0)
+    );
+    // The slowest step of a few, and nothing of none.
+    assert_eq!(LoadMeasure::Quantile(0.99).of(&mut [1, 9, 3]), Some(9.0));
+    assert_eq!(LoadMeasure::Quantile(0.5).of(&mut [1, 9, 3, 7]), Some(3.0));
+    assert_eq!(LoadMeasure::Quantile(0.99).of(&mut []), None);
+    assert_eq!(LoadMeasure::Mean.of(&mut []), None);
+}

@@ -46,7 +46,7 @@ use crate::memory::{
     INTERMEDIATE_MAX, LONG_TERM_MAX, MemoryBudget, MemorySettings, SHORT_TERM_MAX, TierCaps,
     WORKING_MAX,
 };
-use crate::monitor::MonitorSettings;
+use crate::monitor::{LoadMeasure, MonitorSettings};
 use crate::spatial::{CellGrid, GridGeometry};
 use crate::think::{MAX_IN_FLIGHT, ThinkSettings};
 use crate::world::WorldSettings;
@@ -833,6 +833,11 @@ impl Scenario {
                 v.check(o.restore_after >= 1, "restore_after", || {
                     "expected at least 1 evaluation".into()
                 });
+                if let LoadMeasure::Quantile(q) = o.measure {
+                    v.check(q > 0.0 && q <= 1.0, "measure", || {
+                        format!("expected Mean or Quantile(q) with q in (0, 1], got Quantile({q})")
+                    });
+                }
             });
         });
         v.field("memory", |v| {

@@ -91,11 +91,17 @@ pub fn three_priorities() -> Scenario {
 #[derive(Resource, Default)]
 pub struct FakeBusy {
     pub per_step: u64,
+    /// One step in every `spike_every` (none while 0) takes `spike` instead.
+    pub spike: u64,
+    pub spike_every: u64,
+    steps: u64,
     total: u64,
 }
 
 fn fake_busy(mut fake: ResMut<FakeBusy>, mut stats: ResMut<RunStats>) {
-    fake.total += fake.per_step;
+    fake.steps += 1;
+    let spiked = fake.spike_every > 0 && fake.steps.is_multiple_of(fake.spike_every);
+    fake.total += if spiked { fake.spike } else { fake.per_step };
     stats.busy_ns = fake.total;
 }
 
