@@ -10,18 +10,24 @@
 /// nothing, and costs an instruction or two where the lines are cached.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
-    let first = std::ptr::from_ref(value).cast::<i8>();
+    let first = std::ptr::from_ref(value).cast::<u8>();
+    line(first);
+    line(first.wrapping_add(size_of::<T>().saturating_sub(1)));
+}
+
+/// Asks for the line of `address`. Any address will do: a prefetch reads
+/// and writes nothing, and never faults.
+#[inline(always)]
+fn line(address: *const u8) {
     // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86-64
-    // processor; a prefetch reads and writes nothing, and both addresses lie
-    // within `value` (a zero-sized value asks for its own address twice).
+    // processor, and a prefetch touches no memory the program can see.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(first);
-        _mm_prefetch::<_MM_HINT_T0>(first.add(size_of::<T>().saturating_sub(1)));
+        _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = first;
+    let _ = address;
 }
 
 /// Asks for the lines of `values`, at most `most` of them from its start.
@@ -29,8 +35,7 @@ pub(crate) fn prefetch<T>(value: &T) {
 pub(crate) fn prefetch_slice<T>(values: &[T], most: usize) {
     let start = values.as_ptr().cast::<u8>();
     for offset in line_offsets(start as usize, size_of_val(values), most) {
-        // SAFETY: `line_offsets` gives offsets within `values`' bytes.
-        prefetch(unsafe { &*start.add(offset) });
+        line(start.wrapping_add(offset));
     }
 }
 
