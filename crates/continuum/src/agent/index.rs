@@ -114,9 +114,9 @@ pub(super) struct Relocation {
 /// ones still in their cell move their own entries there (in parallel, reading
 /// only the notes, which keeps the index's cache misses apart from the ECS's);
 /// the few that change cells are then moved in the due order. The last two
-/// ask for each cell [`PREFETCH_AHEAD`] agents before they reach it. Agents of kinds
-/// the index does not keep ([`IndexedKinds`]) are passed over; with none due
-/// of the kinds it keeps, nothing is read.
+/// ask for each cell [`PREFETCH_AHEAD`] agents before they reach it. Agents
+/// of kinds the index does not keep ([`IndexedKinds`]) are passed over; with
+/// none due of the kinds it keeps, nothing is read.
 pub(super) fn index_moved_agents(
     mut tuner: Local<BatchTuner>,
     mut moves: Local<Vec<Option<Relocation>>>,
