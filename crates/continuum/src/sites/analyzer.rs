@@ -3,7 +3,7 @@
 
 use bevy_ecs::prelude::*;
 
-use super::context::{ThinkContext, Thinker, prefetch_sites, pursue};
+use super::context::{ThinkContext, Thinker, candidate_sites, prefetch_sites, pursue};
 use super::params::AnalyzerParams;
 use crate::action::{ActionKind, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
@@ -44,13 +44,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &AnalyzerParams, me: Thinker) {
                 .is_none_or(|f| f.value.is_nan() || now.saturating_sub(f.at) > stale)
     };
     let board = sites.board(ctx.map.region_of(pos.0));
-    let candidates = || {
-        memory
-            .facts()
-            .map(|f| f.site)
-            .chain(perception.sites().iter().copied())
-            .chain(board.discovered().iter().copied())
-    };
+    let candidates = || candidate_sites(memory, perception, board);
     prefetch_sites(ctx, intent.goal().into_iter().chain(candidates()));
     let goal = intent.goal().filter(|&g| needs_assessment(g)).or_else(|| {
         candidates()

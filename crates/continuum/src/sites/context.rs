@@ -8,7 +8,7 @@ use crate::action::{ActionKind, PlannedAction, Target};
 use crate::agent::*;
 use crate::behaviour::{Intent, Movement, wander};
 use crate::memory::{CacheReader, Memory, Perception, Publication, SharedCache, mem_time};
-use crate::world::{Site, SiteId, Sites, WorldMap};
+use crate::world::{Board, Site, SiteId, Sites, WorldMap};
 
 /// What the sites model's kinds read besides the agent itself.
 pub(super) struct ThinkContext<'a> {
@@ -68,6 +68,21 @@ pub(super) fn pursue(
 /// enough to `target` to act on it.
 fn within_reach(pos: Vec2, target: Vec2, reach: f32) -> bool {
     pos.distance_squared(target) <= reach * reach
+}
+
+/// The sites a thinker weighs for its goal: those it remembers, those in
+/// view, and those its region's board lists as found lately (a site may come
+/// more than once).
+pub(super) fn candidate_sites<'a>(
+    memory: &'a Memory,
+    perception: &'a Perception,
+    board: &'a Board,
+) -> impl Iterator<Item = SiteId> + 'a {
+    memory
+        .facts()
+        .map(|f| f.site)
+        .chain(perception.sites().iter().copied())
+        .chain(board.discovered().iter().copied())
 }
 
 /// Asks for the shared facts and the records of `sites` before a thinker

@@ -4,7 +4,7 @@
 
 use bevy_ecs::prelude::*;
 
-use super::context::{ThinkContext, Thinker, prefetch_sites, pursue, site_worth};
+use super::context::{ThinkContext, Thinker, candidate_sites, prefetch_sites, pursue, site_worth};
 use super::params::ControllerParams;
 use crate::action::{ActionKind, FailReason, Feedback, FeedbackResult, InformedAgents, Target};
 use crate::agent::*;
@@ -43,13 +43,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ControllerParams, half_life: f3
         (value >= params.min_estimate).then(|| value - params.travel_cost * s.pos.distance(pos.0))
     };
     let board = sites.board(ctx.map.region_of(pos.0));
-    let candidates = || {
-        memory
-            .facts()
-            .map(|f| f.site)
-            .chain(perception.sites().iter().copied())
-            .chain(board.discovered().iter().copied())
-    };
+    let candidates = || candidate_sites(memory, perception, board);
     prefetch_sites(ctx, candidates());
     let best = candidates()
         .filter_map(|s| score(s).map(|v| (v, s)))

@@ -14,7 +14,9 @@ use crate::agent::*;
 use crate::archetype::{Archetypes, KindParams};
 use crate::behaviour::{Intent, Movement, wander};
 use crate::clock::{SimClock, SimTime, secs_to_sim};
-use crate::memory::{Memory, Perception, Publication, REPORTED, SharedFact, SharedKey, mem_time};
+use crate::memory::{
+    CacheReader, Memory, Perception, Publication, REPORTED, SharedFact, SharedKey, mem_time,
+};
 use crate::parallel::{BatchTuner, ThreadLoad, for_each_due};
 
 /// An explorer's decision: publish the nearest site in view nobody has
@@ -61,7 +63,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
     // explorer's tick), and then turns it as much as every tick would have.
     if (cadence.ticks.wrapping_add(id.0 as u32)) % LOOK_EVERY == 0 {
         let me = (id, cadence.due);
-        push += explored_ground(ctx, params, me, pos.0, perception)
+        push += explored_ground(ctx, &cache, params, me, pos.0, perception)
             * (params.avoid_explored * LOOK_EVERY as f32);
     }
     velocity.0 = wander(
@@ -90,6 +92,7 @@ pub(super) fn think(ctx: &ThinkContext, params: &ExplorerParams, me: Thinker) {
 /// half of `explored_for` ago.
 fn explored_ground(
     ctx: &ThinkContext,
+    reader: &CacheReader,
     params: &ExplorerParams,
     me: (AgentId, SimTime),
     pos: Vec2,
@@ -101,7 +104,6 @@ fn explored_ground(
     };
     let (id, now) = me;
     let fresh_for = secs_to_sim(f64::from(params.explored_for)).max(1);
-    let reader = cache.reader();
     let freshness = |cell: u32| {
         reader
             .read(SharedKey::Ground(cell), step)
